@@ -1,0 +1,87 @@
+#include "absl/strings/string_view.h"
+#include "toolgate/client.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+namespace toolgate {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+}  // namespace
+
+absl::StatusOr<google::protobuf::Struct> ParseArgsJson(absl::string_view json) {
+  google::protobuf::Struct out;
+  const auto status =
+      google::protobuf::util::JsonStringToMessage(std::string(json), &out);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("args must be a JSON object: ", status.message().ToString()));
+  }
+  return out;
+}
+
+absl::string_view DecisionName(v1::Decision d) {
+  switch (d) {
+    case v1::DECISION_ALLOW:
+      return "ALLOW";
+    case v1::DECISION_DENY:
+      return "DENY";
+    case v1::DECISION_RATE_LIMITED:
+      return "RATE_LIMITED";
+    case v1::DECISION_REQUIRE_APPROVAL:
+      return "REQUIRE_APPROVAL";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+std::unique_ptr<Client> Client::Connect(const std::string& target) {
+  return std::make_unique<Client>(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+}
+
+Client::Client(std::shared_ptr<grpc::Channel> channel)
+    : channel_(std::move(channel)), stub_(v1::DecisionService::NewStub(channel_)) {}
+
+absl::StatusOr<v1::CheckResponse> Client::Check(const v1::CheckRequest& request,
+                                                absl::Duration timeout) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+  v1::CheckResponse response;
+  grpc::Status s = stub_->Check(&ctx, request, &response);
+  if (!s.ok()) return FromGrpc(s);
+  return response;
+}
+
+void Client::CheckAsync(const v1::CheckRequest& request, absl::Duration timeout,
+                        std::function<void(absl::StatusOr<v1::CheckResponse>)> done) {
+  struct State {
+    grpc::ClientContext ctx;
+    v1::CheckRequest request;
+    v1::CheckResponse response;
+    std::function<void(absl::StatusOr<v1::CheckResponse>)> done;
+  };
+  auto* state = new State();
+  state->done = std::move(done);
+  state->request = request;
+  state->ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+  stub_->async()->Check(&state->ctx, &state->request, &state->response, [state](grpc::Status s) {
+    std::unique_ptr<State> owned(state);
+    if (s.ok()) {
+      owned->done(std::move(owned->response));
+    } else {
+      owned->done(FromGrpc(s));
+    }
+  });
+}
+
+}  // namespace toolgate

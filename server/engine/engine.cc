@@ -1,0 +1,139 @@
+#include "absl/strings/string_view.h"
+#include "server/engine/engine.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "server/policy/duration.h"
+
+namespace toolgate {
+namespace {
+
+void SetDuration(int64_t millis, google::protobuf::Duration* d) {
+  d->set_seconds(millis / 1000);
+  d->set_nanos(static_cast<int32_t>((millis % 1000) * 1'000'000));
+}
+
+std::string DefaultReason(const ToolRule& rule, absl::string_view tool) {
+  const bool is_default = rule.rule_id == "default";
+  switch (rule.action) {
+    case Action::kDeny:
+      return is_default
+                 ? absl::StrCat("tool \"", tool, "\" is not allowed by the policy")
+                 : absl::StrCat("tool \"", tool, "\" is denied by policy entry ", rule.rule_id);
+    case Action::kRequireApproval:
+      return is_default ? absl::StrCat("tool \"", tool,
+                                       "\" is not listed in the policy and needs approval")
+                        : absl::StrCat("tool \"", tool, "\" needs approval (policy entry ",
+                                       rule.rule_id, ")");
+    case Action::kAllow:
+      return "";
+  }
+  return "";
+}
+
+}  // namespace
+
+Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
+                            v1::CheckResponse* resp) const {
+  Evaluation eval;
+  const ToolRule& rule = policy.Find(req.tool());
+  eval.rule = &rule;
+  resp->set_rule(rule.rule_id);
+  resp->set_policy_version(policy.revision());
+
+  if (rule.action == Action::kDeny) {
+    resp->set_decision(v1::DECISION_DENY);
+    resp->set_reason(rule.reason.empty() ? DefaultReason(rule, req.tool()) : rule.reason);
+    eval.final = true;
+    return eval;
+  }
+  if (rule.args != nullptr) {
+    std::vector<SchemaViolation> violations;
+    if (!rule.args->Validate(req.args(), &violations)) {
+      resp->set_decision(v1::DECISION_DENY);
+      std::string reason =
+          absl::StrCat("arguments of \"", req.tool(), "\" violate ", rule.rule_id, ".args: ",
+                       violations[0].path.empty() ? "(arguments)" : violations[0].path, " ",
+                       violations[0].message);
+      if (violations.size() > 1) absl::StrAppend(&reason, " (and ", violations.size() - 1, " more)");
+      resp->set_reason(std::move(reason));
+      for (SchemaViolation& v : violations) {
+        v1::Violation* out = resp->add_violations();
+        out->set_path(std::move(v.path));
+        out->set_message(std::move(v.message));
+      }
+      eval.final = true;
+      return eval;
+    }
+  }
+  if (rule.action == Action::kRequireApproval) {
+    resp->set_decision(v1::DECISION_REQUIRE_APPROVAL);
+    resp->set_reason(rule.reason.empty() ? DefaultReason(rule, req.tool()) : rule.reason);
+    eval.final = true;
+    return eval;
+  }
+  if (rule.limits.empty()) {
+    resp->set_decision(v1::DECISION_ALLOW);
+    resp->set_reason(rule.reason);
+    eval.final = true;
+    return eval;
+  }
+  eval.checks.reserve(rule.limits.size());
+  for (const LimitSpec& spec : rule.limits) {
+    LimitCheck& c = eval.checks.emplace_back();
+    c.key = CounterKey(spec, req.grant(), req.session());
+    c.algorithm = spec.algorithm;
+    c.window_ms = spec.window_ms;
+    c.max = spec.max;
+    c.burst = spec.burst;
+  }
+  return eval;
+}
+
+void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult>& result,
+                      v1::CheckResponse* resp) const {
+  const ToolRule& rule = *eval.rule;
+  if (!result.ok() || result->outcomes.size() != rule.limits.size()) {
+    const std::string why =
+        result.ok() ? std::string("malformed answer") : std::string(result.status().message());
+    if (failure_mode_ == FailureMode::kOpen) {
+      resp->set_decision(v1::DECISION_ALLOW);
+      resp->set_reason(absl::StrCat("counter store failed (", why,
+                                    "); allowed without limits by failure mode open"));
+    } else {
+      resp->set_decision(v1::DECISION_DENY);
+      resp->set_reason(absl::StrCat("counter store failed (", why,
+                                    "); denied by failure mode closed"));
+    }
+    return;
+  }
+  int64_t retry_after = 0;
+  const LimitSpec* first_full = nullptr;
+  for (size_t i = 0; i < rule.limits.size(); ++i) {
+    const LimitSpec& spec = rule.limits[i];
+    const LimitOutcome& o = result->outcomes[i];
+    v1::LimitStatus* st = resp->add_limits();
+    st->set_counter(spec.counter);
+    st->set_scope(std::string(ScopeName(spec.scope)));
+    st->set_max(spec.algorithm == Algorithm::kTokenBucket ? spec.burst : spec.max);
+    st->set_remaining(o.remaining);
+    SetDuration(o.reset_after_ms, st->mutable_reset_after());
+    if (!o.has_room) {
+      if (first_full == nullptr) first_full = &spec;
+      retry_after = std::max(retry_after, o.retry_after_ms);
+    }
+  }
+  if (result->admitted) {
+    resp->set_decision(v1::DECISION_ALLOW);
+    resp->set_reason(rule.reason);
+    return;
+  }
+  resp->set_decision(v1::DECISION_RATE_LIMITED);
+  retry_after = std::max<int64_t>(retry_after, 1);
+  SetDuration(retry_after, resp->mutable_retry_after());
+  resp->set_reason(absl::StrCat("rate limit reached: counter \"", first_full->counter, "\" allows ",
+                                first_full->Describe(), "; retry in ", FormatMillis(retry_after)));
+}
+
+}  // namespace toolgate

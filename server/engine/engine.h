@@ -1,0 +1,49 @@
+// The decision engine: policy + request (+ counter results) -> decision.
+//
+// Pure: no I/O, no clock, no randomness. A check runs in two steps:
+//   1. Evaluate() finds the entry, applies its action and validates the
+//      arguments. If that decides the call, the response is final; otherwise
+//      it lists the limits the call must pass.
+//   2. After the counter store answered, Complete() turns its result into
+//      ALLOW or RATE_LIMITED (or the failure mode's decision on a store error).
+#ifndef TOOLGATE_SERVER_ENGINE_ENGINE_H_
+#define TOOLGATE_SERVER_ENGINE_ENGINE_H_
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/policy/policy.h"
+#include "server/store/counter_store.h"
+#include "toolgate/v1/decision.pb.h"
+
+namespace toolgate {
+
+// What to decide when the counter store cannot answer.
+enum class FailureMode { kClosed, kOpen };
+
+struct Evaluation {
+  const ToolRule* rule = nullptr;  // The deciding entry (owned by the policy).
+  bool final = false;              // The response is complete; no limits to check.
+  std::vector<LimitCheck> checks;  // When !final: the limits to acquire.
+};
+
+class Engine {
+ public:
+  explicit Engine(FailureMode failure_mode = FailureMode::kClosed) : failure_mode_(failure_mode) {}
+
+  // Step 1. Fills decision, reason, rule, policy_version and violations of
+  // `resp` when the call is decided without counters.
+  Evaluation Evaluate(const Policy& policy, const v1::CheckRequest& req,
+                      v1::CheckResponse* resp) const;
+
+  // Step 2, for an Evaluation that is not final.
+  void Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult>& result,
+                v1::CheckResponse* resp) const;
+
+ private:
+  FailureMode failure_mode_;
+};
+
+}  // namespace toolgate
+
+#endif  // TOOLGATE_SERVER_ENGINE_ENGINE_H_

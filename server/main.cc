@@ -1,0 +1,113 @@
+// toolgated: the toolgate policy decision server.
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "server/common/flags.h"
+#include "server/common/log.h"
+#include "server/service/server.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "toolgated: the toolgate policy decision server.\n"
+    "\n"
+    "Answers toolgate.v1.DecisionService/Check for every tool call an agent\n"
+    "makes: allow, deny, rate-limited or require-approval, by the policy.\n"
+    "\n"
+    "Usage: toolgated [--listen HOST:PORT] [--policy PATH] [flags]\n"
+    "\n"
+    "Signals: SIGHUP reloads the policy (an invalid one is rejected and the\n"
+    "current revision keeps serving); SIGTERM and SIGINT stop accepting calls,\n"
+    "let in-flight calls finish within --shutdown-grace, and exit 0.\n"
+    "\n"
+    "Exit codes: 0 after a clean shutdown, 1 when the policy is invalid or the\n"
+    "address cannot be bound, 2 for bad flags.";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  toolgate::ServerConfig config;
+  int64_t max_args_bytes = static_cast<int64_t>(config.args_limits.max_bytes);
+  int64_t max_args_depth = config.args_limits.max_depth;
+
+  toolgate::FlagSet flags(kUsage, "TOOLGATE_");
+  flags.String("listen", &config.listen, "Address to serve gRPC on, HOST:PORT (port 0 picks a free one).");
+  flags.String("policy", &config.policy_path,
+               "Policy file (YAML or JSON) or directory of policy files. When empty, the example "
+               "policy compiled into the binary is used.");
+  flags.Int("max-args-bytes", &max_args_bytes, 1, 16 << 20,
+            "Largest serialized args accepted; larger calls get INVALID_ARGUMENT.");
+  flags.Int("max-args-depth", &max_args_depth, 1, 256,
+            "Deepest nesting of args accepted (the args object is 1); deeper calls get "
+            "INVALID_ARGUMENT.");
+  flags.Int("keep-revisions", &config.keep_revisions, 1, 100,
+            "Policy revisions kept loaded for requests that pin policy_version.");
+  flags.Duration("shutdown-grace", &config.shutdown_grace_ms,
+                 "On SIGTERM, how long in-flight calls may take to finish.");
+
+  std::vector<std::string> args(argv + 1, argv + argc);
+  absl::StatusOr<std::vector<std::string>> positional = flags.Parse(args);
+  if (!positional.ok()) {
+    std::cerr << "toolgated: " << positional.status().message()
+              << "\nRun 'toolgated --help' for the list of flags.\n";
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (!positional->empty()) {
+    std::cerr << "toolgated: unexpected argument \"" << positional->front()
+              << "\"\nRun 'toolgated --help' for the list of flags.\n";
+    return 2;
+  }
+  config.args_limits.max_bytes = static_cast<size_t>(max_args_bytes);
+  config.args_limits.max_depth = static_cast<int>(max_args_depth);
+
+  // Signals are taken synchronously by this thread; block them before any
+  // other thread exists so that every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (config.policy_path.empty()) {
+    toolgate::LogWarning("no --policy given: serving the example policy compiled into the binary");
+  }
+  absl::StatusOr<std::unique_ptr<toolgate::ToolgateServer>> server =
+      toolgate::ToolgateServer::Start(config);
+  if (!server.ok()) {
+    std::cerr << "toolgated: cannot start:\n" << server.status().message() << "\n";
+    return 1;
+  }
+  const auto& policy = *(*server)->policies().active();
+  toolgate::LogInfo("toolgated listening on ", (*server)->address(), " with policy revision ",
+                    policy.revision(), " (", policy.exact_count(), " exact entries, ",
+                    policy.glob_count(), " globs; counters in process)");
+
+  while (true) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      if (absl::Status s = (*server)->Reload(); !s.ok()) {
+        toolgate::LogError("policy reload rejected; revision ",
+                           (*server)->policies().active()->revision(), " keeps serving:\n",
+                           s.message());
+      } else {
+        toolgate::LogInfo("policy reloaded: revision ", (*server)->policies().active()->revision());
+      }
+      continue;
+    }
+    toolgate::LogInfo("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                      ": draining in-flight calls");
+    (*server)->Shutdown();
+    toolgate::LogInfo("stopped");
+    return 0;
+  }
+}

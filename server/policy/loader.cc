@@ -1,0 +1,188 @@
+#include "server/policy/loader.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "server/policy/diagnostics.h"
+#include "server/policy/glob.h"
+#include "server/policy/parser.h"
+
+namespace toolgate {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kMaxPolicyFileBytes = 16 << 20;
+
+std::string Where(const std::string& file, const YAML::Mark& m) {
+  return absl::StrCat(file, ":", m.line + 1, ":", m.column + 1);
+}
+
+bool IsPolicyFileName(const std::string& name) {
+  return !name.empty() && name[0] != '.' &&
+         (absl::EndsWith(name, ".yaml") || absl::EndsWith(name, ".yml") ||
+          absl::EndsWith(name, ".json"));
+}
+
+absl::StatusOr<std::string> ReadFile(const fs::path& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat(path.string(), ": ", ec.message()));
+  if (size > kMaxPolicyFileBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), ": file is larger than 16 MiB"));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot open file"));
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+}  // namespace
+
+std::string ContentRevision(const std::vector<PolicySource>& sources) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  if (sources.size() == 1) {
+    EVP_DigestUpdate(ctx, sources[0].content.data(), sources[0].content.size());
+  } else {
+    const char nul = '\0';
+    for (const PolicySource& s : sources) {
+      const std::string base = fs::path(s.name).filename().string();
+      EVP_DigestUpdate(ctx, base.data(), base.size());
+      EVP_DigestUpdate(ctx, &nul, 1);
+      EVP_DigestUpdate(ctx, s.content.data(), s.content.size());
+      EVP_DigestUpdate(ctx, &nul, 1);
+    }
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, digest, &len);
+  EVP_MD_CTX_free(ctx);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (int i = 0; i < 6; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
+    const std::vector<PolicySource>& sources) {
+  if (sources.empty()) return absl::InvalidArgumentError("no policy documents to load");
+  Diagnostics all("");
+  std::vector<PolicyDocument> docs;
+  for (const PolicySource& src : sources) {
+    Diagnostics d(src.name);
+    if (auto doc = ParsePolicyDocument(src.content, d)) docs.push_back(std::move(*doc));
+    all.Append(d);
+  }
+  if (!all.ok()) return all.ToStatus();
+
+  // Checks that span the whole revision.
+  std::optional<std::string> revision;
+  std::string revision_at;
+  ToolRule default_rule;
+  default_rule.name = "default";
+  default_rule.rule_id = "default";
+  default_rule.action = Action::kDeny;
+  std::string default_at;
+  absl::flat_hash_map<std::string, std::string> tool_at;                   // name -> where
+  absl::flat_hash_map<std::string, std::pair<LimitSpec, std::string>> counters;  // counter -> def
+  std::vector<ToolRule> exact, globs;
+  int order = 0;
+  for (PolicyDocument& doc : docs) {
+    Diagnostics d(doc.file);
+    if (doc.revision) {
+      if (revision && *revision != *doc.revision) {
+        d.Error(doc.revision_mark, absl::StrCat("revision \"", *doc.revision, "\" differs from \"",
+                                                *revision, "\" set at ", revision_at));
+      } else if (!revision) {
+        revision = doc.revision;
+        revision_at = Where(doc.file, doc.revision_mark);
+      }
+    }
+    if (doc.default_action) {
+      if (!default_at.empty()) {
+        d.Error(doc.default_mark, absl::StrCat("default is already set at ", default_at));
+      } else {
+        default_rule.action = *doc.default_action;
+        default_at = Where(doc.file, doc.default_mark);
+      }
+    }
+    for (ParsedTool& t : doc.tools) {
+      const std::string here = Where(doc.file, t.mark);
+      auto [it, inserted] = tool_at.emplace(t.rule.name, here);
+      if (!inserted) {
+        d.Error(t.mark, absl::StrCat("tool \"", t.rule.name, "\" is already defined at ", it->second));
+        continue;
+      }
+      for (size_t i = 0; i < t.rule.limits.size(); ++i) {
+        const LimitSpec& spec = t.rule.limits[i];
+        const std::string limit_at = Where(doc.file, t.limit_marks[i]);
+        auto [cit, cinserted] = counters.emplace(spec.counter, std::make_pair(spec, limit_at));
+        if (!cinserted && !cit->second.first.SameDefinition(spec)) {
+          d.Error(t.limit_marks[i],
+                  absl::StrCat("counter \"", spec.counter, "\" is defined here as ", spec.Describe(),
+                               " but at ", cit->second.second, " as ",
+                               cit->second.first.Describe(),
+                               "; tools sharing a counter must define it the same way"));
+        }
+      }
+      t.rule.order = order++;
+      (IsGlob(t.rule.name) ? globs : exact).push_back(std::move(t.rule));
+    }
+    all.Append(d);
+  }
+  if (!all.ok()) return all.ToStatus();
+
+  std::vector<std::string> names;
+  names.reserve(sources.size());
+  for (const PolicySource& s : sources) names.push_back(s.name);
+  return std::make_shared<const Policy>(revision ? *revision : ContentRevision(sources),
+                                        std::move(names), std::move(default_rule),
+                                        std::move(exact), std::move(globs));
+}
+
+absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromPath(const std::string& path) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such file or directory"));
+  }
+  std::vector<PolicySource> sources;
+  if (fs::is_directory(st)) {
+    std::vector<fs::path> files;
+    for (const fs::directory_entry& e : fs::directory_iterator(path, ec)) {
+      const std::string name = e.path().filename().string();
+      if (IsPolicyFileName(name) && fs::is_regular_file(e.path(), ec)) files.push_back(e.path());
+    }
+    if (ec) return absl::InvalidArgumentError(absl::StrCat(path, ": ", ec.message()));
+    std::sort(files.begin(), files.end());
+    if (files.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": directory holds no *.yaml, *.yml or *.json policy file"));
+    }
+    for (const fs::path& f : files) {
+      auto content = ReadFile(f);
+      if (!content.ok()) return content.status();
+      sources.push_back({f.string(), std::move(*content)});
+    }
+  } else {
+    auto content = ReadFile(path);
+    if (!content.ok()) return content.status();
+    sources.push_back({path, std::move(*content)});
+  }
+  return LoadPolicyFromSources(sources);
+}
+
+}  // namespace toolgate

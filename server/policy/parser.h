@@ -1,0 +1,43 @@
+// Parses one policy document (YAML or JSON: yaml-cpp reads both) into its
+// parts, checking everything that can be checked within one document.
+//
+// Unknown keys and bad values are errors; every error is collected with the
+// file, line and column it refers to. Checks that span documents (duplicate
+// tools across files, counters defined differently by two tools) belong to the
+// loader.
+#ifndef TOOLGATE_SERVER_POLICY_PARSER_H_
+#define TOOLGATE_SERVER_POLICY_PARSER_H_
+
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "server/policy/diagnostics.h"
+#include "server/policy/policy.h"
+#include "yaml-cpp/yaml.h"
+
+namespace toolgate {
+
+struct ParsedTool {
+  ToolRule rule;
+  YAML::Mark mark;                      // Where the entry's name is.
+  std::vector<YAML::Mark> limit_marks;  // One per rule.limits element.
+};
+
+struct PolicyDocument {
+  std::string file;
+  std::optional<std::string> revision;
+  YAML::Mark revision_mark;
+  std::optional<Action> default_action;
+  YAML::Mark default_mark;
+  std::vector<ParsedTool> tools;
+};
+
+// Parses `text`; errors go to `diags` (whose file name locates them). Returns
+// a document only when there was no error.
+std::optional<PolicyDocument> ParsePolicyDocument(absl::string_view text, Diagnostics& diags);
+
+}  // namespace toolgate
+
+#endif  // TOOLGATE_SERVER_POLICY_PARSER_H_

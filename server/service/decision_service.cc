@@ -1,0 +1,137 @@
+#include "server/service/decision_service.h"
+
+#include <memory>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/proto_buffer_writer.h"
+#include "server/service/status_util.h"
+
+namespace toolgate {
+
+struct DecisionServiceImpl::Call {
+  grpc::ServerUnaryReactor* reactor = nullptr;
+  grpc::ByteBuffer* response_buffer = nullptr;
+  v1::CheckRequest request;
+  v1::CheckResponse response;
+  std::shared_ptr<const Policy> policy;  // Keeps the deciding rule alive.
+  Evaluation evaluation;
+};
+
+namespace {
+
+uint64_t RandomPrefix() {
+  absl::BitGen gen;
+  return absl::Uniform<uint64_t>(gen);
+}
+
+// Protobuf nests three messages per level of a Struct (Value, Struct, map
+// entry): allow that plus headroom, so that anything parseable is measured
+// and reported by CheckArgsLimits with a precise message.
+int RecursionLimitFor(int max_depth) { return 3 * max_depth + 16; }
+
+}  // namespace
+
+DecisionServiceImpl::DecisionServiceImpl(const PolicyRegistry* policies, CounterStore* store,
+                                         Engine engine, ArgsLimits limits)
+    : policies_(policies),
+      store_(store),
+      engine_(engine),
+      limits_(limits),
+      id_prefix_(RandomPrefix()) {}
+
+std::string DecisionServiceImpl::NextDecisionId() {
+  return absl::StrFormat("%016x%016x", id_prefix_,
+                         id_counter_.fetch_add(1, std::memory_order_relaxed) + 1);
+}
+
+void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
+  std::unique_ptr<Call> owned(call);
+  if (!status.ok()) {
+    stats_.errors.fetch_add(1, std::memory_order_relaxed);
+    call->reactor->Finish(ToGrpcStatus(status));
+    return;
+  }
+  switch (call->response.decision()) {
+    case v1::DECISION_ALLOW:
+      stats_.allow.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case v1::DECISION_DENY:
+      stats_.deny.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case v1::DECISION_RATE_LIMITED:
+      stats_.rate_limited.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case v1::DECISION_REQUIRE_APPROVAL:
+      stats_.require_approval.fetch_add(1, std::memory_order_relaxed);
+      break;
+    default:
+      break;
+  }
+  call->response.set_decision_id(NextDecisionId());
+  bool own_buffer = false;
+  grpc::Status s = grpc::SerializationTraits<v1::CheckResponse>::Serialize(
+      call->response, call->response_buffer, &own_buffer);
+  call->reactor->Finish(s);
+}
+
+grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext* context,
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
+  auto* call = new Call();
+  call->reactor = context->DefaultReactor();
+  call->response_buffer = response;
+
+  // Parse with a recursion limit sized for --max-args-depth.
+  {
+    grpc::ByteBuffer copy(*request);
+    grpc::ProtoBufferReader reader(&copy);
+    google::protobuf::io::CodedInputStream input(&reader);
+    input.SetRecursionLimit(RecursionLimitFor(limits_.max_depth));
+    if (!call->request.ParseFromCodedStream(&input)) {
+      grpc::ServerUnaryReactor* reactor = call->reactor;
+      Finish(call, absl::InvalidArgumentError(absl::StrCat(
+                       "request could not be parsed: malformed, or args nested far deeper "
+                       "than the limit of ",
+                       limits_.max_depth, " (--max-args-depth)")));
+      return reactor;
+    }
+  }
+  grpc::ServerUnaryReactor* reactor = call->reactor;
+  const v1::CheckRequest& req = call->request;
+  if (req.tool().empty()) {
+    Finish(call, absl::InvalidArgumentError("tool is required"));
+    return reactor;
+  }
+  if (req.grant().empty()) {
+    Finish(call, absl::InvalidArgumentError("grant is required"));
+    return reactor;
+  }
+  if (absl::Status s = CheckArgsLimits(req.args(), limits_); !s.ok()) {
+    Finish(call, s);
+    return reactor;
+  }
+  absl::StatusOr<std::shared_ptr<const Policy>> policy = policies_->Get(req.policy_version());
+  if (!policy.ok()) {
+    Finish(call, policy.status());
+    return reactor;
+  }
+  call->policy = *std::move(policy);
+  call->evaluation = engine_.Evaluate(*call->policy, req, &call->response);
+  if (call->evaluation.final) {
+    Finish(call, absl::OkStatus());
+    return reactor;
+  }
+  std::vector<LimitCheck> checks = std::move(call->evaluation.checks);
+  store_->Acquire(std::move(checks), req.dry_run(),
+                  [this, call](absl::StatusOr<AcquireResult> result) {
+                    engine_.Complete(call->evaluation, result, &call->response);
+                    Finish(call, absl::OkStatus());
+                  });
+  return reactor;
+}
+
+}  // namespace toolgate

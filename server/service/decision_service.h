@@ -1,0 +1,55 @@
+// toolgate.v1.DecisionService over gRPC's callback API.
+//
+// The handler parses the request itself (the raw-bytes form of the method),
+// so that over-deep arguments get INVALID_ARGUMENT instead of a parse
+// failure, then runs the engine. Calls that need counters finish from the
+// counter store's completion; no gRPC thread waits on the store.
+#ifndef TOOLGATE_SERVER_SERVICE_DECISION_SERVICE_H_
+#define TOOLGATE_SERVER_SERVICE_DECISION_SERVICE_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "server/engine/engine.h"
+#include "server/service/args_limits.h"
+#include "server/service/policy_registry.h"
+#include "server/store/counter_store.h"
+#include "toolgate/v1/decision.grpc.pb.h"
+
+namespace toolgate {
+
+// Counts of answers given, for status and tests.
+struct DecisionStats {
+  std::atomic<uint64_t> allow{0}, deny{0}, rate_limited{0}, require_approval{0}, errors{0};
+};
+
+class DecisionServiceImpl final
+    : public v1::DecisionService::WithRawCallbackMethod_Check<v1::DecisionService::Service> {
+ public:
+  // The registry and store must outlive the service.
+  DecisionServiceImpl(const PolicyRegistry* policies, CounterStore* store, Engine engine,
+                      ArgsLimits limits);
+
+  grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+
+  const DecisionStats& stats() const { return stats_; }
+
+ private:
+  struct Call;
+  void Finish(Call* call, const absl::Status& status);
+  std::string NextDecisionId();
+
+  const PolicyRegistry* policies_;
+  CounterStore* store_;
+  const Engine engine_;
+  const ArgsLimits limits_;
+  const uint64_t id_prefix_;
+  std::atomic<uint64_t> id_counter_{0};
+  DecisionStats stats_;
+};
+
+}  // namespace toolgate
+
+#endif  // TOOLGATE_SERVER_SERVICE_DECISION_SERVICE_H_

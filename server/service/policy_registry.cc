@@ -1,0 +1,48 @@
+#include "absl/strings/string_view.h"
+#include "server/service/policy_registry.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace toolgate {
+
+void PolicyRegistry::Activate(std::shared_ptr<const Policy> policy) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = loaded_.begin(); it != loaded_.end(); ++it) {
+    if ((*it)->revision() == policy->revision()) {
+      loaded_.erase(it);
+      break;
+    }
+  }
+  loaded_.push_front(policy);
+  while (loaded_.size() > keep_) loaded_.pop_back();
+  active_ = std::move(policy);
+}
+
+absl::StatusOr<std::shared_ptr<const Policy>> PolicyRegistry::Get(absl::string_view version) const {
+  absl::MutexLock lock(&mu_);
+  if (active_ == nullptr) return absl::UnavailableError("no valid policy is loaded yet");
+  if (version.empty() || version == active_->revision()) return active_;
+  for (const auto& p : loaded_) {
+    if (p->revision() == version) return p;
+  }
+  std::vector<std::string> names;
+  for (const auto& p : loaded_) names.push_back(p->revision());
+  return absl::NotFoundError(absl::StrCat("policy_version \"", version,
+                                          "\" is not loaded (loaded: ", absl::StrJoin(names, ", "),
+                                          ")"));
+}
+
+std::shared_ptr<const Policy> PolicyRegistry::active() const {
+  absl::MutexLock lock(&mu_);
+  return active_;
+}
+
+std::vector<std::string> PolicyRegistry::loaded_revisions() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& p : loaded_) out.push_back(p->revision());
+  return out;
+}
+
+}  // namespace toolgate

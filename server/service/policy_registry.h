@@ -1,0 +1,42 @@
+// The policy revisions a server holds: the active one and the last few
+// loaded, any of which a request may pin with `policy_version`.
+#ifndef TOOLGATE_SERVER_SERVICE_POLICY_REGISTRY_H_
+#define TOOLGATE_SERVER_SERVICE_POLICY_REGISTRY_H_
+
+#include <deque>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "server/policy/policy.h"
+
+namespace toolgate {
+
+class PolicyRegistry {
+ public:
+  explicit PolicyRegistry(size_t keep_revisions = 5) : keep_(keep_revisions ? keep_revisions : 1) {}
+
+  // Makes `policy` the active revision (and keeps it loaded). A revision that
+  // is already loaded becomes active again without duplication.
+  void Activate(std::shared_ptr<const Policy> policy);
+
+  // The revision `version` names, or the active one when it is empty.
+  // UNAVAILABLE when nothing is loaded; NOT_FOUND for an unknown revision.
+  absl::StatusOr<std::shared_ptr<const Policy>> Get(absl::string_view version) const;
+
+  std::shared_ptr<const Policy> active() const;
+  std::vector<std::string> loaded_revisions() const;  // Newest first.
+
+ private:
+  const size_t keep_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const Policy> active_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<const Policy>> loaded_ ABSL_GUARDED_BY(mu_);  // Newest first.
+};
+
+}  // namespace toolgate
+
+#endif  // TOOLGATE_SERVER_SERVICE_POLICY_REGISTRY_H_

@@ -1,0 +1,71 @@
+#include "server/service/server.h"
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+#include "server/common/log.h"
+#include "server/policy/loader.h"
+#include "server/store/memory_store.h"
+
+namespace toolgate {
+
+absl::StatusOr<std::shared_ptr<const Policy>> LoadConfiguredPolicy(const ServerConfig& config) {
+  if (config.policy_path.empty()) {
+    return LoadPolicyFromSources({PolicySource{kEmbeddedPolicyName, kEmbeddedPolicy}});
+  }
+  return LoadPolicyFromPath(config.policy_path);
+}
+
+ToolgateServer::ToolgateServer(const ServerConfig& config)
+    : config_(config), policies_(static_cast<size_t>(config.keep_revisions)) {}
+
+ToolgateServer::~ToolgateServer() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const ServerConfig& config) {
+  absl::StatusOr<std::shared_ptr<const Policy>> policy = LoadConfiguredPolicy(config);
+  if (!policy.ok()) return policy.status();
+
+  std::unique_ptr<ToolgateServer> s(new ToolgateServer(config));
+  s->policies_.Activate(*policy);
+  s->store_ = std::make_unique<MemoryCounterStore>(SystemClock::Get());
+  s->service_ = std::make_unique<DecisionServiceImpl>(&s->policies_, s->store_.get(),
+                                                      Engine(FailureMode::kClosed),
+                                                      config.args_limits);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(s->service_.get());
+  // Room for the largest allowed args plus the rest of the request.
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<size_t>(config.args_limits.max_bytes * 2 + (1 << 20), INT32_MAX)));
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen));
+  }
+  const std::string host = config.listen.substr(0, config.listen.rfind(':'));
+  s->address_ = absl::StrCat(host, ":", port);
+  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  return s;
+}
+
+absl::Status ToolgateServer::Reload() {
+  absl::StatusOr<std::shared_ptr<const Policy>> policy = LoadConfiguredPolicy(config_);
+  if (!policy.ok()) return policy.status();
+  policies_.Activate(*std::move(policy));
+  return absl::OkStatus();
+}
+
+void ToolgateServer::Shutdown() {
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(config_.shutdown_grace_ms));
+  server_->Wait();
+}
+
+}  // namespace toolgate

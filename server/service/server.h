@@ -1,0 +1,70 @@
+// A running toolgated: the gRPC server with the decision service, health
+// and reflection, the policy registry and the counter store.
+#ifndef TOOLGATE_SERVER_SERVICE_SERVER_H_
+#define TOOLGATE_SERVER_SERVICE_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/server.h"
+#include "server/common/clock.h"
+#include "server/service/decision_service.h"
+#include "server/service/policy_registry.h"
+#include "server/store/counter_store.h"
+
+namespace toolgate {
+
+struct ServerConfig {
+  std::string listen = "0.0.0.0:50051";
+  // A policy file or directory; empty means the embedded example policy.
+  std::string policy_path;
+  ArgsLimits args_limits;
+  int64_t keep_revisions = 5;
+  int64_t shutdown_grace_ms = 10'000;
+};
+
+// The example policy compiled into the binary (examples/policy.yaml).
+extern const char kEmbeddedPolicy[];
+inline constexpr char kEmbeddedPolicyName[] = "<embedded examples/policy.yaml>";
+
+// Loads the policy the configuration names (or the embedded one).
+absl::StatusOr<std::shared_ptr<const Policy>> LoadConfiguredPolicy(const ServerConfig& config);
+
+class ToolgateServer {
+ public:
+  // Loads the policy, binds the address and starts serving. Errors: an
+  // invalid policy (INVALID_ARGUMENT, with every problem listed), a missing
+  // policy path (NOT_FOUND), an address that cannot be bound (UNAVAILABLE).
+  static absl::StatusOr<std::unique_ptr<ToolgateServer>> Start(const ServerConfig& config);
+  ~ToolgateServer();
+
+  // The address actually bound ("127.0.0.1:50051"; the real port when 0 was asked).
+  const std::string& address() const { return address_; }
+
+  // Reloads the policy from its path. On error the current revision keeps
+  // serving and the error is returned.
+  absl::Status Reload();
+
+  // Health turns NOT_SERVING, no new calls are accepted, in-flight calls get
+  // up to the grace period to finish; then the server stops.
+  void Shutdown();
+
+  const PolicyRegistry& policies() const { return policies_; }
+  const DecisionStats& stats() const { return service_->stats(); }
+
+ private:
+  explicit ToolgateServer(const ServerConfig& config);
+
+  ServerConfig config_;
+  PolicyRegistry policies_;
+  std::unique_ptr<CounterStore> store_;
+  std::unique_ptr<DecisionServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  bool shut_down_ = false;
+};
+
+}  // namespace toolgate
+
+#endif  // TOOLGATE_SERVER_SERVICE_SERVER_H_
