@@ -1,9 +1,9 @@
-#include "absl/strings/string_view.h"
 #include "toolgate/client.h"
 
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -21,8 +21,7 @@ absl::Status FromGrpc(const grpc::Status& s) {
 
 absl::StatusOr<google::protobuf::Struct> ParseArgsJson(absl::string_view json) {
   google::protobuf::Struct out;
-  const auto status =
-      google::protobuf::util::JsonStringToMessage(std::string(json), &out);
+  const auto status = google::protobuf::util::JsonStringToMessage(std::string(json), &out);
   if (!status.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("args must be a JSON object: ", status.message().ToString()));

@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
   int64_t max_args_depth = config.args_limits.max_depth;
 
   toolgate::FlagSet flags(kUsage, "TOOLGATE_");
-  flags.String("listen", &config.listen, "Address to serve gRPC on, HOST:PORT (port 0 picks a free one).");
+  flags.String("listen", &config.listen,
+               "Address to serve gRPC on, HOST:PORT (port 0 picks a free one).");
   flags.String("policy", &config.policy_path,
                "Policy file (YAML or JSON) or directory of policy files. When empty, the example "
                "policy compiled into the binary is used.");

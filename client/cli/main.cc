@@ -19,8 +19,8 @@ namespace {
 // Exit codes. ALLOW is 0 so that `toolgate check ... && run-the-tool` works.
 enum ExitCode {
   kExitAllow = 0,
-  kExitFailure = 1,   // lint found errors
-  kExitUsage = 2,     // bad flags or arguments
+  kExitFailure = 1,  // lint found errors
+  kExitUsage = 2,    // bad flags or arguments
   kExitDeny = 3,
   kExitRateLimited = 4,
   kExitRequireApproval = 5,

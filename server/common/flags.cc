@@ -23,49 +23,48 @@ void FlagSet::String(const std::string& name, std::string* target, const std::st
 
 void FlagSet::Int(const std::string& name, int64_t* target, int64_t min, int64_t max,
                   const std::string& help) {
-  flags_.push_back({name, help, absl::StrCat(*target), false, false,
-                    [target, min, max](const std::string& v) {
-                      int64_t n = 0;
-                      if (!absl::SimpleAtoi(v, &n)) {
-                        return absl::InvalidArgumentError(
-                            absl::StrCat("\"", v, "\" is not an integer"));
-                      }
-                      if (n < min || n > max) {
-                        return absl::InvalidArgumentError(
-                            absl::StrCat(n, " is out of range [", min, ", ", max, "]"));
-                      }
-                      *target = n;
-                      return absl::OkStatus();
-                    }});
+  flags_.push_back(
+      {name, help, absl::StrCat(*target), false, false, [target, min, max](const std::string& v) {
+         int64_t n = 0;
+         if (!absl::SimpleAtoi(v, &n)) {
+           return absl::InvalidArgumentError(absl::StrCat("\"", v, "\" is not an integer"));
+         }
+         if (n < min || n > max) {
+           return absl::InvalidArgumentError(
+               absl::StrCat(n, " is out of range [", min, ", ", max, "]"));
+         }
+         *target = n;
+         return absl::OkStatus();
+       }});
 }
 
 void FlagSet::Bool(const std::string& name, bool* target, const std::string& help) {
-  flags_.push_back({name, help, *target ? "true" : "false", true, false,
-                    [target](const std::string& v) {
-                      const std::string s = absl::AsciiStrToLower(v);
-                      if (s == "true" || s == "1" || s == "yes" || s.empty()) {
-                        *target = true;
-                      } else if (s == "false" || s == "0" || s == "no") {
-                        *target = false;
-                      } else {
-                        return absl::InvalidArgumentError(
-                            absl::StrCat("\"", v, "\" is not a boolean (true or false)"));
-                      }
-                      return absl::OkStatus();
-                    }});
+  flags_.push_back(
+      {name, help, *target ? "true" : "false", true, false, [target](const std::string& v) {
+         const std::string s = absl::AsciiStrToLower(v);
+         if (s == "true" || s == "1" || s == "yes" || s.empty()) {
+           *target = true;
+         } else if (s == "false" || s == "0" || s == "no") {
+           *target = false;
+         } else {
+           return absl::InvalidArgumentError(
+               absl::StrCat("\"", v, "\" is not a boolean (true or false)"));
+         }
+         return absl::OkStatus();
+       }});
 }
 
 void FlagSet::Duration(const std::string& name, int64_t* target, const std::string& help) {
-  flags_.push_back({name, help, FormatMillis(*target), false, false,
-                    [target](const std::string& v) {
-                      auto ms = ParseWindowText(v);
-                      if (!ms.ok()) {
-                        return absl::InvalidArgumentError(absl::StrCat(
-                            "\"", v, "\" is not a duration (e.g. \"25ms\", \"2s\", \"1m\")"));
-                      }
-                      *target = *ms;
-                      return absl::OkStatus();
-                    }});
+  flags_.push_back(
+      {name, help, FormatMillis(*target), false, false, [target](const std::string& v) {
+         auto ms = ParseWindowText(v);
+         if (!ms.ok()) {
+           return absl::InvalidArgumentError(
+               absl::StrCat("\"", v, "\" is not a duration (e.g. \"25ms\", \"2s\", \"1m\")"));
+         }
+         *target = *ms;
+         return absl::OkStatus();
+       }});
 }
 
 void FlagSet::List(const std::string& name, std::vector<std::string>* target,
@@ -158,7 +157,8 @@ std::string FlagSet::Usage() const {
   if (!flags_.empty()) absl::StrAppend(&out, "\n\nFlags:\n");
   for (const Flag& f : flags_) {
     absl::StrAppend(&out, "  --", f.name, f.is_bool ? "" : " VALUE", "\n      ", f.help);
-    if (!f.default_text.empty() && !f.is_list) absl::StrAppend(&out, " (default: ", f.default_text, ")");
+    if (!f.default_text.empty() && !f.is_list)
+      absl::StrAppend(&out, " (default: ", f.default_text, ")");
     if (const std::string env = EnvName(f.name); !env.empty()) {
       absl::StrAppend(&out, "\n      env: ", env);
     }

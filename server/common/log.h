@@ -3,9 +3,8 @@
 #ifndef TOOLGATE_SERVER_COMMON_LOG_H_
 #define TOOLGATE_SERVER_COMMON_LOG_H_
 
-#include "absl/strings/string_view.h"
-
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace toolgate {
 

@@ -10,9 +10,9 @@
 #define TOOLGATE_CONCAT_(a, b) TOOLGATE_CONCAT_INNER_(a, b)
 
 // Returns from the current function if `expr` yields a non-OK status.
-#define TOOLGATE_RETURN_IF_ERROR(expr)            \
-  do {                                            \
-    ::absl::Status toolgate_status_ = (expr);     \
+#define TOOLGATE_RETURN_IF_ERROR(expr)                   \
+  do {                                                   \
+    ::absl::Status toolgate_status_ = (expr);            \
     if (!toolgate_status_.ok()) return toolgate_status_; \
   } while (0)
 

@@ -1,9 +1,9 @@
-#include "absl/strings/string_view.h"
 #include "server/engine/engine.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "server/policy/duration.h"
 
 namespace toolgate {
@@ -53,10 +53,11 @@ Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
     if (!rule.args->Validate(req.args(), &violations)) {
       resp->set_decision(v1::DECISION_DENY);
       std::string reason =
-          absl::StrCat("arguments of \"", req.tool(), "\" violate ", rule.rule_id, ".args: ",
-                       violations[0].path.empty() ? "(arguments)" : violations[0].path, " ",
-                       violations[0].message);
-      if (violations.size() > 1) absl::StrAppend(&reason, " (and ", violations.size() - 1, " more)");
+          absl::StrCat("arguments of \"", req.tool(), "\" violate ", rule.rule_id,
+                       ".args: ", violations[0].path.empty() ? "(arguments)" : violations[0].path,
+                       " ", violations[0].message);
+      if (violations.size() > 1)
+        absl::StrAppend(&reason, " (and ", violations.size() - 1, " more)");
       resp->set_reason(std::move(reason));
       for (SchemaViolation& v : violations) {
         v1::Violation* out = resp->add_violations();
@@ -103,8 +104,8 @@ void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult
                                     "); allowed without limits by failure mode open"));
     } else {
       resp->set_decision(v1::DECISION_DENY);
-      resp->set_reason(absl::StrCat("counter store failed (", why,
-                                    "); denied by failure mode closed"));
+      resp->set_reason(
+          absl::StrCat("counter store failed (", why, "); denied by failure mode closed"));
     }
     return;
   }

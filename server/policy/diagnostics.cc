@@ -30,9 +30,8 @@ void Diagnostics::Append(const Diagnostics& other) {
 }
 
 std::string Diagnostics::ToString() const {
-  return absl::StrJoin(errors_, "\n", [](std::string* out, const Diagnostic& d) {
-    out->append(d.ToString());
-  });
+  return absl::StrJoin(errors_, "\n",
+                       [](std::string* out, const Diagnostic& d) { out->append(d.ToString()); });
 }
 
 absl::Status Diagnostics::ToStatus() const {

@@ -1,4 +1,3 @@
-#include "absl/strings/string_view.h"
 #include "server/policy/duration.h"
 
 #include <cmath>
@@ -7,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 namespace toolgate {
 namespace {

@@ -1,5 +1,6 @@
-#include "absl/strings/string_view.h"
 #include "server/policy/glob.h"
+
+#include "absl/strings/string_view.h"
 
 namespace toolgate {
 

@@ -36,8 +36,7 @@ absl::StatusOr<std::string> ReadFile(const fs::path& path) {
   const auto size = fs::file_size(path, ec);
   if (ec) return absl::NotFoundError(absl::StrCat(path.string(), ": ", ec.message()));
   if (size > kMaxPolicyFileBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path.string(), ": file is larger than 16 MiB"));
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": file is larger than 16 MiB"));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot open file"));
@@ -96,7 +95,7 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
   default_rule.rule_id = "default";
   default_rule.action = Action::kDeny;
   std::string default_at;
-  absl::flat_hash_map<std::string, std::string> tool_at;                   // name -> where
+  absl::flat_hash_map<std::string, std::string> tool_at;                         // name -> where
   absl::flat_hash_map<std::string, std::pair<LimitSpec, std::string>> counters;  // counter -> def
   std::vector<ToolRule> exact, globs;
   int order = 0;
@@ -123,7 +122,8 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
       const std::string here = Where(doc.file, t.mark);
       auto [it, inserted] = tool_at.emplace(t.rule.name, here);
       if (!inserted) {
-        d.Error(t.mark, absl::StrCat("tool \"", t.rule.name, "\" is already defined at ", it->second));
+        d.Error(t.mark,
+                absl::StrCat("tool \"", t.rule.name, "\" is already defined at ", it->second));
         continue;
       }
       for (size_t i = 0; i < t.rule.limits.size(); ++i) {
@@ -131,11 +131,11 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
         const std::string limit_at = Where(doc.file, t.limit_marks[i]);
         auto [cit, cinserted] = counters.emplace(spec.counter, std::make_pair(spec, limit_at));
         if (!cinserted && !cit->second.first.SameDefinition(spec)) {
-          d.Error(t.limit_marks[i],
-                  absl::StrCat("counter \"", spec.counter, "\" is defined here as ", spec.Describe(),
-                               " but at ", cit->second.second, " as ",
-                               cit->second.first.Describe(),
-                               "; tools sharing a counter must define it the same way"));
+          d.Error(
+              t.limit_marks[i],
+              absl::StrCat("counter \"", spec.counter, "\" is defined here as ", spec.Describe(),
+                           " but at ", cit->second.second, " as ", cit->second.first.Describe(),
+                           "; tools sharing a counter must define it the same way"));
         }
       }
       t.rule.order = order++;
@@ -149,8 +149,8 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
   names.reserve(sources.size());
   for (const PolicySource& s : sources) names.push_back(s.name);
   return std::make_shared<const Policy>(revision ? *revision : ContentRevision(sources),
-                                        std::move(names), std::move(default_rule),
-                                        std::move(exact), std::move(globs));
+                                        std::move(names), std::move(default_rule), std::move(exact),
+                                        std::move(globs));
 }
 
 absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromPath(const std::string& path) {

@@ -1,4 +1,3 @@
-#include "absl/strings/string_view.h"
 #include "server/policy/parser.h"
 
 #include <initializer_list>
@@ -8,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "server/policy/duration.h"
 #include "server/policy/glob.h"
 
@@ -60,8 +60,8 @@ bool ForEachKey(const YAML::Node& node, absl::string_view where,
     bool known = allowed.size() == 0;
     for (absl::string_view a : allowed) known = known || a == name;
     if (!known) {
-      diags.Error(key, absl::StrCat("unknown key ", Quote(name), " in ", where, " (expected one of: ",
-                                    absl::StrJoin(allowed, ", "), ")"));
+      diags.Error(key, absl::StrCat("unknown key ", Quote(name), " in ", where,
+                                    " (expected one of: ", absl::StrJoin(allowed, ", "), ")"));
       continue;
     }
     fn(name, key, it->second);
@@ -133,8 +133,8 @@ bool ValidCounterName(absl::string_view s) {
   return true;
 }
 
-void ParseLimit(const YAML::Node& node, const std::string& where, const std::string& default_counter,
-                ParsedTool& tool, Diagnostics& d) {
+void ParseLimit(const YAML::Node& node, const std::string& where,
+                const std::string& default_counter, ParsedTool& tool, Diagnostics& d) {
   LimitSpec spec;
   bool has_counter = false, saw_window = false, saw_max = false;
   std::optional<YAML::Node> burst_node;
@@ -145,8 +145,9 @@ void ParseLimit(const YAML::Node& node, const std::string& where, const std::str
         if (key == "counter") {
           if (auto s = GetString(v, where + ".counter", d)) {
             if (!ValidCounterName(*s)) {
-              d.Error(v, absl::StrCat(where, ".counter ", Quote(*s),
-                                      " must be 1-200 printable characters without spaces or braces"));
+              d.Error(v,
+                      absl::StrCat(where, ".counter ", Quote(*s),
+                                   " must be 1-200 printable characters without spaces or braces"));
             } else {
               spec.counter = *s;
               has_counter = true;
@@ -167,7 +168,8 @@ void ParseLimit(const YAML::Node& node, const std::string& where, const std::str
             } else if (*s == "global") {
               spec.scope = Scope::kGlobal;
             } else {
-              d.Error(v, absl::StrCat(where, ".scope must be grant, session or global, got ", Quote(*s)));
+              d.Error(v, absl::StrCat(where, ".scope must be grant, session or global, got ",
+                                      Quote(*s)));
             }
           }
         } else if (key == "algorithm") {
@@ -267,37 +269,36 @@ void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, PolicyD
 void ParseRoot(const YAML::Node& root, PolicyDocument& doc, Diagnostics& d) {
   bool has_version = false;
   int order = 0;
-  const bool is_map = ForEachKey(
-      root, "the policy", {"version", "revision", "default", "tools"}, d,
-      [&](const std::string& key, const YAML::Node& k, const YAML::Node& v) {
-        if (key == "version") {
-          has_version = true;
-          if (!v.IsScalar() || v.Scalar() != "1") {
-            d.Error(v, absl::StrCat("version must be \"1\", got ",
-                                    v.IsScalar() ? Quote(v.Scalar()) : KindName(v)));
-          }
-        } else if (key == "revision") {
-          if (auto s = GetString(v, "revision", d)) {
-            if (s->empty() || s->size() > 128) {
-              d.Error(v, "revision must be 1-128 characters");
-            } else {
-              doc.revision = *s;
-              doc.revision_mark = v.Mark();
-            }
-          }
-        } else if (key == "default") {
-          if (auto a = ParseAction(v, "default", d)) {
-            doc.default_action = *a;
-            doc.default_mark = v.Mark();
-          }
-        } else if (key == "tools") {
-          if (v.IsNull()) return;
-          ForEachKey(v, "tools", {}, d,
-                     [&](const std::string&, const YAML::Node& tk, const YAML::Node& tv) {
-                       ParseTool(tk, tv, order++, doc, d);
-                     });
-        }
-      });
+  const bool is_map =
+      ForEachKey(root, "the policy", {"version", "revision", "default", "tools"}, d,
+                 [&](const std::string& key, const YAML::Node& k, const YAML::Node& v) {
+                   if (key == "version") {
+                     has_version = true;
+                     if (!v.IsScalar() || v.Scalar() != "1") {
+                       d.Error(v, absl::StrCat("version must be \"1\", got ",
+                                               v.IsScalar() ? Quote(v.Scalar()) : KindName(v)));
+                     }
+                   } else if (key == "revision") {
+                     if (auto s = GetString(v, "revision", d)) {
+                       if (s->empty() || s->size() > 128) {
+                         d.Error(v, "revision must be 1-128 characters");
+                       } else {
+                         doc.revision = *s;
+                         doc.revision_mark = v.Mark();
+                       }
+                     }
+                   } else if (key == "default") {
+                     if (auto a = ParseAction(v, "default", d)) {
+                       doc.default_action = *a;
+                       doc.default_mark = v.Mark();
+                     }
+                   } else if (key == "tools") {
+                     if (v.IsNull()) return;
+                     ForEachKey(v, "tools", {}, d,
+                                [&](const std::string&, const YAML::Node& tk,
+                                    const YAML::Node& tv) { ParseTool(tk, tv, order++, doc, d); });
+                   }
+                 });
   if (is_map && !has_version) d.Error(root, "version is required (version: \"1\")");
 }
 

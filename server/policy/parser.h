@@ -10,9 +10,9 @@
 
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "server/policy/diagnostics.h"
 #include "server/policy/policy.h"
 #include "yaml-cpp/yaml.h"

@@ -1,9 +1,9 @@
-#include "absl/strings/string_view.h"
 #include "server/policy/policy.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "server/policy/duration.h"
 #include "server/policy/glob.h"
 
@@ -46,16 +46,18 @@ absl::string_view AlgorithmName(Algorithm a) {
 }
 
 std::string LimitSpec::Describe() const {
-  std::string out = absl::StrCat(max, " per ", FormatMillis(window_ms), " (", AlgorithmName(algorithm));
-  if (algorithm == Algorithm::kTokenBucket && burst != max) absl::StrAppend(&out, ", burst ", burst);
+  std::string out =
+      absl::StrCat(max, " per ", FormatMillis(window_ms), " (", AlgorithmName(algorithm));
+  if (algorithm == Algorithm::kTokenBucket && burst != max)
+    absl::StrAppend(&out, ", burst ", burst);
   absl::StrAppend(&out, ", scope ", ScopeName(scope), ")");
   return out;
 }
 
 namespace {
 size_t LiteralChars(absl::string_view pattern) {
-  return static_cast<size_t>(std::count_if(pattern.begin(), pattern.end(),
-                                           [](char c) { return c != '*' && c != '?'; }));
+  return static_cast<size_t>(
+      std::count_if(pattern.begin(), pattern.end(), [](char c) { return c != '*' && c != '?'; }));
 }
 }  // namespace
 

@@ -8,10 +8,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "server/schema/schema.h"
 
 namespace toolgate {
@@ -20,8 +20,8 @@ enum class Action { kAllow, kDeny, kRequireApproval };
 enum class Scope { kGrant, kSession, kGlobal };
 enum class Algorithm { kSlidingWindow, kFixedWindow, kTokenBucket };
 
-absl::string_view ActionName(Action a);      // "allow" | "deny" | "require_approval"
-absl::string_view ScopeName(Scope s);        // "grant" | "session" | "global"
+absl::string_view ActionName(Action a);        // "allow" | "deny" | "require_approval"
+absl::string_view ScopeName(Scope s);          // "grant" | "session" | "global"
 absl::string_view AlgorithmName(Algorithm a);  // "sliding_window" | ...
 
 // One rate limit of a tool entry.
@@ -46,10 +46,10 @@ struct ToolRule {
   std::string name;     // As written in the policy ("run_command", "github_*").
   std::string rule_id;  // "tools.<name>", or "default".
   Action action = Action::kAllow;
-  std::string reason;   // As written; may be empty.
+  std::string reason;  // As written; may be empty.
   std::vector<LimitSpec> limits;
   std::shared_ptr<const ArgsSchema> args;  // Null when the entry has no schema.
-  int order = 0;        // Position in the policy (tie-breaker between globs).
+  int order = 0;                           // Position in the policy (tie-breaker between globs).
 };
 
 class Policy {

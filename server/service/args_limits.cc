@@ -17,7 +17,8 @@ int ArgsDepth(const google::protobuf::Struct& args) {
     stack.pop_back();
     if (v->has_struct_value()) {
       max_depth = std::max(max_depth, depth + 1);
-      for (const auto& [key, value] : v->struct_value().fields()) stack.emplace_back(&value, depth + 1);
+      for (const auto& [key, value] : v->struct_value().fields())
+        stack.emplace_back(&value, depth + 1);
     } else if (v->has_list_value()) {
       max_depth = std::max(max_depth, depth + 1);
       for (const Value& item : v->list_value().values()) stack.emplace_back(&item, depth + 1);

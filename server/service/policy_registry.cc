@@ -1,8 +1,8 @@
-#include "absl/strings/string_view.h"
 #include "server/service/policy_registry.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 
 namespace toolgate {
 
@@ -28,9 +28,8 @@ absl::StatusOr<std::shared_ptr<const Policy>> PolicyRegistry::Get(absl::string_v
   }
   std::vector<std::string> names;
   for (const auto& p : loaded_) names.push_back(p->revision());
-  return absl::NotFoundError(absl::StrCat("policy_version \"", version,
-                                          "\" is not loaded (loaded: ", absl::StrJoin(names, ", "),
-                                          ")"));
+  return absl::NotFoundError(absl::StrCat(
+      "policy_version \"", version, "\" is not loaded (loaded: ", absl::StrJoin(names, ", "), ")"));
 }
 
 std::shared_ptr<const Policy> PolicyRegistry::active() const {

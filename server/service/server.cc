@@ -29,9 +29,8 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
   std::unique_ptr<ToolgateServer> s(new ToolgateServer(config));
   s->policies_.Activate(*policy);
   s->store_ = std::make_unique<MemoryCounterStore>(SystemClock::Get());
-  s->service_ = std::make_unique<DecisionServiceImpl>(&s->policies_, s->store_.get(),
-                                                      Engine(FailureMode::kClosed),
-                                                      config.args_limits);
+  s->service_ = std::make_unique<DecisionServiceImpl>(
+      &s->policies_, s->store_.get(), Engine(FailureMode::kClosed), config.args_limits);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

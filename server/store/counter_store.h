@@ -7,13 +7,13 @@
 #ifndef TOOLGATE_SERVER_STORE_COUNTER_STORE_H_
 #define TOOLGATE_SERVER_STORE_COUNTER_STORE_H_
 
-#include "absl/strings/string_view.h"
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "server/policy/policy.h"
 
 namespace toolgate {

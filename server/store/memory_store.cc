@@ -1,4 +1,3 @@
-#include "absl/strings/string_view.h"
 #include "server/store/memory_store.h"
 
 #include <algorithm>
@@ -6,6 +5,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace toolgate {
 
@@ -81,7 +81,8 @@ LimitOutcome MemoryCounterStore::Evaluate(Counter& c, const LimitCheck& check, i
       if (now > c.refilled_at) {
         // (now - refilled_at) * max cannot overflow before the bucket is full:
         // clamp the elapsed time first.
-        const int64_t elapsed = std::min<int64_t>(now - c.refilled_at, CeilDiv(capacity, check.max));
+        const int64_t elapsed =
+            std::min<int64_t>(now - c.refilled_at, CeilDiv(capacity, check.max));
         c.units = std::min(capacity, c.units + elapsed * check.max);
         c.refilled_at = now;
       }
