@@ -49,6 +49,19 @@ int main(int argc, char** argv) {
             "Policy revisions kept loaded for requests that pin policy_version.");
   flags.Duration("shutdown-grace", &config.shutdown_grace_ms,
                  "On SIGTERM, how long in-flight calls may take to finish.");
+  flags.String("redis", &config.redis_url,
+               "Keep counters in Redis, shared by every server using it: "
+               "redis://[:password@]host:port[/db]. When empty, counters are kept in process.");
+  flags.Duration("redis-timeout", &config.redis_timeout_ms,
+                 "Deadline of each check's Redis work; past it the failure mode decides.");
+  std::string failure_mode = "closed";
+  flags.String("redis-failure-mode", &failure_mode,
+               "Decision when Redis fails or is late: closed (DENY) or open (ALLOW).");
+  flags.Bool("redis-over-limit-cache", &config.over_limit_cache,
+             "Refuse calls on counters Redis reported full, locally, until their retry_after.");
+  int64_t stats_interval_ms = 60'000;
+  flags.Duration("stats-interval", &stats_interval_ms,
+                 "How often to log counter-store statistics (when they changed).");
 
   std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<std::vector<std::string>> positional = flags.Parse(args);
@@ -64,6 +77,15 @@ int main(int argc, char** argv) {
   if (!positional->empty()) {
     std::cerr << "toolgated: unexpected argument \"" << positional->front()
               << "\"\nRun 'toolgated --help' for the list of flags.\n";
+    return 2;
+  }
+  if (failure_mode == "closed") {
+    config.failure_mode = toolgate::FailureMode::kClosed;
+  } else if (failure_mode == "open") {
+    config.failure_mode = toolgate::FailureMode::kOpen;
+  } else {
+    std::cerr << "toolgated: flag --redis-failure-mode: must be closed or open, got \""
+              << failure_mode << "\"\nRun 'toolgated --help' for the list of flags.\n";
     return 2;
   }
   config.args_limits.max_bytes = static_cast<size_t>(max_args_bytes);
@@ -90,11 +112,20 @@ int main(int argc, char** argv) {
   const auto& policy = *(*server)->policies().active();
   toolgate::LogInfo("toolgated listening on ", (*server)->address(), " with policy revision ",
                     policy.revision(), " (", policy.exact_count(), " exact entries, ",
-                    policy.glob_count(), " globs; counters in process)");
+                    policy.glob_count(), " globs; counters ",
+                    config.redis_url.empty() ? "in process" : "in Redis", ")");
 
+  std::string last_stats;
+  const timespec stats_every{stats_interval_ms / 1000, (stats_interval_ms % 1000) * 1'000'000};
   while (true) {
-    int sig = 0;
-    if (sigwait(&signals, &sig) != 0) continue;
+    const int sig = sigtimedwait(&signals, nullptr, &stats_every);
+    if (sig < 0) {
+      if (std::string line = (*server)->StoreStatsLine(); line != last_stats) {
+        toolgate::LogInfo("counters ", line);
+        last_stats = std::move(line);
+      }
+      continue;
+    }
     if (sig == SIGHUP) {
       if (absl::Status s = (*server)->Reload(); !s.ok()) {
         toolgate::LogError("policy reload rejected; revision ",
@@ -108,6 +139,7 @@ int main(int argc, char** argv) {
     toolgate::LogInfo("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                       ": draining in-flight calls");
     (*server)->Shutdown();
+    toolgate::LogInfo("counters ", (*server)->StoreStatsLine());
     toolgate::LogInfo("stopped");
     return 0;
   }

@@ -114,6 +114,7 @@ void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult
   for (size_t i = 0; i < rule.limits.size(); ++i) {
     const LimitSpec& spec = rule.limits[i];
     const LimitOutcome& o = result->outcomes[i];
+    if (!o.known) continue;
     v1::LimitStatus* st = resp->add_limits();
     st->set_counter(spec.counter);
     st->set_scope(std::string(ScopeName(spec.scope)));

@@ -128,7 +128,7 @@ std::optional<int64_t> ParseWindow(const YAML::Node& n, absl::string_view what, 
 bool ValidCounterName(absl::string_view s) {
   if (s.empty() || s.size() > 200) return false;
   for (char c : s) {
-    if (c <= ' ' || c >= 127 || c == '{' || c == '}') return false;
+    if (c <= ' ' || c >= 127 || c == '{' || c == '}' || c == '|') return false;
   }
   return true;
 }
@@ -147,7 +147,7 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
             if (!ValidCounterName(*s)) {
               d.Error(v,
                       absl::StrCat(where, ".counter ", Quote(*s),
-                                   " must be 1-200 printable characters without spaces or braces"));
+                                   " must be 1-200 printable ASCII characters without spaces, braces or '|'"));
             } else {
               spec.counter = *s;
               has_counter = true;

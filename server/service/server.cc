@@ -28,9 +28,23 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
 
   std::unique_ptr<ToolgateServer> s(new ToolgateServer(config));
   s->policies_.Activate(*policy);
-  s->store_ = std::make_unique<MemoryCounterStore>(SystemClock::Get());
+  if (config.redis_url.empty()) {
+    auto store = std::make_unique<MemoryCounterStore>(SystemClock::Get());
+    s->memory_store_ = store.get();
+    s->store_ = std::move(store);
+  } else {
+    absl::StatusOr<RedisUrl> url = ParseRedisUrl(config.redis_url);
+    if (!url.ok()) return url.status();
+    RedisStoreOptions options;
+    options.url = *url;
+    options.timeout_ms = config.redis_timeout_ms;
+    options.over_limit_cache = config.over_limit_cache;
+    auto store = std::make_unique<RedisCounterStore>(options);
+    s->redis_store_ = store.get();
+    s->store_ = std::move(store);
+  }
   s->service_ = std::make_unique<DecisionServiceImpl>(
-      &s->policies_, s->store_.get(), Engine(FailureMode::kClosed), config.args_limits);
+      &s->policies_, s->store_.get(), Engine(config.failure_mode), config.args_limits);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -49,6 +63,14 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
   s->address_ = absl::StrCat(host, ":", port);
   s->server_->GetHealthCheckService()->SetServingStatus(true);
   return s;
+}
+
+std::string ToolgateServer::StoreStatsLine() const {
+  if (redis_store_ != nullptr) return absl::StrCat("redis: ", redis_store_->StatsLine());
+  if (memory_store_ != nullptr) {
+    return absl::StrCat("in process: ", memory_store_->KeyCount(), " keys");
+  }
+  return "";
 }
 
 absl::Status ToolgateServer::Reload() {

@@ -12,6 +12,8 @@
 #include "server/service/decision_service.h"
 #include "server/service/policy_registry.h"
 #include "server/store/counter_store.h"
+#include "server/store/memory_store.h"
+#include "server/store/redis_store.h"
 
 namespace toolgate {
 
@@ -22,6 +24,11 @@ struct ServerConfig {
   ArgsLimits args_limits;
   int64_t keep_revisions = 5;
   int64_t shutdown_grace_ms = 10'000;
+  // Counters: in process when empty, else in Redis at this URL.
+  std::string redis_url;
+  int64_t redis_timeout_ms = 25;
+  FailureMode failure_mode = FailureMode::kClosed;
+  bool over_limit_cache = true;
 };
 
 // The example policy compiled into the binary (examples/policy.yaml).
@@ -52,6 +59,8 @@ class ToolgateServer {
 
   const PolicyRegistry& policies() const { return policies_; }
   const DecisionStats& stats() const { return service_->stats(); }
+  // "redis: checks=.. commands=.. round_trips=.." or "in process: N keys".
+  std::string StoreStatsLine() const;
 
  private:
   explicit ToolgateServer(const ServerConfig& config);
@@ -59,6 +68,8 @@ class ToolgateServer {
   ServerConfig config_;
   PolicyRegistry policies_;
   std::unique_ptr<CounterStore> store_;
+  MemoryCounterStore* memory_store_ = nullptr;  // One of these is store_.
+  RedisCounterStore* redis_store_ = nullptr;
   std::unique_ptr<DecisionServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;

@@ -38,6 +38,8 @@ struct LimitOutcome {
   int64_t remaining = 0;       // Units left (after this call, if admitted).
   int64_t reset_after_ms = 0;  // Until the counter is back to its full allowance.
   int64_t retry_after_ms = 0;  // When !has_room: until it has room again.
+  bool known = true;           // False when the store did not consult this limit
+                               // (another limit refused the call from a cache).
 };
 
 struct AcquireResult {

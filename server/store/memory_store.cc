@@ -9,20 +9,6 @@
 
 namespace toolgate {
 
-std::string CounterKey(const LimitSpec& spec, absl::string_view grant, absl::string_view session) {
-  // Counter names never contain NUL, so the first NUL ends the name.
-  switch (spec.scope) {
-    case Scope::kGlobal:
-      return absl::StrCat(spec.counter, absl::string_view("\0*", 2));
-    case Scope::kGrant:
-      return absl::StrCat(spec.counter, absl::string_view("\0g", 2), grant);
-    case Scope::kSession:
-      return absl::StrCat(spec.counter, absl::string_view("\0s", 2), grant.size(), ":", grant,
-                          session);
-  }
-  return spec.counter;
-}
-
 namespace {
 
 int64_t CeilDiv(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
