@@ -6,7 +6,8 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
-  libabsl-dev libre2-dev libyaml-cpp-dev libssl-dev
+  libabsl-dev libre2-dev libyaml-cpp-dev libssl-dev libhiredis-dev
+  redis-server
   googletest libgtest-dev libgmock-dev
 )
 

@@ -56,6 +56,8 @@ absl::StatusOr<int64_t> ParseWindowText(absl::string_view text) {
         "\": use second, minute, hour, day, a number of seconds, or a count with a unit "
         "(\"500ms\", \"30s\", \"5m\", \"1h\", \"1d\")"));
   }
+  // Clamp before multiplying: count * scale could overflow 64 bits.
+  if (count > kMaxWindowMillis / scale) return CheckRange(kMaxWindowMillis + 1, text);
   return CheckRange(count * scale, text);
 }
 

@@ -17,7 +17,8 @@
 namespace toolgate {
 namespace {
 
-constexpr int64_t kT0 = 19'676 * int64_t{86'400'000};  // Nov 2023, UTC midnight: a multiple of every window used below
+// 2023-11-15T00:00:00Z: a multiple of every window used below.
+constexpr int64_t kT0 = 19'676 * int64_t{86'400'000};
 
 LimitCheck Limit(std::string key, Algorithm algorithm, int64_t window_ms, int64_t max,
                  int64_t burst = 0) {
@@ -274,26 +275,46 @@ TEST_F(MemoryStoreTest, TokenBucketBurstThenExactRefill) {
 
 TEST_F(MemoryStoreTest, TokenBucketRefillIsExactWithoutDrift) {
   // 3 per second: a token every 333.33 ms; integer arithmetic must not drift.
-  const LimitCheck c = Bucket("k", 1000, 3, 1);
+  // Burst 2, drained at once, so the bucket never overflows while we call
+  // every millisecond.
+  const LimitCheck c = Bucket("k", 1000, 3, 2);
+  At(kT0);
+  ASSERT_TRUE(Admit(c));
+  ASSERT_TRUE(Admit(c));
   std::vector<int64_t> times;
-  for (int64_t t = 0; t <= 10'000; ++t) {
+  auto nth = [](int64_t k) { return (k * 1000 + 2) / 3; };  // ceil(k * 1000 / 3)
+  for (int64_t t = 1; t <= 10'000; ++t) {
     At(kT0 + t);
     bool admitted = false;
     LimitOutcome o = One(c, false, &admitted);
     if (admitted) {
       times.push_back(t);
+      EXPECT_EQ(o.remaining, 0);
     } else {
-      // retry_after points exactly at the next admission (checked below).
-      ASSERT_GT(o.retry_after_ms, 0);
-      const int64_t next = (static_cast<int64_t>(times.size()) * 1000 + 2) / 3;  // ceil(k*1000/3)
-      ASSERT_EQ(t + o.retry_after_ms, next) << "at +" << t;
+      // retry_after points exactly at the next admission.
+      ASSERT_EQ(t + o.retry_after_ms, nth(static_cast<int64_t>(times.size()) + 1)) << "at +" << t;
     }
   }
-  // The k-th call (from 0) is admitted at ceil(k * 1000 / 3) ms.
-  ASSERT_EQ(times.size(), 31u);
+  // The k-th call after the burst (from 1) is admitted at ceil(k * 1000 / 3) ms.
+  ASSERT_EQ(times.size(), 30u);
   for (size_t k = 0; k < times.size(); ++k) {
-    EXPECT_EQ(times[k], (static_cast<int64_t>(k) * 1000 + 2) / 3) << k;
+    EXPECT_EQ(times[k], nth(static_cast<int64_t>(k) + 1)) << k;
   }
+}
+
+TEST_F(MemoryStoreTest, TokenBucketFullBucketDiscardsRefill) {
+  // Capacity one token: refill that arrives while the bucket is full is lost,
+  // so calls every millisecond get one token per 334 ms, not 333.33.
+  const LimitCheck c = Bucket("k", 1000, 3, 1);
+  At(kT0);
+  ASSERT_TRUE(Admit(c));
+  At(kT0 + 333);
+  EXPECT_FALSE(WouldAdmit(c));
+  At(kT0 + 334);
+  ASSERT_TRUE(Admit(c));  // the bucket filled at +333.33 and held 1 token
+  LimitOutcome o = One(c);
+  ASSERT_FALSE(o.has_room);
+  EXPECT_EQ(o.retry_after_ms, 334);
 }
 
 TEST_F(MemoryStoreTest, TokenBucketRetryAfterIsExact) {

@@ -1,0 +1,883 @@
+// Tests of policy parsing and loading: the accepted format, the revision, and
+// the located error message of every kind of invalid input.
+#include "server/policy/parser.h"
+
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "server/policy/diagnostics.h"
+#include "server/policy/loader.h"
+#include "server/policy/policy.h"
+
+namespace toolgate {
+namespace {
+
+namespace fs = std::filesystem;
+
+// gtest only (the unit tests do not link gmock).
+::testing::AssertionResult HasSubstr(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << text << "\"\ndoes not contain\n\"" << part
+                                       << "\"";
+}
+
+size_t CountLines(const std::string& text) {
+  if (text.empty()) return 0;
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+void WriteFile(const fs::path& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  ASSERT_TRUE(out.good()) << path;
+}
+
+// "sha256:" + the first 12 hex digits of SHA-256(bytes), computed here
+// independently of the loader.
+std::string ExpectedRevision(const std::string& bytes) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), md);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (int i = 0; i < 6; ++i) {
+    out.push_back(kHex[md[i] >> 4]);
+    out.push_back(kHex[md[i] & 0xf]);
+  }
+  return out;
+}
+
+// A fresh, empty directory under the test temp dir, unique per test.
+fs::path FreshDir(const std::string& name) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  fs::path dir = fs::path(::testing::TempDir()) /
+                 (std::string("toolgate_parser_test_") + info->name() + "_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+absl::StatusOr<std::shared_ptr<const Policy>> Load(const std::string& text,
+                                                   const std::string& name = "p.yaml") {
+  return LoadPolicyFromSources({{name, text}});
+}
+
+std::shared_ptr<const Policy> MustLoad(const std::string& text, const std::string& name = "p.yaml") {
+  auto p = Load(text, name);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *p : nullptr;
+}
+
+// The error message of a load that must fail with INVALID_ARGUMENT.
+std::string LoadError(const std::string& text, const std::string& name = "p.yaml") {
+  auto p = Load(text, name);
+  EXPECT_FALSE(p.ok()) << "loaded, but should have failed:\n" << text;
+  if (p.ok()) return "";
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << p.status();
+  return std::string(p.status().message());
+}
+
+// The window (ms) of the only limit of tool "t" in a policy whose limit has
+// the given `window:` value (YAML text).
+absl::StatusOr<int64_t> WindowOf(const std::string& window_yaml) {
+  auto p = Load("version: \"1\"\ntools:\n  t:\n    limits:\n      - {window: " + window_yaml +
+                ", max: 1}\n");
+  if (!p.ok()) return p.status();
+  const ToolRule& r = (*p)->Find("t");
+  if (r.limits.size() != 1) return absl::InternalError("expected one limit");
+  return r.limits[0].window_ms;
+}
+
+// ---------------------------------------------------------------------------
+// The shipped examples.
+
+TEST(PolicyExamples, SeedPolicyLoadsUnchanged) {
+  const std::string path = TOOLGATE_SOURCE_DIR "/examples/seed-policy.json";
+  auto p = LoadPolicyFromPath(path);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const Policy& policy = **p;
+  // No `revision` in the seed: the content hash of the file's bytes.
+  EXPECT_EQ(policy.revision(), ExpectedRevision(ReadAll(path)));
+  EXPECT_EQ(policy.default_rule().action, Action::kDeny);
+  EXPECT_EQ(policy.exact_count(), 1u);
+  EXPECT_EQ(policy.glob_count(), 0u);
+  ASSERT_EQ(policy.sources().size(), 1u);
+  EXPECT_EQ(policy.sources()[0], path);
+
+  const ToolRule& r = policy.Find("wait_for_background_task");
+  EXPECT_EQ(r.rule_id, "tools.wait_for_background_task");
+  EXPECT_EQ(r.action, Action::kAllow);
+  EXPECT_EQ(r.args, nullptr);
+  ASSERT_EQ(r.limits.size(), 1u);
+  const LimitSpec& l = r.limits[0];
+  EXPECT_EQ(l.counter, "wait_for_background_task_rate");
+  EXPECT_EQ(l.window_ms, 60'000);
+  EXPECT_EQ(l.max, 10);
+  EXPECT_EQ(l.burst, 10);
+  EXPECT_EQ(l.scope, Scope::kGrant);
+  EXPECT_EQ(l.algorithm, Algorithm::kSlidingWindow);
+
+  EXPECT_EQ(policy.Find("delete_repository").rule_id, "default");
+  EXPECT_EQ(policy.Find("wait_for_background_task2").rule_id, "default");
+}
+
+TEST(PolicyExamples, ExamplePolicyYamlLoads) {
+  auto p = LoadPolicyFromPath(TOOLGATE_SOURCE_DIR "/examples/policy.yaml");
+  ASSERT_TRUE(p.ok()) << p.status();
+  const Policy& policy = **p;
+  EXPECT_EQ(policy.revision(), "example-2026-11-25.1");
+  EXPECT_EQ(policy.default_rule().action, Action::kDeny);
+
+  // Listed without anything: allowed, no limits ({} and null alike).
+  for (const char* tool : {"list_files", "read_file"}) {
+    const ToolRule& r = policy.Find(tool);
+    EXPECT_EQ(r.rule_id, std::string("tools.") + tool);
+    EXPECT_EQ(r.action, Action::kAllow);
+    EXPECT_TRUE(r.limits.empty());
+  }
+  // Two tools sharing counters define them identically.
+  const ToolRule& search = policy.Find("search_web");
+  const ToolRule& fetch = policy.Find("fetch_url");
+  ASSERT_EQ(search.limits.size(), 2u);
+  ASSERT_EQ(fetch.limits.size(), 2u);
+  EXPECT_TRUE(search.limits[0].SameDefinition(fetch.limits[0]));
+  EXPECT_TRUE(search.limits[1].SameDefinition(fetch.limits[1]));
+  EXPECT_EQ(search.limits[0].window_ms, 3'600'000);
+  EXPECT_EQ(search.limits[0].scope, Scope::kSession);
+  EXPECT_EQ(search.limits[1].window_ms, 86'400'000);
+  EXPECT_EQ(search.limits[1].scope, Scope::kGlobal);
+  EXPECT_EQ(search.limits[1].algorithm, Algorithm::kFixedWindow);
+  EXPECT_EQ(search.limits[1].max, 5000);
+
+  const ToolRule& send = policy.Find("send_message");
+  ASSERT_EQ(send.limits.size(), 1u);
+  EXPECT_EQ(send.limits[0].algorithm, Algorithm::kTokenBucket);
+  EXPECT_EQ(send.limits[0].window_ms, 60'000);  // `window: 60` is seconds.
+  EXPECT_EQ(send.limits[0].max, 30);
+  EXPECT_EQ(send.limits[0].burst, 10);
+
+  const ToolRule& run = policy.Find("run_command");
+  EXPECT_NE(run.args, nullptr);
+  ASSERT_EQ(run.limits.size(), 1u);
+  EXPECT_EQ(run.limits[0].window_ms, 30'000);
+
+  const ToolRule& del = policy.Find("delete_repository");
+  EXPECT_EQ(del.action, Action::kDeny);
+  EXPECT_EQ(del.reason, "Agents may not delete repositories");
+
+  EXPECT_EQ(policy.Find("github_create_issue").rule_id, "tools.github_*");
+  EXPECT_EQ(policy.Find("github_create_issue").action, Action::kRequireApproval);
+  EXPECT_EQ(policy.Find("github_create_issue").reason, "GitHub writes need a human");
+  EXPECT_EQ(policy.Find("github_get_issue").rule_id, "tools.github_get_*");
+  EXPECT_EQ(policy.Find("github_get_issue").action, Action::kAllow);
+  EXPECT_EQ(policy.Find("gitlab_get_issue").rule_id, "default");
+  EXPECT_EQ(policy.glob_count(), 2u);
+}
+
+// ---------------------------------------------------------------------------
+// YAML and JSON are the same document.
+
+void ExpectSameRule(const ToolRule& a, const ToolRule& b) {
+  EXPECT_EQ(a.name, b.name);
+  EXPECT_EQ(a.rule_id, b.rule_id);
+  EXPECT_EQ(a.action, b.action);
+  EXPECT_EQ(a.reason, b.reason);
+  EXPECT_EQ(a.args == nullptr, b.args == nullptr);
+  ASSERT_EQ(a.limits.size(), b.limits.size()) << a.name;
+  for (size_t i = 0; i < a.limits.size(); ++i) {
+    EXPECT_TRUE(a.limits[i].SameDefinition(b.limits[i]))
+        << a.name << ": " << a.limits[i].Describe() << " vs " << b.limits[i].Describe();
+  }
+}
+
+TEST(PolicyFormat, YamlAndJsonGiveTheSamePolicy) {
+  const std::string yaml = R"(version: "1"
+revision: "r-1"
+default: require_approval
+tools:
+  wait_for_background_task:
+    limits:
+      - counter: wait_rate
+        window: minute
+        max: 10
+        scope: grant
+  send_message:
+    limits:
+      - {counter: messages, window: 60, max: 30, burst: 10, algorithm: token_bucket}
+      - {counter: messages_day, window: 1d, max: 500, scope: global, algorithm: fixed_window}
+  delete_repository:
+    action: deny
+    reason: "Agents may not delete repositories"
+  "github_*":
+    action: require_approval
+    reason: "GitHub writes need a human"
+  run_command:
+    args:
+      type: object
+      required: [command]
+      properties:
+        command: {type: string, maxLength: 200}
+)";
+  const std::string json = R"({
+  "version": "1",
+  "revision": "r-1",
+  "default": "require_approval",
+  "tools": {
+    "wait_for_background_task": {
+      "limits": [{"counter": "wait_rate", "window": "minute", "max": 10, "scope": "grant"}]
+    },
+    "send_message": {
+      "limits": [
+        {"counter": "messages", "window": 60, "max": 30, "burst": 10, "algorithm": "token_bucket"},
+        {"counter": "messages_day", "window": "1d", "max": 500, "scope": "global",
+         "algorithm": "fixed_window"}
+      ]
+    },
+    "delete_repository": {"action": "deny", "reason": "Agents may not delete repositories"},
+    "github_*": {"action": "require_approval", "reason": "GitHub writes need a human"},
+    "run_command": {
+      "args": {"type": "object", "required": ["command"],
+               "properties": {"command": {"type": "string", "maxLength": 200}}}
+    }
+  }
+})";
+  auto py = MustLoad(yaml, "p.yaml");
+  auto pj = MustLoad(json, "p.json");
+  ASSERT_TRUE(py && pj);
+  EXPECT_EQ(py->revision(), "r-1");
+  EXPECT_EQ(pj->revision(), "r-1");
+  EXPECT_EQ(py->exact_count(), 4u);
+  EXPECT_EQ(pj->exact_count(), 4u);
+  EXPECT_EQ(py->glob_count(), 1u);
+  EXPECT_EQ(pj->glob_count(), 1u);
+  ExpectSameRule(py->default_rule(), pj->default_rule());
+  EXPECT_EQ(py->default_rule().action, Action::kRequireApproval);
+  for (const char* tool : {"wait_for_background_task", "send_message", "delete_repository",
+                           "github_push", "run_command", "unlisted"}) {
+    SCOPED_TRACE(tool);
+    ExpectSameRule(py->Find(tool), pj->Find(tool));
+  }
+  // And the values are the intended ones, not just equal.
+  const ToolRule& send = pj->Find("send_message");
+  ASSERT_EQ(send.limits.size(), 2u);
+  EXPECT_EQ(send.limits[0].window_ms, 60'000);
+  EXPECT_EQ(send.limits[0].burst, 10);
+  EXPECT_EQ(send.limits[1].window_ms, 86'400'000);
+  EXPECT_EQ(send.limits[1].scope, Scope::kGlobal);
+}
+
+TEST(PolicyFormat, SeedDocumentAsYamlEqualsSeedJson) {
+  auto json = LoadPolicyFromPath(TOOLGATE_SOURCE_DIR "/examples/seed-policy.json");
+  ASSERT_TRUE(json.ok()) << json.status();
+  auto yaml = MustLoad(R"(version: "1"
+default: deny
+tools:
+  wait_for_background_task:
+    limits:
+      - counter: wait_for_background_task_rate
+        window: minute
+        max: 10
+        scope: grant
+)");
+  ASSERT_TRUE(yaml);
+  ExpectSameRule((*json)->Find("wait_for_background_task"), yaml->Find("wait_for_background_task"));
+  ExpectSameRule((*json)->default_rule(), yaml->default_rule());
+}
+
+// ---------------------------------------------------------------------------
+// Revision.
+
+TEST(PolicyRevision, GivenRevisionIsUsed) {
+  auto p = MustLoad("version: \"1\"\nrevision: \"2026-11-25.1\"\n");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->revision(), "2026-11-25.1");
+}
+
+TEST(PolicyRevision, AbsentRevisionIsContentHash) {
+  const std::string text = "version: \"1\"\ndefault: allow\n";
+  auto p = MustLoad(text);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->revision(), ExpectedRevision(text));
+  EXPECT_EQ(p->revision().size(), std::string("sha256:").size() + 12);
+  EXPECT_EQ(ContentRevision({{"p.yaml", text}}), ExpectedRevision(text));
+  // The name of a single file does not matter; one changed byte does.
+  EXPECT_EQ(ContentRevision({{"other/name.json", text}}), ExpectedRevision(text));
+  auto q = MustLoad(text + " ");
+  ASSERT_TRUE(q);
+  EXPECT_NE(q->revision(), p->revision());
+  EXPECT_EQ(q->revision(), ExpectedRevision(text + " "));
+  // Known vector: SHA-256("") = e3b0c442 98fc1c14 ...
+  EXPECT_EQ(ContentRevision({{"x", ""}}), "sha256:e3b0c44298fc");
+}
+
+TEST(PolicyRevision, SeveralSourcesHashNamesAndContents) {
+  const std::string a = "version: \"1\"\ntools:\n  a: {}\n";
+  const std::string b = "version: \"1\"\ntools:\n  b: {}\n";
+  const std::string bytes = std::string("a.yaml") + '\0' + a + '\0' + "b.yaml" + '\0' + b + '\0';
+  EXPECT_EQ(ContentRevision({{"/some/dir/a.yaml", a}, {"/some/dir/b.yaml", b}}),
+            ExpectedRevision(bytes));
+  auto p = LoadPolicyFromSources({{"/some/dir/a.yaml", a}, {"/some/dir/b.yaml", b}});
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->revision(), ExpectedRevision(bytes));
+}
+
+// ---------------------------------------------------------------------------
+// Windows.
+
+TEST(PolicyWindow, Forms) {
+  EXPECT_EQ(WindowOf("60").value_or(-1), 60'000);  // a number is seconds
+  EXPECT_EQ(WindowOf("0.5").value_or(-1), 500);
+  EXPECT_EQ(WindowOf("\"30s\"").value_or(-1), 30'000);
+  EXPECT_EQ(WindowOf("30s").value_or(-1), 30'000);
+  EXPECT_EQ(WindowOf("5m").value_or(-1), 300'000);
+  EXPECT_EQ(WindowOf("1h").value_or(-1), 3'600'000);
+  EXPECT_EQ(WindowOf("1d").value_or(-1), 86'400'000);
+  EXPECT_EQ(WindowOf("500ms").value_or(-1), 500);
+  EXPECT_EQ(WindowOf("second").value_or(-1), 1'000);
+  EXPECT_EQ(WindowOf("minute").value_or(-1), 60'000);
+  EXPECT_EQ(WindowOf("hour").value_or(-1), 3'600'000);
+  EXPECT_EQ(WindowOf("day").value_or(-1), 86'400'000);
+  // Same in JSON.
+  auto p = MustLoad(R"({"version": "1", "tools": {"t": {"limits": [{"window": 60, "max": 1},
+      {"counter": "c2", "window": "5m", "max": 1}]}}})",
+                    "p.json");
+  ASSERT_TRUE(p);
+  ASSERT_EQ(p->Find("t").limits.size(), 2u);
+  EXPECT_EQ(p->Find("t").limits[0].window_ms, 60'000);
+  EXPECT_EQ(p->Find("t").limits[1].window_ms, 300'000);
+}
+
+TEST(PolicyWindow, UnknownWindow) {
+  const std::string msg = LoadError(R"(version: "1"
+tools:
+  t:
+    limits:
+      - counter: c
+        window: fortnight
+        max: 3
+)");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:6:17: tools.t.limits[0].window: unknown window \"fortnight\""));
+  EXPECT_EQ(CountLines(msg), 1u);
+}
+
+TEST(PolicyWindow, ZeroAndTooLongWindows) {
+  std::string msg = LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n      - {window: 0, max: 1}\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:5:18: tools.t.limits[0].window: window \"0\" must be positive"));
+  msg = LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n      - {window: 32d, max: 1}\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:5:18: tools.t.limits[0].window:"));
+  EXPECT_TRUE(HasSubstr(msg, "31 days"));
+  msg = LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n      - {window: 0.0001, max: 1}\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:5:18: tools.t.limits[0].window:"));
+  EXPECT_TRUE(HasSubstr(msg, "whole number of milliseconds"));
+  msg = LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n      - {window: [1], max: 1}\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:5:18: tools.t.limits[0].window must be a duration"));
+}
+
+// ---------------------------------------------------------------------------
+// Errors, each with its location.
+
+TEST(PolicyErrors, BadYamlSyntax) {
+  // Located at the offending character.
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ntools:\n  t:\n    action: deny: now\n"),
+                        "p.yaml:4:17: syntax error: illegal map value"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ntools:\n  t: {action: deny]\n"),
+                        "p.yaml:3:19: syntax error: illegal flow end"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\nrevision: \"x\" y\n"),
+                        "p.yaml:2:15: syntax error"));
+  // Bad indentation.
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ntools:\n  a: {}\n   b: {}\n"),
+                        "p.yaml:4:4: syntax error"));
+  // Unclosed at the end of the file.
+  const std::string msg = LoadError("version: \"1\"\ntools:\n  t: {limits: [\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:4:1: syntax error"));
+  EXPECT_EQ(CountLines(msg), 1u) << msg;
+}
+
+TEST(PolicyErrors, BadJsonSyntax) {
+  const std::string msg = LoadError("{\"version\": \"1\",\n \"tools\": {\"a\": {}\n", "p.json");
+  EXPECT_TRUE(HasSubstr(msg, "p.json:3:1: syntax error: end of map flow not found"));
+}
+
+TEST(PolicyErrors, EmptyDocument) {
+  EXPECT_TRUE(HasSubstr(LoadError(""), "p.yaml: the policy is empty"));
+  EXPECT_TRUE(HasSubstr(LoadError("# only a comment\n"), "the policy is empty"));
+}
+
+TEST(PolicyErrors, UnknownTopLevelKey) {
+  const std::string msg = LoadError("version: \"1\"\ntols:\n  a: {}\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:2:1: unknown key \"tols\" in the policy"));
+  EXPECT_TRUE(HasSubstr(msg, "version, revision, default, tools"));
+}
+
+TEST(PolicyErrors, UnknownKeyInTool) {
+  const std::string msg = LoadError("version: \"1\"\ntools:\n  foo:\n    acton: deny\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:4:5: unknown key \"acton\" in tools.foo"));
+}
+
+TEST(PolicyErrors, UnknownKeyInLimit) {
+  const std::string msg = LoadError(R"(version: "1"
+tools:
+  foo:
+    limits:
+      - window: minute
+        max: 3
+        maximum: 4
+)");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:7:9: unknown key \"maximum\" in tools.foo.limits[0]"));
+  EXPECT_EQ(CountLines(msg), 1u) << msg;
+}
+
+TEST(PolicyErrors, UnknownKeyInJson) {
+  const std::string msg =
+      LoadError("{\"version\": \"1\",\n \"tools\": {\"a\": {\"limit\": []}}}\n", "p.json");
+  EXPECT_TRUE(HasSubstr(msg, "p.json:2:18: unknown key \"limit\" in tools.a"));
+}
+
+TEST(PolicyErrors, NegativeMax) {
+  const std::string msg =
+      LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n      - window: minute\n        max: -1\n");
+  EXPECT_TRUE(
+      HasSubstr(msg, "p.yaml:6:14: tools.t.limits[0].max must be a positive integer, got -1"));
+}
+
+TEST(PolicyErrors, ZeroMax) {
+  const std::string msg =
+      LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n      - window: minute\n        max: 0\n");
+  EXPECT_TRUE(
+      HasSubstr(msg, "p.yaml:6:14: tools.t.limits[0].max must be a positive integer, got 0"));
+}
+
+TEST(PolicyErrors, NonIntegerMax) {
+  std::string msg =
+      LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n      - window: minute\n        max: 2.5\n");
+  EXPECT_TRUE(HasSubstr(
+      msg, "p.yaml:6:14: tools.t.limits[0].max must be a positive integer, got \"2.5\""));
+  msg = LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n      - window: minute\n        max: ten\n");
+  EXPECT_TRUE(HasSubstr(
+      msg, "p.yaml:6:14: tools.t.limits[0].max must be a positive integer, got \"ten\""));
+  msg = LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n      - window: minute\n        max: [1]\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:6:14: tools.t.limits[0].max must be a positive integer"));
+  // A quoted number is a string, not an integer (as in JSON).
+  msg = LoadError("{\"version\": \"1\", \"tools\": {\"t\": {\"limits\": [\n"
+                  "  {\"window\": 60, \"max\": \"3\"}]}}}\n",
+                  "p.json");
+  EXPECT_TRUE(HasSubstr(msg, "p.json:2:25: tools.t.limits[0].max must be a positive integer"));
+}
+
+TEST(PolicyErrors, MissingWindowOrMax) {
+  const std::string msg =
+      LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n      - counter: c\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:5:9: tools.t.limits[0]: window is required"));
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:5:9: tools.t.limits[0]: max is required"));
+  EXPECT_EQ(CountLines(msg), 2u) << msg;
+}
+
+TEST(PolicyErrors, UnknownScope) {
+  const std::string msg = LoadError(
+      "version: \"1\"\ntools:\n  t:\n    limits:\n      - {window: minute, max: 1, scope: user}\n");
+  EXPECT_TRUE(HasSubstr(
+      msg, "p.yaml:5:41: tools.t.limits[0].scope must be grant, session or global, got \"user\""));
+}
+
+TEST(PolicyErrors, UnknownAlgorithm) {
+  const std::string msg = LoadError(
+      "version: \"1\"\ntools:\n  t:\n    limits:\n"
+      "      - {window: minute, max: 1, algorithm: leaky_bucket}\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:5:45: tools.t.limits[0].algorithm must be sliding_window, "
+                             "fixed_window or token_bucket, got \"leaky_bucket\""));
+}
+
+TEST(PolicyErrors, UnknownAction) {
+  std::string msg = LoadError("version: \"1\"\ntools:\n  t:\n    action: block\n");
+  EXPECT_TRUE(HasSubstr(
+      msg, "p.yaml:4:13: tools.t.action must be allow, deny or require_approval, got \"block\""));
+  msg = LoadError("version: \"1\"\ndefault: maybe\n");
+  EXPECT_TRUE(HasSubstr(
+      msg, "p.yaml:2:10: default must be allow, deny or require_approval, got \"maybe\""));
+}
+
+TEST(PolicyErrors, BurstOnlyForTokenBucket) {
+  std::string msg = LoadError(R"(version: "1"
+tools:
+  t:
+    limits:
+      - window: minute
+        max: 5
+        burst: 10
+)");
+  EXPECT_TRUE(
+      HasSubstr(msg, "p.yaml:7:16: tools.t.limits[0].burst applies only to algorithm token_bucket"));
+  msg = LoadError(R"(version: "1"
+tools:
+  t:
+    limits:
+      - {window: minute, max: 5, burst: 10, algorithm: fixed_window}
+)");
+  EXPECT_TRUE(
+      HasSubstr(msg, "p.yaml:5:41: tools.t.limits[0].burst applies only to algorithm token_bucket"));
+  // Order does not matter: burst before algorithm is still fine.
+  auto p = MustLoad(R"(version: "1"
+tools:
+  t:
+    limits:
+      - {burst: 10, window: minute, max: 5, algorithm: token_bucket}
+)");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->Find("t").limits[0].burst, 10);
+  EXPECT_EQ(p->Find("t").limits[0].max, 5);
+  // A bad burst is located too.
+  msg = LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n"
+                  "      - {algorithm: token_bucket, window: minute, max: 5, burst: 0}\n");
+  EXPECT_TRUE(
+      HasSubstr(msg, "p.yaml:5:66: tools.t.limits[0].burst must be a positive integer, got 0"));
+}
+
+TEST(PolicyErrors, LimitsOnDenyEntry) {
+  const std::string msg = LoadError(R"(version: "1"
+tools:
+  t:
+    action: deny
+    limits:
+      - {window: minute, max: 3}
+)");
+  EXPECT_TRUE(HasSubstr(
+      msg, "p.yaml:6:7: tools.t.limits apply only to allowed tools, but the action is deny"));
+  const std::string msg2 = LoadError(R"(version: "1"
+tools:
+  t:
+    limits:
+      - {window: minute, max: 3}
+    action: require_approval
+)");
+  EXPECT_TRUE(HasSubstr(msg2, "p.yaml:5:7: tools.t.limits apply only to allowed tools, but the "
+                              "action is require_approval"));
+  // An empty list is harmless.
+  EXPECT_TRUE(Load("version: \"1\"\ntools:\n  t:\n    action: deny\n    limits: []\n").ok());
+}
+
+TEST(PolicyErrors, SameCounterTwiceInOneTool) {
+  const std::string msg = LoadError(R"(version: "1"
+tools:
+  t:
+    limits:
+      - {counter: c, window: minute, max: 3}
+      - {counter: c, window: hour, max: 30}
+)");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:6:9: tools.t names counter \"c\" more than once"));
+  EXPECT_EQ(CountLines(msg), 1u) << msg;
+}
+
+TEST(PolicyErrors, DefaultCounterNamesAreDistinctPerLimit) {
+  // Without `counter`, each limit gets its own counter: no conflict.
+  auto p = MustLoad(R"(version: "1"
+tools:
+  t:
+    limits:
+      - {window: minute, max: 3}
+      - {window: hour, max: 30}
+)");
+  ASSERT_TRUE(p);
+  const ToolRule& r = p->Find("t");
+  ASSERT_EQ(r.limits.size(), 2u);
+  EXPECT_NE(r.limits[0].counter, r.limits[1].counter);
+}
+
+TEST(PolicyErrors, CounterDefinedDifferentlyByTwoTools) {
+  const std::string msg = LoadError(R"(version: "1"
+tools:
+  a:
+    limits:
+      - {counter: shared, window: minute, max: 3}
+  b:
+    limits:
+      - {counter: shared, window: minute, max: 5}
+)");
+  // Located at the second definition, naming the first.
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:8:9: counter \"shared\" is defined here as 5 per 1m"));
+  EXPECT_TRUE(HasSubstr(msg, "but at p.yaml:5:9 as 3 per 1m"));
+  EXPECT_EQ(CountLines(msg), 1u) << msg;
+
+  // Any field counts: scope.
+  const std::string msg2 = LoadError(R"(version: "1"
+tools:
+  a:
+    limits:
+      - {counter: shared, window: minute, max: 3}
+  b:
+    limits:
+      - {counter: shared, window: minute, max: 3, scope: global}
+)");
+  EXPECT_TRUE(HasSubstr(msg2, "p.yaml:8:9: counter \"shared\""));
+  EXPECT_TRUE(HasSubstr(msg2, "p.yaml:5:9"));
+
+  // The same definition written differently is fine.
+  EXPECT_TRUE(Load(R"(version: "1"
+tools:
+  a:
+    limits:
+      - {counter: shared, window: minute, max: 3}
+  b:
+    limits:
+      - {counter: shared, window: 60, max: 3, scope: grant, algorithm: sliding_window}
+)")
+                  .ok());
+}
+
+TEST(PolicyErrors, MissingVersion) {
+  const std::string msg = LoadError("default: allow\ntools: {}\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:1:1: version is required"));
+}
+
+TEST(PolicyErrors, WrongVersion) {
+  std::string msg = LoadError("version: \"2\"\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:1:10: version must be \"1\", got \"2\""));
+  msg = LoadError("default: deny\nversion: [1]\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:2:10: version must be \"1\", got a list"));
+  // An unquoted 1 is the same version.
+  EXPECT_TRUE(Load("version: 1\n").ok());
+}
+
+TEST(PolicyErrors, DuplicateKey) {
+  std::string msg = LoadError("version: \"1\"\ndefault: deny\ndefault: allow\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:3:1: duplicate key \"default\" in the policy"));
+  msg = LoadError("version: \"1\"\ntools:\n  a: {}\n  b: {}\n  a:\n    action: deny\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:5:3: duplicate key \"a\" in tools"));
+  msg = LoadError("{\"version\": \"1\", \"tools\": {\"a\": {\"action\": \"deny\",\n"
+                  "  \"action\": \"allow\"}}}",
+                  "p.json");
+  EXPECT_TRUE(HasSubstr(msg, "p.json:2:3: duplicate key \"action\" in tools.a"));
+}
+
+TEST(PolicyErrors, WrongShapes) {
+  EXPECT_TRUE(HasSubstr(LoadError("- a\n- b\n"), "p.yaml:1:1: the policy must be a map, got a list"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ntools: [a]\n"),
+                        "p.yaml:2:8: tools must be a map, got a list"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ntools:\n  t:\n    limits: {max: 1}\n"),
+                        "p.yaml:4:13: tools.t.limits must be a list, got a map"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ntools:\n  t: deny\n"),
+                        "p.yaml:3:6: tools.t must be a map, got a scalar"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ntools:\n  t:\n    limits:\n      - 5\n"),
+                        "p.yaml:5:9: tools.t.limits[0] must be a map, got a scalar"));
+}
+
+TEST(PolicyErrors, TwoDocumentsInOneFile) {
+  const std::string msg = LoadError("version: \"1\"\n---\nversion: \"1\"\n");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:3:1: a policy file must hold exactly one document"));
+}
+
+TEST(PolicyErrors, SeveralErrorsAreAllReported) {
+  const std::string msg = LoadError(R"(version: "2"
+colour: blue
+tools:
+  a:
+    action: block
+  b:
+    limits:
+      - {window: fortnight, max: 0, scope: user}
+  c:
+    action: deny
+    reasn: "typo"
+)");
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:1:10: version must be \"1\""));
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:2:1: unknown key \"colour\""));
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:5:13: tools.a.action must be"));
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:8:18: tools.b.limits[0].window: unknown window"));
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:8:34: tools.b.limits[0].max must be a positive integer"));
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:8:44: tools.b.limits[0].scope must be"));
+  EXPECT_TRUE(HasSubstr(msg, "p.yaml:11:5: unknown key \"reasn\" in tools.c"));
+  EXPECT_EQ(CountLines(msg), 7u) << msg;
+}
+
+TEST(PolicyErrors, ErrorsFromSeveralSourcesAreAllReported) {
+  auto p = LoadPolicyFromSources({{"a.yaml", "version: \"2\"\n"},
+                                  {"b.yaml", "version: \"1\"\ndefault: nope\n"},
+                                  {"c.yaml", "version: \"1\"\n"}});
+  ASSERT_FALSE(p.ok());
+  const std::string msg(p.status().message());
+  EXPECT_TRUE(HasSubstr(msg, "a.yaml:1:10: version must be"));
+  EXPECT_TRUE(HasSubstr(msg, "b.yaml:2:10: default must be"));
+  EXPECT_EQ(CountLines(msg), 2u) << msg;
+}
+
+TEST(PolicyErrors, DefaultSetTwiceAcrossSources) {
+  auto p = LoadPolicyFromSources({{"a.yaml", "version: \"1\"\ndefault: allow\n"},
+                                  {"b.yaml", "version: \"1\"\ndefault: deny\n"}});
+  ASSERT_FALSE(p.ok());
+  EXPECT_TRUE(HasSubstr(std::string(p.status().message()),
+                        "b.yaml:2:10: default is already set at a.yaml:2:10"));
+}
+
+TEST(PolicyErrors, ConflictingRevisionsAcrossSources) {
+  auto p = LoadPolicyFromSources({{"a.yaml", "version: \"1\"\nrevision: r1\n"},
+                                  {"b.yaml", "version: \"1\"\nrevision: r2\n"}});
+  ASSERT_FALSE(p.ok());
+  EXPECT_TRUE(HasSubstr(std::string(p.status().message()), "b.yaml:2:11: revision \"r2\""));
+  EXPECT_TRUE(HasSubstr(std::string(p.status().message()), "a.yaml:2:11"));
+  // The same revision in two files is fine.
+  auto q = LoadPolicyFromSources({{"a.yaml", "version: \"1\"\nrevision: r1\n"},
+                                  {"b.yaml", "version: \"1\"\nrevision: r1\n"}});
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ((*q)->revision(), "r1");
+}
+
+// ---------------------------------------------------------------------------
+// Loading from disk.
+
+TEST(PolicyLoadPath, MissingPathIsNotFound) {
+  auto p = LoadPolicyFromPath((fs::path(::testing::TempDir()) / "toolgate_no_such_policy.yaml").string());
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(PolicyLoadPath, FileErrorsNameThePath) {
+  const fs::path dir = FreshDir("d");
+  const fs::path file = dir / "bad.yaml";
+  WriteFile(file, "version: \"1\"\ntools:\n  t:\n    action: nope\n");
+  auto p = LoadPolicyFromPath(file.string());
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(HasSubstr(std::string(p.status().message()), file.string() + ":4:13: tools.t.action"));
+}
+
+TEST(PolicyLoadPath, DirectoryMergesFiles) {
+  const fs::path dir = FreshDir("d");
+  const std::string a = "version: \"1\"\ndefault: allow\ntools:\n  alpha:\n    action: deny\n";
+  const std::string b =
+      "{\"version\": \"1\", \"tools\": {\"beta\": {\"action\": \"require_approval\"}, "
+      "\"gamma_*\": {}}}";
+  WriteFile(dir / "a.yaml", a);
+  WriteFile(dir / "b.json", b);
+  WriteFile(dir / "README.md", "not a policy: {");
+  auto p = LoadPolicyFromPath(dir.string());
+  ASSERT_TRUE(p.ok()) << p.status();
+  const Policy& policy = **p;
+  EXPECT_EQ(policy.default_rule().action, Action::kAllow);
+  EXPECT_EQ(policy.Find("alpha").action, Action::kDeny);
+  EXPECT_EQ(policy.Find("beta").action, Action::kRequireApproval);
+  EXPECT_EQ(policy.Find("gamma_x").rule_id, "tools.gamma_*");
+  EXPECT_EQ(policy.exact_count(), 2u);
+  EXPECT_EQ(policy.glob_count(), 1u);
+  EXPECT_EQ(policy.sources().size(), 2u);
+  // The revision covers both files, names and contents.
+  const std::string bytes = std::string("a.yaml") + '\0' + a + '\0' + "b.json" + '\0' + b + '\0';
+  EXPECT_EQ(policy.revision(), ExpectedRevision(bytes));
+}
+
+TEST(PolicyLoadPath, DuplicateToolAcrossFiles) {
+  const fs::path dir = FreshDir("d");
+  WriteFile(dir / "a.yaml", "version: \"1\"\ntools:\n  shared_tool: {}\n");
+  WriteFile(dir / "b.yaml", "version: \"1\"\ntools:\n  other: {}\n  shared_tool:\n    action: deny\n");
+  auto p = LoadPolicyFromPath(dir.string());
+  ASSERT_FALSE(p.ok());
+  const std::string msg(p.status().message());
+  EXPECT_TRUE(HasSubstr(msg, (dir / "b.yaml").string() +
+                                 ":4:3: tool \"shared_tool\" is already defined at " +
+                                 (dir / "a.yaml").string() + ":3:3"));
+  EXPECT_EQ(CountLines(msg), 1u) << msg;
+}
+
+TEST(PolicyLoadPath, CounterConflictAcrossFilesNamesBothFiles) {
+  const fs::path dir = FreshDir("d");
+  WriteFile(dir / "a.yaml", "version: \"1\"\ntools:\n  x:\n    limits:\n      - {counter: c, window: 1m, max: 2}\n");
+  WriteFile(dir / "b.yaml", "version: \"1\"\ntools:\n  y:\n    limits:\n      - {counter: c, window: 1h, max: 2}\n");
+  auto p = LoadPolicyFromPath(dir.string());
+  ASSERT_FALSE(p.ok());
+  const std::string msg(p.status().message());
+  EXPECT_TRUE(HasSubstr(msg, (dir / "b.yaml").string() + ":5:9: counter \"c\" is defined here as 2 per 1h"));
+  EXPECT_TRUE(HasSubstr(msg, "but at " + (dir / "a.yaml").string() + ":5:9 as 2 per 1m"));
+}
+
+TEST(PolicyLoadPath, HiddenEntriesAreSkipped) {
+  // The layout of a mounted Kubernetes ConfigMap: the real files live in a
+  // hidden timestamped directory, "..data" links to it, and the visible names
+  // link through "..data".
+  const fs::path dir = FreshDir("d");
+  fs::create_directory(dir / "..2026_11_25_10_00_00.123");
+  WriteFile(dir / "..2026_11_25_10_00_00.123" / "policy.yaml",
+            "version: \"1\"\nrevision: cm-1\ntools:\n  from_configmap: {}\n");
+  fs::create_directory_symlink("..2026_11_25_10_00_00.123", dir / "..data");
+  fs::create_symlink("..data/policy.yaml", dir / "policy.yaml");
+  // Hidden files that would break the load if read.
+  WriteFile(dir / ".hidden.yaml", "this is: [not valid");
+  WriteFile(dir / "..data.yaml", "version: \"1\"\ntools:\n  from_configmap: {}\n");
+  auto p = LoadPolicyFromPath(dir.string());
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->revision(), "cm-1");
+  EXPECT_EQ((*p)->Find("from_configmap").rule_id, "tools.from_configmap");
+  ASSERT_EQ((*p)->sources().size(), 1u);
+  EXPECT_EQ(fs::path((*p)->sources()[0]).filename(), "policy.yaml");
+}
+
+TEST(PolicyLoadPath, DirectoryWithoutPolicyFiles) {
+  const fs::path dir = FreshDir("d");
+  WriteFile(dir / ".hidden.yaml", "version: \"1\"\n");
+  auto p = LoadPolicyFromPath(dir.string());
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(HasSubstr(std::string(p.status().message()), "no *.yaml"));
+}
+
+// ---------------------------------------------------------------------------
+// The parser alone.
+
+TEST(ParsePolicyDocument, ReturnsPartsWithMarks) {
+  Diagnostics d("doc.yaml");
+  auto doc = ParsePolicyDocument(R"(version: "1"
+revision: r9
+default: require_approval
+tools:
+  first: {}
+  "second_*":
+    limits:
+      - {counter: k, window: 5m, max: 7}
+)",
+                                 d);
+  ASSERT_TRUE(d.ok()) << d.ToString();
+  ASSERT_TRUE(doc.has_value());
+  EXPECT_EQ(doc->file, "doc.yaml");
+  ASSERT_TRUE(doc->revision.has_value());
+  EXPECT_EQ(*doc->revision, "r9");
+  EXPECT_EQ(doc->revision_mark.line, 1);  // 0-based
+  ASSERT_TRUE(doc->default_action.has_value());
+  EXPECT_EQ(*doc->default_action, Action::kRequireApproval);
+  ASSERT_EQ(doc->tools.size(), 2u);
+  EXPECT_EQ(doc->tools[0].rule.name, "first");
+  EXPECT_EQ(doc->tools[0].mark.line, 4);
+  EXPECT_EQ(doc->tools[0].mark.column, 2);
+  EXPECT_EQ(doc->tools[1].rule.name, "second_*");
+  EXPECT_EQ(doc->tools[1].rule.rule_id, "tools.second_*");
+  ASSERT_EQ(doc->tools[1].rule.limits.size(), 1u);
+  ASSERT_EQ(doc->tools[1].limit_marks.size(), 1u);
+  EXPECT_EQ(doc->tools[1].limit_marks[0].line, 7);
+  EXPECT_EQ(doc->tools[1].rule.limits[0].window_ms, 300'000);
+  EXPECT_EQ(doc->tools[1].rule.limits[0].max, 7);
+  EXPECT_LT(doc->tools[0].rule.order, doc->tools[1].rule.order);
+}
+
+TEST(ParsePolicyDocument, ErrorsGiveNoDocument) {
+  Diagnostics d("doc.yaml");
+  auto doc = ParsePolicyDocument("version: \"1\"\ntools:\n  a: {action: nope}\n  b: {}\n", d);
+  EXPECT_FALSE(doc.has_value());
+  ASSERT_EQ(d.errors().size(), 1u);
+  EXPECT_EQ(d.errors()[0].file, "doc.yaml");
+  EXPECT_EQ(d.errors()[0].line, 3);
+  EXPECT_EQ(d.errors()[0].column, 15);
+  EXPECT_EQ(d.ToStatus().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace toolgate
