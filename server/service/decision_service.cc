@@ -50,6 +50,10 @@ std::string DecisionServiceImpl::NextDecisionId() {
 
 void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
   std::unique_ptr<Call> owned(call);
+  struct InFlightGuard {
+    std::atomic<int64_t>& n;
+    ~InFlightGuard() { n.fetch_sub(1, std::memory_order_release); }
+  } guard{in_flight_};
   if (!status.ok()) {
     stats_.errors.fetch_add(1, std::memory_order_relaxed);
     call->reactor->Finish(ToGrpcStatus(status));
@@ -81,6 +85,7 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
 grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext* context,
                                                      const grpc::ByteBuffer* request,
                                                      grpc::ByteBuffer* response) {
+  in_flight_.fetch_add(1, std::memory_order_acq_rel);
   auto* call = new Call();
   call->reactor = context->DefaultReactor();
   call->response_buffer = response;

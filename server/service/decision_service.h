@@ -35,6 +35,8 @@ class DecisionServiceImpl final
                                   grpc::ByteBuffer* response) override;
 
   const DecisionStats& stats() const { return stats_; }
+  // Checks started and not finished yet.
+  int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
 
  private:
   struct Call;
@@ -48,6 +50,7 @@ class DecisionServiceImpl final
   const uint64_t id_prefix_;
   std::atomic<uint64_t> id_counter_{0};
   DecisionStats stats_;
+  std::atomic<int64_t> in_flight_{0};
 };
 
 }  // namespace toolgate

@@ -1,6 +1,10 @@
 #include "server/service/server.h"
 
+#include <atomic>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
+#include "grpc/grpc.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
@@ -84,8 +88,26 @@ void ToolgateServer::Shutdown() {
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
   server_->GetHealthCheckService()->SetServingStatus(false);
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    std::chrono::milliseconds(config_.shutdown_grace_ms));
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.shutdown_grace_ms);
+  // gRPC's graceful shutdown stops accepting calls at once, lets started
+  // calls finish, and then waits for every client to acknowledge the
+  // GOAWAY, which idle clients may take seconds to do. So: shut down on a
+  // helper thread, and once no check is in flight, close the remaining
+  // (idle) connections instead of waiting for them.
+  std::atomic<bool> done{false};
+  std::thread stopper([&] {
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(config_.shutdown_grace_ms));
+    done = true;
+  });
+  // Let the shutdown begin (listeners closed, GOAWAY sent) before looking.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  while (!done && service_->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (!done) grpc_server_cancel_all_calls(server_->c_server());
+  stopper.join();
   server_->Wait();
 }
 

@@ -201,6 +201,9 @@ void RedisCounterStore::Connect(int64_t now) {
     }
   }
   if (options_.url.db != 0) SendInternal({"SELECT", absl::StrCat(options_.url.db)});
+  // Load the script up front, so that calls can use EVALSHA from the start
+  // (NOSCRIPT is still handled: the cache can be flushed at any time).
+  SendInternal({"SCRIPT", "LOAD", script_});
 }
 
 void RedisCounterStore::Drop(const std::string& why, int64_t now) {
@@ -325,7 +328,7 @@ void RedisCounterStore::HandleReply(redisReply* reply, int64_t now) {
   if (!connected_.exchange(true)) LogInfo("redis: connected to ", options_.url.Redacted());
   const bool is_error = reply->type == REDIS_REPLY_ERROR;
   const std::string error = is_error ? std::string(reply->str, reply->len) : std::string();
-  if (p->request == nullptr) {  // AUTH or SELECT.
+  if (p->request == nullptr) {  // AUTH, SELECT or SCRIPT LOAD.
     if (is_error) Drop(absl::StrCat("connection setup failed: ", error), now);
     return;
   }

@@ -1,0 +1,390 @@
+// A fleet of toolgated processes sharing one real redis-server: exactness
+// under concurrency, failure modes when Redis is killed or paused, key
+// expiry, and pipelining.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/process.h"
+#include "tests/support/redis_process.h"
+#include "toolgate/client.h"
+
+namespace toolgate_test {
+namespace {
+
+using ::testing::HasSubstr;
+using toolgate::v1::CheckRequest;
+using toolgate::v1::CheckResponse;
+
+CheckRequest Req(const std::string& tool, const std::string& grant) {
+  CheckRequest r;
+  r.set_tool(tool);
+  r.set_grant(grant);
+  return r;
+}
+
+// Sends every request at once, spread round-robin over the clients, and
+// waits for all answers.
+std::vector<absl::StatusOr<CheckResponse>> CheckAll(
+    const std::vector<std::unique_ptr<toolgate::Client>>& clients,
+    const std::vector<CheckRequest>& requests) {
+  std::vector<absl::StatusOr<CheckResponse>> results(requests.size(),
+                                                     absl::UnknownError("no answer"));
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t pending = requests.size();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    clients[i % clients.size()]->CheckAsync(
+        requests[i], absl::Seconds(30), [&, i](absl::StatusOr<CheckResponse> r) {
+          std::lock_guard<std::mutex> lock(mu);
+          results[i] = std::move(r);
+          if (--pending == 0) cv.notify_all();
+        });
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait_for(lock, std::chrono::seconds(60), [&] { return pending == 0; });
+  EXPECT_EQ(pending, 0u);
+  return results;
+}
+
+class FleetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto redis = RedisProcess::Start();
+    ASSERT_TRUE(redis.ok()) << redis.status();
+    redis_ = *std::move(redis);
+  }
+
+  // Starts `n` servers on `policy`, all using the test's Redis.
+  void StartFleet(int n, const std::string& policy, std::vector<std::string> extra = {}) {
+    policy_path_ = dir_.WriteFile("policy.yaml", policy);
+    for (int i = 0; i < n; ++i) {
+      std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--policy", policy_path_,
+                                       "--redis", redis_->url()};
+      args.insert(args.end(), extra.begin(), extra.end());
+      auto s = ServerProcess::Start(args);
+      ASSERT_TRUE(s.ok()) << s.status();
+      clients_.push_back(toolgate::Client::Connect((*s)->address()));
+      servers_.push_back(*std::move(s));
+    }
+  }
+
+  TempDir dir_;
+  std::string policy_path_;
+  std::unique_ptr<RedisProcess> redis_;
+  std::vector<std::unique_ptr<ServerProcess>> servers_;
+  std::vector<std::unique_ptr<toolgate::Client>> clients_;
+};
+
+TEST_F(FleetTest, GlobalLimitIsExactAcrossThreeServers) {
+  ASSERT_NO_FATAL_FAILURE(StartFleet(3, R"(
+version: "1"
+tools:
+  fleet_tool:
+    limits: [{counter: fleet, window: hour, max: 50, scope: global}]
+)", {"--redis-timeout", "5s"}));
+  std::vector<CheckRequest> requests;
+  for (int i = 0; i < 300; ++i) requests.push_back(Req("fleet_tool", absl::StrCat("g", i % 7)));
+  int allow = 0, limited = 0;
+  for (const auto& r : CheckAll(clients_, requests)) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (r->decision() == toolgate::v1::DECISION_ALLOW) ++allow;
+    if (r->decision() == toolgate::v1::DECISION_RATE_LIMITED) {
+      ++limited;
+      EXPECT_GT(r->retry_after().seconds() * 1000 + r->retry_after().nanos() / 1000000, 0);
+    }
+  }
+  EXPECT_EQ(allow, 50);
+  EXPECT_EQ(limited, 250);
+}
+
+TEST_F(FleetTest, NoCounterIsConsumedByACallAnotherLimitRefused) {
+  // The over-limit cache is off so that every refused call reports the state
+  // of both of its limits.
+  ASSERT_NO_FATAL_FAILURE(StartFleet(3, R"(
+version: "1"
+tools:
+  two_limits:
+    limits:
+      - {counter: per_grant, window: hour, max: 20, scope: grant}
+      - {counter: fleet_total, window: hour, max: 50, scope: global}
+)", {"--redis-timeout", "5s", "--no-redis-over-limit-cache"}));
+  std::vector<CheckRequest> requests;
+  for (int i = 0; i < 300; ++i) requests.push_back(Req("two_limits", absl::StrCat("grant", i % 5)));
+  std::map<std::string, int> allowed_by_grant;
+  int allow = 0;
+  const auto results = CheckAll(clients_, requests);
+  for (size_t i = 0; i < results.size(); ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    if (results[i]->decision() == toolgate::v1::DECISION_ALLOW) {
+      ++allow;
+      ++allowed_by_grant[requests[i].grant()];
+    }
+  }
+  EXPECT_EQ(allow, 50);
+  for (int g = 0; g < 5; ++g) {
+    const std::string grant = absl::StrCat("grant", g);
+    EXPECT_LE(allowed_by_grant[grant], 20) << grant;
+    // What the grant's counter holds is exactly what was admitted.
+    CheckRequest probe = Req("two_limits", grant);
+    probe.set_dry_run(true);
+    auto r = clients_[0]->Check(probe, absl::Seconds(5));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->limits_size(), 2);
+    EXPECT_EQ(r->limits(0).counter(), "per_grant");
+    const int64_t expected_remaining = 20 - allowed_by_grant[grant];
+    // A dry run that would be admitted reports the state after it.
+    const int64_t dry_adjust = r->decision() == toolgate::v1::DECISION_ALLOW ? 1 : 0;
+    EXPECT_EQ(r->limits(0).remaining(), expected_remaining - dry_adjust) << grant;
+  }
+}
+
+TEST_F(FleetTest, SlidingWindowNeverAdmitsMoreThanMaxInAnyWindow) {
+  constexpr int64_t kWindow = 500;
+  constexpr int kMax = 5;
+  ASSERT_NO_FATAL_FAILURE(StartFleet(3, R"(
+version: "1"
+tools:
+  sliding:
+    limits: [{counter: slide, window: 500ms, max: 5, scope: global}]
+)", {"--redis-timeout", "5s"}));
+
+  // Watch the counter's log (admission times, by Redis's clock) often enough
+  // that every entry is seen: each one stays for at least a window.
+  const std::string key = "toolgate:{slide|*}:s";
+  std::map<int64_t, int> seen;  // time -> most entries with that time in one snapshot
+  std::atomic<bool> stop{false};
+  std::thread watcher([&] {
+    while (!stop) {
+      auto list = redis_->Command({"LRANGE", key, "0", "-1"});
+      if (list.ok() && !list->empty()) {
+        std::map<int64_t, int> snapshot;
+        for (absl::string_view t : absl::StrSplit(*list, '\n')) {
+          int64_t v = 0;
+          if (absl::SimpleAtoi(t, &v)) ++snapshot[v];
+        }
+        for (const auto& [t, n] : snapshot) seen[t] = std::max(seen[t], n);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+
+  std::atomic<int> allowed{0};
+  std::vector<std::thread> callers;
+  const absl::Time end = absl::Now() + absl::Milliseconds(kWindow * 5);
+  for (int t = 0; t < 6; ++t) {
+    callers.emplace_back([&, t] {
+      auto& client = clients_[t % clients_.size()];
+      while (absl::Now() < end) {
+        auto r = client->Check(Req("sliding", absl::StrCat("c", t)), absl::Seconds(5));
+        if (r.ok() && r->decision() == toolgate::v1::DECISION_ALLOW) allowed.fetch_add(1);
+      }
+    });
+  }
+  for (auto& c : callers) c.join();
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // One more snapshot.
+  stop = true;
+  watcher.join();
+
+  std::vector<int64_t> times;
+  for (const auto& [t, n] : seen) times.insert(times.end(), n, t);
+  EXPECT_EQ(static_cast<int>(times.size()), allowed.load())
+      << "every admission is in the log, and nothing else";
+  EXPECT_GE(allowed.load(), kMax * 4) << "the limit should have been reached in most windows";
+  // No half-open interval [t, t + window) holds more than max admissions.
+  for (size_t i = 0; i < times.size(); ++i) {
+    const auto end_it = std::lower_bound(times.begin(), times.end(), times[i] + kWindow);
+    EXPECT_LE(end_it - (times.begin() + i), kMax) << "window starting at " << times[i];
+  }
+}
+
+// Sends checks from `threads` threads until `stop`, recording each latency
+// and decision after `mark` is set.
+struct Load {
+  std::atomic<bool> stop{false};
+  std::atomic<bool> mark{false};
+  std::mutex mu;
+  std::vector<std::pair<absl::Duration, absl::StatusOr<CheckResponse>>> marked;
+  std::vector<std::thread> threads;
+
+  void Start(toolgate::Client* client, int n, const std::string& tool) {
+    for (int t = 0; t < n; ++t) {
+      threads.emplace_back([this, client, t, tool] {
+        int i = 0;
+        while (!stop) {
+          const bool record = mark;
+          const absl::Time start = absl::Now();
+          auto r = client->Check(Req(tool, absl::StrCat("load", t, "-", i++)), absl::Seconds(5));
+          const absl::Duration took = absl::Now() - start;
+          if (record) {
+            std::lock_guard<std::mutex> lock(mu);
+            marked.emplace_back(took, std::move(r));
+          }
+        }
+      });
+    }
+  }
+  void Stop() {
+    stop = true;
+    for (auto& t : threads) t.join();
+  }
+};
+
+constexpr char kLoadPolicy[] = R"(
+version: "1"
+tools:
+  loaded:
+    limits: [{counter: loaded, window: hour, max: 1000000}]
+)";
+
+TEST_F(FleetTest, RedisKilledUnderLoadIsAnsweredByTheFailureModeWithinTheDeadline) {
+  ASSERT_NO_FATAL_FAILURE(StartFleet(1, kLoadPolicy, {"--redis-timeout", "50ms"}));
+  Load load;
+  load.Start(clients_[0].get(), 4, "loaded");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // Under load.
+  redis_->Kill();
+  load.mark = true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  load.Stop();
+
+  ASSERT_FALSE(load.marked.empty());
+  absl::Duration slowest;
+  for (const auto& [took, r] : load.marked) {
+    ASSERT_TRUE(r.ok()) << "a Redis failure must still be a decision: " << r.status();
+    EXPECT_EQ(r->decision(), toolgate::v1::DECISION_DENY);
+    EXPECT_THAT(r->reason(), HasSubstr("counter store failed"));
+    slowest = std::max(slowest, took);
+  }
+  EXPECT_LE(slowest, absl::Milliseconds(50 + 10)) << load.marked.size() << " checks";
+  EXPECT_TRUE(servers_[0]->Running());
+
+  // Restarted (empty script cache): decided by Redis again within 1 s.
+  ASSERT_TRUE(redis_->Restart().ok());
+  const absl::Time restarted = absl::Now();
+  while (true) {
+    auto r = clients_[0]->Check(Req("loaded", "after-restart"), absl::Seconds(5));
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (r->decision() == toolgate::v1::DECISION_ALLOW) {
+      EXPECT_EQ(r->limits_size(), 1);
+      break;
+    }
+    ASSERT_LT(absl::Now() - restarted, absl::Seconds(1)) << "last reason: " << r->reason();
+  }
+}
+
+TEST_F(FleetTest, FailureModeOpenAllowsWhenRedisIsDown) {
+  ASSERT_NO_FATAL_FAILURE(
+      StartFleet(1, kLoadPolicy, {"--redis-timeout", "50ms", "--redis-failure-mode", "open"}));
+  ASSERT_TRUE(clients_[0]->Check(Req("loaded", "a"), absl::Seconds(5)).ok());
+  redis_->Kill();
+  for (int i = 0; i < 20; ++i) {
+    auto r = clients_[0]->Check(Req("loaded", "a"), absl::Seconds(5));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->decision(), toolgate::v1::DECISION_ALLOW);
+    EXPECT_THAT(r->reason(), HasSubstr("counter store failed"));
+  }
+}
+
+TEST_F(FleetTest, PausedRedisIsAnsweredWithinTheDeadline) {
+  ASSERT_NO_FATAL_FAILURE(StartFleet(1, kLoadPolicy, {"--redis-timeout", "30ms"}));
+  ASSERT_EQ(clients_[0]->Check(Req("loaded", "warm"), absl::Seconds(5))->decision(),
+            toolgate::v1::DECISION_ALLOW);
+  ASSERT_TRUE(redis_->Command({"CLIENT", "PAUSE", "800", "ALL"}).ok());
+  for (int i = 0; i < 5; ++i) {
+    const absl::Time start = absl::Now();
+    auto r = clients_[0]->Check(Req("loaded", "paused"), absl::Seconds(5));
+    const absl::Duration took = absl::Now() - start;
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->decision(), toolgate::v1::DECISION_DENY);
+    EXPECT_LE(took, absl::Milliseconds(30 + 10)) << "check " << i;
+  }
+}
+
+TEST_F(FleetTest, NoKeyOutlivesTheLongestWindow) {
+  ASSERT_NO_FATAL_FAILURE(StartFleet(2, R"(
+version: "1"
+tools:
+  short_lived:
+    limits:
+      - {counter: a, window: 300ms, max: 100, scope: grant}
+      - {counter: b, window: 1s, max: 100, scope: session, algorithm: fixed_window}
+      - {counter: c, window: 600ms, max: 100, scope: global, algorithm: token_bucket}
+)", {"--redis-timeout", "5s"}));
+  std::vector<CheckRequest> requests;
+  for (int i = 0; i < 40; ++i) {
+    CheckRequest r = Req("short_lived", absl::StrCat("g", i % 4));
+    r.set_session(absl::StrCat("s", i % 3));
+    requests.push_back(r);
+  }
+  for (const auto& r : CheckAll(clients_, requests)) {
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->decision(), toolgate::v1::DECISION_ALLOW);
+  }
+  auto keys = redis_->Keys("toolgate:*");
+  ASSERT_TRUE(keys.ok());
+  EXPECT_EQ(keys->size(), 4u + 12u + 1u);  // 4 grants, 12 (grant, session) pairs, 1 global
+  for (const std::string& key : *keys) {
+    auto ttl = redis_->Command({"PTTL", key});
+    ASSERT_TRUE(ttl.ok());
+    EXPECT_GT(std::stoll(*ttl), 0) << key << " has no expiry";
+    EXPECT_LE(std::stoll(*ttl), 1000) << key;
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(1) + absl::Seconds(4);
+  while (!keys->empty() && absl::Now() < deadline) keys = redis_->Keys("toolgate:*");
+  EXPECT_TRUE(keys->empty()) << keys->size() << " keys left after the longest window";
+}
+
+TEST_F(FleetTest, ConcurrentChecksNeedFewerRoundTripsThanChecks) {
+  ASSERT_NO_FATAL_FAILURE(StartFleet(1, kLoadPolicy, {"--redis-timeout", "5s"}));
+  constexpr int kConcurrency = 64;
+  constexpr int kRounds = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<CheckRequest> requests;
+    for (int i = 0; i < kConcurrency; ++i) requests.push_back(Req("loaded", absl::StrCat("p", i)));
+    for (const auto& r : CheckAll(clients_, requests)) {
+      ASSERT_TRUE(r.ok());
+      ASSERT_EQ(r->decision(), toolgate::v1::DECISION_ALLOW);
+    }
+  }
+  const auto info = redis_->Command({"INFO", "commandstats"});
+  ASSERT_TRUE(info.ok());
+  ASSERT_TRUE(servers_[0]->Signal(SIGTERM));
+  ASSERT_TRUE(servers_[0]->WaitExit(absl::Seconds(15)).has_value());
+  // "counters redis: checks=N commands=N round_trips=N ..."
+  const std::string log = servers_[0]->log();
+  const size_t at = log.rfind("counters redis: ");
+  ASSERT_NE(at, std::string::npos) << log;
+  std::map<std::string, int64_t> stats;
+  for (absl::string_view field :
+       absl::StrSplit(absl::string_view(log).substr(at + 16, log.find('\n', at) - at - 16), ' ')) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(field, '=');
+    int64_t v = 0;
+    if (absl::SimpleAtoi(kv.second, &v)) stats[kv.first] = v;
+  }
+  const int64_t checks = kConcurrency * kRounds;
+  EXPECT_EQ(stats["checks"], checks);
+  // One script call per check, plus SCRIPT LOAD once per connection.
+  EXPECT_LE(stats["commands"], checks + stats["connects"]) << "at most one command per check";
+  EXPECT_LT(stats["round_trips"], checks);
+  std::cout << "64 concurrent checks: " << stats["checks"] << " checks, " << stats["commands"]
+            << " commands, " << stats["round_trips"] << " round trips (ratio "
+            << static_cast<double>(stats["round_trips"]) / static_cast<double>(checks) << ")\n";
+  // Redis's own count agrees: one script call per check.
+  const size_t pos = info->find("cmdstat_evalsha:calls=");
+  ASSERT_NE(pos, std::string::npos);
+  EXPECT_LE(std::stoll(info->substr(pos + 22)), checks);
+}
+
+}  // namespace
+}  // namespace toolgate_test
