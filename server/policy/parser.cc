@@ -47,7 +47,9 @@ bool ForEachKey(const YAML::Node& node, absl::string_view where,
   }
   absl::flat_hash_set<std::string> seen;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // Copies: yaml-cpp's `it->` yields a temporary.
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
     if (!key.IsScalar()) {
       diags.Error(key, absl::StrCat("keys of ", where, " must be strings"));
       continue;
@@ -64,7 +66,7 @@ bool ForEachKey(const YAML::Node& node, absl::string_view where,
                                     " (expected one of: ", absl::StrJoin(allowed, ", "), ")"));
       continue;
     }
-    fn(name, key, it->second);
+    fn(name, key, value);
   }
   return true;
 }
