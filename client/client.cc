@@ -49,7 +49,18 @@ std::unique_ptr<Client> Client::Connect(const std::string& target) {
 }
 
 Client::Client(std::shared_ptr<grpc::Channel> channel)
-    : channel_(std::move(channel)), stub_(v1::DecisionService::NewStub(channel_)) {}
+    : channel_(std::move(channel)),
+      stub_(v1::DecisionService::NewStub(channel_)),
+      admin_(v1::AdminService::NewStub(channel_)) {}
+
+absl::StatusOr<v1::GetStatusResponse> Client::GetStatus(absl::Duration timeout) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+  v1::GetStatusResponse response;
+  grpc::Status s = admin_->GetStatus(&ctx, v1::GetStatusRequest(), &response);
+  if (!s.ok()) return FromGrpc(s);
+  return response;
+}
 
 absl::StatusOr<v1::CheckResponse> Client::Check(const v1::CheckRequest& request,
                                                 absl::Duration timeout) {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/common/flags.h"
 #include "server/policy/loader.h"
@@ -35,6 +36,8 @@ constexpr char kMainUsage[] =
     "      Ask a toolgated for a decision and print it.\n"
     "  toolgate lint POLICY...\n"
     "      Validate policy files or directories offline, with the server's messages.\n"
+    "  toolgate status --target HOST:PORT\n"
+    "      Show a server's policy revisions, reload state, counter store and counts.\n"
     "\n"
     "Run 'toolgate COMMAND --help' for a command's flags.\n"
     "\n"
@@ -149,6 +152,83 @@ int RunCheck(const std::vector<std::string>& args) {
   }
 }
 
+std::string FormatTime(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "never";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(t.seconds()),
+                          absl::UTCTimeZone());
+}
+
+int RunStatus(const std::vector<std::string>& args) {
+  std::string target = "localhost:50051", output = "text";
+  int64_t timeout_ms = 2000;
+  toolgate::FlagSet flags(
+      "Usage: toolgate status --target HOST:PORT [--output text|json]\n"
+      "\n"
+      "Shows a toolgated's policy revisions, last reload, counter store and decision counts.",
+      "");
+  flags.String("target", &target, "toolgated address (env TOOLGATE_TARGET).");
+  flags.Duration("timeout", &timeout_ms, "Deadline of the call.");
+  flags.String("output", &output, "text or json.");
+  if (const char* t = std::getenv("TOOLGATE_TARGET"); t != nullptr && *t) target = t;
+  auto positional = flags.Parse(args);
+  if (!positional.ok()) {
+    std::cerr << "toolgate status: " << positional.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return kExitAllow;
+  }
+  if (!positional->empty() || (output != "text" && output != "json")) {
+    std::cerr << "toolgate status: unexpected arguments (see --help)\n";
+    return kExitUsage;
+  }
+  auto status = toolgate::Client::Connect(target)->GetStatus(absl::Milliseconds(timeout_ms));
+  if (!status.ok()) {
+    std::cerr << "toolgate status: " << absl::StatusCodeToString(status.status().code()) << ": "
+              << status.status().message() << "\n";
+    return kExitRpcError;
+  }
+  if (output == "json") {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions opts;
+    opts.always_print_primitive_fields = true;
+    (void)google::protobuf::util::MessageToJsonString(*status, &json, opts);
+    std::cout << json << "\n";
+    return kExitAllow;
+  }
+  std::cout << "version:          " << status->version() << "\n"
+            << "started:          " << FormatTime(status->started_at()) << "\n"
+            << "active revision:  " << status->active_revision() << "\n";
+  for (const auto& r : status->loaded()) {
+    std::cout << "loaded:           " << r.revision() << " (" << r.exact_entries() << " exact, "
+              << r.glob_entries() << " globs, loaded " << FormatTime(r.loaded_at()) << ")\n";
+  }
+  std::cout << "last reload:      " << FormatTime(status->last_reload_at())
+            << (status->last_reload_error().empty() ? "" : " FAILED") << "\n";
+  if (!status->last_reload_error().empty()) {
+    std::cout << "reload error:     " << status->last_reload_error() << "\n";
+  }
+  const auto& cs = status->counter_store();
+  std::cout << "counter store:    " << cs.kind();
+  if (!cs.address().empty()) std::cout << " " << cs.address();
+  std::cout << (cs.connected() ? " (connected)" : " (NOT connected)") << "\n";
+  if (cs.kind() == "redis") {
+    std::cout << "  checks " << cs.checks() << ", commands " << cs.commands() << ", round trips "
+              << cs.round_trips() << ", cache hits " << cs.cache_hits() << ", timeouts "
+              << cs.timeouts() << ", failures " << cs.failures() << ", connects " << cs.connects()
+              << ", script reloads " << cs.script_reloads() << "\n";
+    if (!cs.last_error().empty()) std::cout << "  last error: " << cs.last_error() << "\n";
+  } else {
+    std::cout << "  live counters " << cs.keys() << "\n";
+  }
+  const auto& d = status->decisions();
+  std::cout << "decisions:        allow " << d.allow() << ", deny " << d.deny()
+            << ", rate_limited " << d.rate_limited() << ", require_approval "
+            << d.require_approval() << ", errors " << d.errors() << "\n";
+  return kExitAllow;
+}
+
 int RunLint(const std::vector<std::string>& args) {
   toolgate::FlagSet flags(
       "Usage: toolgate lint POLICY...\n"
@@ -196,6 +276,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "check") return RunCheck(args);
   if (command == "lint") return RunLint(args);
+  if (command == "status") return RunStatus(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kMainUsage << "\n";
     return kExitAllow;

@@ -22,7 +22,7 @@ absl::StatusOr<int64_t> ParseWindowText(absl::string_view text);
 // Converts a window written as a plain number of seconds (60, 0.5).
 absl::StatusOr<int64_t> WindowFromSeconds(double seconds);
 
-// Compact human form: "1m", "90s", "1h30m", "250ms".
+// Compact human form: "1m", "1m30s", "1h30m", "250ms", "1.500s".
 std::string FormatMillis(int64_t millis);
 
 }  // namespace toolgate

@@ -11,9 +11,15 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/policy/policy.h"
 
 namespace toolgate {
+
+struct LoadedRevision {
+  std::shared_ptr<const Policy> policy;
+  absl::Time loaded_at;
+};
 
 class PolicyRegistry {
  public:
@@ -29,12 +35,13 @@ class PolicyRegistry {
 
   std::shared_ptr<const Policy> active() const;
   std::vector<std::string> loaded_revisions() const;  // Newest first.
+  std::vector<LoadedRevision> loaded() const;          // Newest first.
 
  private:
   const size_t keep_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const Policy> active_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::shared_ptr<const Policy>> loaded_ ABSL_GUARDED_BY(mu_);  // Newest first.
+  std::deque<LoadedRevision> loaded_ ABSL_GUARDED_BY(mu_);  // Newest first.
 };
 
 }  // namespace toolgate

@@ -22,7 +22,9 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadConfiguredPolicy(const ServerC
 }
 
 ToolgateServer::ToolgateServer(const ServerConfig& config)
-    : config_(config), policies_(static_cast<size_t>(config.keep_revisions)) {}
+    : config_(config),
+      policies_(static_cast<size_t>(config.keep_revisions)),
+      started_at_(absl::Now()) {}
 
 ToolgateServer::~ToolgateServer() { Shutdown(); }
 
@@ -56,6 +58,9 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
   int port = 0;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(s->service_.get());
+  ToolgateServer* self = s.get();
+  s->admin_ = std::make_unique<AdminServiceImpl>([self] { return self->Status(); });
+  builder.RegisterService(s->admin_.get());
   // Room for the largest allowed args plus the rest of the request.
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::min<size_t>(config.args_limits.max_bytes * 2 + (1 << 20), INT32_MAX)));
@@ -79,9 +84,70 @@ std::string ToolgateServer::StoreStatsLine() const {
 
 absl::Status ToolgateServer::Reload() {
   absl::StatusOr<std::shared_ptr<const Policy>> policy = LoadConfiguredPolicy(config_);
+  {
+    absl::MutexLock lock(&reload_mu_);
+    last_reload_at_ = absl::Now();
+    last_reload_error_ = policy.ok() ? "" : std::string(policy.status().message());
+  }
   if (!policy.ok()) return policy.status();
   policies_.Activate(*std::move(policy));
   return absl::OkStatus();
+}
+
+namespace {
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t nanos = absl::ToUnixNanos(t);
+  out->set_seconds(nanos / 1'000'000'000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+}
+}  // namespace
+
+v1::GetStatusResponse ToolgateServer::Status() const {
+  v1::GetStatusResponse out;
+  out.set_version(TOOLGATE_VERSION);
+  SetTimestamp(started_at_, out.mutable_started_at());
+  if (auto active = policies_.active()) out.set_active_revision(active->revision());
+  for (const LoadedRevision& r : policies_.loaded()) {
+    v1::PolicyRevision* p = out.add_loaded();
+    p->set_revision(r.policy->revision());
+    for (const std::string& s : r.policy->sources()) p->add_sources(s);
+    SetTimestamp(r.loaded_at, p->mutable_loaded_at());
+    p->set_exact_entries(static_cast<int64_t>(r.policy->exact_count()));
+    p->set_glob_entries(static_cast<int64_t>(r.policy->glob_count()));
+  }
+  {
+    absl::MutexLock lock(&reload_mu_);
+    out.set_last_reload_error(last_reload_error_);
+    if (last_reload_at_ != absl::Time()) SetTimestamp(last_reload_at_, out.mutable_last_reload_at());
+  }
+  v1::CounterStoreStatus* cs = out.mutable_counter_store();
+  if (redis_store_ != nullptr) {
+    const RedisStoreStats s = redis_store_->stats();
+    cs->set_kind("redis");
+    cs->set_address(redis_store_->url().Redacted());
+    cs->set_connected(s.connected);
+    cs->set_checks(s.checks);
+    cs->set_commands(s.commands);
+    cs->set_round_trips(s.round_trips);
+    cs->set_cache_hits(s.cache_hits);
+    cs->set_timeouts(s.timeouts);
+    cs->set_failures(s.failures);
+    cs->set_connects(s.reconnects);
+    cs->set_script_reloads(s.script_reloads);
+    cs->set_last_error(s.last_error);
+  } else if (memory_store_ != nullptr) {
+    cs->set_kind("in_process");
+    cs->set_connected(true);
+    cs->set_keys(memory_store_->KeyCount());
+  }
+  const DecisionStats& d = service_->stats();
+  v1::DecisionCounts* dc = out.mutable_decisions();
+  dc->set_allow(d.allow.load());
+  dc->set_deny(d.deny.load());
+  dc->set_rate_limited(d.rate_limited.load());
+  dc->set_require_approval(d.require_approval.load());
+  dc->set_errors(d.errors.load());
+  return out;
 }
 
 void ToolgateServer::Shutdown() {

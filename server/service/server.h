@@ -9,6 +9,9 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
 #include "server/common/clock.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/service/admin_service.h"
 #include "server/service/decision_service.h"
 #include "server/service/policy_registry.h"
 #include "server/store/counter_store.h"
@@ -61,6 +64,8 @@ class ToolgateServer {
   const DecisionStats& stats() const { return service_->stats(); }
   // "redis: checks=.. commands=.. round_trips=.." or "in process: N keys".
   std::string StoreStatsLine() const;
+  // Everything AdminService/GetStatus reports.
+  v1::GetStatusResponse Status() const;
 
  private:
   explicit ToolgateServer(const ServerConfig& config);
@@ -71,6 +76,11 @@ class ToolgateServer {
   MemoryCounterStore* memory_store_ = nullptr;  // One of these is store_.
   RedisCounterStore* redis_store_ = nullptr;
   std::unique_ptr<DecisionServiceImpl> service_;
+  std::unique_ptr<AdminServiceImpl> admin_;
+  const absl::Time started_at_;
+  mutable absl::Mutex reload_mu_;
+  std::string last_reload_error_ ABSL_GUARDED_BY(reload_mu_);
+  absl::Time last_reload_at_ ABSL_GUARDED_BY(reload_mu_);
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   bool shut_down_ = false;

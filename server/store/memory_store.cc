@@ -17,6 +17,13 @@ int64_t CeilDiv(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
 
 MemoryCounterStore::MemoryCounterStore(const Clock* clock) : clock_(clock) {}
 
+// A counter's state belongs to its definition: a revision that changes the
+// window or the algorithm starts a separate counter instead of resetting the
+// one other (pinned) revisions still use.
+std::string MemoryCounterStore::StorageKey(const LimitCheck& check) {
+  return absl::StrCat(check.key, "|", static_cast<int>(check.algorithm), ":", check.window_ms);
+}
+
 size_t MemoryCounterStore::ShardOf(const std::string& key) const {
   return absl::HashOf(key) % kShards;
 }
@@ -135,8 +142,10 @@ AcquireResult MemoryCounterStore::AcquireNow(const std::vector<LimitCheck>& chec
   // Lock every shard the call touches, in index order (no deadlock).
   std::array<bool, kShards> used{};
   std::vector<size_t> shard_of(checks.size());
+  std::vector<std::string> storage_key(checks.size());
   for (size_t i = 0; i < checks.size(); ++i) {
-    shard_of[i] = ShardOf(checks[i].key);
+    storage_key[i] = StorageKey(checks[i]);
+    shard_of[i] = ShardOf(storage_key[i]);
     used[shard_of[i]] = true;
   }
   for (size_t s = 0; s < kShards; ++s) {
@@ -151,7 +160,7 @@ AcquireResult MemoryCounterStore::AcquireNow(const std::vector<LimitCheck>& chec
   result.admitted = true;
   for (size_t i = 0; i < checks.size(); ++i) {
     Shard& shard = shards_[shard_of[i]];
-    auto it = shard.counters.find(checks[i].key);
+    auto it = shard.counters.find(storage_key[i]);
     state[i] = it != shard.counters.end() ? &it->second : &scratch[i].emplace();
     result.outcomes[i] = Evaluate(*state[i], checks[i], now);
     result.admitted = result.admitted && result.outcomes[i].has_room;
@@ -165,7 +174,7 @@ AcquireResult MemoryCounterStore::AcquireNow(const std::vector<LimitCheck>& chec
       Shard& shard = shards_[shard_of[i]];
       Counter* c = state[i];
       if (scratch[i].has_value()) {
-        c = &shard.counters.emplace(checks[i].key, std::move(*scratch[i])).first->second;
+        c = &shard.counters.emplace(storage_key[i], std::move(*scratch[i])).first->second;
       }
       Consume(*c, checks[i], now);
     }

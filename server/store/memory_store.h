@@ -67,6 +67,7 @@ class MemoryCounterStore final : public CounterStore {
   static void Consume(Counter& c, const LimitCheck& check, int64_t now);
   static void SweepLocked(Shard& shard, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   size_t ShardOf(const std::string& key) const;
+  static std::string StorageKey(const LimitCheck& check);
 
   const Clock* clock_;
   std::array<Shard, kShards> shards_;

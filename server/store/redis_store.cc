@@ -86,7 +86,11 @@ std::string RedisCounterStore::RedisKey(const LimitCheck& check) const {
       alg = 't';
       break;
   }
-  return absl::StrCat(options_.key_prefix, "{", check.key, "}:", absl::string_view(&alg, 1));
+  // The window is part of the key: a revision that changes a counter's
+  // window or algorithm starts a separate counter rather than misreading
+  // (or resetting) the state another revision still uses.
+  return absl::StrCat(options_.key_prefix, "{", check.key, "}:", absl::string_view(&alg, 1), ":",
+                      check.window_ms);
 }
 
 void RedisCounterStore::Wake() {
@@ -220,6 +224,10 @@ void RedisCounterStore::Drop(const std::string& why, int64_t now) {
     last_error_log_ = now;
   }
   last_error_ = why;
+  {
+    absl::MutexLock lock(&error_mu_);
+    shared_error_ = why;
+  }
   want_write_ = false;
   wrote_since_flush_ = false;
   while (!inflight_.empty()) {
@@ -259,7 +267,7 @@ void RedisCounterStore::Send(std::unique_ptr<Request> req, bool use_eval) {
   argv.push_back(req->dry_run ? "1" : "0");
   for (const LimitCheck& c : req->checks) {
     const std::string key = RedisKey(c);
-    argv.emplace_back(1, key.back());
+    argv.emplace_back(1, key[key.rfind('}') + 2]);
     argv.push_back(absl::StrCat(c.window_ms));
     argv.push_back(absl::StrCat(c.max));
     argv.push_back(absl::StrCat(c.burst));
@@ -464,6 +472,8 @@ RedisStoreStats RedisCounterStore::stats() const {
   s.reconnects = reconnects_.load();
   s.script_reloads = script_reloads_.load();
   s.connected = connected_.load();
+  absl::MutexLock lock(&error_mu_);
+  s.last_error = shared_error_;
   return s;
 }
 

@@ -19,8 +19,8 @@
 // cache emptied by a restart or failover) is answered by resending the call
 // with EVAL, which loads the script again.
 //
-// Keys: `<prefix>{<counter>|<scope>|<value>}:<algorithm>`, e.g.
-// `toolgate:{wait_for_background_task_rate|g|agent-7}:s`. Every key carries
+// Keys: `<prefix>{<counter>|<scope>|<value>}:<algorithm>:<window_ms>`, e.g.
+// `toolgate:{wait_for_background_task_rate|g|agent-7}:s:60000`. Every key carries
 // an expiry no later than the end of its window. The braces are a Redis
 // Cluster hash tag: all of one counter instance's data is in one slot.
 //
@@ -69,6 +69,7 @@ struct RedisStoreStats {
   uint64_t reconnects = 0;   // Connections opened.
   uint64_t script_reloads = 0;  // NOSCRIPT replies answered with EVAL.
   bool connected = false;
+  std::string last_error;  // Why the last connection failed or was dropped.
 };
 
 class RedisCounterStore final : public CounterStore {
@@ -83,6 +84,8 @@ class RedisCounterStore final : public CounterStore {
   RedisStoreStats stats() const;
   // "checks=.. commands=.. round_trips=.. ..." for logs.
   std::string StatsLine() const;
+
+  const RedisUrl& url() const { return options_.url; }
 
   // The Redis key of a counter instance.
   std::string RedisKey(const LimitCheck& check) const;
@@ -135,6 +138,8 @@ class RedisCounterStore final : public CounterStore {
   std::atomic<uint64_t> checks_{0}, commands_{0}, round_trips_{0}, cache_hits_{0}, timeouts_{0},
       failures_{0}, reconnects_{0}, script_reloads_{0};
   std::atomic<bool> connected_{false};
+  mutable absl::Mutex error_mu_;
+  std::string shared_error_ ABSL_GUARDED_BY(error_mu_);
 
   std::thread thread_;
 };

@@ -162,7 +162,7 @@ tools:
 
   // Watch the counter's log (admission times, by Redis's clock) often enough
   // that every entry is seen: each one stays for at least a window.
-  const std::string key = "toolgate:{slide|*}:s";
+  const std::string key = "toolgate:{slide|*}:s:500";
   std::map<int64_t, int> seen;  // time -> most entries with that time in one snapshot
   std::atomic<bool> stop{false};
   std::thread watcher([&] {

@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/struct.pb.h"
 #include "grpcpp/channel.h"
+#include "toolgate/v1/admin.grpc.pb.h"
 #include "toolgate/v1/decision.grpc.pb.h"
 
 namespace toolgate {
@@ -48,11 +49,15 @@ class Client {
   void CheckAsync(const v1::CheckRequest& request, absl::Duration timeout,
                   std::function<void(absl::StatusOr<v1::CheckResponse>)> done);
 
+  // The server's state (toolgate.v1.AdminService/GetStatus).
+  absl::StatusOr<v1::GetStatusResponse> GetStatus(absl::Duration timeout = absl::Seconds(2));
+
   grpc::Channel* channel() const { return channel_.get(); }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::DecisionService::Stub> stub_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
 };
 
 }  // namespace toolgate
