@@ -14,18 +14,17 @@ void SetDuration(int64_t millis, google::protobuf::Duration* d) {
   d->set_nanos(static_cast<int32_t>((millis % 1000) * 1'000'000));
 }
 
-std::string DefaultReason(const ToolRule& rule, absl::string_view tool) {
-  const bool is_default = rule.rule_id == "default";
-  switch (rule.action) {
+std::string DefaultReason(const Resolution& r, absl::string_view tool) {
+  switch (r.action) {
     case Action::kDeny:
-      return is_default
+      return r.is_default
                  ? absl::StrCat("tool \"", tool, "\" is not allowed by the policy")
-                 : absl::StrCat("tool \"", tool, "\" is denied by policy entry ", rule.rule_id);
+                 : absl::StrCat("tool \"", tool, "\" is denied by policy entry ", r.rule_id);
     case Action::kRequireApproval:
-      return is_default ? absl::StrCat("tool \"", tool,
-                                       "\" is not listed in the policy and needs approval")
-                        : absl::StrCat("tool \"", tool, "\" needs approval (policy entry ",
-                                       rule.rule_id, ")");
+      return r.is_default ? absl::StrCat("tool \"", tool,
+                                         "\" is not listed in the policy and needs approval")
+                          : absl::StrCat("tool \"", tool, "\" needs approval (policy entry ",
+                                         r.rule_id, ")");
     case Action::kAllow:
       return "";
   }
@@ -35,29 +34,36 @@ std::string DefaultReason(const ToolRule& rule, absl::string_view tool) {
 }  // namespace
 
 Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
-                            v1::CheckResponse* resp) const {
+                            v1::CheckResponse* resp, std::vector<std::string>* trace) const {
   Evaluation eval;
-  const ToolRule& rule = policy.Find(req.tool());
-  eval.rule = &rule;
-  resp->set_rule(rule.rule_id);
+  eval.resolution = policy.Resolve(req.tool(), req.server(), req.grant(), trace);
+  const Resolution& r = eval.resolution;
+  resp->set_rule(std::string(r.rule_id));
   resp->set_policy_version(policy.revision());
 
-  if (rule.action == Action::kDeny) {
+  if (r.action == Action::kDeny) {
     resp->set_decision(v1::DECISION_DENY);
-    resp->set_reason(rule.reason.empty() ? DefaultReason(rule, req.tool()) : rule.reason);
+    resp->set_reason(r.reason.empty() ? DefaultReason(r, req.tool()) : std::string(r.reason));
     eval.final = true;
     return eval;
   }
-  if (rule.args != nullptr) {
+  if (r.args != nullptr) {
     std::vector<SchemaViolation> violations;
-    if (!rule.args->Validate(req.args(), &violations)) {
+    const bool valid = r.args->Validate(req.args(), &violations);
+    if (trace != nullptr) {
+      trace->push_back(valid ? absl::StrCat("arguments match ", r.args_rule_id, ".args")
+                             : absl::StrCat("arguments violate ", r.args_rule_id, ".args (",
+                                            violations.size(), " violations)"));
+    }
+    if (!valid) {
       resp->set_decision(v1::DECISION_DENY);
-      std::string reason =
-          absl::StrCat("arguments of \"", req.tool(), "\" violate ", rule.rule_id,
-                       ".args: ", violations[0].path.empty() ? "(arguments)" : violations[0].path,
-                       " ", violations[0].message);
-      if (violations.size() > 1)
+      std::string reason = absl::StrCat("arguments of \"", req.tool(), "\" violate ",
+                                        r.args_rule_id, ".args: ",
+                                        violations[0].path.empty() ? "(arguments)" : violations[0].path,
+                                        " ", violations[0].message);
+      if (violations.size() > 1) {
         absl::StrAppend(&reason, " (and ", violations.size() - 1, " more)");
+      }
       resp->set_reason(std::move(reason));
       for (SchemaViolation& v : violations) {
         v1::Violation* out = resp->add_violations();
@@ -68,20 +74,20 @@ Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
       return eval;
     }
   }
-  if (rule.action == Action::kRequireApproval) {
+  if (r.action == Action::kRequireApproval) {
     resp->set_decision(v1::DECISION_REQUIRE_APPROVAL);
-    resp->set_reason(rule.reason.empty() ? DefaultReason(rule, req.tool()) : rule.reason);
+    resp->set_reason(r.reason.empty() ? DefaultReason(r, req.tool()) : std::string(r.reason));
     eval.final = true;
     return eval;
   }
-  if (rule.limits.empty()) {
+  if (r.limits->empty()) {
     resp->set_decision(v1::DECISION_ALLOW);
-    resp->set_reason(rule.reason);
+    resp->set_reason(std::string(r.reason));
     eval.final = true;
     return eval;
   }
-  eval.checks.reserve(rule.limits.size());
-  for (const LimitSpec& spec : rule.limits) {
+  eval.checks.reserve(r.limits->size());
+  for (const LimitSpec& spec : *r.limits) {
     LimitCheck& c = eval.checks.emplace_back();
     c.key = CounterKey(spec, req.grant(), req.session());
     c.algorithm = spec.algorithm;
@@ -93,9 +99,9 @@ Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
 }
 
 void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult>& result,
-                      v1::CheckResponse* resp) const {
-  const ToolRule& rule = *eval.rule;
-  if (!result.ok() || result->outcomes.size() != rule.limits.size()) {
+                      v1::CheckResponse* resp, std::vector<std::string>* trace) const {
+  const std::vector<LimitSpec>& limits = *eval.resolution.limits;
+  if (!result.ok() || result->outcomes.size() != limits.size()) {
     const std::string why =
         result.ok() ? std::string("malformed answer") : std::string(result.status().message());
     if (failure_mode_ == FailureMode::kOpen) {
@@ -111,9 +117,17 @@ void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult
   }
   int64_t retry_after = 0;
   const LimitSpec* first_full = nullptr;
-  for (size_t i = 0; i < rule.limits.size(); ++i) {
-    const LimitSpec& spec = rule.limits[i];
+  for (size_t i = 0; i < limits.size(); ++i) {
+    const LimitSpec& spec = limits[i];
     const LimitOutcome& o = result->outcomes[i];
+    if (trace != nullptr) {
+      trace->push_back(!o.known ? absl::StrCat("limit ", spec.counter, ": not consulted")
+                       : absl::StrCat("limit ", spec.counter, " (", spec.Describe(), "): ",
+                                      o.has_room ? "has room" : "full", ", ", o.remaining,
+                                      " remaining",
+                                      o.has_room ? "" : absl::StrCat(", retry in ",
+                                                                     FormatMillis(o.retry_after_ms))));
+    }
     if (!o.known) continue;
     v1::LimitStatus* st = resp->add_limits();
     st->set_counter(spec.counter);
@@ -128,7 +142,7 @@ void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult
   }
   if (result->admitted) {
     resp->set_decision(v1::DECISION_ALLOW);
-    resp->set_reason(rule.reason);
+    resp->set_reason(std::string(eval.resolution.reason));
     return;
   }
   resp->set_decision(v1::DECISION_RATE_LIMITED);

@@ -22,7 +22,7 @@ namespace toolgate {
 enum class FailureMode { kClosed, kOpen };
 
 struct Evaluation {
-  const ToolRule* rule = nullptr;  // The deciding entry (owned by the policy).
+  Resolution resolution;           // Points into the policy, which must outlive it.
   bool final = false;              // The response is complete; no limits to check.
   std::vector<LimitCheck> checks;  // When !final: the limits to acquire.
 };
@@ -33,12 +33,13 @@ class Engine {
 
   // Step 1. Fills decision, reason, rule, policy_version and violations of
   // `resp` when the call is decided without counters.
-  Evaluation Evaluate(const Policy& policy, const v1::CheckRequest& req,
-                      v1::CheckResponse* resp) const;
+  // `trace`, when given, receives one line per step (explain).
+  Evaluation Evaluate(const Policy& policy, const v1::CheckRequest& req, v1::CheckResponse* resp,
+                      std::vector<std::string>* trace = nullptr) const;
 
   // Step 2, for an Evaluation that is not final.
   void Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult>& result,
-                v1::CheckResponse* resp) const;
+                v1::CheckResponse* resp, std::vector<std::string>* trace = nullptr) const;
 
  private:
   FailureMode failure_mode_;

@@ -124,7 +124,7 @@ class EngineTest : public ::testing::Test {
   Evaluation NotFinal(const v1::CheckRequest& req, v1::CheckResponse* resp) {
     Evaluation eval = Engine().Evaluate(*policy_, req, resp);
     EXPECT_FALSE(eval.final) << req.tool();
-    EXPECT_NE(eval.rule, nullptr);
+    EXPECT_NE(eval.resolution.entry, nullptr);
     return eval;
   }
 
@@ -217,7 +217,7 @@ TEST_F(EngineTest, AllowWithoutLimits) {
 TEST_F(EngineTest, AllowWithLimitsNeedsCounters) {
   v1::CheckResponse resp;
   Evaluation eval = NotFinal(Req("search_web", "g", "s"), &resp);
-  EXPECT_EQ(eval.rule->rule_id, "tools.search_web");
+  EXPECT_EQ(eval.resolution.rule_id, "tools.search_web");
   EXPECT_EQ(resp.rule(), "tools.search_web");
   EXPECT_EQ(resp.policy_version(), "rev-42");
   EXPECT_NE(resp.decision(), v1::DECISION_ALLOW);  // not decided yet

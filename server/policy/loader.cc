@@ -94,11 +94,53 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
   default_rule.name = "default";
   default_rule.rule_id = "default";
   default_rule.action = Action::kDeny;
+  default_rule.has_action = true;
   std::string default_at;
-  absl::flat_hash_map<std::string, std::string> tool_at;                         // name -> where
   absl::flat_hash_map<std::string, std::pair<LimitSpec, std::string>> counters;  // counter -> def
-  std::vector<ToolRule> exact, globs;
+  absl::flat_hash_map<std::string, std::string> class_at;     // class -> where
+  absl::flat_hash_map<std::string, std::string> section_at;   // "servers.x" -> where
+  std::vector<ClassRule> classes;
   int order = 0;
+
+  // Adds `tools` (one level) to `exact`/`globs`, checking duplicates and
+  // counter definitions.
+  auto add_tools = [&](std::vector<ParsedTool>& tools, const std::string& file,
+                       absl::flat_hash_map<std::string, std::string>& tool_at,
+                       std::vector<ToolRule>& exact, std::vector<ToolRule>& globs, Diagnostics& d) {
+    for (ParsedTool& t : tools) {
+      const std::string here = Where(file, t.mark);
+      auto [it, inserted] = tool_at.emplace(t.rule.name, here);
+      if (!inserted) {
+        d.Error(t.mark, absl::StrCat(absl::StartsWith(t.rule.rule_id, "tools.")
+                                         ? absl::StrCat("tool \"", t.rule.name, "\"")
+                                         : t.rule.rule_id,
+                                     " is already defined at ", it->second));
+        continue;
+      }
+      for (size_t i = 0; i < t.rule.limits.size(); ++i) {
+        const LimitSpec& spec = t.rule.limits[i];
+        const std::string limit_at = Where(file, t.limit_marks[i]);
+        auto [cit, cinserted] = counters.emplace(spec.counter, std::make_pair(spec, limit_at));
+        if (!cinserted && !cit->second.first.SameDefinition(spec)) {
+          d.Error(t.limit_marks[i],
+                  absl::StrCat("counter \"", spec.counter, "\" is defined here as ", spec.Describe(),
+                               " but at ", cit->second.second, " as ", cit->second.first.Describe(),
+                               "; tools sharing a counter must define it the same way"));
+        }
+      }
+      t.rule.order = order++;
+      (IsGlob(t.rule.name) ? globs : exact).push_back(std::move(t.rule));
+    }
+  };
+
+  absl::flat_hash_map<std::string, std::string> general_at;
+  std::vector<ToolRule> exact, globs;
+  struct PendingSection {
+    std::vector<ToolRule> exact, globs;
+    Section section;
+    std::vector<std::pair<std::string, std::pair<std::string, YAML::Mark>>> bypass;  // name, file, mark
+  };
+  absl::flat_hash_map<std::string, PendingSection> servers, grants;
   for (PolicyDocument& doc : docs) {
     Diagnostics d(doc.file);
     if (doc.revision) {
@@ -118,39 +160,68 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
         default_at = Where(doc.file, doc.default_mark);
       }
     }
-    for (ParsedTool& t : doc.tools) {
-      const std::string here = Where(doc.file, t.mark);
-      auto [it, inserted] = tool_at.emplace(t.rule.name, here);
+    add_tools(doc.tools, doc.file, general_at, exact, globs, d);
+    for (ParsedSection& ps : doc.sections) {
+      const std::string id = absl::StrCat(ps.kind, ".", ps.name);
+      auto [it, inserted] = section_at.emplace(id, Where(doc.file, ps.mark));
       if (!inserted) {
-        d.Error(t.mark,
-                absl::StrCat("tool \"", t.rule.name, "\" is already defined at ", it->second));
+        d.Error(ps.mark, absl::StrCat(id, " is already defined at ", it->second));
         continue;
       }
-      for (size_t i = 0; i < t.rule.limits.size(); ++i) {
-        const LimitSpec& spec = t.rule.limits[i];
-        const std::string limit_at = Where(doc.file, t.limit_marks[i]);
-        auto [cit, cinserted] = counters.emplace(spec.counter, std::make_pair(spec, limit_at));
-        if (!cinserted && !cit->second.first.SameDefinition(spec)) {
-          d.Error(
-              t.limit_marks[i],
-              absl::StrCat("counter \"", spec.counter, "\" is defined here as ", spec.Describe(),
-                           " but at ", cit->second.second, " as ", cit->second.first.Describe(),
-                           "; tools sharing a counter must define it the same way"));
-        }
+      PendingSection& pending = (ps.kind == "servers" ? servers : grants)[ps.name];
+      absl::flat_hash_map<std::string, std::string> section_tool_at;
+      add_tools(ps.tools, doc.file, section_tool_at, pending.exact, pending.globs, d);
+      if (ps.default_action) {
+        ToolRule def;
+        def.name = "default";
+        def.rule_id = absl::StrCat(id, ".default");
+        def.action = *ps.default_action;
+        def.has_action = true;
+        pending.section.default_rule = std::move(def);
       }
-      t.rule.order = order++;
-      (IsGlob(t.rule.name) ? globs : exact).push_back(std::move(t.rule));
+      for (size_t i = 0; i < ps.bypass_classes.size(); ++i) {
+        pending.bypass.push_back({ps.bypass_classes[i], {doc.file, ps.bypass_marks[i]}});
+      }
+    }
+    for (ParsedClass& pc : doc.classes) {
+      auto [it, inserted] = class_at.emplace(pc.rule.name, Where(doc.file, pc.mark));
+      if (!inserted) {
+        d.Error(pc.mark, absl::StrCat(pc.rule.rule_id, " is already defined at ", it->second));
+        continue;
+      }
+      classes.push_back(std::move(pc.rule));
     }
     all.Append(d);
   }
+  // Every bypassed class must exist (a typo would silently keep the guardrail).
+  auto finish = [&](absl::flat_hash_map<std::string, PendingSection>& pending) {
+    absl::flat_hash_map<std::string, Section> out;
+    for (auto& [name, p] : pending) {
+      for (const auto& [cls, loc] : p.bypass) {
+        if (!class_at.contains(cls)) {
+          Diagnostics d(loc.first);
+          d.Error(loc.second, absl::StrCat("bypass_classes names \"", cls,
+                                           "\", which is not a class of this policy"));
+          all.Append(d);
+        }
+        p.section.bypass_classes.push_back(cls);
+      }
+      p.section.tools = RuleSet(std::move(p.exact), std::move(p.globs));
+      out.emplace(name, std::move(p.section));
+    }
+    return out;
+  };
+  absl::flat_hash_map<std::string, Section> server_sections = finish(servers);
+  absl::flat_hash_map<std::string, Section> grant_sections = finish(grants);
   if (!all.ok()) return all.ToStatus();
 
   std::vector<std::string> names;
   names.reserve(sources.size());
   for (const PolicySource& s : sources) names.push_back(s.name);
-  return std::make_shared<const Policy>(revision ? *revision : ContentRevision(sources),
-                                        std::move(names), std::move(default_rule), std::move(exact),
-                                        std::move(globs));
+  return std::make_shared<const Policy>(
+      revision ? *revision : ContentRevision(sources), std::move(names), std::move(default_rule),
+      RuleSet(std::move(exact), std::move(globs)), std::move(server_sections),
+      std::move(grant_sections), std::move(classes));
 }
 
 absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromPath(const std::string& path) {

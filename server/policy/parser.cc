@@ -210,11 +210,35 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
   tool.limit_marks.push_back(node.Mark());
 }
 
-void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, PolicyDocument& doc,
-               Diagnostics& d) {
+std::optional<Category> ParseCategory(const YAML::Node& n, absl::string_view what, Diagnostics& d) {
+  auto s = GetString(n, what, d);
+  if (!s) return std::nullopt;
+  for (Category c : {Category::kRead, Category::kWrite, Category::kExecute, Category::kNetwork,
+                     Category::kAdmin, Category::kOther}) {
+    if (*s == CategoryName(c)) return c;
+  }
+  d.Error(n, absl::StrCat(what, " must be read, write, execute, network, admin or other, got ",
+                          Quote(*s)));
+  return std::nullopt;
+}
+
+std::optional<Risk> ParseRisk(const YAML::Node& n, absl::string_view what, Diagnostics& d) {
+  auto s = GetString(n, what, d);
+  if (!s) return std::nullopt;
+  for (Risk r : {Risk::kLow, Risk::kMedium, Risk::kHigh, Risk::kCritical}) {
+    if (*s == RiskName(r)) return r;
+  }
+  d.Error(n, absl::StrCat(what, " must be low, medium, high or critical, got ", Quote(*s)));
+  return std::nullopt;
+}
+
+// Parses one tool entry. `prefix` is the entry's path ("tools.",
+// "servers.github.tools.") and names its default counters.
+void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, const std::string& prefix,
+               std::vector<ParsedTool>& out, Diagnostics& d) {
   ParsedTool tool;
   tool.rule.name = key.Scalar();
-  tool.rule.rule_id = absl::StrCat("tools.", tool.rule.name);
+  tool.rule.rule_id = absl::StrCat(prefix, tool.rule.name);
   tool.rule.order = order;
   tool.mark = key.Mark();
   const std::string& where = tool.rule.rule_id;
@@ -226,10 +250,20 @@ void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, PolicyD
   // `tool_name: {}` and `tool_name:` (null) both mean "allowed, no limits".
   if (!node.IsNull()) {
     std::optional<YAML::Node> limits_node;
-    ForEachKey(node, where, {"action", "reason", "limits", "args"}, d,
+    ForEachKey(node, where,
+               {"action", "reason", "limits", "args", "category", "risk", "description"}, d,
                [&](const std::string& k, const YAML::Node&, const YAML::Node& v) {
                  if (k == "action") {
-                   if (auto a = ParseAction(v, where + ".action", d)) tool.rule.action = *a;
+                   if (auto a = ParseAction(v, where + ".action", d)) {
+                     tool.rule.action = *a;
+                     tool.rule.has_action = true;
+                   }
+                 } else if (k == "category") {
+                   if (auto c = ParseCategory(v, where + ".category", d)) tool.rule.category = *c;
+                 } else if (k == "risk") {
+                   if (auto r = ParseRisk(v, where + ".risk", d)) tool.rule.risk = *r;
+                 } else if (k == "description") {
+                   GetString(v, where + ".description", d);
                  } else if (k == "reason") {
                    if (auto s = GetString(v, where + ".reason", d)) tool.rule.reason = *s;
                  } else if (k == "limits") {
@@ -245,9 +279,14 @@ void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, PolicyD
       if (!ln.IsSequence()) {
         d.Error(ln, absl::StrCat(where, ".limits must be a list, got ", KindName(ln)));
       } else {
+        tool.rule.has_limits = true;
+        // General entries' unnamed counters are "<tool>#<i>"; sections'
+        // carry the section's path so that they never collide.
+        const std::string counter_base =
+            prefix == "tools." ? tool.rule.name : tool.rule.rule_id;
         for (size_t i = 0; i < ln.size(); ++i) {
           ParseLimit(ln[i], absl::StrCat(where, ".limits[", i, "]"),
-                     absl::StrCat(tool.rule.name, "#", i), tool, d);
+                     absl::StrCat(counter_base, "#", i), tool, d);
         }
         if (tool.rule.action != Action::kAllow && ln.size() > 0) {
           d.Error(ln, absl::StrCat(where, ".limits apply only to allowed tools, but the action is ",
@@ -265,14 +304,127 @@ void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, PolicyD
       }
     }
   }
-  if (d.errors().size() == errors_before) doc.tools.push_back(std::move(tool));
+  if (d.errors().size() == errors_before) out.push_back(std::move(tool));
+}
+
+void ParseTools(const YAML::Node& v, const std::string& prefix, int& order,
+                std::vector<ParsedTool>& out, Diagnostics& d) {
+  if (v.IsNull()) return;
+  const std::string where = prefix.substr(0, prefix.size() - 1);
+  ForEachKey(v, where, {}, d, [&](const std::string&, const YAML::Node& tk, const YAML::Node& tv) {
+    ParseTool(tk, tv, order++, prefix, out, d);
+  });
+}
+
+void ParseSections(const YAML::Node& v, const std::string& kind, int& order, PolicyDocument& doc,
+                   Diagnostics& d) {
+  if (v.IsNull()) return;
+  ForEachKey(v, kind, {}, d, [&](const std::string& name, const YAML::Node& k, const YAML::Node& body) {
+    ParsedSection section;
+    section.kind = kind;
+    section.name = name;
+    section.mark = k.Mark();
+    const std::string where = absl::StrCat(kind, ".", name);
+    if (name.empty()) {
+      d.Error(k, absl::StrCat("a name in ", kind, " must not be empty"));
+      return;
+    }
+    std::initializer_list<absl::string_view> keys_servers = {"default", "tools"};
+    std::initializer_list<absl::string_view> keys_grants = {"default", "tools", "bypass_classes"};
+    if (body.IsNull()) {
+      doc.sections.push_back(std::move(section));
+      return;
+    }
+    ForEachKey(body, where, kind == "grants" ? keys_grants : keys_servers, d,
+               [&](const std::string& key, const YAML::Node&, const YAML::Node& value) {
+                 if (key == "default") {
+                   if (auto a = ParseAction(value, where + ".default", d)) {
+                     section.default_action = *a;
+                     section.default_mark = value.Mark();
+                   }
+                 } else if (key == "tools") {
+                   ParseTools(value, where + ".tools.", order, section.tools, d);
+                 } else if (key == "bypass_classes") {
+                   if (!value.IsSequence()) {
+                     d.Error(value, where + ".bypass_classes must be a list of class names");
+                     return;
+                   }
+                   for (size_t i = 0; i < value.size(); ++i) {
+                     if (auto s = GetString(value[i], where + ".bypass_classes[]", d)) {
+                       section.bypass_classes.push_back(*s);
+                       section.bypass_marks.push_back(value[i].Mark());
+                     }
+                   }
+                 }
+               });
+    doc.sections.push_back(std::move(section));
+  });
+}
+
+void ParseClasses(const YAML::Node& v, PolicyDocument& doc, Diagnostics& d) {
+  if (v.IsNull()) return;
+  ForEachKey(v, "classes", {}, d, [&](const std::string& name, const YAML::Node& k, const YAML::Node& body) {
+    ParsedClass c;
+    c.rule.name = name;
+    c.rule.rule_id = absl::StrCat("classes.", name);
+    c.mark = k.Mark();
+    const std::string& where = c.rule.rule_id;
+    bool has_action = false;
+    const size_t errors_before = d.errors().size();
+    ForEachKey(body, where, {"category", "min_risk", "action", "reason", "description"}, d,
+               [&](const std::string& key, const YAML::Node&, const YAML::Node& value) {
+                 if (key == "category") {
+                   if (value.IsSequence()) {
+                     for (size_t i = 0; i < value.size(); ++i) {
+                       if (auto cat = ParseCategory(value[i], where + ".category[]", d)) {
+                         c.rule.categories.push_back(*cat);
+                       }
+                     }
+                   } else if (auto cat = ParseCategory(value, where + ".category", d)) {
+                     c.rule.categories.push_back(*cat);
+                   }
+                 } else if (key == "min_risk") {
+                   if (auto r = ParseRisk(value, where + ".min_risk", d)) c.rule.min_risk = *r;
+                 } else if (key == "action") {
+                   if (auto a = ParseAction(value, where + ".action", d)) {
+                     if (*a == Action::kAllow) {
+                       d.Error(value, absl::StrCat(where,
+                                                   ".action must be deny or require_approval: "
+                                                   "class rules only tighten decisions"));
+                     }
+                     c.rule.action = *a;
+                     has_action = true;
+                   }
+                 } else if (key == "reason") {
+                   if (auto s = GetString(value, where + ".reason", d)) c.rule.reason = *s;
+                 } else if (key == "description") {
+                   GetString(value, where + ".description", d);
+                 }
+               });
+    if (d.errors().size() != errors_before) return;
+    if (!has_action) {
+      d.Error(k, absl::StrCat(where, ": action is required (deny or require_approval)"));
+      return;
+    }
+    if (c.rule.categories.empty() && c.rule.min_risk == Risk::kNone) {
+      d.Error(k, absl::StrCat(where, ": set category, min_risk or both (a class rule needs a class)"));
+      return;
+    }
+    if (c.rule.reason.empty()) {
+      c.rule.reason = absl::StrCat("tools of this class need ",
+                                   c.rule.action == Action::kDeny ? "to be denied" : "approval",
+                                   " (policy entry ", where, ")");
+    }
+    doc.classes.push_back(std::move(c));
+  });
 }
 
 void ParseRoot(const YAML::Node& root, PolicyDocument& doc, Diagnostics& d) {
   bool has_version = false;
   int order = 0;
   const bool is_map =
-      ForEachKey(root, "the policy", {"version", "revision", "default", "tools"}, d,
+      ForEachKey(root, "the policy",
+                 {"version", "revision", "default", "tools", "servers", "grants", "classes"}, d,
                  [&](const std::string& key, const YAML::Node& k, const YAML::Node& v) {
                    if (key == "version") {
                      has_version = true;
@@ -295,10 +447,11 @@ void ParseRoot(const YAML::Node& root, PolicyDocument& doc, Diagnostics& d) {
                        doc.default_mark = v.Mark();
                      }
                    } else if (key == "tools") {
-                     if (v.IsNull()) return;
-                     ForEachKey(v, "tools", {}, d,
-                                [&](const std::string&, const YAML::Node& tk,
-                                    const YAML::Node& tv) { ParseTool(tk, tv, order++, doc, d); });
+                     ParseTools(v, "tools.", order, doc.tools, d);
+                   } else if (key == "servers" || key == "grants") {
+                     ParseSections(v, key, order, doc, d);
+                   } else if (key == "classes") {
+                     ParseClasses(v, doc, d);
                    }
                  });
   if (is_map && !has_version) d.Error(root, "version is required (version: \"1\")");

@@ -25,6 +25,23 @@ struct ParsedTool {
   std::vector<YAML::Mark> limit_marks;  // One per rule.limits element.
 };
 
+// A `servers.<name>` or `grants.<name>` section.
+struct ParsedSection {
+  std::string kind;  // "servers" or "grants"
+  std::string name;
+  YAML::Mark mark;
+  std::optional<Action> default_action;
+  YAML::Mark default_mark;
+  std::vector<ParsedTool> tools;
+  std::vector<std::string> bypass_classes;  // grants only
+  std::vector<YAML::Mark> bypass_marks;
+};
+
+struct ParsedClass {
+  ClassRule rule;
+  YAML::Mark mark;
+};
+
 struct PolicyDocument {
   std::string file;
   std::optional<std::string> revision;
@@ -32,6 +49,8 @@ struct PolicyDocument {
   std::optional<Action> default_action;
   YAML::Mark default_mark;
   std::vector<ParsedTool> tools;
+  std::vector<ParsedSection> sections;
+  std::vector<ParsedClass> classes;
 };
 
 // Parses `text`; errors go to `diags` (whose file name locates them). Returns

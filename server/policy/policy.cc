@@ -54,19 +54,81 @@ std::string LimitSpec::Describe() const {
   return out;
 }
 
-namespace {
-size_t LiteralChars(absl::string_view pattern) {
-  return static_cast<size_t>(
-      std::count_if(pattern.begin(), pattern.end(), [](char c) { return c != '*' && c != '?'; }));
+absl::string_view CategoryName(Category c) {
+  switch (c) {
+    case Category::kRead:
+      return "read";
+    case Category::kWrite:
+      return "write";
+    case Category::kExecute:
+      return "execute";
+    case Category::kNetwork:
+      return "network";
+    case Category::kAdmin:
+      return "admin";
+    case Category::kOther:
+      return "other";
+    case Category::kNone:
+      break;
+  }
+  return "";
 }
+
+absl::string_view RiskName(Risk r) {
+  switch (r) {
+    case Risk::kLow:
+      return "low";
+    case Risk::kMedium:
+      return "medium";
+    case Risk::kHigh:
+      return "high";
+    case Risk::kCritical:
+      return "critical";
+    case Risk::kNone:
+      break;
+  }
+  return "";
+}
+
+bool ClassRule::Matches(Category c, Risk r) const {
+  if (!categories.empty() &&
+      std::find(categories.begin(), categories.end(), c) == categories.end()) {
+    return false;
+  }
+  if (min_risk != Risk::kNone && (r == Risk::kNone || static_cast<int>(r) < static_cast<int>(min_risk))) {
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+size_t LiteralChars(absl::string_view pattern) {
+  return static_cast<size_t>(std::count_if(pattern.begin(), pattern.end(),
+                                           [](char c) { return c != '*' && c != '?'; }));
+}
+
+int Strictness(Action a) {
+  switch (a) {
+    case Action::kAllow:
+      return 0;
+    case Action::kRequireApproval:
+      return 1;
+    case Action::kDeny:
+      return 2;
+  }
+  return 2;
+}
+
+const std::vector<LimitSpec>& NoLimits() {
+  static const std::vector<LimitSpec>* const empty = new std::vector<LimitSpec>();
+  return *empty;
+}
+
 }  // namespace
 
-Policy::Policy(std::string revision, std::vector<std::string> sources, ToolRule default_rule,
-               std::vector<ToolRule> exact, std::vector<ToolRule> globs)
-    : revision_(std::move(revision)),
-      sources_(std::move(sources)),
-      default_(std::move(default_rule)),
-      globs_(std::move(globs)) {
+RuleSet::RuleSet(std::vector<ToolRule> exact, std::vector<ToolRule> globs)
+    : globs_(std::move(globs)) {
   exact_.reserve(exact.size());
   for (ToolRule& rule : exact) {
     std::string name = rule.name;
@@ -80,12 +142,142 @@ Policy::Policy(std::string revision, std::vector<std::string> sources, ToolRule 
   });
 }
 
-const ToolRule& Policy::Find(absl::string_view tool) const {
-  if (auto it = exact_.find(tool); it != exact_.end()) return it->second;
+const ToolRule* RuleSet::Find(absl::string_view tool) const {
+  if (auto it = exact_.find(tool); it != exact_.end()) return &it->second;
   for (const ToolRule& rule : globs_) {
-    if (GlobMatch(rule.name, tool)) return rule;
+    if (GlobMatch(rule.name, tool)) return &rule;
   }
-  return default_;
+  return nullptr;
+}
+
+Policy::Policy(std::string revision, std::vector<std::string> sources, ToolRule default_rule,
+               RuleSet tools, absl::flat_hash_map<std::string, Section> servers,
+               absl::flat_hash_map<std::string, Section> grants, std::vector<ClassRule> classes)
+    : revision_(std::move(revision)),
+      sources_(std::move(sources)),
+      default_(std::move(default_rule)),
+      tools_(std::move(tools)),
+      servers_(std::move(servers)),
+      grants_(std::move(grants)),
+      classes_(std::move(classes)) {}
+
+const ToolRule& Policy::Find(absl::string_view tool) const {
+  const ToolRule* rule = tools_.Find(tool);
+  return rule != nullptr ? *rule : default_;
+}
+
+Resolution Policy::Resolve(absl::string_view tool, absl::string_view server,
+                           absl::string_view grant, std::vector<std::string>* trace) const {
+  const Section* grant_section = nullptr;
+  const Section* server_section = nullptr;
+  if (!grants_.empty() && !grant.empty()) {
+    if (auto it = grants_.find(grant); it != grants_.end()) grant_section = &it->second;
+  }
+  if (!servers_.empty() && !server.empty()) {
+    if (auto it = servers_.find(server); it != servers_.end()) server_section = &it->second;
+  }
+
+  // The matching entries, most specific first.
+  const ToolRule* chain[3];
+  int n = 0;
+  auto consider = [&](const RuleSet& set, absl::string_view kind, absl::string_view name) {
+    const ToolRule* r = set.Find(tool);
+    if (r != nullptr) chain[n++] = r;
+    if (trace != nullptr) {
+      const std::string where = name.empty() ? std::string(kind) : absl::StrCat(kind, ".", name);
+      trace->push_back(r != nullptr ? absl::StrCat("lookup ", where, ": matched ", r->rule_id)
+                                    : absl::StrCat("lookup ", where, ": no entry matches"));
+    }
+  };
+  if (grant_section != nullptr) consider(grant_section->tools, "grants", grant);
+  if (server_section != nullptr) consider(server_section->tools, "servers", server);
+  consider(tools_, "tools", "");
+
+  Resolution out;
+  out.limits = &NoLimits();
+  if (n == 0) {
+    const ToolRule* def = &default_;
+    if (grant_section != nullptr && grant_section->default_rule) {
+      def = &*grant_section->default_rule;
+    } else if (server_section != nullptr && server_section->default_rule) {
+      def = &*server_section->default_rule;
+    }
+    out.entry = def;
+    out.rule_id = def->rule_id;
+    out.action = def->action;
+    out.reason = def->reason;
+    out.is_default = true;
+    if (trace != nullptr) {
+      trace->push_back(absl::StrCat("no entry matches: ", def->rule_id, " decides (",
+                                    ActionName(def->action), ")"));
+    }
+  } else {
+    out.entry = chain[0];
+    out.rule_id = chain[0]->rule_id;
+    bool have_action = false, have_limits = false;
+    for (int i = 0; i < n; ++i) {
+      const ToolRule* r = chain[i];
+      if (!have_action && r->has_action) {
+        out.action = r->action;
+        out.reason = r->reason;
+        have_action = true;
+        if (trace != nullptr && i > 0) {
+          trace->push_back(absl::StrCat("action ", ActionName(r->action), " inherited from ", r->rule_id));
+        }
+      }
+      if (!have_limits && r->has_limits) {
+        out.limits = &r->limits;
+        have_limits = true;
+        if (trace != nullptr && i > 0) {
+          trace->push_back(absl::StrCat("limits inherited from ", r->rule_id));
+        }
+      }
+      if (out.args == nullptr && r->args != nullptr) {
+        out.args = r->args.get();
+        out.args_rule_id = r->rule_id;
+      }
+      if (out.category == Category::kNone) out.category = r->category;
+      if (out.risk == Risk::kNone) out.risk = r->risk;
+    }
+    if (!have_action) {
+      out.action = Action::kAllow;
+      out.reason = chain[0]->reason;
+    }
+    if (trace != nullptr) {
+      trace->push_back(absl::StrCat(out.rule_id, " decides: ", ActionName(out.action)));
+      if (out.category != Category::kNone || out.risk != Risk::kNone) {
+        trace->push_back(absl::StrCat("tool class: category ",
+                                      out.category == Category::kNone ? "(none)" : CategoryName(out.category),
+                                      ", risk ", out.risk == Risk::kNone ? "(none)" : RiskName(out.risk)));
+      }
+    }
+  }
+
+  // Guardrails: class rules only tighten.
+  for (const ClassRule& c : classes_) {
+    if (!c.Matches(out.category, out.risk)) continue;
+    if (grant_section != nullptr &&
+        std::find(grant_section->bypass_classes.begin(), grant_section->bypass_classes.end(),
+                  c.name) != grant_section->bypass_classes.end()) {
+      if (trace != nullptr) {
+        trace->push_back(absl::StrCat(c.rule_id, " applies but grants.", grant, " bypasses it"));
+      }
+      continue;
+    }
+    if (Strictness(c.action) > Strictness(out.action)) {
+      out.action = c.action;
+      out.reason = c.reason;
+      out.rule_id = c.rule_id;
+      out.guardrail = &c;
+      if (trace != nullptr) {
+        trace->push_back(absl::StrCat(c.rule_id, " tightens the decision to ", ActionName(c.action)));
+      }
+    } else if (trace != nullptr) {
+      trace->push_back(absl::StrCat(c.rule_id, " applies (", ActionName(c.action),
+                                    "), no stricter than the decision"));
+    }
+  }
+  return out;
 }
 
 }  // namespace toolgate

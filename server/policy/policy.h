@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,41 +42,124 @@ struct LimitSpec {
   std::string Describe() const;
 };
 
-// A policy entry: an exact tool name or a glob, or the default.
+// Kinds of tools, for class rules.
+enum class Category { kNone, kRead, kWrite, kExecute, kNetwork, kAdmin, kOther };
+// Risk levels, ordered.
+enum class Risk { kNone = -1, kLow = 0, kMedium = 1, kHigh = 2, kCritical = 3 };
+absl::string_view CategoryName(Category c);  // "read", ...; "" for kNone
+absl::string_view RiskName(Risk r);          // "low", ...; "" for kNone
+
+// A policy entry: an exact tool name or a glob, or a default. Entries in
+// `servers` and `grants` sections override only the fields they set; the
+// rest is inherited from the entry one level down (see Policy::Resolve).
 struct ToolRule {
   std::string name;     // As written in the policy ("run_command", "github_*").
-  std::string rule_id;  // "tools.<name>", or "default".
+  std::string rule_id;  // "tools.<name>", "servers.<s>.tools.<name>", "default", ...
   Action action = Action::kAllow;
-  std::string reason;  // As written; may be empty.
+  bool has_action = false;
+  std::string reason;  // As written; may be empty. Goes with the action.
   std::vector<LimitSpec> limits;
+  bool has_limits = false;
   std::shared_ptr<const ArgsSchema> args;  // Null when the entry has no schema.
-  int order = 0;                           // Position in the policy (tie-breaker between globs).
+  Category category = Category::kNone;
+  Risk risk = Risk::kNone;
+  int order = 0;  // Position in the policy (tie-breaker between globs).
+};
+
+// A guardrail over a class of tools: every tool of one of `categories` (any
+// category when empty) and at least `min_risk` (any risk when kNone) gets
+// at least this action. Class rules only ever tighten a decision.
+struct ClassRule {
+  std::string name;
+  std::string rule_id;  // "classes.<name>"
+  std::vector<Category> categories;
+  Risk min_risk = Risk::kNone;
+  Action action = Action::kRequireApproval;
+  std::string reason;
+  bool Matches(Category c, Risk r) const;
+};
+
+// Exact entries and globs of one level (the general `tools`, or a section).
+class RuleSet {
+ public:
+  RuleSet() = default;
+  // `globs` may be in any order; they are sorted by specificity here.
+  RuleSet(std::vector<ToolRule> exact, std::vector<ToolRule> globs);
+
+  // The exact entry, else the most specific matching glob (longer pattern
+  // first, then more literal characters, then earlier in the policy), else
+  // null.
+  const ToolRule* Find(absl::string_view tool) const;
+  size_t exact_count() const { return exact_.size(); }
+  size_t glob_count() const { return globs_.size(); }
+
+ private:
+  absl::flat_hash_map<std::string, ToolRule> exact_;
+  std::vector<ToolRule> globs_;  // Most specific first.
+};
+
+// A `servers.<name>` or `grants.<name>` section.
+struct Section {
+  RuleSet tools;
+  std::optional<ToolRule> default_rule;  // When the section sets `default`.
+  std::vector<std::string> bypass_classes;  // grants only: class rules lifted.
+};
+
+// How a call resolves against a policy, before arguments and counters.
+struct Resolution {
+  const ToolRule* entry = nullptr;  // The most specific matching entry, or the default used.
+  absl::string_view rule_id;        // What decided (an entry, a default or a class rule).
+  Action action = Action::kDeny;
+  absl::string_view reason;
+  const std::vector<LimitSpec>* limits = nullptr;  // Never null.
+  const ArgsSchema* args = nullptr;
+  absl::string_view args_rule_id;  // The entry whose schema applies.
+  Category category = Category::kNone;
+  Risk risk = Risk::kNone;
+  const ClassRule* guardrail = nullptr;  // The class rule that tightened the action.
+  bool is_default = false;               // No entry matched: a default decided.
 };
 
 class Policy {
  public:
-  // `globs` may be in any order; they are sorted by specificity here.
   Policy(std::string revision, std::vector<std::string> sources, ToolRule default_rule,
-         std::vector<ToolRule> exact, std::vector<ToolRule> globs);
+         RuleSet tools, absl::flat_hash_map<std::string, Section> servers = {},
+         absl::flat_hash_map<std::string, Section> grants = {},
+         std::vector<ClassRule> classes = {});
 
-  // The entry deciding `tool`: the exact entry, else the most specific
-  // matching glob (longer pattern first, then more literal characters, then
-  // earlier in the policy), else the default.
+  // The general entry for `tool` (ignoring sections and classes), else the
+  // default.
   const ToolRule& Find(absl::string_view tool) const;
+
+  // Resolves a call. Entries are looked up most specific first: the grant's
+  // section, the server's section, the general `tools`; the first that
+  // matches decides, and fields it does not set are inherited from the
+  // next level's match. When nothing matches, the first `default` among
+  // grant section, server section and the policy decides. Then class rules
+  // for the tool's category and risk may tighten the action (allow <
+  // require_approval < deny), unless the grant's section bypasses them.
+  // `trace`, when given, receives one line per step (for explain).
+  Resolution Resolve(absl::string_view tool, absl::string_view server, absl::string_view grant,
+                     std::vector<std::string>* trace = nullptr) const;
 
   const std::string& revision() const { return revision_; }
   // The files this revision was loaded from.
   const std::vector<std::string>& sources() const { return sources_; }
   const ToolRule& default_rule() const { return default_; }
-  size_t exact_count() const { return exact_.size(); }
-  size_t glob_count() const { return globs_.size(); }
+  size_t exact_count() const { return tools_.exact_count(); }
+  size_t glob_count() const { return tools_.glob_count(); }
+  size_t server_count() const { return servers_.size(); }
+  size_t grant_count() const { return grants_.size(); }
+  size_t class_count() const { return classes_.size(); }
 
  private:
   std::string revision_;
   std::vector<std::string> sources_;
   ToolRule default_;
-  absl::flat_hash_map<std::string, ToolRule> exact_;
-  std::vector<ToolRule> globs_;  // Most specific first.
+  RuleSet tools_;
+  absl::flat_hash_map<std::string, Section> servers_;
+  absl::flat_hash_map<std::string, Section> grants_;
+  std::vector<ClassRule> classes_;
 };
 
 }  // namespace toolgate
