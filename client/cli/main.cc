@@ -2,6 +2,7 @@
 //
 //   toolgate check --target HOST:PORT --tool T --grant G [--args JSON] ...
 //   toolgate lint POLICY...
+//   toolgate test POLICY CASES.yaml...
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -13,6 +14,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "server/common/flags.h"
 #include "server/policy/loader.h"
+#include "server/policytest/policy_test_runner.h"
 #include "toolgate/client.h"
 
 namespace {
@@ -20,7 +22,7 @@ namespace {
 // Exit codes. ALLOW is 0 so that `toolgate check ... && run-the-tool` works.
 enum ExitCode {
   kExitAllow = 0,
-  kExitFailure = 1,  // lint found errors
+  kExitFailure = 1,  // lint found errors; test: a case failed or a file is invalid
   kExitUsage = 2,    // bad flags or arguments
   kExitDeny = 3,
   kExitRateLimited = 4,
@@ -36,6 +38,8 @@ constexpr char kMainUsage[] =
     "      Ask a toolgated for a decision and print it.\n"
     "  toolgate lint POLICY...\n"
     "      Validate policy files or directories offline, with the server's messages.\n"
+    "  toolgate test POLICY CASES.yaml [CASES.yaml...]\n"
+    "      Run table-driven test cases (call -> expected decision) against a policy, offline.\n"
     "  toolgate status --target HOST:PORT\n"
     "      Show a server's policy revisions, reload state, counter store and counts.\n"
     "\n"
@@ -43,7 +47,8 @@ constexpr char kMainUsage[] =
     "\n"
     "Exit codes of check: 0 ALLOW, 3 DENY, 4 RATE_LIMITED, 5 REQUIRE_APPROVAL,\n"
     "6 the call could not be decided (server unreachable, invalid request), 2 bad usage.\n"
-    "Exit codes of lint: 0 every policy is valid, 1 errors found, 2 bad usage.";
+    "Exit codes of lint: 0 every policy is valid, 1 errors found, 2 bad usage.\n"
+    "Exit codes of test: 0 every case passed, 1 a case failed or a file is invalid, 2 bad usage.";
 
 std::string FormatDuration(const google::protobuf::Duration& d) {
   const int64_t ms = d.seconds() * 1000 + d.nanos() / 1'000'000;
@@ -265,6 +270,62 @@ int RunLint(const std::vector<std::string>& args) {
   return rc;
 }
 
+// Runs cases files against a policy offline, with the server's engine and an
+// in-process counter store on a test clock (see policy_test_runner.h).
+int RunTest(const std::vector<std::string>& args) {
+  toolgate::FlagSet flags(
+      "Usage: toolgate test POLICY CASES.yaml [CASES.yaml...]\n"
+      "\n"
+      "Runs table-driven cases (a call and the decision it must get) against POLICY (a file\n"
+      "or a directory), offline. Cases in a file run in order against one in-process counter\n"
+      "store and a test clock (`advance: 61s` steps move it). Prints PASS or FAIL per case and\n"
+      "a summary line \"N passed, N failed\".\n"
+      "Exit codes: 0 every case passed, 1 a case failed or a policy or cases file is invalid,\n"
+      "2 usage.",
+      "");
+  auto positional = flags.Parse(args);
+  if (!positional.ok()) {
+    std::cerr << "toolgate test: " << positional.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return kExitAllow;
+  }
+  if (positional->size() < 2) {
+    std::cerr << "toolgate test: name a policy (file or directory) and at least one cases file\n"
+              << "Usage: toolgate test POLICY CASES.yaml [CASES.yaml...]\n";
+    return kExitUsage;
+  }
+  auto policy = toolgate::LoadPolicyFromPath(positional->front());
+  if (!policy.ok()) {
+    std::cerr << policy.status().message() << "\n";
+    return kExitFailure;
+  }
+  int passed = 0, failed = 0, broken = 0;
+  for (size_t i = 1; i < positional->size(); ++i) {
+    const std::string& path = (*positional)[i];
+    auto report = toolgate::RunPolicyTests(**policy, path);
+    if (!report.ok()) {
+      std::cerr << report.status().message() << "\n";
+      ++broken;
+      continue;
+    }
+    std::cout << "== " << path << " (policy revision " << report->revision << ")\n";
+    for (const toolgate::PolicyTestCaseResult& c : report->cases) {
+      std::cout << toolgate::FormatCaseResult(c) << "\n";
+    }
+    passed += report->passed();
+    failed += report->failed();
+  }
+  std::cout << toolgate::FormatSummary(passed, failed) << "\n";
+  if (broken > 0) {
+    std::cerr << "toolgate test: " << broken << " of " << positional->size() - 1
+              << " cases files could not be run\n";
+  }
+  return failed > 0 || broken > 0 ? kExitFailure : kExitAllow;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -276,6 +337,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "check") return RunCheck(args);
   if (command == "lint") return RunLint(args);
+  if (command == "test") return RunTest(args);
   if (command == "status") return RunStatus(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kMainUsage << "\n";
