@@ -53,6 +53,16 @@ Client::Client(std::shared_ptr<grpc::Channel> channel)
       stub_(v1::DecisionService::NewStub(channel_)),
       admin_(v1::AdminService::NewStub(channel_)) {}
 
+absl::StatusOr<v1::ExplainResponse> Client::Explain(const v1::CheckRequest& request,
+                                                    absl::Duration timeout) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+  v1::ExplainResponse response;
+  grpc::Status s = admin_->Explain(&ctx, request, &response);
+  if (!s.ok()) return FromGrpc(s);
+  return response;
+}
+
 absl::StatusOr<v1::GetStatusResponse> Client::GetStatus(absl::Duration timeout) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));

@@ -13,7 +13,10 @@
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/common/flags.h"
+#include "server/common/clock.h"
 #include "server/policy/loader.h"
+#include "server/service/explain.h"
+#include "server/store/memory_store.h"
 #include "server/policytest/policy_test_runner.h"
 #include "toolgate/client.h"
 
@@ -35,7 +38,8 @@ constexpr char kMainUsage[] =
     "\n"
     "Usage:\n"
     "  toolgate check --target HOST:PORT --tool TOOL --grant GRANT [--args JSON] [flags]\n"
-    "      Ask a toolgated for a decision and print it.\n"
+    "      Ask a toolgated for a decision and print it (--explain: and how it was made;\n"
+    "      --policy FILE instead of --target: decide offline).\n"
     "  toolgate lint POLICY...\n"
     "      Validate policy files or directories offline, with the server's messages.\n"
     "  toolgate test POLICY CASES.yaml [CASES.yaml...]\n"
@@ -57,8 +61,8 @@ std::string FormatDuration(const google::protobuf::Duration& d) {
 
 int RunCheck(const std::vector<std::string>& args) {
   std::string target = "localhost:50051", tool, grant, args_json, server, session, version,
-              request_id, output = "text";
-  bool dry_run = false;
+              request_id, output = "text", policy_path;
+  bool dry_run = false, explain = false;
   int64_t timeout_ms = 2000;
   toolgate::FlagSet flags(
       "Usage: toolgate check --target HOST:PORT --tool TOOL --grant GRANT [--args JSON] [flags]\n"
@@ -77,6 +81,12 @@ int RunCheck(const std::vector<std::string>& args) {
   flags.Bool("dry-run", &dry_run, "Decide without consuming any counter.");
   flags.Duration("timeout", &timeout_ms, "Deadline of the call.");
   flags.String("output", &output, "text or json.");
+  flags.Bool("explain", &explain,
+             "Show how the decision is made: entries consulted, class rules, schema checks, "
+             "limits. Asks the server's AdminService/Explain (a dry run).");
+  flags.String("policy", &policy_path,
+               "Decide offline against this policy file or directory instead of a server "
+               "(fresh in-process counters; with --explain, shows the steps).");
   if (const char* t = std::getenv("TOOLGATE_TARGET"); t != nullptr && *t) target = t;
   auto positional = flags.Parse(args);
   if (!positional.ok()) {
@@ -111,8 +121,40 @@ int RunCheck(const std::vector<std::string>& args) {
     }
     *req.mutable_args() = *std::move(parsed);
   }
-  auto client = toolgate::Client::Connect(target);
-  auto resp = client->Check(req, absl::Milliseconds(timeout_ms));
+  absl::StatusOr<toolgate::v1::CheckResponse> resp;
+  std::vector<std::string> steps;
+  if (!policy_path.empty()) {
+    // Offline: the server's own engine and an in-process store.
+    auto policy = toolgate::LoadPolicyFromPath(policy_path);
+    if (!policy.ok()) {
+      std::cerr << policy.status().message() << "\n";
+      return kExitFailure;
+    }
+    toolgate::MemoryCounterStore store(toolgate::SystemClock::Get());
+    toolgate::Engine engine;
+    absl::StatusOr<toolgate::v1::ExplainResponse> explained;
+    toolgate::ExplainCheck(*policy, &store, engine, req,
+                           [&](absl::StatusOr<toolgate::v1::ExplainResponse> r) {
+                             explained = std::move(r);
+                           });
+    if (explained.ok()) {
+      resp = explained->decision();
+      steps.assign(explained->steps().begin(), explained->steps().end());
+    } else {
+      resp = explained.status();
+    }
+  } else if (explain) {
+    auto explained =
+        toolgate::Client::Connect(target)->Explain(req, absl::Milliseconds(timeout_ms));
+    if (explained.ok()) {
+      resp = explained->decision();
+      steps.assign(explained->steps().begin(), explained->steps().end());
+    } else {
+      resp = explained.status();
+    }
+  } else {
+    resp = toolgate::Client::Connect(target)->Check(req, absl::Milliseconds(timeout_ms));
+  }
   if (!resp.ok()) {
     std::cerr << "toolgate check: " << absl::StatusCodeToString(resp.status().code()) << ": "
               << resp.status().message() << "\n";
@@ -141,7 +183,11 @@ int RunCheck(const std::vector<std::string>& args) {
       std::cout << "violation:   " << (v.path().empty() ? "(arguments)" : v.path()) << ": "
                 << v.message() << "\n";
     }
-    std::cout << "decision_id: " << resp->decision_id() << "\n";
+    if (!resp->decision_id().empty()) std::cout << "decision_id: " << resp->decision_id() << "\n";
+    if (explain) {
+      std::cout << "steps:\n";
+      for (const std::string& s : steps) std::cout << "  - " << s << "\n";
+    }
   }
   switch (resp->decision()) {
     case toolgate::v1::DECISION_ALLOW:

@@ -35,6 +35,7 @@ class DecisionServiceImpl final
                                   grpc::ByteBuffer* response) override;
 
   const DecisionStats& stats() const { return stats_; }
+  const Engine& engine() const { return engine_; }
   // Checks started and not finished yet.
   int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
 

@@ -59,7 +59,15 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(s->service_.get());
   ToolgateServer* self = s.get();
-  s->admin_ = std::make_unique<AdminServiceImpl>([self] { return self->Status(); });
+  s->admin_ = std::make_unique<AdminServiceImpl>(
+      [self] { return self->Status(); },
+      [self](v1::CheckRequest req, ExplainCallback done) {
+        absl::StatusOr<std::shared_ptr<const Policy>> policy =
+            self->policies_.Get(req.policy_version());
+        if (!policy.ok()) return done(policy.status());
+        ExplainCheck(*std::move(policy), self->store_.get(), self->service_->engine(),
+                     std::move(req), std::move(done));
+      });
   builder.RegisterService(s->admin_.get());
   // Room for the largest allowed args plus the rest of the request.
   builder.SetMaxReceiveMessageSize(

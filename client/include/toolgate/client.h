@@ -52,6 +52,10 @@ class Client {
   // The server's state (toolgate.v1.AdminService/GetStatus).
   absl::StatusOr<v1::GetStatusResponse> GetStatus(absl::Duration timeout = absl::Seconds(2));
 
+  // How the server decides `request`, as a dry run (AdminService/Explain).
+  absl::StatusOr<v1::ExplainResponse> Explain(const v1::CheckRequest& request,
+                                              absl::Duration timeout = absl::Seconds(2));
+
   grpc::Channel* channel() const { return channel_.get(); }
 
  private:
