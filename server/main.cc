@@ -6,8 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "server/common/flags.h"
 #include "server/common/log.h"
+#include "server/service/policy_watcher.h"
 #include "server/service/server.h"
 
 namespace {
@@ -20,12 +23,30 @@ constexpr char kUsage[] =
     "\n"
     "Usage: toolgated [--listen HOST:PORT] [--policy PATH] [flags]\n"
     "\n"
+    "The policy file or directory is watched (--watch): a change is live within\n"
+    "a second or two. An invalid one is rejected, logged and shown in status,\n"
+    "and the current revision keeps serving.\n"
+    "\n"
     "Signals: SIGHUP reloads the policy (an invalid one is rejected and the\n"
     "current revision keeps serving); SIGTERM and SIGINT stop accepting calls,\n"
     "let in-flight calls finish within --shutdown-grace, and exit 0.\n"
     "\n"
     "Exit codes: 0 after a clean shutdown, 1 when the policy is invalid or the\n"
     "address cannot be bound, 2 for bad flags.";
+
+// Reloads the policy and logs the outcome. SIGHUP and the policy watcher
+// both come here; `trigger` says which.
+void ReloadAndLog(toolgate::ToolgateServer& server, absl::string_view trigger) {
+  if (absl::Status s = server.Reload(); !s.ok()) {
+    const auto active = server.policies().active();
+    toolgate::LogError("policy reload rejected; revision ", active ? active->revision() : "(none)",
+                       " keeps serving (", trigger, "):\n", s.message());
+  } else {
+    const auto active = server.policies().active();
+    toolgate::LogInfo("policy reloaded: revision ", active ? active->revision() : "(none)", " (",
+                      trigger, ")");
+  }
+}
 
 }  // namespace
 
@@ -62,6 +83,21 @@ int main(int argc, char** argv) {
   int64_t stats_interval_ms = 60'000;
   flags.Duration("stats-interval", &stats_interval_ms,
                  "How often to log counter-store statistics (when they changed).");
+  flags.String("shadow-policy", &config.shadow_policy_path,
+               "A candidate policy (file or directory) evaluated beside the active one: the "
+               "active one decides; calls the candidate would decide otherwise are counted "
+               "(toolgate status) and logged.");
+  flags.Duration("policy-check-interval", &config.policy_check_interval_ms,
+                 "With --policy redis://...: how often the active revision is also polled "
+                 "(changes are announced by pub/sub at once).");
+  bool watch = true;
+  flags.Bool("watch", &watch,
+             "Watch the policy file or directory and reload it when it changes (including a "
+             "Kubernetes ConfigMap update). --no-watch: reload on SIGHUP only.");
+  int64_t watch_interval_ms = 1'000;
+  flags.Duration("watch-interval", &watch_interval_ms,
+                 "How often the watched policy is also checked for changes that file-system "
+                 "events missed.");
 
   std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<std::vector<std::string>> positional = flags.Parse(args);
@@ -103,17 +139,42 @@ int main(int argc, char** argv) {
   if (config.policy_path.empty()) {
     toolgate::LogWarning("no --policy given: serving the example policy compiled into the binary");
   }
+  // Created before the policy is first loaded, so that a change made while
+  // the server starts is still picked up; started once the server runs.
+  toolgate::ToolgateServer* live = nullptr;
+  std::unique_ptr<toolgate::PolicyWatcher> watcher;
+  if (watch && !config.policy_path.empty() && !toolgate::IsRedisPolicyPath(config.policy_path)) {
+    toolgate::PolicyWatcherOptions options;
+    options.interval = absl::Milliseconds(watch_interval_ms);
+    watcher = std::make_unique<toolgate::PolicyWatcher>(
+        config.policy_path, options,
+        [&live](absl::string_view trigger) { ReloadAndLog(*live, trigger); });
+  }
   absl::StatusOr<std::unique_ptr<toolgate::ToolgateServer>> server =
       toolgate::ToolgateServer::Start(config);
   if (!server.ok()) {
     std::cerr << "toolgated: cannot start:\n" << server.status().message() << "\n";
     return 1;
   }
-  const auto& policy = *(*server)->policies().active();
-  toolgate::LogInfo("toolgated listening on ", (*server)->address(), " with policy revision ",
-                    policy.revision(), " (", policy.exact_count(), " exact entries, ",
-                    policy.glob_count(), " globs; counters ",
-                    config.redis_url.empty() ? "in process" : "in Redis", ")");
+  if (const auto policy = (*server)->policies().active()) {
+    toolgate::LogInfo("toolgated listening on ", (*server)->address(), " with policy revision ",
+                      policy->revision(), " (", policy->exact_count(), " exact entries, ",
+                      policy->glob_count(), " globs; counters ",
+                      config.redis_url.empty() ? "in process" : "in Redis", ")");
+  } else {
+    toolgate::LogInfo("toolgated listening on ", (*server)->address(),
+                      " with no policy revision yet (following ", config.policy_path, ")");
+  }
+  live = server->get();
+  if (watcher != nullptr) {
+    if (absl::Status s = watcher->Start(); !s.ok()) {
+      toolgate::LogWarning(s.message(), "; the policy is reloaded on SIGHUP only");
+    } else {
+      toolgate::LogInfo("watching ", config.policy_path, " for policy changes (",
+                        watcher->using_inotify() ? "file-system events, and " : "", "every ",
+                        absl::FormatDuration(absl::Milliseconds(watch_interval_ms)), ")");
+    }
+  }
 
   std::string last_stats;
   const timespec stats_every{stats_interval_ms / 1000, (stats_interval_ms % 1000) * 1'000'000};
@@ -127,17 +188,17 @@ int main(int argc, char** argv) {
       continue;
     }
     if (sig == SIGHUP) {
-      if (absl::Status s = (*server)->Reload(); !s.ok()) {
-        toolgate::LogError("policy reload rejected; revision ",
-                           (*server)->policies().active()->revision(), " keeps serving:\n",
-                           s.message());
+      // Through the watcher, so that it does not load the same files again.
+      if (watcher != nullptr) {
+        watcher->ReloadNow("SIGHUP");
       } else {
-        toolgate::LogInfo("policy reloaded: revision ", (*server)->policies().active()->revision());
+        ReloadAndLog(**server, "SIGHUP");
       }
       continue;
     }
     toolgate::LogInfo("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                       ": draining in-flight calls");
+    if (watcher != nullptr) watcher->Stop();
     (*server)->Shutdown();
     toolgate::LogInfo("counters ", (*server)->StoreStatsLine());
     toolgate::LogInfo("stopped");

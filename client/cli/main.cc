@@ -3,11 +3,16 @@
 //   toolgate check --target HOST:PORT --tool T --grant G [--args JSON] ...
 //   toolgate lint POLICY...
 //   toolgate test POLICY CASES.yaml...
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
@@ -15,6 +20,7 @@
 #include "server/common/flags.h"
 #include "server/common/clock.h"
 #include "server/policy/loader.h"
+#include "server/policy/redis_policy_store.h"
 #include "server/service/explain.h"
 #include "server/store/memory_store.h"
 #include "server/policytest/policy_test_runner.h"
@@ -44,6 +50,8 @@ constexpr char kMainUsage[] =
     "      Validate policy files or directories offline, with the server's messages.\n"
     "  toolgate test POLICY CASES.yaml [CASES.yaml...]\n"
     "      Run table-driven test cases (call -> expected decision) against a policy, offline.\n"
+    "  toolgate policy push|activate|rollback|list --redis URL ...\n"
+    "      Store policy revisions in Redis and move the fleet's active revision.\n"
     "  toolgate status --target HOST:PORT\n"
     "      Show a server's policy revisions, reload state, counter store and counts.\n"
     "\n"
@@ -277,6 +285,132 @@ int RunStatus(const std::vector<std::string>& args) {
   std::cout << "decisions:        allow " << d.allow() << ", deny " << d.deny()
             << ", rate_limited " << d.rate_limited() << ", require_approval "
             << d.require_approval() << ", errors " << d.errors() << "\n";
+  if (!status->shadow_revision().empty()) {
+    std::cout << "shadow revision:  " << status->shadow_revision() << " (differed on "
+              << status->shadow_differed() << " of " << status->shadow_compared()
+              << " calls)\n";
+  }
+  return kExitAllow;
+}
+
+// Reads a policy file or directory as the loader would, keeping the raw
+// sources (to store them in Redis unchanged).
+absl::StatusOr<std::vector<toolgate::PolicySource>> ReadSources(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<fs::path> files;
+  if (fs::is_directory(path, ec)) {
+    for (const auto& e : fs::directory_iterator(path, ec)) {
+      const std::string name = e.path().filename().string();
+      if (toolgate::IsPolicyFileName(name)) files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+  } else {
+    files.push_back(path);
+  }
+  std::vector<toolgate::PolicySource> out;
+  for (const fs::path& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat(f.string(), ": cannot open file"));
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    out.push_back({f.filename().string(), buf.str()});
+  }
+  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no policy files"));
+  return out;
+}
+
+int RunPolicy(const std::vector<std::string>& args) {
+  constexpr char kUsage[] =
+      "Usage: toolgate policy COMMAND --redis URL [ARGS]\n"
+      "\n"
+      "Fleet-wide rollout: servers started with --policy redis://... follow the active\n"
+      "revision stored in Redis.\n"
+      "\n"
+      "  push PATH [--activate]  validate a policy file or directory and store it\n"
+      "  activate REVISION       make a stored revision active everywhere\n"
+      "  rollback                re-activate the previously active revision\n"
+      "  list                    stored revisions, newest first (* = active)\n"
+      "\n"
+      "Exit codes: 0 done, 1 failed (invalid policy, unknown revision, Redis error), 2 usage.";
+  if (args.empty()) {
+    std::cerr << kUsage << "\n";
+    return kExitUsage;
+  }
+  const std::string command = args[0];
+  std::string redis_url;
+  bool activate = false;
+  toolgate::FlagSet flags(kUsage, "");
+  flags.String("redis", &redis_url, "Redis URL, redis://[:password@]host:port[/db] (env TOOLGATE_REDIS).");
+  flags.Bool("activate", &activate, "With push: also make the revision active.");
+  if (const char* t = std::getenv("TOOLGATE_REDIS"); t != nullptr && *t) redis_url = t;
+  auto positional = flags.Parse(std::vector<std::string>(args.begin() + 1, args.end()));
+  if (!positional.ok()) {
+    std::cerr << "toolgate policy: " << positional.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (flags.help_requested() || command == "--help" || command == "help") {
+    std::cout << flags.Usage();
+    return kExitAllow;
+  }
+  const size_t want = (command == "push" || command == "activate") ? 1 : 0;
+  if ((command != "push" && command != "activate" && command != "rollback" && command != "list") ||
+      positional->size() != want) {
+    std::cerr << "toolgate policy: bad arguments\n\n" << kUsage << "\n";
+    return kExitUsage;
+  }
+  if (redis_url.empty()) {
+    std::cerr << "toolgate policy: --redis is required\n";
+    return kExitUsage;
+  }
+  auto url = toolgate::ParseRedisUrl(redis_url);
+  if (!url.ok()) {
+    std::cerr << "toolgate policy: " << url.status().message() << "\n";
+    return kExitUsage;
+  }
+  auto store = toolgate::RedisPolicyStore::Connect(*url);
+  if (!store.ok()) {
+    std::cerr << "toolgate policy: " << store.status().message() << "\n";
+    return kExitFailure;
+  }
+  auto fail = [](const absl::Status& s) {
+    std::cerr << "toolgate policy: " << s.message() << "\n";
+    return kExitFailure;
+  };
+  if (command == "push") {
+    auto sources = ReadSources((*positional)[0]);
+    if (!sources.ok()) return fail(sources.status());
+    auto revision = (*store)->Push(*sources);
+    if (!revision.ok()) {
+      std::cerr << revision.status().message() << "\n";
+      return kExitFailure;
+    }
+    std::cout << "pushed " << *revision << "\n";
+    if (activate) {
+      if (auto s = (*store)->Activate(*revision); !s.ok()) return fail(s);
+      std::cout << "active " << *revision << "\n";
+    }
+    return kExitAllow;
+  }
+  if (command == "activate") {
+    if (auto s = (*store)->Activate((*positional)[0]); !s.ok()) return fail(s);
+    std::cout << "active " << (*positional)[0] << "\n";
+    return kExitAllow;
+  }
+  if (command == "rollback") {
+    auto revision = (*store)->Rollback();
+    if (!revision.ok()) return fail(revision.status());
+    std::cout << "active " << *revision << "\n";
+    return kExitAllow;
+  }
+  auto list = (*store)->List();
+  if (!list.ok()) return fail(list.status());
+  for (const auto& r : *list) {
+    std::cout << (r.active ? "* " : "  ") << r.revision << "  pushed "
+              << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(r.pushed_at_ms),
+                                  absl::UTCTimeZone())
+              << "\n";
+  }
   return kExitAllow;
 }
 
@@ -385,6 +519,7 @@ int main(int argc, char** argv) {
   if (command == "lint") return RunLint(args);
   if (command == "test") return RunTest(args);
   if (command == "status") return RunStatus(args);
+  if (command == "policy") return RunPolicy(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kMainUsage << "\n";
     return kExitAllow;

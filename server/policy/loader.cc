@@ -25,11 +25,6 @@ std::string Where(const std::string& file, const YAML::Mark& m) {
   return absl::StrCat(file, ":", m.line + 1, ":", m.column + 1);
 }
 
-bool IsPolicyFileName(const std::string& name) {
-  return !name.empty() && name[0] != '.' &&
-         (absl::EndsWith(name, ".yaml") || absl::EndsWith(name, ".yml") ||
-          absl::EndsWith(name, ".json"));
-}
 
 absl::StatusOr<std::string> ReadFile(const fs::path& path) {
   std::error_code ec;
@@ -46,6 +41,12 @@ absl::StatusOr<std::string> ReadFile(const fs::path& path) {
 }
 
 }  // namespace
+
+bool IsPolicyFileName(const std::string& name) {
+  return !name.empty() && name[0] != '.' &&
+         (absl::EndsWith(name, ".yaml") || absl::EndsWith(name, ".yml") ||
+          absl::EndsWith(name, ".json"));
+}
 
 std::string ContentRevision(const std::vector<PolicySource>& sources) {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();

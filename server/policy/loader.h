@@ -28,6 +28,10 @@ struct PolicySource {
 // error, one per line, as "file:line:col: message".
 absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromPath(const std::string& path);
 
+// True for the names of files a policy directory is made of: *.yaml, *.yml
+// and *.json, not hidden (not starting with '.').
+bool IsPolicyFileName(const std::string& name);
+
 // Compiles one revision from in-memory sources (one or more documents).
 absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
     const std::vector<PolicySource>& sources);

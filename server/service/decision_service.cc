@@ -8,6 +8,8 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/proto_buffer_writer.h"
+#include "absl/time/clock.h"
+#include "server/common/log.h"
 #include "server/service/status_util.h"
 
 namespace toolgate {
@@ -19,6 +21,11 @@ struct DecisionServiceImpl::Call {
   v1::CheckResponse response;
   std::shared_ptr<const Policy> policy;  // Keeps the deciding rule alive.
   Evaluation evaluation;
+  // The shadow revision's view (counters are not consulted for it):
+  // its decision when final, or UNSPECIFIED for "allowed, subject to limits".
+  std::shared_ptr<const Policy> shadow;
+  v1::Decision shadow_decision = v1::DECISION_UNSPECIFIED;
+  std::string shadow_rule;
 };
 
 namespace {
@@ -76,10 +83,35 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
       break;
   }
   call->response.set_decision_id(NextDecisionId());
+  if (call->shadow != nullptr) CompareShadow(*call);
   bool own_buffer = false;
   grpc::Status s = grpc::SerializationTraits<v1::CheckResponse>::Serialize(
       call->response, call->response_buffer, &own_buffer);
   call->reactor->Finish(s);
+}
+
+void DecisionServiceImpl::CompareShadow(const Call& call) {
+  stats_.shadow_compared.fetch_add(1, std::memory_order_relaxed);
+  const v1::Decision active = call.response.decision();
+  // Both "allowed subject to limits": the same, whatever the counters said.
+  const bool active_via_limits = !call.evaluation.final;
+  const bool same = call.shadow_decision == v1::DECISION_UNSPECIFIED
+                        ? active_via_limits
+                        : (!active_via_limits && call.shadow_decision == active);
+  if (same) return;
+  stats_.shadow_differed.fetch_add(1, std::memory_order_relaxed);
+  // Log at most 10 differences a second.
+  const int64_t second = absl::ToUnixSeconds(absl::Now());
+  if (shadow_log_second_.exchange(second) != second) shadow_logged_ = 0;
+  if (shadow_logged_.fetch_add(1) >= 10) return;
+  LogInfo("shadow revision ", call.shadow->revision(), " would decide ",
+          call.shadow_decision == v1::DECISION_UNSPECIFIED
+              ? std::string("ALLOW (subject to limits)")
+              : v1::Decision_Name(call.shadow_decision),
+          " (", call.shadow_rule, ") where ", call.policy->revision(), " decided ",
+          v1::Decision_Name(active), " (", call.response.rule(), "): tool \"",
+          call.request.tool(), "\" grant \"", call.request.grant(), "\" server \"",
+          call.request.server(), "\"");
 }
 
 grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext* context,
@@ -126,6 +158,14 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext
   }
   call->policy = *std::move(policy);
   call->evaluation = engine_.Evaluate(*call->policy, req, &call->response);
+  if (std::shared_ptr<const Policy> shadow = policies_->shadow();
+      shadow != nullptr && shadow != call->policy && req.policy_version().empty()) {
+    v1::CheckResponse shadow_response;
+    const Evaluation se = engine_.Evaluate(*shadow, req, &shadow_response);
+    call->shadow = std::move(shadow);
+    call->shadow_decision = se.final ? shadow_response.decision() : v1::DECISION_UNSPECIFIED;
+    call->shadow_rule = shadow_response.rule();
+  }
   if (call->evaluation.final) {
     Finish(call, absl::OkStatus());
     return reactor;

@@ -21,6 +21,8 @@ namespace toolgate {
 // Counts of answers given, for status and tests.
 struct DecisionStats {
   std::atomic<uint64_t> allow{0}, deny{0}, rate_limited{0}, require_approval{0}, errors{0};
+  // Shadow revision: calls compared, and those it would have decided otherwise.
+  std::atomic<uint64_t> shadow_compared{0}, shadow_differed{0};
 };
 
 class DecisionServiceImpl final
@@ -43,6 +45,7 @@ class DecisionServiceImpl final
   struct Call;
   void Finish(Call* call, const absl::Status& status);
   std::string NextDecisionId();
+  void CompareShadow(const Call& call);
 
   const PolicyRegistry* policies_;
   CounterStore* store_;
@@ -52,6 +55,8 @@ class DecisionServiceImpl final
   std::atomic<uint64_t> id_counter_{0};
   DecisionStats stats_;
   std::atomic<int64_t> in_flight_{0};
+  std::atomic<int64_t> shadow_log_second_{0};
+  std::atomic<int> shadow_logged_{0};
 };
 
 }  // namespace toolgate

@@ -38,6 +38,16 @@ std::shared_ptr<const Policy> PolicyRegistry::active() const {
   return active_;
 }
 
+void PolicyRegistry::SetShadow(std::shared_ptr<const Policy> shadow) {
+  absl::MutexLock lock(&mu_);
+  shadow_ = std::move(shadow);
+}
+
+std::shared_ptr<const Policy> PolicyRegistry::shadow() const {
+  absl::MutexLock lock(&mu_);
+  return shadow_;
+}
+
 std::vector<std::string> PolicyRegistry::loaded_revisions() const {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> out;

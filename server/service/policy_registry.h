@@ -34,6 +34,10 @@ class PolicyRegistry {
   absl::StatusOr<std::shared_ptr<const Policy>> Get(absl::string_view version) const;
 
   std::shared_ptr<const Policy> active() const;
+
+  // A candidate revision evaluated beside the active one (null: none).
+  void SetShadow(std::shared_ptr<const Policy> shadow);
+  std::shared_ptr<const Policy> shadow() const;
   std::vector<std::string> loaded_revisions() const;  // Newest first.
   std::vector<LoadedRevision> loaded() const;          // Newest first.
 
@@ -41,6 +45,7 @@ class PolicyRegistry {
   const size_t keep_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const Policy> active_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const Policy> shadow_ ABSL_GUARDED_BY(mu_);
   std::deque<LoadedRevision> loaded_ ABSL_GUARDED_BY(mu_);  // Newest first.
 };
 

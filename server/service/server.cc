@@ -9,14 +9,25 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
 #include "server/common/log.h"
+#include "absl/strings/match.h"
 #include "server/policy/loader.h"
+#include "server/service/redis_policy_follower.h"
 #include "server/store/memory_store.h"
 
 namespace toolgate {
 
+bool IsRedisPolicyPath(const std::string& policy_path) {
+  return absl::StartsWith(policy_path, "redis://");
+}
+
 absl::StatusOr<std::shared_ptr<const Policy>> LoadConfiguredPolicy(const ServerConfig& config) {
   if (config.policy_path.empty()) {
     return LoadPolicyFromSources({PolicySource{kEmbeddedPolicyName, kEmbeddedPolicy}});
+  }
+  if (IsRedisPolicyPath(config.policy_path)) {
+    absl::StatusOr<RedisUrl> url = ParseRedisUrl(config.policy_path);
+    if (!url.ok()) return url.status();
+    return LoadActivePolicyFromRedis(*url);
   }
   return LoadPolicyFromPath(config.policy_path);
 }
@@ -29,11 +40,30 @@ ToolgateServer::ToolgateServer(const ServerConfig& config)
 ToolgateServer::~ToolgateServer() { Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const ServerConfig& config) {
+  const bool from_redis = IsRedisPolicyPath(config.policy_path);
+  absl::StatusOr<RedisUrl> policy_url;
+  if (from_redis) {
+    policy_url = ParseRedisUrl(config.policy_path);
+    if (!policy_url.ok()) return policy_url.status();
+  }
   absl::StatusOr<std::shared_ptr<const Policy>> policy = LoadConfiguredPolicy(config);
-  if (!policy.ok()) return policy.status();
+  // A file policy must be valid to start. A Redis one may not be reachable or
+  // activated yet: serve UNAVAILABLE until the follower finds one.
+  if (!policy.ok() && !from_redis) return policy.status();
 
   std::unique_ptr<ToolgateServer> s(new ToolgateServer(config));
-  s->policies_.Activate(*policy);
+  if (policy.ok()) {
+    s->policies_.Activate(*policy);
+  } else {
+    LogWarning("no policy revision from Redis yet (", policy.status().message(),
+               "): checks get UNAVAILABLE until one is active");
+  }
+  if (!config.shadow_policy_path.empty()) {
+    absl::StatusOr<std::shared_ptr<const Policy>> shadow =
+        LoadPolicyFromPath(config.shadow_policy_path);
+    if (!shadow.ok()) return shadow.status();
+    s->policies_.SetShadow(*shadow);
+  }
   if (config.redis_url.empty()) {
     auto store = std::make_unique<MemoryCounterStore>(SystemClock::Get());
     s->memory_store_ = store.get();
@@ -79,6 +109,31 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
   const std::string host = config.listen.substr(0, config.listen.rfind(':'));
   s->address_ = absl::StrCat(host, ":", port);
   s->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (from_redis) {
+    ToolgateServer* self = s.get();
+    s->follower_ = std::make_unique<RedisPolicyFollower>(
+        *policy_url, config.policy_check_interval_ms,
+        policy.ok() ? (*policy)->revision() : std::string(),
+        [self](std::shared_ptr<const Policy> p) {
+          const std::string revision = p->revision();
+          self->policies_.Activate(std::move(p));
+          {
+            absl::MutexLock lock(&self->reload_mu_);
+            self->last_reload_at_ = absl::Now();
+            self->last_reload_error_.clear();
+          }
+          LogInfo("policy revision ", revision, " from Redis is active");
+        },
+        [self](const absl::Status& error) {
+          {
+            absl::MutexLock lock(&self->reload_mu_);
+            self->last_reload_at_ = absl::Now();
+            self->last_reload_error_ = std::string(error.message());
+          }
+          LogError("policy from Redis rejected; the current revision keeps serving: ",
+                   error.message());
+        });
+  }
   return s;
 }
 
@@ -91,6 +146,19 @@ std::string ToolgateServer::StoreStatsLine() const {
 }
 
 absl::Status ToolgateServer::Reload() {
+  if (!config_.shadow_policy_path.empty()) {
+    absl::StatusOr<std::shared_ptr<const Policy>> shadow =
+        LoadPolicyFromPath(config_.shadow_policy_path);
+    if (shadow.ok()) {
+      policies_.SetShadow(*shadow);
+    } else {
+      LogError("shadow policy reload rejected: ", shadow.status().message());
+    }
+  }
+  if (follower_ != nullptr) {
+    follower_->CheckNow();
+    return absl::OkStatus();
+  }
   absl::StatusOr<std::shared_ptr<const Policy>> policy = LoadConfiguredPolicy(config_);
   {
     absl::MutexLock lock(&reload_mu_);
@@ -155,10 +223,14 @@ v1::GetStatusResponse ToolgateServer::Status() const {
   dc->set_rate_limited(d.rate_limited.load());
   dc->set_require_approval(d.require_approval.load());
   dc->set_errors(d.errors.load());
+  if (auto shadow = policies_.shadow()) out.set_shadow_revision(shadow->revision());
+  out.set_shadow_compared(d.shadow_compared.load());
+  out.set_shadow_differed(d.shadow_differed.load());
   return out;
 }
 
 void ToolgateServer::Shutdown() {
+  follower_.reset();  // No policy changes while draining.
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
   server_->GetHealthCheckService()->SetServingStatus(false);

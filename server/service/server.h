@@ -22,8 +22,16 @@ namespace toolgate {
 
 struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
-  // A policy file or directory; empty means the embedded example policy.
+  // A policy file or directory; "redis://..." to follow the revision made
+  // active in Redis (toolgate policy activate); empty means the embedded
+  // example policy.
   std::string policy_path;
+  // With a redis:// policy: how often the active pointer is also polled
+  // (announcements arrive by pub/sub at once).
+  int64_t policy_check_interval_ms = 1000;
+  // A candidate revision evaluated beside the active one (file or
+  // directory); empty: none.
+  std::string shadow_policy_path;
   ArgsLimits args_limits;
   int64_t keep_revisions = 5;
   int64_t shutdown_grace_ms = 10'000;
@@ -37,6 +45,9 @@ struct ServerConfig {
 // The example policy compiled into the binary (examples/policy.yaml).
 extern const char kEmbeddedPolicy[];
 inline constexpr char kEmbeddedPolicyName[] = "<embedded examples/policy.yaml>";
+
+// True when `policy_path` names Redis rather than a file.
+bool IsRedisPolicyPath(const std::string& policy_path);
 
 // Loads the policy the configuration names (or the embedded one).
 absl::StatusOr<std::shared_ptr<const Policy>> LoadConfiguredPolicy(const ServerConfig& config);
@@ -52,8 +63,9 @@ class ToolgateServer {
   // The address actually bound ("127.0.0.1:50051"; the real port when 0 was asked).
   const std::string& address() const { return address_; }
 
-  // Reloads the policy from its path. On error the current revision keeps
-  // serving and the error is returned.
+  // Reloads the policy from its path (and the shadow policy, if any). On
+  // error the current revision keeps serving and the error is returned. With
+  // a redis:// policy, asks the follower to check Redis now.
   absl::Status Reload();
 
   // Health turns NOT_SERVING, no new calls are accepted, in-flight calls get
@@ -77,6 +89,7 @@ class ToolgateServer {
   RedisCounterStore* redis_store_ = nullptr;
   std::unique_ptr<DecisionServiceImpl> service_;
   std::unique_ptr<AdminServiceImpl> admin_;
+  std::unique_ptr<class RedisPolicyFollower> follower_;
   const absl::Time started_at_;
   mutable absl::Mutex reload_mu_;
   std::string last_reload_error_ ABSL_GUARDED_BY(reload_mu_);
