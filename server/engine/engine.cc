@@ -57,6 +57,8 @@ Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
     }
     if (!valid) {
       resp->set_decision(v1::DECISION_DENY);
+      // The schema decided, whatever a class rule would have said next.
+      resp->set_rule(std::string(r.args_rule_id));
       std::string reason = absl::StrCat("arguments of \"", req.tool(), "\" violate ",
                                         r.args_rule_id, ".args: ",
                                         violations[0].path.empty() ? "(arguments)" : violations[0].path,
