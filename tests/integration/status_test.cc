@@ -113,3 +113,48 @@ TEST(StatusTest, ReportsTheRedisStoreAndItsFailures) {
 
 }  // namespace
 }  // namespace toolgate_test
+
+namespace toolgate_test {
+namespace {
+
+TEST(ExplainTest, OnlineExplainIsADryRunThatNamesItsSteps) {
+  TempDir dir;
+  const std::string path = dir.WriteFile("policy.yaml", kPolicy);
+  auto server = ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", path});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = toolgate::Client::Connect((*server)->address());
+  for (int i = 0; i < 3; ++i) {
+    auto e = client->Explain(Req("limited"));
+    ASSERT_TRUE(e.ok()) << e.status();
+    EXPECT_EQ(e->decision().decision(), toolgate::v1::DECISION_ALLOW);
+    EXPECT_EQ(e->decision().limits(0).remaining(), 1) << "explain must not consume";
+    std::string steps;
+    for (const auto& s : e->steps()) steps += s + "\n";
+    EXPECT_THAT(steps, HasSubstr("lookup tools: matched tools.limited"));
+    EXPECT_THAT(steps, HasSubstr("limit c (2 per 1h"));
+    EXPECT_THAT(steps, HasSubstr("dry run: no counter consumed"));
+  }
+  EXPECT_EQ(client->Explain(Req("")).status().code(), absl::StatusCode::kInvalidArgument);
+
+  CommandResult cli = RunCommand({CliBin(), "check", "--target", (*server)->address(), "--tool",
+                                  "limited", "--grant", "g", "--explain"});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_THAT(cli.out, HasSubstr("steps:"));
+  EXPECT_THAT(cli.out, HasSubstr("tools.limited decides: allow"));
+}
+
+TEST(ExplainTest, OfflineExplainUsesThePolicyFile) {
+  CommandResult cli = RunCommand({CliBin(), "check", "--policy",
+                                  SourcePath("examples/scoped-policy.yaml"), "--tool",
+                                  "run_command", "--grant", "alice", "--args",
+                                  R"({"command": "ls"})", "--explain"});
+  EXPECT_EQ(cli.exit_code, 5) << cli.err;  // REQUIRE_APPROVAL
+  EXPECT_THAT(cli.out, HasSubstr("classes.high_risk_execute tightens the decision"));
+  CommandResult broken = RunCommand({CliBin(), "check", "--policy", "/nonexistent.yaml", "--tool",
+                                     "t", "--grant", "g"});
+  EXPECT_EQ(broken.exit_code, 1);
+  EXPECT_THAT(broken.err, HasSubstr("/nonexistent.yaml"));
+}
+
+}  // namespace
+}  // namespace toolgate_test
