@@ -13,6 +13,7 @@
 #include "server/policy/diagnostics.h"
 #include "server/policy/glob.h"
 #include "server/policy/parser.h"
+#include "server/policy/yaml_util.h"
 
 namespace toolgate {
 namespace {
@@ -20,10 +21,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr size_t kMaxPolicyFileBytes = 16 << 20;
-
-std::string Where(const std::string& file, const YAML::Mark& m) {
-  return absl::StrCat(file, ":", m.line + 1, ":", m.column + 1);
-}
 
 
 absl::StatusOr<std::string> ReadFile(const fs::path& path) {
@@ -109,7 +106,7 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
                        absl::flat_hash_map<std::string, std::string>& tool_at,
                        std::vector<ToolRule>& exact, std::vector<ToolRule>& globs, Diagnostics& d) {
     for (ParsedTool& t : tools) {
-      const std::string here = Where(file, t.mark);
+      const std::string here = MarkLocation(file, t.mark);
       auto [it, inserted] = tool_at.emplace(t.rule.name, here);
       if (!inserted) {
         d.Error(t.mark, absl::StrCat(absl::StartsWith(t.rule.rule_id, "tools.")
@@ -120,7 +117,7 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
       }
       for (size_t i = 0; i < t.rule.limits.size(); ++i) {
         const LimitSpec& spec = t.rule.limits[i];
-        const std::string limit_at = Where(file, t.limit_marks[i]);
+        const std::string limit_at = MarkLocation(file, t.limit_marks[i]);
         auto [cit, cinserted] = counters.emplace(spec.counter, std::make_pair(spec, limit_at));
         if (!cinserted && !cit->second.first.SameDefinition(spec)) {
           d.Error(t.limit_marks[i],
@@ -150,7 +147,7 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
                                                 *revision, "\" set at ", revision_at));
       } else if (!revision) {
         revision = doc.revision;
-        revision_at = Where(doc.file, doc.revision_mark);
+        revision_at = MarkLocation(doc.file, doc.revision_mark);
       }
     }
     if (doc.default_action) {
@@ -158,13 +155,13 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
         d.Error(doc.default_mark, absl::StrCat("default is already set at ", default_at));
       } else {
         default_rule.action = *doc.default_action;
-        default_at = Where(doc.file, doc.default_mark);
+        default_at = MarkLocation(doc.file, doc.default_mark);
       }
     }
     add_tools(doc.tools, doc.file, general_at, exact, globs, d);
     for (ParsedSection& ps : doc.sections) {
       const std::string id = absl::StrCat(ps.kind, ".", ps.name);
-      auto [it, inserted] = section_at.emplace(id, Where(doc.file, ps.mark));
+      auto [it, inserted] = section_at.emplace(id, MarkLocation(doc.file, ps.mark));
       if (!inserted) {
         d.Error(ps.mark, absl::StrCat(id, " is already defined at ", it->second));
         continue;
@@ -185,7 +182,7 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
       }
     }
     for (ParsedClass& pc : doc.classes) {
-      auto [it, inserted] = class_at.emplace(pc.rule.name, Where(doc.file, pc.mark));
+      auto [it, inserted] = class_at.emplace(pc.rule.name, MarkLocation(doc.file, pc.mark));
       if (!inserted) {
         d.Error(pc.mark, absl::StrCat(pc.rule.rule_id, " is already defined at ", it->second));
         continue;

@@ -10,70 +10,16 @@
 #include "absl/strings/string_view.h"
 #include "server/policy/duration.h"
 #include "server/policy/glob.h"
+#include "server/policy/yaml_util.h"
 
 namespace toolgate {
 namespace {
 
 constexpr int64_t kMaxLimit = 1'000'000'000;
 
-const char* KindName(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map:
-      return "a map";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Null:
-      return "null";
-    case YAML::NodeType::Scalar:
-      return "a scalar";
-    default:
-      return "undefined";
-  }
-}
-
-// yaml-cpp gives quoted scalars the non-specific tag "!".
-bool IsQuoted(const YAML::Node& n) { return n.Tag() == "!"; }
-
-std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
-
-// Visits the pairs of a map node, rejecting keys not in `allowed` and
-// duplicate keys. Returns false when `node` is not a map.
-template <typename Fn>
-bool ForEachKey(const YAML::Node& node, absl::string_view where,
-                std::initializer_list<absl::string_view> allowed, Diagnostics& diags, Fn&& fn) {
-  if (!node.IsMap()) {
-    diags.Error(node, absl::StrCat(where, " must be a map, got ", KindName(node)));
-    return false;
-  }
-  absl::flat_hash_set<std::string> seen;
-  for (auto it = node.begin(); it != node.end(); ++it) {
-    // Copies: yaml-cpp's `it->` yields a temporary.
-    const YAML::Node key = it->first;
-    const YAML::Node value = it->second;
-    if (!key.IsScalar()) {
-      diags.Error(key, absl::StrCat("keys of ", where, " must be strings"));
-      continue;
-    }
-    const std::string& name = key.Scalar();
-    if (!seen.insert(name).second) {
-      diags.Error(key, absl::StrCat("duplicate key ", Quote(name), " in ", where));
-      continue;
-    }
-    bool known = allowed.size() == 0;
-    for (absl::string_view a : allowed) known = known || a == name;
-    if (!known) {
-      diags.Error(key, absl::StrCat("unknown key ", Quote(name), " in ", where,
-                                    " (expected one of: ", absl::StrJoin(allowed, ", "), ")"));
-      continue;
-    }
-    fn(name, key, value);
-  }
-  return true;
-}
-
 std::optional<std::string> GetString(const YAML::Node& n, absl::string_view what, Diagnostics& d) {
   if (!n.IsScalar()) {
-    d.Error(n, absl::StrCat(what, " must be a string, got ", KindName(n)));
+    d.Error(n, absl::StrCat(what, " must be a string, got ", YamlKindName(n)));
     return std::nullopt;
   }
   return n.Scalar();
@@ -81,9 +27,9 @@ std::optional<std::string> GetString(const YAML::Node& n, absl::string_view what
 
 std::optional<int64_t> GetPositiveInt(const YAML::Node& n, absl::string_view what, Diagnostics& d) {
   int64_t v = 0;
-  if (!n.IsScalar() || IsQuoted(n) || !absl::SimpleAtoi(n.Scalar(), &v)) {
+  if (!n.IsScalar() || IsQuotedScalar(n) || !absl::SimpleAtoi(n.Scalar(), &v)) {
     d.Error(n, absl::StrCat(what, " must be a positive integer, got ",
-                            n.IsScalar() ? Quote(n.Scalar()) : KindName(n)));
+                            n.IsScalar() ? QuoteText(n.Scalar()) : YamlKindName(n)));
     return std::nullopt;
   }
   if (v <= 0) {
@@ -103,18 +49,18 @@ std::optional<Action> ParseAction(const YAML::Node& n, absl::string_view what, D
   if (*s == "allow") return Action::kAllow;
   if (*s == "deny") return Action::kDeny;
   if (*s == "require_approval") return Action::kRequireApproval;
-  d.Error(n, absl::StrCat(what, " must be allow, deny or require_approval, got ", Quote(*s)));
+  d.Error(n, absl::StrCat(what, " must be allow, deny or require_approval, got ", QuoteText(*s)));
   return std::nullopt;
 }
 
 std::optional<int64_t> ParseWindow(const YAML::Node& n, absl::string_view what, Diagnostics& d) {
   if (!n.IsScalar()) {
-    d.Error(n, absl::StrCat(what, " must be a duration, got ", KindName(n)));
+    d.Error(n, absl::StrCat(what, " must be a duration, got ", YamlKindName(n)));
     return std::nullopt;
   }
   absl::StatusOr<int64_t> ms;
   double seconds = 0;
-  if (!IsQuoted(n) && absl::SimpleAtod(n.Scalar(), &seconds) &&
+  if (!IsQuotedScalar(n) && absl::SimpleAtod(n.Scalar(), &seconds) &&
       n.Scalar().find_first_not_of("0123456789.+-eE") == std::string::npos) {
     ms = WindowFromSeconds(seconds);
   } else {
@@ -148,7 +94,7 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
           if (auto s = GetString(v, where + ".counter", d)) {
             if (!ValidCounterName(*s)) {
               d.Error(v,
-                      absl::StrCat(where, ".counter ", Quote(*s),
+                      absl::StrCat(where, ".counter ", QuoteText(*s),
                                    " must be 1-200 printable ASCII characters without spaces, braces or '|'"));
             } else {
               spec.counter = *s;
@@ -171,7 +117,7 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
               spec.scope = Scope::kGlobal;
             } else {
               d.Error(v, absl::StrCat(where, ".scope must be grant, session or global, got ",
-                                      Quote(*s)));
+                                      QuoteText(*s)));
             }
           }
         } else if (key == "algorithm") {
@@ -186,7 +132,7 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
               d.Error(v, absl::StrCat(where,
                                       ".algorithm must be sliding_window, fixed_window or "
                                       "token_bucket, got ",
-                                      Quote(*s)));
+                                      QuoteText(*s)));
             }
           }
         } else if (key == "burst") {
@@ -218,7 +164,7 @@ std::optional<Category> ParseCategory(const YAML::Node& n, absl::string_view wha
     if (*s == CategoryName(c)) return c;
   }
   d.Error(n, absl::StrCat(what, " must be read, write, execute, network, admin or other, got ",
-                          Quote(*s)));
+                          QuoteText(*s)));
   return std::nullopt;
 }
 
@@ -228,7 +174,7 @@ std::optional<Risk> ParseRisk(const YAML::Node& n, absl::string_view what, Diagn
   for (Risk r : {Risk::kLow, Risk::kMedium, Risk::kHigh, Risk::kCritical}) {
     if (*s == RiskName(r)) return r;
   }
-  d.Error(n, absl::StrCat(what, " must be low, medium, high or critical, got ", Quote(*s)));
+  d.Error(n, absl::StrCat(what, " must be low, medium, high or critical, got ", QuoteText(*s)));
   return std::nullopt;
 }
 
@@ -277,7 +223,7 @@ void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, const s
     if (limits_node) {
       const YAML::Node& ln = *limits_node;
       if (!ln.IsSequence()) {
-        d.Error(ln, absl::StrCat(where, ".limits must be a list, got ", KindName(ln)));
+        d.Error(ln, absl::StrCat(where, ".limits must be a list, got ", YamlKindName(ln)));
       } else {
         tool.rule.has_limits = true;
         // General entries' unnamed counters are "<tool>#<i>"; sections'
@@ -297,7 +243,7 @@ void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, const s
           auto [it, inserted] = counters.emplace(tool.rule.limits[i].counter, i);
           if (!inserted) {
             d.Error(tool.limit_marks[i],
-                    absl::StrCat(where, " names counter ", Quote(tool.rule.limits[i].counter),
+                    absl::StrCat(where, " names counter ", QuoteText(tool.rule.limits[i].counter),
                                  " more than once"));
           }
         }
@@ -430,7 +376,7 @@ void ParseRoot(const YAML::Node& root, PolicyDocument& doc, Diagnostics& d) {
                      has_version = true;
                      if (!v.IsScalar() || v.Scalar() != "1") {
                        d.Error(v, absl::StrCat("version must be \"1\", got ",
-                                               v.IsScalar() ? Quote(v.Scalar()) : KindName(v)));
+                                               v.IsScalar() ? QuoteText(v.Scalar()) : YamlKindName(v)));
                      }
                    } else if (key == "revision") {
                      if (auto s = GetString(v, "revision", d)) {

@@ -22,6 +22,7 @@
 #include "server/engine/engine.h"
 #include "server/policy/diagnostics.h"
 #include "server/policy/duration.h"
+#include "server/policy/yaml_util.h"
 #include "server/store/memory_store.h"
 #include "toolgate/v1/decision.pb.h"
 #include "yaml-cpp/yaml.h"
@@ -84,99 +85,21 @@ struct CasesFile {
 // ---------------------------------------------------------------------------
 // YAML helpers (the same conventions as the policy parser).
 
-const char* KindName(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map:
-      return "a map";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Null:
-      return "null";
-    case YAML::NodeType::Scalar:
-      return "a scalar";
-    default:
-      return "undefined";
-  }
-}
-
-// yaml-cpp gives quoted scalars the non-specific tag "!".
-bool IsQuoted(const YAML::Node& n) {
-  return n.Tag() == "!" || n.Tag() == "tag:yaml.org,2002:str";
-}
-
-// Double-quoted, with `"`, `\` and control characters escaped, so that
-// quotes inside reasons cannot be confused with the quotes around them.
-std::string Quote(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppend(&out, "\\x", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
-
-std::string Location(const std::string& file, const YAML::Mark& m) {
-  if (m.line < 0) return file;
-  return absl::StrCat(file, ":", m.line + 1, ":", m.column + 1);
-}
-
-// Visits the pairs of a map node, rejecting unknown and duplicate keys.
-// Returns false when `node` is not a map.
+// ForEachKey for callbacks that take (name, value).
 template <typename Fn>
-bool ForEachKey(const YAML::Node& node, absl::string_view where,
-                std::initializer_list<absl::string_view> allowed, Diagnostics& diags, Fn&& fn) {
-  if (!node.IsMap()) {
-    diags.Error(node, absl::StrCat(where, " must be a map, got ", KindName(node)));
-    return false;
-  }
-  absl::flat_hash_set<std::string> seen;
-  for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node key = it->first;
-    const YAML::Node value = it->second;
-    if (!key.IsScalar()) {
-      diags.Error(key, absl::StrCat("keys of ", where, " must be strings"));
-      continue;
-    }
-    const std::string& name = key.Scalar();
-    if (!seen.insert(name).second) {
-      diags.Error(key, absl::StrCat("duplicate key ", Quote(name), " in ", where));
-      continue;
-    }
-    bool known = false;
-    for (absl::string_view a : allowed) known = known || a == name;
-    if (!known) {
-      diags.Error(key, absl::StrCat("unknown key ", Quote(name), " in ", where,
-                                    " (expected one of: ", absl::StrJoin(allowed, ", "), ")"));
-      continue;
-    }
-    fn(name, value);
-  }
-  return true;
+bool ForEachKeyValue(const YAML::Node& node, absl::string_view where,
+                     std::initializer_list<absl::string_view> allowed, Diagnostics& diags,
+                     Fn&& fn) {
+  return ForEachKey(node, where, allowed, diags,
+                    [&](const std::string& name, const YAML::Node&, const YAML::Node& value) {
+                      fn(name, value);
+                    });
 }
 
 std::optional<std::string> GetString(const YAML::Node& n, const std::string& what,
                                      Diagnostics& d) {
   if (!n.IsScalar()) {
-    d.Error(n, absl::StrCat(what, " must be a string, got ", KindName(n)));
+    d.Error(n, absl::StrCat(what, " must be a string, got ", YamlKindName(n)));
     return std::nullopt;
   }
   return n.Scalar();
@@ -192,9 +115,9 @@ std::optional<std::string> GetOptionalString(const YAML::Node& n, const std::str
 std::optional<int64_t> GetInt(const YAML::Node& n, const std::string& what, int64_t min,
                               int64_t max, Diagnostics& d) {
   int64_t v = 0;
-  if (!n.IsScalar() || IsQuoted(n) || !absl::SimpleAtoi(n.Scalar(), &v)) {
+  if (!n.IsScalar() || IsQuotedScalar(n) || !absl::SimpleAtoi(n.Scalar(), &v)) {
     d.Error(n, absl::StrCat(what, " must be an integer, got ",
-                            n.IsScalar() ? Quote(n.Scalar()) : KindName(n)));
+                            n.IsScalar() ? QuoteText(n.Scalar()) : YamlKindName(n)));
     return std::nullopt;
   }
   if (v < min || v > max) {
@@ -205,66 +128,41 @@ std::optional<int64_t> GetInt(const YAML::Node& n, const std::string& what, int6
 }
 
 std::optional<bool> GetBool(const YAML::Node& n, const std::string& what, Diagnostics& d) {
-  if (n.IsScalar() && !IsQuoted(n)) {
+  if (n.IsScalar() && !IsQuotedScalar(n)) {
     const std::string& s = n.Scalar();
     if (s == "true" || s == "True" || s == "TRUE") return true;
     if (s == "false" || s == "False" || s == "FALSE") return false;
   }
   d.Error(n, absl::StrCat(what, " must be true or false, got ",
-                          n.IsScalar() ? Quote(n.Scalar()) : KindName(n)));
+                          n.IsScalar() ? QuoteText(n.Scalar()) : YamlKindName(n)));
   return std::nullopt;
-}
-
-// Decimal numbers as YAML 1.2 (core schema) and JSON write them:
-// [-+]? ( \.[0-9]+ | [0-9]+ (\.[0-9]*)? ) ([eE][-+]?[0-9]+)?
-bool LooksNumeric(absl::string_view s) {
-  size_t i = 0;
-  auto digits = [&]() {
-    size_t start = i;
-    while (i < s.size() && absl::ascii_isdigit(static_cast<unsigned char>(s[i]))) ++i;
-    return i - start;
-  };
-  if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
-  const size_t int_digits = digits();
-  size_t frac_digits = 0;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    frac_digits = digits();
-  }
-  if (int_digits == 0 && frac_digits == 0) return false;
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
-    if (digits() == 0) return false;
-  }
-  return i == s.size();
 }
 
 // Durations: "500ms", "61s", "1h30m", "1d", second/minute/hour/day, or a
 // plain number of seconds. Non-negative, at most 366 days.
 std::optional<int64_t> GetDuration(const YAML::Node& n, const std::string& what, Diagnostics& d) {
   if (!n.IsScalar()) {
-    d.Error(n, absl::StrCat(what, " must be a duration such as \"61s\", got ", KindName(n)));
+    d.Error(n, absl::StrCat(what, " must be a duration such as \"61s\", got ", YamlKindName(n)));
     return std::nullopt;
   }
   const std::string text = absl::AsciiStrToLower(absl::StripAsciiWhitespace(n.Scalar()));
   const std::string bad = absl::StrCat(
-      what, ": invalid duration ", Quote(n.Scalar()),
+      what, ": invalid duration ", QuoteText(n.Scalar()),
       " (use \"500ms\", \"61s\", \"5m\", \"1h30m\", \"1d\", or a number of seconds)");
   absl::Duration dur;
-  if (!IsQuoted(n) && LooksNumeric(text)) {
+  if (!IsQuotedScalar(n) && LooksNumeric(text)) {
     double seconds = 0;
     if (!absl::SimpleAtod(text, &seconds) || !std::isfinite(seconds)) {
       d.Error(n, bad);
       return std::nullopt;
     }
     if (seconds > static_cast<double>(kMaxDurationMillis) / 1000) {
-      d.Error(n, absl::StrCat(what, ": ", Quote(n.Scalar()), " is longer than 366 days"));
+      d.Error(n, absl::StrCat(what, ": ", QuoteText(n.Scalar()), " is longer than 366 days"));
       return std::nullopt;
     }
     dur = absl::Milliseconds(std::llround(seconds * 1000));
     if (std::abs(seconds * 1000 - std::round(seconds * 1000)) > 1e-6) {
-      d.Error(n, absl::StrCat(what, ": ", Quote(n.Scalar()),
+      d.Error(n, absl::StrCat(what, ": ", QuoteText(n.Scalar()),
                               " must be a whole number of milliseconds"));
       return std::nullopt;
     }
@@ -291,17 +189,17 @@ std::optional<int64_t> GetDuration(const YAML::Node& n, const std::string& what,
     return std::nullopt;
   }
   if (dur < absl::ZeroDuration()) {
-    d.Error(n, absl::StrCat(what, " must not be negative, got ", Quote(n.Scalar())));
+    d.Error(n, absl::StrCat(what, " must not be negative, got ", QuoteText(n.Scalar())));
     return std::nullopt;
   }
   if (dur > absl::Milliseconds(kMaxDurationMillis)) {
-    d.Error(n, absl::StrCat(what, ": ", Quote(n.Scalar()), " is longer than 366 days"));
+    d.Error(n, absl::StrCat(what, ": ", QuoteText(n.Scalar()), " is longer than 366 days"));
     return std::nullopt;
   }
   const int64_t ms = absl::ToInt64Milliseconds(dur);
   if (absl::Milliseconds(ms) != dur) {
     d.Error(n,
-            absl::StrCat(what, ": ", Quote(n.Scalar()), " must be a whole number of milliseconds"));
+            absl::StrCat(what, ": ", QuoteText(n.Scalar()), " must be a whole number of milliseconds"));
     return std::nullopt;
   }
   return ms;
@@ -317,7 +215,7 @@ std::optional<v1::Decision> GetDecision(const YAML::Node& n, const std::string& 
   if (lower == "rate_limited") return v1::DECISION_RATE_LIMITED;
   if (lower == "require_approval") return v1::DECISION_REQUIRE_APPROVAL;
   d.Error(n, absl::StrCat(what, " must be allow, deny, rate_limited or require_approval, got ",
-                          Quote(*s)));
+                          QuoteText(*s)));
   return std::nullopt;
 }
 
@@ -354,7 +252,7 @@ bool ToValue(const YAML::Node& n, const std::string& where, int depth, Diagnosti
         }
         const std::string& name = key.Scalar();
         if (obj->fields().count(name) != 0) {
-          d.Error(key, absl::StrCat("duplicate key ", Quote(name), " in ", where));
+          d.Error(key, absl::StrCat("duplicate key ", QuoteText(name), " in ", where));
           ok = false;
           continue;
         }
@@ -366,7 +264,7 @@ bool ToValue(const YAML::Node& n, const std::string& where, int depth, Diagnosti
     }
     case YAML::NodeType::Scalar: {
       const std::string& s = n.Scalar();
-      if (IsQuoted(n)) {
+      if (IsQuotedScalar(n)) {
         out->set_string_value(s);
       } else if (s == "null" || s == "Null" || s == "NULL" || s == "~" || s.empty()) {
         out->set_null_value(pb::NULL_VALUE);
@@ -399,7 +297,7 @@ void ParseCallFields(const YAML::Node& node, const std::string& where, bool allo
                                                         "args",    "dry_run"};
   std::initializer_list<absl::string_view> without_tool = {"grant", "server", "session", "args",
                                                            "dry_run"};
-  ForEachKey(node, where, allow_tool ? with_tool : without_tool, d,
+  ForEachKeyValue(node, where, allow_tool ? with_tool : without_tool, d,
              [&](const std::string& key, const YAML::Node& v) {
                const std::string at = absl::StrCat(where, ".", key);
                if (key == "tool") {
@@ -429,7 +327,7 @@ void ParseCallFields(const YAML::Node& node, const std::string& where, bool allo
                    call.args = pb::Struct();
                  } else if (!v.IsMap()) {
                    d.Error(v, absl::StrCat(at, " must be a map (the arguments object), got ",
-                                           KindName(v)));
+                                           YamlKindName(v)));
                  } else {
                    pb::Value value;
                    if (ToValue(v, at, 1, d, &value)) call.args = value.struct_value();
@@ -443,7 +341,7 @@ void ParseLimitExpect(const YAML::Node& node, const std::string& where,
   LimitExpect le;
   bool has_counter = false;
   const size_t errors_before = d.errors().size();
-  if (!ForEachKey(node, where, {"counter", "remaining", "max", "scope"}, d,
+  if (!ForEachKeyValue(node, where, {"counter", "remaining", "max", "scope"}, d,
                   [&](const std::string& key, const YAML::Node& v) {
                     const std::string at = absl::StrCat(where, ".", key);
                     if (key == "counter") {
@@ -459,7 +357,7 @@ void ParseLimitExpect(const YAML::Node& node, const std::string& where,
                       if (auto s = GetString(v, at, d)) {
                         if (*s != "grant" && *s != "session" && *s != "global") {
                           d.Error(v, absl::StrCat(at, " must be grant, session or global, got ",
-                                                  Quote(*s)));
+                                                  QuoteText(*s)));
                         } else {
                           le.scope = *s;
                         }
@@ -476,7 +374,7 @@ void ParseLimitExpect(const YAML::Node& node, const std::string& where,
 
 void ParseExpect(const YAML::Node& node, const std::string& where, Expect& e, Diagnostics& d) {
   bool has_decision = false;
-  const bool is_map = ForEachKey(
+  const bool is_map = ForEachKeyValue(
       node, where,
       {"decision", "rule", "reason", "reason_contains", "violations", "remaining", "limits",
        "retry_after_min", "retry_after_max"},
@@ -494,7 +392,7 @@ void ParseExpect(const YAML::Node& node, const std::string& where, Expect& e, Di
         } else if (key == "violations") {
           if (!v.IsSequence()) {
             d.Error(v, absl::StrCat(at, " must be a list of JSON Pointer paths, got ",
-                                    KindName(v)));
+                                    YamlKindName(v)));
             return;
           }
           std::vector<std::string> paths;
@@ -503,7 +401,7 @@ void ParseExpect(const YAML::Node& node, const std::string& where, Expect& e, Di
               if (!s->empty() && (*s)[0] != '/') {
                 d.Error(v[i], absl::StrCat(at, "[", i, "] must be a JSON Pointer (\"/command\", "
                                                "or \"\" for the whole object), got ",
-                                           Quote(*s)));
+                                           QuoteText(*s)));
               }
               paths.push_back(*s);
             }
@@ -513,7 +411,7 @@ void ParseExpect(const YAML::Node& node, const std::string& where, Expect& e, Di
           e.remaining = GetInt(v, at, 0, int64_t{1} << 53, d);
         } else if (key == "limits") {
           if (!v.IsSequence()) {
-            d.Error(v, absl::StrCat(at, " must be a list, got ", KindName(v)));
+            d.Error(v, absl::StrCat(at, " must be a list, got ", YamlKindName(v)));
             return;
           }
           for (size_t i = 0; i < v.size(); ++i) {
@@ -536,10 +434,10 @@ void ParseStep(const YAML::Node& node, size_t index, const CallFields& defaults,
   const std::string where = absl::StrCat("cases[", index, "]");
   Step step;
   step.name = absl::StrCat("case ", index + 1);
-  step.location = Location(d.file(), node.Mark());
+  step.location = MarkLocation(d.file(), node.Mark());
   std::optional<YAML::Node> call_node, expect_node, advance_node, repeat_node;
   const size_t errors_before = d.errors().size();
-  const bool is_map = ForEachKey(node, where, {"name", "call", "repeat", "expect", "advance"}, d,
+  const bool is_map = ForEachKeyValue(node, where, {"name", "call", "repeat", "expect", "advance"}, d,
                                  [&](const std::string& key, const YAML::Node& v) {
                                    if (key == "name") {
                                      if (auto s = GetString(v, where + ".name", d)) step.name = *s;
@@ -606,7 +504,7 @@ void ParseStep(const YAML::Node& node, size_t index, const CallFields& defaults,
 
 void ParseRoot(const YAML::Node& root, CasesFile& file, Diagnostics& d) {
   std::optional<YAML::Node> cases_node, defaults_node;
-  const bool is_map = ForEachKey(root, "the cases file", {"start_time", "defaults", "cases"}, d,
+  const bool is_map = ForEachKeyValue(root, "the cases file", {"start_time", "defaults", "cases"}, d,
                                  [&](const std::string& key, const YAML::Node& v) {
                                    if (key == "cases") {
                                      cases_node = v;
@@ -621,7 +519,7 @@ void ParseRoot(const YAML::Node& root, CasesFile& file, Diagnostics& d) {
                                        d.Error(v, absl::StrCat(
                                                       "start_time must be an RFC 3339 time such "
                                                       "as \"2026-11-25T09:00:00Z\", got ",
-                                                      Quote(*s)));
+                                                      QuoteText(*s)));
                                        return;
                                      }
                                      file.start_ms = absl::ToUnixMillis(t);
@@ -635,7 +533,7 @@ void ParseRoot(const YAML::Node& root, CasesFile& file, Diagnostics& d) {
     return;
   }
   if (!cases_node->IsSequence()) {
-    d.Error(*cases_node, absl::StrCat("cases must be a list, got ", KindName(*cases_node)));
+    d.Error(*cases_node, absl::StrCat("cases must be a list, got ", YamlKindName(*cases_node)));
     return;
   }
   if (cases_node->size() == 0) {
@@ -704,7 +602,7 @@ std::string DescribeResponse(const v1::CheckResponse& resp, bool with_decision) 
   std::vector<std::string> parts;
   if (with_decision) parts.push_back(absl::StrCat("decision ", DecisionText(resp.decision())));
   parts.push_back(absl::StrCat("rule ", resp.rule()));
-  if (!resp.reason().empty()) parts.push_back(absl::StrCat("reason ", Quote(resp.reason())));
+  if (!resp.reason().empty()) parts.push_back(absl::StrCat("reason ", QuoteText(resp.reason())));
   if (resp.violations_size() > 0) {
     std::vector<std::string> vs;
     for (const auto& v : resp.violations()) {
@@ -740,11 +638,11 @@ std::string Compare(const Expect& e, const v1::CheckResponse& resp) {
   }
   if (e.reason && *e.reason != resp.reason()) {
     diffs.push_back(
-        absl::StrCat("expected reason ", Quote(*e.reason), ", got ", Quote(resp.reason())));
+        absl::StrCat("expected reason ", QuoteText(*e.reason), ", got ", QuoteText(resp.reason())));
   }
   if (e.reason_contains && !absl::StrContains(resp.reason(), *e.reason_contains)) {
-    diffs.push_back(absl::StrCat("expected a reason containing ", Quote(*e.reason_contains),
-                                 ", got ", Quote(resp.reason())));
+    diffs.push_back(absl::StrCat("expected a reason containing ", QuoteText(*e.reason_contains),
+                                 ", got ", QuoteText(resp.reason())));
   }
   if (e.violations) {
     std::vector<std::string> want = *e.violations, got;
@@ -778,7 +676,7 @@ std::string Compare(const Expect& e, const v1::CheckResponse& resp) {
     }
     if (found == nullptr) {
       diffs.push_back(
-          absl::StrCat("expected a status of counter ", Quote(le.counter), ", got none"));
+          absl::StrCat("expected a status of counter ", QuoteText(le.counter), ", got none"));
       continue;
     }
     if (le.remaining && found->remaining() != *le.remaining) {

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "server/policy/yaml_util.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -331,31 +332,6 @@ bool TypeMatches(uint8_t types, pb::Value::KindCase kind, double number) {
 // Compilation.
 
 enum class ScalarKind { kNull, kBool, kNumber, kString };
-
-// Decimal numbers as YAML 1.2 (core schema) and JSON write them:
-// [-+]? ( \.[0-9]+ | [0-9]+ (\.[0-9]*)? ) ([eE][-+]?[0-9]+)?
-bool LooksNumeric(absl::string_view s) {
-  size_t i = 0;
-  auto digits = [&]() {
-    size_t start = i;
-    while (i < s.size() && absl::ascii_isdigit(static_cast<unsigned char>(s[i]))) ++i;
-    return i - start;
-  };
-  if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
-  size_t int_digits = digits();
-  size_t frac_digits = 0;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    frac_digits = digits();
-  }
-  if (int_digits == 0 && frac_digits == 0) return false;
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
-    if (digits() == 0) return false;
-  }
-  return i == s.size();
-}
 
 // How a YAML scalar reads as JSON: quoted (or !!str-tagged) scalars are
 // strings; plain true/false are booleans, plain null/~ null, plain decimal
