@@ -73,19 +73,20 @@ RedisCounterStore::~RedisCounterStore() {
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
-std::string RedisCounterStore::RedisKey(const LimitCheck& check) const {
-  char alg = 's';
+char RedisCounterStore::AlgorithmLetter(const LimitCheck& check) const {
   switch (check.algorithm) {
     case Algorithm::kSlidingWindow:
-      alg = check.max <= options_.exact_log_max ? 's' : 'b';
-      break;
+      return check.max <= options_.exact_log_max ? 's' : 'b';
     case Algorithm::kFixedWindow:
-      alg = 'f';
-      break;
+      return 'f';
     case Algorithm::kTokenBucket:
-      alg = 't';
-      break;
+      return 't';
   }
+  return 's';
+}
+
+std::string RedisCounterStore::RedisKey(const LimitCheck& check) const {
+  const char alg = AlgorithmLetter(check);
   // The window is part of the key: a revision that changes a counter's
   // window or algorithm starts a separate counter rather than misreading
   // (or resetting) the state another revision still uses.
@@ -242,36 +243,12 @@ void RedisCounterStore::Drop(const std::string& why, int64_t now) {
 }
 
 void RedisCounterStore::SendInternal(const std::vector<std::string>& argv) {
-  std::vector<const char*> ptrs;
-  std::vector<size_t> lens;
-  for (const std::string& a : argv) {
-    ptrs.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), ptrs.data(), lens.data());
-  commands_.fetch_add(1, std::memory_order_relaxed);
-  auto p = std::make_unique<Pending>();
-  p->sent_at = SteadyMillis();
-  inflight_.push_back(std::move(p));
-  wrote_since_flush_ = true;
+  Append(argv, nullptr);
 }
 
-void RedisCounterStore::Send(std::unique_ptr<Request> req, bool use_eval) {
-  const size_t n = req->checks.size();
-  std::vector<std::string> argv;
-  argv.reserve(4 + 5 * n);
-  argv.push_back(use_eval ? "EVAL" : "EVALSHA");
-  argv.push_back(use_eval ? script_ : script_sha_);
-  argv.push_back(absl::StrCat(n));
-  for (const LimitCheck& c : req->checks) argv.push_back(RedisKey(c));
-  argv.push_back(req->dry_run ? "1" : "0");
-  for (const LimitCheck& c : req->checks) {
-    const std::string key = RedisKey(c);
-    argv.emplace_back(1, key[key.rfind('}') + 2]);
-    argv.push_back(absl::StrCat(c.window_ms));
-    argv.push_back(absl::StrCat(c.max));
-    argv.push_back(absl::StrCat(c.burst));
-  }
+// Queues one command in the connection's output buffer; its reply will
+// complete `req` (null for internal commands).
+void RedisCounterStore::Append(const std::vector<std::string>& argv, std::unique_ptr<Request> req) {
   std::vector<const char*> ptrs;
   std::vector<size_t> lens;
   ptrs.reserve(argv.size());
@@ -287,6 +264,24 @@ void RedisCounterStore::Send(std::unique_ptr<Request> req, bool use_eval) {
   p->sent_at = SteadyMillis();
   inflight_.push_back(std::move(p));
   wrote_since_flush_ = true;
+}
+
+void RedisCounterStore::Send(std::unique_ptr<Request> req, bool use_eval) {
+  const size_t n = req->checks.size();
+  std::vector<std::string> argv;
+  argv.reserve(4 + 5 * n);
+  argv.push_back(use_eval ? "EVAL" : "EVALSHA");
+  argv.push_back(use_eval ? script_ : script_sha_);
+  argv.push_back(absl::StrCat(n));
+  for (const LimitCheck& c : req->checks) argv.push_back(RedisKey(c));
+  argv.push_back(req->dry_run ? "1" : "0");
+  for (const LimitCheck& c : req->checks) {
+    argv.emplace_back(1, AlgorithmLetter(c));
+    argv.push_back(absl::StrCat(c.window_ms));
+    argv.push_back(absl::StrCat(c.max));
+    argv.push_back(absl::StrCat(c.burst));
+  }
+  Append(argv, std::move(req));
 }
 
 void RedisCounterStore::Flush() {

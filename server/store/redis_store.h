@@ -99,6 +99,9 @@ class RedisCounterStore final : public CounterStore {
   void Drop(const std::string& why, int64_t now);
   void Send(std::unique_ptr<Request> req, bool use_eval);
   void SendInternal(const std::vector<std::string>& argv);
+  void Append(const std::vector<std::string>& argv, std::unique_ptr<Request> req);
+  // The script's code for a check's algorithm: s, b, f or t.
+  char AlgorithmLetter(const LimitCheck& check) const;
   void Flush();
   void ReadReplies(int64_t now);
   void HandleReply(redisReply* reply, int64_t now);
