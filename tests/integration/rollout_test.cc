@@ -89,6 +89,7 @@ TEST_F(RolloutTest, TwoServersFollowActivateAndRollbackWithinASecond) {
     auto took = WaitForRevision(*c, "rev-b", absl::Seconds(5));
     ASSERT_TRUE(took.ok()) << took.status();
     EXPECT_LE(*took, absl::Seconds(1));
+    std::cout << "activate rev-b live after " << absl::FormatDuration(*took) << "\n";
     EXPECT_EQ(c->Check(Req("deploy"))->decision(), toolgate::v1::DECISION_ALLOW);
   }
 
