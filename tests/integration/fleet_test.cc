@@ -27,6 +27,16 @@ using ::testing::HasSubstr;
 using toolgate::v1::CheckRequest;
 using toolgate::v1::CheckResponse;
 
+// How much later than the Redis deadline a check may be answered, as seen by
+// the test's client: 10 ms, the service's promise, in a normal build. An
+// AddressSanitizer build slows every process several-fold (the client's
+// side included), so there the bound only guards against hangs.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr absl::Duration kAnswerSlack = absl::Milliseconds(60);
+#else
+constexpr absl::Duration kAnswerSlack = absl::Milliseconds(10);
+#endif
+
 CheckRequest Req(const std::string& tool, const std::string& grant) {
   CheckRequest r;
   r.set_tool(tool);
@@ -266,7 +276,9 @@ TEST_F(FleetTest, RedisKilledUnderLoadIsAnsweredByTheFailureModeWithinTheDeadlin
     EXPECT_THAT(r->reason(), HasSubstr("counter store failed"));
     slowest = std::max(slowest, took);
   }
-  EXPECT_LE(slowest, absl::Milliseconds(50 + 10)) << load.marked.size() << " checks";
+  EXPECT_LE(slowest, absl::Milliseconds(50) + kAnswerSlack) << load.marked.size() << " checks";
+  std::cout << "Redis killed: " << load.marked.size() << " checks answered, slowest "
+            << absl::FormatDuration(slowest) << " (deadline 50ms)\n";
   EXPECT_TRUE(servers_[0]->Running());
 
   // Restarted (empty script cache): decided by Redis again within 1 s.
@@ -307,7 +319,7 @@ TEST_F(FleetTest, PausedRedisIsAnsweredWithinTheDeadline) {
     const absl::Duration took = absl::Now() - start;
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->decision(), toolgate::v1::DECISION_DENY);
-    EXPECT_LE(took, absl::Milliseconds(30 + 10)) << "check " << i;
+    EXPECT_LE(took, absl::Milliseconds(30) + kAnswerSlack) << "check " << i;
   }
 }
 
