@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libabsl-dev libre2-dev libyaml-cpp-dev libssl-dev libhiredis-dev
+  prometheus-cpp-dev
   redis-server
   googletest libgtest-dev libgmock-dev
 )

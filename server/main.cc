@@ -90,6 +90,18 @@ int main(int argc, char** argv) {
   flags.Duration("policy-check-interval", &config.policy_check_interval_ms,
                  "With --policy redis://...: how often the active revision is also polled "
                  "(changes are announced by pub/sub at once).");
+  flags.String("metrics-listen", &config.metrics_listen,
+               "Serve Prometheus metrics on http://HOST:PORT/metrics (port 0 picks a free one). "
+               "When empty, metrics are off.");
+  flags.String("decision-log", &config.decision_log,
+               "Write one JSON line per decision to stdout, stderr or this file (appended to). "
+               "When empty, there is no decision log.");
+  flags.List("decision-log-args", &config.decision_log_args,
+             "A tool (name or glob) whose arguments the decision log holds in full; others "
+             "get args_sha256 only. Repeatable.");
+  flags.Int("decision-log-queue", &config.decision_log_queue, 1, 10'000'000,
+            "Decision log entries waiting to be written; when full, entries are dropped "
+            "(counted), never waited for.");
   bool watch = true;
   flags.Bool("watch", &watch,
              "Watch the policy file or directory and reload it when it changes (including a "

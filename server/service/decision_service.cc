@@ -1,5 +1,6 @@
 #include "server/service/decision_service.h"
 
+#include <chrono>
 #include <memory>
 
 #include "absl/random/random.h"
@@ -10,11 +11,14 @@
 #include "grpcpp/support/proto_buffer_writer.h"
 #include "absl/time/clock.h"
 #include "server/common/log.h"
+#include "server/service/decision_log.h"
+#include "server/service/metrics.h"
 #include "server/service/status_util.h"
 
 namespace toolgate {
 
 struct DecisionServiceImpl::Call {
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   grpc::ServerUnaryReactor* reactor = nullptr;
   grpc::ByteBuffer* response_buffer = nullptr;
   v1::CheckRequest request;
@@ -63,6 +67,10 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
   } guard{in_flight_};
   if (!status.ok()) {
     stats_.errors.fetch_add(1, std::memory_order_relaxed);
+    if (metrics_ != nullptr) {
+      metrics_->RecordError(status.code(), absl::FromChrono(std::chrono::steady_clock::now() -
+                                                            call->started));
+    }
     call->reactor->Finish(ToGrpcStatus(status));
     return;
   }
@@ -87,7 +95,54 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
   bool own_buffer = false;
   grpc::Status s = grpc::SerializationTraits<v1::CheckResponse>::Serialize(
       call->response, call->response_buffer, &own_buffer);
+  // Recorded before the answer leaves, so that a client that has its answer
+  // also finds it in the metrics.
+  if (metrics_ != nullptr || decision_log_ != nullptr) {
+    const absl::Duration latency =
+        absl::FromChrono(std::chrono::steady_clock::now() - call->started);
+    if (metrics_ != nullptr) {
+      metrics_->RecordCheck(call->response.decision(), call->response.rule(), latency);
+    }
+    if (decision_log_ != nullptr) LogDecision(call, latency);
+  }
   call->reactor->Finish(s);
+}
+
+static const char* DecisionLabel(v1::Decision d) {
+  switch (d) {
+    case v1::DECISION_ALLOW:
+      return "allow";
+    case v1::DECISION_DENY:
+      return "deny";
+    case v1::DECISION_RATE_LIMITED:
+      return "rate_limited";
+    case v1::DECISION_REQUIRE_APPROVAL:
+      return "require_approval";
+    default:
+      return "unspecified";
+  }
+}
+
+// The call is finished with: its request moves into the entry (the
+// arguments are serialized on the log's writer thread, not here).
+void DecisionServiceImpl::LogDecision(Call* call, absl::Duration latency) {
+  DecisionLogEntry e;
+  v1::CheckRequest& req = call->request;
+  const v1::CheckResponse& resp = call->response;
+  e.decision_id = resp.decision_id();
+  e.time = absl::Now();
+  e.tool = std::move(*req.mutable_tool());
+  e.server = std::move(*req.mutable_server());
+  e.grant = std::move(*req.mutable_grant());
+  e.session = std::move(*req.mutable_session());
+  e.request_id = std::move(*req.mutable_request_id());
+  e.decision = DecisionLabel(resp.decision());
+  e.reason = resp.reason();
+  e.rule = resp.rule();
+  e.revision = resp.policy_version();
+  e.latency_us = absl::ToInt64Microseconds(latency);
+  e.args.Swap(req.mutable_args());
+  decision_log_->Log(std::move(e));
 }
 
 void DecisionServiceImpl::CompareShadow(const Call& call) {

@@ -18,6 +18,9 @@
 
 namespace toolgate {
 
+class Metrics;
+class DecisionLog;
+
 // Counts of answers given, for status and tests.
 struct DecisionStats {
   std::atomic<uint64_t> allow{0}, deny{0}, rate_limited{0}, require_approval{0}, errors{0};
@@ -36,6 +39,13 @@ class DecisionServiceImpl final
                                   const grpc::ByteBuffer* request,
                                   grpc::ByteBuffer* response) override;
 
+  // Optional: metrics recorded and decision log written for every check
+  // (either may be null). Set before serving; both must outlive the service.
+  void SetObservers(Metrics* metrics, DecisionLog* decision_log) {
+    metrics_ = metrics;
+    decision_log_ = decision_log;
+  }
+
   const DecisionStats& stats() const { return stats_; }
   const Engine& engine() const { return engine_; }
   // Checks started and not finished yet.
@@ -46,6 +56,7 @@ class DecisionServiceImpl final
   void Finish(Call* call, const absl::Status& status);
   std::string NextDecisionId();
   void CompareShadow(const Call& call);
+  void LogDecision(Call* call, absl::Duration latency);
 
   const PolicyRegistry* policies_;
   CounterStore* store_;
@@ -57,6 +68,8 @@ class DecisionServiceImpl final
   std::atomic<int64_t> in_flight_{0};
   std::atomic<int64_t> shadow_log_second_{0};
   std::atomic<int> shadow_logged_{0};
+  Metrics* metrics_ = nullptr;
+  DecisionLog* decision_log_ = nullptr;
 };
 
 }  // namespace toolgate

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "grpc/grpc.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -37,7 +38,12 @@ ToolgateServer::ToolgateServer(const ServerConfig& config)
       policies_(static_cast<size_t>(config.keep_revisions)),
       started_at_(absl::Now()) {}
 
-ToolgateServer::~ToolgateServer() { Shutdown(); }
+ToolgateServer::~ToolgateServer() {
+  Shutdown();
+  // Scrapes read the service and the store: stop serving them first.
+  metrics_endpoint_.reset();
+  if (decision_log_ != nullptr) decision_log_->Close();
+}
 
 absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const ServerConfig& config) {
   const bool from_redis = IsRedisPolicyPath(config.policy_path);
@@ -64,6 +70,16 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
     if (!shadow.ok()) return shadow.status();
     s->policies_.SetShadow(*shadow);
   }
+  if (!config.metrics_listen.empty()) s->metrics_ = std::make_shared<Metrics>();
+  if (!config.decision_log.empty()) {
+    DecisionLogOptions log_options;
+    log_options.destination = config.decision_log;
+    log_options.args_tools = config.decision_log_args;
+    log_options.queue_capacity = static_cast<size_t>(std::max<int64_t>(1, config.decision_log_queue));
+    absl::StatusOr<std::unique_ptr<DecisionLog>> log = DecisionLog::Open(std::move(log_options));
+    if (!log.ok()) return log.status();
+    s->decision_log_ = *std::move(log);
+  }
   if (config.redis_url.empty()) {
     auto store = std::make_unique<MemoryCounterStore>(SystemClock::Get());
     s->memory_store_ = store.get();
@@ -75,12 +91,14 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
     options.url = *url;
     options.timeout_ms = config.redis_timeout_ms;
     options.over_limit_cache = config.over_limit_cache;
+    options.observer = s->metrics_.get();
     auto store = std::make_unique<RedisCounterStore>(options);
     s->redis_store_ = store.get();
     s->store_ = std::move(store);
   }
   s->service_ = std::make_unique<DecisionServiceImpl>(
       &s->policies_, s->store_.get(), Engine(config.failure_mode), config.args_limits);
+  s->service_->SetObservers(s->metrics_.get(), s->decision_log_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -109,6 +127,32 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
   const std::string host = config.listen.substr(0, config.listen.rfind(':'));
   s->address_ = absl::StrCat(host, ":", port);
   s->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (s->metrics_ != nullptr) {
+    MetricsSources sources;
+    ToolgateServer* self = s.get();
+    sources.active_revision = [self] {
+      const auto active = self->policies_.active();
+      return active ? active->revision() : std::string();
+    };
+    if (s->redis_store_ != nullptr) sources.redis_stats = [self] { return self->redis_store_->stats(); };
+    if (s->decision_log_ != nullptr) {
+      sources.decision_log_dropped = [self] { return self->decision_log_->dropped(); };
+    }
+    sources.in_flight = [self] { return self->service_->in_flight(); };
+    s->metrics_->SetSources(std::move(sources));
+    absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+        MetricsEndpoint::Start(config.metrics_listen, s->metrics_);
+    if (!endpoint.ok()) return endpoint.status();
+    s->metrics_endpoint_ = *std::move(endpoint);
+    LogInfo("metrics listening on ", s->metrics_endpoint_->address());
+  }
+  if (s->decision_log_ != nullptr) {
+    LogInfo("decision log to ", config.decision_log,
+            config.decision_log_args.empty()
+                ? std::string(" (arguments as args_sha256 only)")
+                : absl::StrCat(" (arguments in full for ",
+                               absl::StrJoin(config.decision_log_args, ", "), ")"));
+  }
   if (from_redis) {
     ToolgateServer* self = s.get();
     s->follower_ = std::make_unique<RedisPolicyFollower>(
@@ -117,6 +161,7 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
         [self](std::shared_ptr<const Policy> p) {
           const std::string revision = p->revision();
           self->policies_.Activate(std::move(p));
+          if (self->metrics_ != nullptr) self->metrics_->RecordPolicyReload(true);
           {
             absl::MutexLock lock(&self->reload_mu_);
             self->last_reload_at_ = absl::Now();
@@ -125,6 +170,7 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
           LogInfo("policy revision ", revision, " from Redis is active");
         },
         [self](const absl::Status& error) {
+          if (self->metrics_ != nullptr) self->metrics_->RecordPolicyReload(false);
           {
             absl::MutexLock lock(&self->reload_mu_);
             self->last_reload_at_ = absl::Now();
@@ -165,6 +211,7 @@ absl::Status ToolgateServer::Reload() {
     last_reload_at_ = absl::Now();
     last_reload_error_ = policy.ok() ? "" : std::string(policy.status().message());
   }
+  if (metrics_ != nullptr) metrics_->RecordPolicyReload(policy.ok());
   if (!policy.ok()) return policy.status();
   policies_.Activate(*std::move(policy));
   return absl::OkStatus();
@@ -255,6 +302,8 @@ void ToolgateServer::Shutdown() {
   if (!done) grpc_server_cancel_all_calls(server_->c_server());
   stopper.join();
   server_->Wait();
+  // Every check has answered: write out the decision log.
+  if (decision_log_ != nullptr) decision_log_->Close();
 }
 
 }  // namespace toolgate

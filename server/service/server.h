@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
@@ -12,7 +13,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/service/admin_service.h"
+#include "server/service/decision_log.h"
 #include "server/service/decision_service.h"
+#include "server/service/metrics.h"
 #include "server/service/policy_registry.h"
 #include "server/store/counter_store.h"
 #include "server/store/memory_store.h"
@@ -40,6 +43,13 @@ struct ServerConfig {
   int64_t redis_timeout_ms = 25;
   FailureMode failure_mode = FailureMode::kClosed;
   bool over_limit_cache = true;
+  // Prometheus metrics on http://HOST:PORT/metrics; empty: off.
+  std::string metrics_listen;
+  // Decision log: "stdout", "stderr" or a file path; empty: off.
+  std::string decision_log;
+  // Tools (names or globs) whose arguments the decision log holds in full.
+  std::vector<std::string> decision_log_args;
+  int64_t decision_log_queue = 10'000;
 };
 
 // The example policy compiled into the binary (examples/policy.yaml).
@@ -74,6 +84,10 @@ class ToolgateServer {
 
   const PolicyRegistry& policies() const { return policies_; }
   const DecisionStats& stats() const { return service_->stats(); }
+  // "HOST:PORT" of the metrics endpoint (the real port); empty when off.
+  std::string metrics_address() const {
+    return metrics_endpoint_ ? metrics_endpoint_->address() : std::string();
+  }
   // "redis: checks=.. commands=.. round_trips=.." or "in process: N keys".
   std::string StoreStatsLine() const;
   // Everything AdminService/GetStatus reports.
@@ -84,9 +98,14 @@ class ToolgateServer {
 
   ServerConfig config_;
   PolicyRegistry policies_;
+  // Before the store, whose I/O thread reports to it: destroyed after it.
+  std::shared_ptr<Metrics> metrics_;  // Null when metrics are off.
   std::unique_ptr<CounterStore> store_;
   MemoryCounterStore* memory_store_ = nullptr;  // One of these is store_.
   RedisCounterStore* redis_store_ = nullptr;
+  // Declared before the service, which uses them: destroyed after it.
+  std::unique_ptr<DecisionLog> decision_log_;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   std::unique_ptr<DecisionServiceImpl> service_;
   std::unique_ptr<AdminServiceImpl> admin_;
   std::unique_ptr<class RedisPolicyFollower> follower_;

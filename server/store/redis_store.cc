@@ -24,6 +24,12 @@ int64_t SteadyMillis() {
       .count();
 }
 
+int64_t SteadyMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 std::string Sha1Hex(const std::string& s) {
   unsigned char digest[SHA_DIGEST_LENGTH];
   SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), digest);
@@ -55,6 +61,7 @@ struct RedisCounterStore::Request {
 struct RedisCounterStore::Pending {
   std::unique_ptr<Request> request;  // Null for internal commands (AUTH, SELECT).
   int64_t sent_at = 0;
+  int64_t sent_us = 0;  // For the observer's latency; 0 without an observer.
 };
 
 RedisCounterStore::RedisCounterStore(RedisStoreOptions options)
@@ -231,6 +238,7 @@ void RedisCounterStore::Drop(const std::string& why, int64_t now) {
   }
   want_write_ = false;
   wrote_since_flush_ = false;
+  commands_since_flush_ = 0;
   while (!inflight_.empty()) {
     std::unique_ptr<Pending> p = std::move(inflight_.front());
     inflight_.pop_front();
@@ -262,8 +270,10 @@ void RedisCounterStore::Append(const std::vector<std::string>& argv, std::unique
   auto p = std::make_unique<Pending>();
   p->request = std::move(req);
   p->sent_at = SteadyMillis();
+  if (options_.observer != nullptr) p->sent_us = SteadyMicros();
   inflight_.push_back(std::move(p));
   wrote_since_flush_ = true;
+  ++commands_since_flush_;
 }
 
 void RedisCounterStore::Send(std::unique_ptr<Request> req, bool use_eval) {
@@ -289,6 +299,8 @@ void RedisCounterStore::Flush() {
   if (wrote_since_flush_) {
     round_trips_.fetch_add(1, std::memory_order_relaxed);
     wrote_since_flush_ = false;
+    if (options_.observer != nullptr) options_.observer->OnRedisPipeline(commands_since_flush_);
+    commands_since_flush_ = 0;
   }
   int done = 0;
   while (!done) {
@@ -336,6 +348,9 @@ void RedisCounterStore::HandleReply(redisReply* reply, int64_t now) {
     return;
   }
   Request& req = *p->request;
+  if (options_.observer != nullptr && p->sent_us != 0) {
+    options_.observer->OnRedisReply(SteadyMicros() - p->sent_us);
+  }
   if (is_error) {
     if (absl::StartsWith(error, "NOSCRIPT")) {
       if (!req.finished) {

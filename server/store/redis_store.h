@@ -49,8 +49,20 @@ struct redisReply;
 
 namespace toolgate {
 
+// Optional measurements of the store's Redis work (for metrics). Called on
+// the store's I/O thread; must be cheap and must not block.
+class RedisStoreObserver {
+ public:
+  virtual ~RedisStoreObserver() = default;
+  // A call's command answered: microseconds from its write to its reply.
+  virtual void OnRedisReply(int64_t latency_us) = 0;
+  // One pipelined write carrying `commands` commands.
+  virtual void OnRedisPipeline(size_t commands) = 0;
+};
+
 struct RedisStoreOptions {
   RedisUrl url;
+  RedisStoreObserver* observer = nullptr;  // Not owned; outlives the store. May be null.
   int64_t timeout_ms = 25;        // Deadline of each call, from Acquire().
   bool over_limit_cache = true;   // Refuse known-full keys locally.
   std::string key_prefix = "toolgate:";
@@ -131,6 +143,7 @@ class RedisCounterStore final : public CounterStore {
   std::deque<std::unique_ptr<Pending>> inflight_;
   bool want_write_ = false;
   bool wrote_since_flush_ = false;
+  size_t commands_since_flush_ = 0;
   int64_t next_connect_at_ = 0;
   int64_t connect_started_ = 0;
   int backoff_attempts_ = 0;

@@ -1,0 +1,293 @@
+// Metrics (--metrics-listen) and the decision log (--decision-log) of a real
+// toolgated.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/process.h"
+#include "toolgate/client.h"
+
+namespace toolgate_test {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kPolicy[] = R"(
+version: "1"
+revision: "obs-1"
+default: deny
+tools:
+  read_file: {}
+  limited:
+    limits: [{counter: c, window: hour, max: 2}]
+  delete_repository:
+    action: deny
+    reason: "no"
+  run_command:
+    args:
+      type: object
+      properties:
+        command: {type: string, pattern: "^[a-z ]+$"}
+)";
+
+// GET http://address/path over a plain socket; the body, or "" on failure.
+std::string HttpGet(const std::string& address, const std::string& path) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) return "";
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string request = absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: ", address,
+                                           "\r\nConnection: close\r\n\r\n");
+  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    close(fd);
+    return "";
+  }
+  std::string response;
+  char buf[8192];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) response.append(buf, static_cast<size_t>(n));
+  close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  if (!absl::StartsWith(response, "HTTP/1.1 200") || body == std::string::npos) return "";
+  std::string out = response.substr(body + 4);
+  // civetweb may answer with chunked encoding: strip the chunk framing.
+  if (absl::StrContains(absl::AsciiStrToLower(response.substr(0, body)),
+                        "transfer-encoding: chunked")) {
+    std::string plain;
+    size_t pos = 0;
+    while (pos < out.size()) {
+      const size_t eol = out.find("\r\n", pos);
+      if (eol == std::string::npos) break;
+      size_t len = 0;
+      if (!absl::SimpleHexAtoi(out.substr(pos, eol - pos), &len) || len == 0) break;
+      plain += out.substr(eol + 2, len);
+      pos = eol + 2 + len + 2;
+    }
+    out = plain;
+  }
+  return out;
+}
+
+// The value of the sample line that starts with `series` (e.g.
+// `toolgate_checks_total{decision="allow",rule="tools.x"}`); -1 when absent.
+double Sample(const std::string& text, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, series + " ")) {
+      double v = 0;
+      if (absl::SimpleAtod(line.substr(series.size() + 1), &v)) return v;
+    }
+  }
+  return -1;
+}
+
+// Sum of the toolgate_checks_total samples with decision="d".
+double ChecksByDecision(const std::string& text, const std::string& decision) {
+  double total = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, "toolgate_checks_total{") &&
+        absl::StrContains(line, absl::StrCat("decision=\"", decision, "\""))) {
+      double v = 0;
+      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) total += v;
+    }
+  }
+  return total;
+}
+
+std::string MetricsAddress(ServerProcess& server) {
+  const std::string log = server.log();
+  const std::string needle = "metrics listening on ";
+  const size_t at = log.find(needle);
+  if (at == std::string::npos) return "";
+  const size_t end = log.find('\n', at);
+  return log.substr(at + needle.size(), end - at - needle.size());
+}
+
+toolgate::v1::CheckRequest Req(const std::string& tool, const std::string& args_json = "{}") {
+  toolgate::v1::CheckRequest r;
+  r.set_tool(tool);
+  r.set_grant("g");
+  r.set_session("sess");
+  r.set_request_id(absl::StrCat("req-", tool));
+  auto args = toolgate::ParseArgsJson(args_json);
+  EXPECT_TRUE(args.ok());
+  *r.mutable_args() = *args;
+  return r;
+}
+
+// Runs a known set of checks: 3 allow, 1 rate_limited, 3 deny.
+void RunKnownChecks(toolgate::Client& client) {
+  ASSERT_TRUE(client.Check(Req("read_file", R"({"path":"/etc/hosts"})")).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(client.Check(Req("limited")).ok());  // 2 allow, 1 RL.
+  ASSERT_TRUE(client.Check(Req("delete_repository", R"({"repo":"x"})")).ok());
+  ASSERT_TRUE(client.Check(Req("unlisted")).ok());
+  ASSERT_TRUE(client.Check(Req("run_command", R"({"command":"rm -rf /"})")).ok());  // Deny.
+}
+
+std::vector<google::protobuf::Struct> ParseLines(const std::string& text) {
+  std::vector<google::protobuf::Struct> out;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    google::protobuf::Struct s;
+    const auto status = google::protobuf::util::JsonStringToMessage(std::string(line), &s);
+    EXPECT_TRUE(status.ok()) << status.ToString() << ": " << line;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+TEST(ObservabilityTest, MetricsCountExactlyTheChecksMade) {
+  TempDir dir;
+  const std::string path = dir.WriteFile("policy.yaml", kPolicy);
+  auto server = ServerProcess::Start(
+      {"--listen", "127.0.0.1:0", "--policy", path, "--metrics-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string metrics = MetricsAddress(**server);
+  ASSERT_TRUE(absl::StartsWith(metrics, "127.0.0.1:")) << (*server)->log();
+  ASSERT_NE(metrics, "127.0.0.1:0");
+
+  std::string text = HttpGet(metrics, "/metrics");
+  ASSERT_THAT(text, HasSubstr("toolgate_policy_info{revision=\"obs-1\"} 1")) << text;
+  EXPECT_EQ(ChecksByDecision(text, "allow"), 0);
+
+  auto client = toolgate::Client::Connect((*server)->address());
+  ASSERT_NE(client, nullptr);
+  RunKnownChecks(*client);
+  ASSERT_FALSE(client->Check(Req("")).ok());  // INVALID_ARGUMENT: no decision.
+
+  text = HttpGet(metrics, "/metrics");
+  EXPECT_EQ(ChecksByDecision(text, "allow"), 3) << text;
+  EXPECT_EQ(ChecksByDecision(text, "rate_limited"), 1) << text;
+  EXPECT_EQ(ChecksByDecision(text, "deny"), 3) << text;
+  EXPECT_EQ(ChecksByDecision(text, "require_approval"), 0) << text;
+  EXPECT_EQ(Sample(text, "toolgate_checks_total{decision=\"allow\",rule=\"tools.limited\"}"), 2)
+      << text;
+  EXPECT_EQ(
+      Sample(text, "toolgate_checks_total{decision=\"rate_limited\",rule=\"tools.limited\"}"), 1)
+      << text;
+  EXPECT_EQ(Sample(text, "toolgate_check_errors_total{code=\"INVALID_ARGUMENT\"}"), 1) << text;
+  EXPECT_EQ(Sample(text, "toolgate_check_duration_seconds_count"), 8) << text;
+  EXPECT_EQ(Sample(text, "toolgate_policy_reloads_total{result=\"ok\"}"), 0) << text;
+
+  // A reload is counted, and the info metric follows the new revision.
+  dir.WriteFile("policy.yaml", absl::StrReplaceAll(kPolicy, {{"obs-1", "obs-2"}}));
+  ASSERT_TRUE((*server)->Signal(SIGHUP));
+  ASSERT_TRUE((*server)->WaitForLog("revision obs-2", absl::Seconds(10))) << (*server)->log();
+  text = HttpGet(metrics, "/metrics");
+  EXPECT_THAT(text, HasSubstr("toolgate_policy_info{revision=\"obs-2\"} 1")) << text;
+  EXPECT_GE(Sample(text, "toolgate_policy_reloads_total{result=\"ok\"}"), 1) << text;
+
+  // Graceful shutdown still works with the metrics endpoint up.
+  ASSERT_TRUE((*server)->Signal(SIGTERM));
+  const std::optional<int> status = (*server)->WaitExit(absl::Seconds(15));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << (*server)->log();
+}
+
+TEST(ObservabilityTest, DecisionLogHasOneJsonLinePerCheck) {
+  TempDir dir;
+  const std::string path = dir.WriteFile("policy.yaml", kPolicy);
+  const std::string log_path = absl::StrCat(dir.path(), "/decisions.jsonl");
+  auto server = ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", path,
+                                      "--decision-log", log_path, "--metrics-listen",
+                                      "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = toolgate::Client::Connect((*server)->address());
+  ASSERT_NE(client, nullptr);
+  RunKnownChecks(*client);
+  ASSERT_FALSE(client->Check(Req("")).ok());  // Errors are not decisions: not logged.
+
+  const std::string metrics = HttpGet(MetricsAddress(**server), "/metrics");
+  EXPECT_EQ(Sample(metrics, "toolgate_decision_log_dropped_total"), 0) << metrics;
+
+  ASSERT_TRUE((*server)->Signal(SIGTERM));
+  ASSERT_TRUE((*server)->WaitExit(absl::Seconds(15)).has_value());
+  EXPECT_THAT((*server)->log(), HasSubstr("7 entries written, 0 dropped"));
+
+  const std::vector<google::protobuf::Struct> lines = ParseLines(ReadFileOrEmpty(log_path));
+  ASSERT_EQ(lines.size(), 7u) << ReadFileOrEmpty(log_path);
+  std::map<std::string, int> by_decision;
+  std::set<std::string> ids;
+  for (const google::protobuf::Struct& s : lines) {
+    const auto& f = s.fields();
+    for (const char* key : {"decision_id", "time", "tool", "server", "grant", "session",
+                            "request_id", "decision", "reason", "rule", "revision", "latency_us",
+                            "args_sha256"}) {
+      EXPECT_EQ(f.count(key), 1u) << key;
+    }
+    EXPECT_EQ(f.count("args"), 0u) << "no args unless opted in";
+    EXPECT_EQ(f.at("revision").string_value(), "obs-1");
+    EXPECT_EQ(f.at("grant").string_value(), "g");
+    EXPECT_EQ(f.at("session").string_value(), "sess");
+    EXPECT_EQ(f.at("request_id").string_value(), "req-" + f.at("tool").string_value());
+    EXPECT_EQ(f.at("args_sha256").string_value().size(), 64u);
+    EXPECT_TRUE(absl::EndsWith(f.at("time").string_value(), "Z"));
+    ids.insert(f.at("decision_id").string_value());
+    ++by_decision[f.at("decision").string_value()];
+  }
+  EXPECT_EQ(ids.size(), 7u);
+  EXPECT_EQ(by_decision["allow"], 3);
+  EXPECT_EQ(by_decision["rate_limited"], 1);
+  EXPECT_EQ(by_decision["deny"], 3);
+}
+
+TEST(ObservabilityTest, DecisionLogArgsOnlyForOptedInTools) {
+  TempDir dir;
+  const std::string path = dir.WriteFile("policy.yaml", kPolicy);
+  const std::string log_path = absl::StrCat(dir.path(), "/decisions.jsonl");
+  auto server =
+      ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", path},
+                           {{"TOOLGATE_DECISION_LOG", log_path},
+                            {"TOOLGATE_DECISION_LOG_ARGS", "run_*"}});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = toolgate::Client::Connect((*server)->address());
+  ASSERT_NE(client, nullptr);
+  RunKnownChecks(*client);
+  ASSERT_TRUE((*server)->Signal(SIGTERM));
+  ASSERT_TRUE((*server)->WaitExit(absl::Seconds(15)).has_value());
+
+  const std::vector<google::protobuf::Struct> lines = ParseLines(ReadFileOrEmpty(log_path));
+  ASSERT_EQ(lines.size(), 7u);
+  int with_args = 0;
+  for (const google::protobuf::Struct& s : lines) {
+    const auto& f = s.fields();
+    const bool is_run = f.at("tool").string_value() == "run_command";
+    ASSERT_EQ(f.count("args"), is_run ? 1u : 0u) << f.at("tool").string_value();
+    if (is_run) {
+      ++with_args;
+      EXPECT_EQ(f.at("args").struct_value().fields().at("command").string_value(), "rm -rf /");
+      EXPECT_EQ(f.at("decision").string_value(), "deny");
+    }
+  }
+  EXPECT_EQ(with_args, 1);
+}
+
+}  // namespace
+}  // namespace toolgate_test
