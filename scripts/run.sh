@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh build -DTOOLGATE_BUILD_TESTS=OFF
+TARGETS="toolgated toolgate" scripts/build.sh build
 exec build/toolgated "$@"

@@ -18,10 +18,10 @@ run_suite() {
   (cd "$dir" && ctest --output-on-failure -j "$(nproc)" --timeout 300)
 }
 
-run_suite build
+run_suite build -DTOOLGATE_BUILD_TESTS=ON
 if [ "$FAST" -eq 0 ]; then
   export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:strict_string_checks=1"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-  BUILD_TYPE=Debug run_suite build-asan -DTOOLGATE_SANITIZE=ON
+  BUILD_TYPE=Debug run_suite build-asan -DTOOLGATE_BUILD_TESTS=ON -DTOOLGATE_SANITIZE=ON
 fi
 echo "== all tests passed" >&2
