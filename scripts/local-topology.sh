@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# The cluster's shape as local processes: one redis-server and N toolgated
+# (3 by default) sharing it, all on free loopback ports.
+#
+#   scripts/local-topology.sh [run]   [options]  start, print the addresses, and
+#                                                stay until Ctrl-C / SIGTERM, then stop all
+#   scripts/local-topology.sh start   [options]  start in the background and return
+#   scripts/local-topology.sh stop    [options]  stop what `start` started
+#   scripts/local-topology.sh status  [options]  show what is running
+#
+# Options:
+#   --build-dir DIR   where toolgated and toolgate are (default: build)
+#   --state-dir DIR   pid file, env file and logs (default: BUILD_DIR/local-topology)
+#   --servers N       number of toolgated (default: 3)
+#   --policy PATH     policy file or directory (default: examples/policy.yaml)
+#   --redis-server P  the redis-server binary (default: redis-server from PATH)
+#   -- ARGS...        more flags for every toolgated
+#
+# Files in the state directory, for tests and scripts:
+#   topology.env   shell syntax (`source` it): TOPOLOGY_REDIS_URL,
+#                  TOPOLOGY_SERVERS (comma-separated HOST:PORT),
+#                  TOPOLOGY_SERVER_1..N, TOPOLOGY_METRICS (when toolgated has
+#                  --metrics-listen), TOPOLOGY_GRPC_TARGET (an ipv4: target
+#                  with every server, for a round_robin client),
+#                  TOOLGATE_TARGET (the first server: the CLI's default --target)
+#   pids           one "NAME PID" per line (redis, toolgated-1, ...)
+#   *.log          each process's output
+#
+# Everything listens on 127.0.0.1 only. The processes run until `stop` (or,
+# with `run`, until the script is interrupted); a start that fails part-way
+# stops what it had started.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CMD="run"
+case "${1:-}" in
+  run|start|stop|status) CMD="$1"; shift ;;
+esac
+
+BUILD_DIR="$ROOT/build"
+STATE_DIR=""
+SERVERS=3
+POLICY="$ROOT/examples/policy.yaml"
+REDIS_SERVER="redis-server"
+EXTRA=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-dir) BUILD_DIR="$2"; shift 2 ;;
+    --build-dir=*) BUILD_DIR="${1#*=}"; shift ;;
+    --state-dir) STATE_DIR="$2"; shift 2 ;;
+    --state-dir=*) STATE_DIR="${1#*=}"; shift ;;
+    --servers) SERVERS="$2"; shift 2 ;;
+    --servers=*) SERVERS="${1#*=}"; shift ;;
+    --policy) POLICY="$2"; shift 2 ;;
+    --policy=*) POLICY="${1#*=}"; shift ;;
+    --redis-server) REDIS_SERVER="$2"; shift 2 ;;
+    --redis-server=*) REDIS_SERVER="${1#*=}"; shift ;;
+    --) shift; EXTRA=("$@"); break ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "local-topology: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$BUILD_DIR" in /*) ;; *) BUILD_DIR="$PWD/$BUILD_DIR" ;; esac
+[ -n "$STATE_DIR" ] || STATE_DIR="$BUILD_DIR/local-topology"
+case "$STATE_DIR" in /*) ;; *) STATE_DIR="$PWD/$STATE_DIR" ;; esac
+if ! [[ "$SERVERS" =~ ^[1-9][0-9]?$ ]]; then
+  echo "local-topology: --servers must be 1..99, got '$SERVERS'" >&2; exit 2
+fi
+PID_FILE="$STATE_DIR/pids"
+ENV_FILE="$STATE_DIR/topology.env"
+TOOLGATED="$BUILD_DIR/toolgated"
+
+log() { echo "local-topology: $*" >&2; }
+
+# ---- processes ------------------------------------------------------------------
+
+# True when PID is alive and is the program we started (its command line
+# contains NEEDLE), so that a recycled pid is never signalled.
+is_ours() {
+  local pid="$1" needle="$2"
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$needle"
+}
+
+# Stops every process in the pid file (toolgated first, Redis last): SIGTERM,
+# then SIGKILL after the deadline.
+stop_all() {
+  [ -f "$PID_FILE" ] || return 0
+  local name pid waited
+  local -a order=()
+  while read -r name pid; do
+    [ "$name" = redis ] || order+=("$name $pid")
+  done <"$PID_FILE"
+  while read -r name pid; do
+    [ "$name" = redis ] && order+=("$name $pid")
+  done <"$PID_FILE"
+  local entry
+  for entry in "${order[@]}"; do
+    read -r name pid <<<"$entry"
+    local needle="toolgated"
+    [ "$name" = redis ] && needle="redis"
+    is_ours "$pid" "$needle" && kill -TERM "$pid" 2>/dev/null || true
+  done
+  for entry in "${order[@]}"; do
+    read -r name pid <<<"$entry"
+    local needle="toolgated"
+    [ "$name" = redis ] && needle="redis"
+    waited=0
+    while is_ours "$pid" "$needle" && [ "$waited" -lt 150 ]; do
+      sleep 0.1; waited=$((waited + 1))
+    done
+    if is_ours "$pid" "$needle"; then
+      log "$name (pid $pid) did not stop in 15s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -f "$PID_FILE" "$ENV_FILE"
+}
+
+# A TCP port nobody listens on (IPv4 or IPv6), from /proc/net/tcp*.
+listening_ports() {
+  local f
+  for f in /proc/net/tcp /proc/net/tcp6; do
+    [ -r "$f" ] || continue
+    local local_addr state hex
+    while read -r _ local_addr _ state _; do
+      [ "$state" = "0A" ] || continue
+      hex="${local_addr##*:}"
+      echo "$((16#$hex))"
+    done < <(tail -n +2 "$f")
+  done 2>/dev/null | sort -u
+}
+free_port() {
+  local used port tries=0
+  used="$(listening_ports)"
+  while [ "$tries" -lt 200 ]; do
+    port=$((20000 + RANDOM % 40000))
+    if ! grep -qx "$port" <<<"$used"; then echo "$port"; return 0; fi
+    tries=$((tries + 1))
+  done
+  return 1
+}
+
+redis_ping() {
+  local port="$1" reply=""
+  { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
+  printf 'PING\r\n' >&3
+  IFS= read -r -t 1 reply <&3 || true
+  exec 3<&- 3>&-
+  [[ "$reply" == "+PONG"* ]]
+}
+
+start_redis() {
+  local attempt port pid i
+  for attempt in 1 2 3 4 5; do
+    port="$(free_port)"
+    "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$STATE_DIR" --daemonize no --protected-mode yes \
+      >"$STATE_DIR/redis.log" 2>&1 </dev/null &
+    pid=$!
+    for i in $(seq 1 100); do
+      if redis_ping "$port"; then
+        echo "redis $pid" >>"$PID_FILE"
+        REDIS_PORT="$port"
+        return 0
+      fi
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    log "redis-server did not start on port $port (attempt $attempt); log:"
+    sed 's/^/  /' "$STATE_DIR/redis.log" >&2 || true
+  done
+  return 1
+}
+
+# Starts toolgated number $1; sets SERVER_ADDR (and METRICS_ADDR).
+start_server() {
+  local n="$1" attempt pid i addr="" metrics_port=""
+  local logf="$STATE_DIR/toolgated-$n.log"
+  for attempt in 1 2 3; do
+    local -a args=(--listen 127.0.0.1:0 --policy "$POLICY" --redis "redis://127.0.0.1:$REDIS_PORT")
+    METRICS_ADDR=""
+    if [ "$HAS_METRICS" -eq 1 ]; then
+      metrics_port="$(free_port)"
+      METRICS_ADDR="127.0.0.1:$metrics_port"
+      args+=(--metrics-listen "$METRICS_ADDR")
+    fi
+    # TOOLGATE_* of the caller's shell would change every server: drop them.
+    env $(env | awk -F= '/^TOOLGATE_/ { printf "-u %s ", $1 }') \
+      "$TOOLGATED" "${args[@]}" ${EXTRA[@]+"${EXTRA[@]}"} >"$logf" 2>&1 </dev/null &
+    pid=$!
+    for i in $(seq 1 200); do
+      addr="$(sed -n 's/.*toolgated listening on \([0-9.]*:[0-9]*\).*/\1/p' "$logf" 2>/dev/null | head -n 1)"
+      [ -n "$addr" ] && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    if [ -n "$addr" ]; then
+      echo "toolgated-$n $pid" >>"$PID_FILE"
+      SERVER_ADDR="$addr"
+      return 0
+    fi
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    log "toolgated-$n did not start (attempt $attempt); log:"
+    sed 's/^/  /' "$logf" >&2 || true
+    # A policy or flag error will not go away by retrying.
+    grep -q "address\|bind\|in use" "$logf" || return 1
+  done
+  return 1
+}
+
+start_all() {
+  if [ ! -x "$TOOLGATED" ]; then
+    log "no toolgated in $BUILD_DIR (build first: scripts/build.sh $BUILD_DIR, or pass --build-dir)"
+    exit 1
+  fi
+  if ! command -v "$REDIS_SERVER" >/dev/null 2>&1; then
+    log "no $REDIS_SERVER (install redis-server, or pass --redis-server PATH)"
+    exit 1
+  fi
+  mkdir -p "$STATE_DIR"
+  if [ -f "$PID_FILE" ]; then
+    log "$PID_FILE exists: stopping what it names first"
+    stop_all
+  fi
+  : >"$PID_FILE"
+  HAS_METRICS=0
+  "$TOOLGATED" --help 2>/dev/null | grep -q -- "--metrics-listen" && HAS_METRICS=1
+
+  if ! start_redis; then
+    log "start failed"; stop_all; exit 1
+  fi
+  local servers="" metrics="" target="" n
+  local -a lines=()
+  for n in $(seq 1 "$SERVERS"); do
+    if ! start_server "$n"; then
+      log "start failed: stopping what was started"; stop_all; exit 1
+    fi
+    servers="${servers:+$servers,}$SERVER_ADDR"
+    target="${target:+$target,}$SERVER_ADDR"
+    [ -n "$METRICS_ADDR" ] && metrics="${metrics:+$metrics,}$METRICS_ADDR"
+    lines+=("TOPOLOGY_SERVER_$n=$SERVER_ADDR")
+  done
+  {
+    echo "# written by scripts/local-topology.sh; stop with: scripts/local-topology.sh stop --state-dir $STATE_DIR"
+    echo "TOPOLOGY_STATE_DIR=$STATE_DIR"
+    echo "TOPOLOGY_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+    echo "TOPOLOGY_SERVERS=$servers"
+    printf '%s\n' "${lines[@]}"
+    echo "TOPOLOGY_METRICS=$metrics"
+    echo "TOPOLOGY_GRPC_TARGET=ipv4:$target"
+    echo "TOOLGATE_TARGET=${servers%%,*}"
+  } >"$ENV_FILE.tmp"
+  mv "$ENV_FILE.tmp" "$ENV_FILE"
+
+  echo "redis:      redis://127.0.0.1:$REDIS_PORT"
+  local i=1 addr
+  IFS=, read -r -a addrs <<<"$servers"
+  for addr in "${addrs[@]}"; do
+    echo "toolgated-$i: $addr"
+    i=$((i + 1))
+  done
+  [ -n "$metrics" ] && echo "metrics:    $metrics"
+  echo "target:     ipv4:$target   (gRPC round_robin over every server)"
+  echo "env file:   $ENV_FILE"
+  echo "try:        $BUILD_DIR/toolgate check --target ${servers%%,*} --tool wait_for_background_task --grant agent-7"
+}
+
+case "$CMD" in
+  start)
+    start_all
+    ;;
+  run)
+    start_all
+    trap 'stop_all; exit 0' INT TERM HUP
+    trap 'stop_all' EXIT
+    log "running; Ctrl-C stops everything"
+    # Wait until interrupted, or until a process exits by itself.
+    while true; do
+      while read -r name pid; do
+        needle="toolgated"; [ "$name" = redis ] && needle="redis"
+        if ! is_ours "$pid" "$needle"; then
+          log "$name (pid $pid) exited: stopping the rest"
+          exit 1
+        fi
+      done <"$PID_FILE"
+      sleep 1 &
+      wait $! || true
+    done
+    ;;
+  stop)
+    if [ ! -f "$PID_FILE" ]; then
+      log "nothing to stop (no $PID_FILE)"
+      exit 0
+    fi
+    stop_all
+    log "stopped"
+    ;;
+  status)
+    if [ ! -f "$PID_FILE" ]; then echo "not running (no $PID_FILE)"; exit 1; fi
+    rc=0
+    while read -r name pid; do
+      needle="toolgated"; [ "$name" = redis ] && needle="redis"
+      if is_ours "$pid" "$needle"; then echo "$name: running (pid $pid)"; else echo "$name: gone (pid $pid)"; rc=1; fi
+    done <"$PID_FILE"
+    [ -f "$ENV_FILE" ] && cat "$ENV_FILE"
+    exit "$rc"
+    ;;
+esac

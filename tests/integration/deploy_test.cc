@@ -1,0 +1,1021 @@
+// The deployment files agree with the binary they deploy.
+//
+// Docker and Kubernetes do not run here, so these tests read what they would
+// read: every YAML file under deploy/ (with yaml-cpp, every document of a
+// multi-document file) and the Dockerfile as text, and cross-check them
+// against the real toolgated (`--help` lists every flag and its TOOLGATE_*
+// variable) and against each other: ports, probes, images, the policy mount,
+// security settings and kustomization resources. The local topology script
+// is run for real: a redis-server and three toolgated sharing it.
+#include <sys/types.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/process.h"
+#include "toolgate/client.h"
+#include "yaml-cpp/yaml.h"
+
+namespace toolgate_test {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::Contains;
+using ::testing::IsEmpty;
+
+// ---- reading the files --------------------------------------------------------
+
+std::string DeployDir() { return SourcePath("deploy"); }
+
+std::string Rel(const std::string& path) {
+  return fs::path(path).lexically_relative(SourcePath("")).string();
+}
+
+std::vector<std::string> YamlFilesUnder(const std::string& dir) {
+  std::vector<std::string> out;
+  if (!fs::is_directory(dir)) return out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    const std::string p = e.path().string();
+    if (e.is_regular_file() && (absl::EndsWith(p, ".yaml") || absl::EndsWith(p, ".yml"))) {
+      out.push_back(p);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+struct Doc {
+  std::string file;
+  YAML::Node node;
+};
+
+std::vector<Doc> LoadDocs(const std::string& file) {
+  std::vector<Doc> out;
+  for (const YAML::Node& n : YAML::LoadAllFromFile(file)) {
+    if (n && !n.IsNull()) out.push_back({file, n});
+  }
+  return out;
+}
+
+// node[k1][k2]...: an undefined node (false) when any step is missing,
+// instead of yaml-cpp's exception for indexing a missing node.
+YAML::Node At(const YAML::Node& n) { return n ? n : YAML::Node(YAML::NodeType::Undefined); }
+template <typename... Rest>
+YAML::Node At(const YAML::Node& n, const std::string& key, const Rest&... rest) {
+  if (!n || !n.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+  const YAML::Node child = n[key];
+  if (!child) return YAML::Node(YAML::NodeType::Undefined);
+  return At(child, rest...);
+}
+
+std::string Str(const YAML::Node& n) {
+  return n && n.IsScalar() ? n.as<std::string>() : std::string();
+}
+
+bool IsKustomization(const std::string& file) {
+  return fs::path(file).filename() == "kustomization.yaml";
+}
+bool IsCompose(const std::string& file) { return absl::StrContains(file, "/deploy/compose/"); }
+
+// Every Kubernetes object under deploy/ (not kustomizations, not compose).
+std::vector<Doc> AllObjects() {
+  std::vector<Doc> out;
+  for (const std::string& f : YamlFilesUnder(DeployDir())) {
+    if (IsKustomization(f) || IsCompose(f)) continue;
+    for (Doc& d : LoadDocs(f)) out.push_back(std::move(d));
+  }
+  return out;
+}
+
+// The pod spec of a workload (null for other kinds).
+YAML::Node PodSpec(const YAML::Node& obj) {
+  const std::string kind = Str(obj["kind"]);
+  if (kind == "Pod") return obj["spec"];
+  if (kind == "Deployment" || kind == "StatefulSet" || kind == "DaemonSet" ||
+      kind == "ReplicaSet" || kind == "Job") {
+    return At(obj, "spec", "template", "spec");
+  }
+  return YAML::Node(YAML::NodeType::Undefined);
+}
+YAML::Node PodLabels(const YAML::Node& obj) {
+  return Str(obj["kind"]) == "Pod" ? At(obj, "metadata", "labels")
+                                   : At(obj, "spec", "template", "metadata", "labels");
+}
+
+std::vector<YAML::Node> Containers(const YAML::Node& pod) {
+  std::vector<YAML::Node> out;
+  for (const char* key : {"initContainers", "containers"}) {
+    if (pod[key]) {
+      for (const YAML::Node& c : pod[key]) out.push_back(c);
+    }
+  }
+  return out;
+}
+
+bool IsToolgated(const YAML::Node& container) {
+  return absl::StrContains(Str(container["image"]), "toolgated");
+}
+
+struct ToolgatedContainer {
+  std::string file;
+  std::string where;  // file: kind/name/container
+  YAML::Node obj, pod, container;
+};
+std::vector<ToolgatedContainer> ToolgatedContainers(const std::vector<Doc>& docs) {
+  std::vector<ToolgatedContainer> out;
+  for (const Doc& d : docs) {
+    const YAML::Node pod = PodSpec(d.node);
+    if (!pod) continue;
+    for (const YAML::Node& c : Containers(pod)) {
+      if (!IsToolgated(c)) continue;
+      out.push_back({d.file, absl::StrCat(Rel(d.file), ": ", Str(d.node["kind"]), "/",
+                                  Str(At(d.node, "metadata", "name")), " container ", Str(c["name"])),
+                     d.node, pod, c});
+    }
+  }
+  return out;
+}
+
+// NAME -> literal value of a container's env (valueFrom entries map to "").
+std::map<std::string, std::string> Env(const YAML::Node& container) {
+  std::map<std::string, std::string> out;
+  if (!container["env"]) return out;
+  for (const YAML::Node& e : container["env"]) out[Str(e["name"])] = Str(e["value"]);
+  return out;
+}
+
+int PortOf(const std::string& host_port) {
+  int port = -1;
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos || !absl::SimpleAtoi(host_port.substr(colon + 1), &port)) {
+    return -1;
+  }
+  return port;
+}
+
+// containerPort of the named port, or -1.
+int NamedPort(const YAML::Node& container, const std::string& name) {
+  if (!container["ports"]) return -1;
+  for (const YAML::Node& p : container["ports"]) {
+    if (Str(p["name"]) == name) return p["containerPort"].as<int>();
+  }
+  return -1;
+}
+// A probe/target port (number or name) as a number, or -1.
+int ResolvePort(const YAML::Node& container, const YAML::Node& port) {
+  int n = -1;
+  if (absl::SimpleAtoi(Str(port), &n)) return n;
+  return NamedPort(container, Str(port));
+}
+
+// "20s", "500ms", "2m", "1h" -> seconds.
+double Seconds(const std::string& d) {
+  double v = 0;
+  for (const auto& [suffix, scale] : std::vector<std::pair<std::string, double>>{
+           {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}}) {
+    if (absl::EndsWith(d, suffix) &&
+        absl::SimpleAtod(absl::string_view(d).substr(0, d.size() - suffix.size()), &v)) {
+      return v * scale;
+    }
+  }
+  return -1;
+}
+
+// ---- what the binary accepts ---------------------------------------------------
+
+struct Help {
+  std::set<std::string> flags;  // "listen", "metrics-listen", ...
+  std::set<std::string> env;    // "TOOLGATE_LISTEN", ...
+  std::set<std::string> bools;  // flags that take no value (accept --no-X)
+  std::string text;
+};
+const Help& ToolgatedHelp() {
+  static const Help* help = [] {
+    auto* h = new Help;
+    CommandResult r = RunCommand({ToolgatedBin(), "--help"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    h->text = r.out;
+    const std::regex flag_re(R"(^  --([a-z0-9-]+)( VALUE)?\s*$)");
+    const std::regex env_re(R"(env: (TOOLGATE_[A-Z0-9_]+))");
+    for (absl::string_view line : absl::StrSplit(r.out, '\n')) {
+      const std::string l(line);
+      std::smatch m;
+      if (std::regex_match(l, m, flag_re)) {
+        h->flags.insert(m[1]);
+        if (!m[2].matched) h->bools.insert(m[1]);
+      }
+      if (std::regex_search(l, m, env_re)) h->env.insert(m[1]);
+    }
+    return h;
+  }();
+  return *help;
+}
+
+// Checks one "--flag" or "--flag=value" token against the help.
+void ExpectKnownFlag(const std::string& token, const std::string& where) {
+  std::string name(absl::StripPrefix(token, "--"));
+  name = name.substr(0, name.find('='));
+  const Help& help = ToolgatedHelp();
+  if (help.flags.count(name)) return;
+  if (absl::StartsWith(name, "no-") && help.bools.count(name.substr(3))) return;
+  ADD_FAILURE() << where << ": toolgated has no flag --" << name << " (toolgated --help)";
+}
+
+// ---- the Dockerfile --------------------------------------------------------------
+
+struct Instruction {
+  std::string op;    // upper case
+  std::string args;  // continuation lines joined
+};
+std::vector<Instruction> ParseDockerfile(const std::string& text) {
+  std::vector<Instruction> out;
+  std::string pending;
+  for (absl::string_view raw : absl::StrSplit(text, '\n')) {
+    std::string line(absl::StripAsciiWhitespace(raw));
+    if (line.empty() || line[0] == '#') continue;
+    const bool more = absl::EndsWith(line, "\\");
+    if (more) line.pop_back();
+    absl::StrAppend(&pending, pending.empty() ? "" : " ", line);
+    if (more) continue;
+    const size_t sp = pending.find_first_of(" \t");
+    Instruction ins;
+    ins.op = pending.substr(0, sp);
+    std::transform(ins.op.begin(), ins.op.end(), ins.op.begin(), ::toupper);
+    ins.args = sp == std::string::npos ? "" : std::string(absl::StripAsciiWhitespace(pending.substr(sp)));
+    out.push_back(ins);
+    pending.clear();
+  }
+  return out;
+}
+
+std::vector<std::string> Words(const std::string& s) {
+  return absl::StrSplit(s, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+}
+
+// The runtime (last) stage's instructions.
+std::vector<Instruction> RuntimeStage(const std::vector<Instruction>& all) {
+  size_t last_from = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (all[i].op == "FROM") last_from = i;
+  }
+  return std::vector<Instruction>(all.begin() + last_from, all.end());
+}
+
+std::map<std::string, std::string> DockerEnv(const std::vector<Instruction>& stage) {
+  std::map<std::string, std::string> env;
+  for (const Instruction& i : stage) {
+    if (i.op != "ENV") continue;
+    for (const std::string& w : Words(i.args)) {
+      const size_t eq = w.find('=');
+      if (eq != std::string::npos) env[w.substr(0, eq)] = w.substr(eq + 1);
+    }
+  }
+  return env;
+}
+
+// ---- kustomize, the little that is needed -------------------------------------
+
+// The objects a kustomization directory builds (resources, recursively);
+// every resource must exist.
+std::vector<Doc> Build(const std::string& dir, int depth = 0) {
+  std::vector<Doc> out;
+  const std::string kfile = dir + "/kustomization.yaml";
+  if (depth > 10 || !fs::exists(kfile)) {
+    ADD_FAILURE() << "no kustomization.yaml in " << Rel(dir);
+    return out;
+  }
+  const YAML::Node k = YAML::LoadFile(kfile);
+  for (const char* key : {"resources", "components"}) {
+    if (!k[key]) continue;
+    for (const YAML::Node& r : k[key]) {
+      const std::string path = (fs::path(dir) / Str(r)).lexically_normal().string();
+      if (fs::is_directory(path)) {
+        for (Doc& d : Build(path, depth + 1)) out.push_back(std::move(d));
+      } else if (fs::is_regular_file(path)) {
+        for (Doc& d : LoadDocs(path)) out.push_back(std::move(d));
+      } else {
+        ADD_FAILURE() << Rel(kfile) << " lists " << key << " \"" << Str(r)
+                      << "\", which does not exist";
+      }
+    }
+  }
+  return out;
+}
+
+const Doc* Find(const std::vector<Doc>& docs, const std::string& kind, const std::string& name) {
+  for (const Doc& d : docs) {
+    if (Str(d.node["kind"]) == kind && Str(At(d.node, "metadata", "name")) == name) return &d;
+  }
+  return nullptr;
+}
+
+bool LabelsMatch(const YAML::Node& selector, const YAML::Node& labels) {
+  if (!selector || !selector.IsMap() || selector.size() == 0) return true;
+  for (const auto& kv : selector) {
+    if (!labels || !labels[kv.first.as<std::string>()] ||
+        Str(labels[kv.first.as<std::string>()]) != Str(kv.second)) {
+      return false;
+    }
+  }
+  return true;
+}
+// The workloads whose pods a label selector (a plain map) selects.
+std::vector<const Doc*> Selected(const std::vector<Doc>& docs, const YAML::Node& selector) {
+  std::vector<const Doc*> out;
+  for (const Doc& d : docs) {
+    if (PodSpec(d.node) && LabelsMatch(selector, PodLabels(d.node))) out.push_back(&d);
+  }
+  return out;
+}
+
+// ---- tests ----------------------------------------------------------------------
+
+TEST(DeployTest, EveryYamlFileParses) {
+  const std::vector<std::string> files = YamlFilesUnder(DeployDir());
+  ASSERT_GE(files.size(), 15u) << "deploy/ is missing files";
+  for (const std::string& f : files) {
+    SCOPED_TRACE(Rel(f));
+    std::vector<Doc> docs;
+    try {
+      docs = LoadDocs(f);
+    } catch (const YAML::Exception& e) {
+      ADD_FAILURE() << Rel(f) << ": " << e.what();
+      continue;
+    }
+    ASSERT_FALSE(docs.empty()) << Rel(f) << " is empty";
+    for (const Doc& d : docs) {
+      ASSERT_TRUE(d.node.IsMap()) << Rel(f);
+      if (IsCompose(f)) {
+        EXPECT_TRUE(d.node["services"]) << "a compose file without services";
+      } else if (IsKustomization(f)) {
+        EXPECT_EQ(Str(d.node["kind"]), "Kustomization");
+      } else {
+        EXPECT_FALSE(Str(d.node["apiVersion"]).empty());
+        EXPECT_FALSE(Str(d.node["kind"]).empty());
+        EXPECT_FALSE(Str(At(d.node, "metadata", "name")).empty());
+      }
+    }
+  }
+}
+
+TEST(DeployTest, EveryFlagAndEnvironmentVariableExistsInToolgated) {
+  const Help& help = ToolgatedHelp();
+  ASSERT_TRUE(help.flags.count("listen")) << help.text;
+  // The manifests and the image serve metrics; the binary must have the flag.
+  EXPECT_TRUE(help.flags.count("metrics-listen")) << "toolgated --help has no --metrics-listen";
+
+  // Every TOOLGATE_* name anywhere in the deployment files (values, keys,
+  // comments) must be a variable toolgated reads.
+  std::vector<std::string> files = YamlFilesUnder(DeployDir());
+  files.push_back(SourcePath("Dockerfile"));
+  const std::regex env_re(R"(\bTOOLGATE_[A-Z0-9_]*[A-Z0-9])");
+  int seen = 0;
+  for (const std::string& f : files) {
+    const std::string text = ReadFileOrEmpty(f);
+    ASSERT_FALSE(text.empty()) << Rel(f);
+    for (std::sregex_iterator it(text.begin(), text.end(), env_re), end; it != end; ++it) {
+      ++seen;
+      EXPECT_TRUE(help.env.count(it->str()))
+          << Rel(f) << " uses " << it->str() << ", which toolgated does not read";
+    }
+  }
+  EXPECT_GT(seen, 20);
+
+  // Flags on toolgated's command lines: container args/command, compose
+  // command, the Dockerfile's ENTRYPOINT/CMD.
+  for (const ToolgatedContainer& c : ToolgatedContainers(AllObjects())) {
+    for (const char* key : {"command", "args"}) {
+      if (!c.container[key]) continue;
+      for (const YAML::Node& a : c.container[key]) {
+        if (absl::StartsWith(Str(a), "--")) ExpectKnownFlag(Str(a), c.where);
+      }
+    }
+  }
+  const YAML::Node compose = YAML::LoadFile(SourcePath("deploy/compose/compose.yaml"));
+  for (const auto& kv : compose["services"]) {
+    if (!absl::StrContains(Str(kv.second["image"]), "toolgated") || !kv.second["command"]) continue;
+    for (const YAML::Node& a : kv.second["command"]) {
+      if (absl::StartsWith(Str(a), "--")) ExpectKnownFlag(Str(a), "compose " + kv.first.as<std::string>());
+    }
+  }
+  for (const Instruction& i : ParseDockerfile(ReadFileOrEmpty(SourcePath("Dockerfile")))) {
+    if (i.op != "ENTRYPOINT" && i.op != "CMD") continue;
+    for (const std::string& w : Words(i.args)) {
+      std::string token(absl::StripSuffix(absl::StripPrefix(w, "[\""), "\","));
+      token = std::string(absl::StripSuffix(absl::StripSuffix(token, "\"]"), "\""));
+      token = std::string(absl::StripPrefix(token, "\""));
+      if (absl::StartsWith(token, "--")) ExpectKnownFlag(token, "Dockerfile " + i.op);
+    }
+  }
+}
+
+TEST(DeployTest, ContainerAndProbePortsMatchTheListenAddresses) {
+  const std::vector<ToolgatedContainer> all = ToolgatedContainers(AllObjects());
+  ASSERT_GE(all.size(), 2u) << "expected toolgated in deploy/base and deploy/sidecar";
+  for (const ToolgatedContainer& c : all) {
+    SCOPED_TRACE(c.where);
+    const auto env = Env(c.container);
+    ASSERT_TRUE(env.count("TOOLGATE_LISTEN"));
+    const int grpc = PortOf(env.at("TOOLGATE_LISTEN"));
+    EXPECT_EQ(grpc, 50051);
+    EXPECT_EQ(NamedPort(c.container, "grpc"), grpc) << "containerPort \"grpc\" != TOOLGATE_LISTEN";
+    ASSERT_TRUE(env.count("TOOLGATE_METRICS_LISTEN"));
+    const int metrics = PortOf(env.at("TOOLGATE_METRICS_LISTEN"));
+    EXPECT_EQ(metrics, 9090);
+    EXPECT_EQ(NamedPort(c.container, "metrics"), metrics)
+        << "containerPort \"metrics\" != TOOLGATE_METRICS_LISTEN";
+    // The kubelet probes the pod IP: the server must listen on every interface.
+    EXPECT_TRUE(absl::StartsWith(env.at("TOOLGATE_LISTEN"), "0.0.0.0:"));
+    for (const char* probe : {"readinessProbe", "livenessProbe"}) {
+      SCOPED_TRACE(probe);
+      ASSERT_TRUE(c.container[probe]) << "missing";
+      ASSERT_TRUE(At(c.container, probe, "grpc")) << "not a native gRPC probe";
+      EXPECT_EQ(ResolvePort(c.container, At(c.container, probe, "grpc", "port")), grpc);
+    }
+    if (At(c.container, "startupProbe", "grpc")) {
+      EXPECT_EQ(ResolvePort(c.container, At(c.container, "startupProbe", "grpc", "port")), grpc);
+    }
+    // Resources: requests and limits for CPU and memory.
+    for (const char* k : {"requests", "limits"}) {
+      EXPECT_TRUE(At(c.container, "resources", k, "cpu")) << k;
+      EXPECT_TRUE(At(c.container, "resources", k, "memory")) << k;
+    }
+  }
+
+  // Every Service port reaches a container port of the pods it selects.
+  for (const Doc& svc : AllObjects()) {
+    if (Str(svc.node["kind"]) != "Service") continue;
+    SCOPED_TRACE(Rel(svc.file) + ": Service/" + Str(At(svc.node, "metadata", "name")));
+    const std::vector<Doc> here = Build(fs::path(svc.file).parent_path().string());
+    const auto pods = Selected(here, At(svc.node, "spec", "selector"));
+    ASSERT_FALSE(pods.empty()) << "selects no workload";
+    for (const YAML::Node& p : svc.node["spec"]["ports"]) {
+      const YAML::Node target = p["targetPort"] ? p["targetPort"] : p["port"];
+      for (const Doc* w : pods) {
+        bool found = false;
+        for (const YAML::Node& c : Containers(PodSpec(w->node))) {
+          const int port = ResolvePort(c, target);
+          if (port > 0 && c["ports"]) {
+            for (const YAML::Node& cp : c["ports"]) found |= cp["containerPort"].as<int>() == port;
+          }
+        }
+        EXPECT_TRUE(found) << "port " << Str(p["name"]) << " targets " << Str(target)
+                           << ", which no container of " << Str(At(w->node, "metadata", "name"))
+                           << " has";
+      }
+    }
+  }
+
+  // Compose: the published container ports are the ones toolgated listens on.
+  const YAML::Node compose = YAML::LoadFile(SourcePath("deploy/compose/compose.yaml"));
+  for (const auto& kv : compose["services"]) {
+    if (!absl::StrContains(Str(kv.second["image"]), "toolgated")) continue;
+    SCOPED_TRACE("compose " + kv.first.as<std::string>());
+    const YAML::Node env = kv.second["environment"];
+    std::set<int> published;
+    for (const YAML::Node& p : kv.second["ports"]) published.insert(PortOf(Str(p)));
+    EXPECT_TRUE(published.count(PortOf(Str(env["TOOLGATE_LISTEN"]))));
+    EXPECT_TRUE(published.count(PortOf(Str(env["TOOLGATE_METRICS_LISTEN"]))));
+  }
+}
+
+TEST(DeployTest, TheImageIsNamedTheSameEverywhere) {
+  std::set<std::string> images;
+  std::vector<std::string> where;
+  const auto add = [&](const std::string& image, const std::string& at) {
+    images.insert(image);
+    where.push_back(at + ": " + image);
+  };
+  for (const ToolgatedContainer& c : ToolgatedContainers(AllObjects())) {
+    add(Str(c.container["image"]), c.where);
+  }
+  const YAML::Node compose = YAML::LoadFile(SourcePath("deploy/compose/compose.yaml"));
+  int compose_servers = 0;
+  for (const auto& kv : compose["services"]) {
+    if (!absl::StartsWith(kv.first.as<std::string>(), "toolgated")) continue;
+    ++compose_servers;
+    add(Str(kv.second["image"]), "compose " + kv.first.as<std::string>());
+  }
+  EXPECT_EQ(compose_servers, 3);
+  // Kustomizations that pin the image name it the same way.
+  for (const std::string& f : YamlFilesUnder(DeployDir())) {
+    if (!IsKustomization(f)) continue;
+    const YAML::Node k = YAML::LoadFile(f);
+    if (!k["images"]) continue;
+    for (const YAML::Node& i : k["images"]) {
+      if (!absl::StrContains(Str(i["name"]), "toolgated")) continue;
+      const std::string name = i["newName"] ? Str(i["newName"]) : Str(i["name"]);
+      add(absl::StrCat(name, ":", Str(i["newTag"])), Rel(f));
+    }
+  }
+  // The name the Dockerfile tells users to build.
+  const std::string dockerfile = ReadFileOrEmpty(SourcePath("Dockerfile"));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(dockerfile, m, std::regex(R"(docker build -t (\S+) \.)")));
+  add(m[1], "Dockerfile");
+  EXPECT_EQ(images.size(), 1u) << absl::StrJoin(where, "\n");
+  // Tagged with the project's version.
+  const std::string cmake = ReadFileOrEmpty(SourcePath("CMakeLists.txt"));
+  ASSERT_TRUE(std::regex_search(cmake, m, std::regex(R"(project\(toolgate VERSION ([0-9.]+))")));
+  EXPECT_TRUE(absl::EndsWith(*images.begin(), ":" + m[1].str())) << *images.begin();
+}
+
+TEST(DeployTest, ThePolicyConfigMapIsMountedWhereTOOLGATE_POLICYPoints) {
+  TempDir tmp;
+  int linted = 0;
+  for (const ToolgatedContainer& c : ToolgatedContainers(AllObjects())) {
+    SCOPED_TRACE(c.where);
+    const auto env = Env(c.container);
+    ASSERT_TRUE(env.count("TOOLGATE_POLICY"));
+    const std::string policy = env.at("TOOLGATE_POLICY");
+    // A directory mount of the ConfigMap: TOOLGATE_POLICY is the mount path
+    // itself, and no subPath (the kubelet never updates subPath mounts).
+    YAML::Node mount;
+    for (const YAML::Node& m : c.container["volumeMounts"]) {
+      if (Str(m["mountPath"]) == policy) mount = m;
+    }
+    ASSERT_TRUE(mount) << "no volumeMount at TOOLGATE_POLICY=" << policy;
+    EXPECT_FALSE(mount["subPath"]) << "a subPath mount is never updated: no hot reload";
+    EXPECT_EQ(Str(mount["readOnly"]), "true");
+    YAML::Node volume;
+    for (const YAML::Node& v : c.pod["volumes"]) {
+      if (Str(v["name"]) == Str(mount["name"])) volume = v;
+    }
+    ASSERT_TRUE(volume && volume["configMap"]) << "the policy volume is not a ConfigMap";
+    EXPECT_FALSE(volume["configMap"]["items"]) << "mount every key of the ConfigMap";
+    const std::string cm_name = Str(volume["configMap"]["name"]);
+    const std::vector<Doc> here = Build(fs::path(c.file).parent_path().string());
+    const Doc* cm = Find(here, "ConfigMap", cm_name);
+    ASSERT_NE(cm, nullptr) << "ConfigMap " << cm_name << " is not in the same kustomization";
+    // The ConfigMap's policy passes the server's own loader.
+    const std::string dir = tmp.path() + "/" + cm_name;
+    fs::create_directories(dir);
+    int files = 0;
+    for (const auto& kv : cm->node["data"]) {
+      const std::string key = kv.first.as<std::string>();
+      if (absl::EndsWith(key, ".yaml") || absl::EndsWith(key, ".yml") || absl::EndsWith(key, ".json")) {
+        std::ofstream(dir + "/" + key) << Str(kv.second);
+        ++files;
+      }
+    }
+    ASSERT_GT(files, 0) << "ConfigMap " << cm_name << " has no policy file";
+    CommandResult r = RunCommand({CliBin(), "lint", dir});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    ++linted;
+  }
+  EXPECT_GE(linted, 2);
+
+  // Compose mounts the policy read-only under TOOLGATE_POLICY.
+  const YAML::Node compose = YAML::LoadFile(SourcePath("deploy/compose/compose.yaml"));
+  for (const auto& kv : compose["services"]) {
+    if (!absl::StrContains(Str(kv.second["image"]), "toolgated")) continue;
+    const std::string policy = Str(At(kv.second, "environment", "TOOLGATE_POLICY"));
+    bool mounted = false;
+    for (const YAML::Node& v : kv.second["volumes"]) {
+      std::vector<std::string> parts = absl::StrSplit(Str(v), ':');
+      if (parts.size() >= 2 && absl::StartsWith(policy, parts[1]) && parts.back() == "ro") {
+        mounted = true;
+        const fs::path host = fs::path(SourcePath("deploy/compose")) / parts[0];
+        EXPECT_TRUE(fs::exists(host / fs::path(policy).lexically_relative(parts[1])))
+            << "compose " << kv.first << ": " << policy << " is not in " << parts[0];
+      }
+    }
+    EXPECT_TRUE(mounted) << "compose " << kv.first << ": nothing mounted at " << policy;
+  }
+}
+
+TEST(DeployTest, ContainersRunAsNonRootWithAReadOnlyRoot) {
+  int checked = 0;
+  for (const Doc& d : AllObjects()) {
+    const YAML::Node pod = PodSpec(d.node);
+    if (!pod) continue;
+    for (const YAML::Node& c : Containers(pod)) {
+      SCOPED_TRACE(Rel(d.file) + ": container " + Str(c["name"]));
+      const YAML::Node sc = c["securityContext"];
+      const YAML::Node psc = pod["securityContext"];
+      const auto effective = [&](const char* key) {
+        return sc && sc[key] ? Str(sc[key]) : psc && psc[key] ? Str(psc[key]) : std::string();
+      };
+      EXPECT_EQ(effective("runAsNonRoot"), "true");
+      EXPECT_NE(effective("runAsUser"), "0");
+      if (IsToolgated(c)) EXPECT_EQ(effective("runAsUser"), "10001");  // The image's user.
+      ASSERT_TRUE(sc) << "no securityContext";
+      EXPECT_EQ(Str(sc["readOnlyRootFilesystem"]), "true");
+      EXPECT_EQ(Str(sc["allowPrivilegeEscalation"]), "false");
+      std::vector<std::string> drop;
+      if (sc["capabilities"] && sc["capabilities"]["drop"]) {
+        drop = sc["capabilities"]["drop"].as<std::vector<std::string>>();
+      }
+      EXPECT_THAT(drop, Contains("ALL"));
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 4);
+  const YAML::Node compose = YAML::LoadFile(SourcePath("deploy/compose/compose.yaml"));
+  for (const auto& kv : compose["services"]) {
+    if (!absl::StrContains(Str(kv.second["image"]), "toolgated")) continue;
+    EXPECT_TRUE(absl::StartsWith(Str(kv.second["user"]), "10001")) << kv.first;
+    EXPECT_EQ(Str(kv.second["read_only"]), "true") << kv.first;
+  }
+}
+
+TEST(DeployTest, KustomizationsListResourcesThatExistAndReferencesResolve) {
+  // Kustomizations no other one includes are what users apply: everything
+  // they refer to must be in them. (The base leaves the Redis Secret to its
+  // overlay or to the operator.)
+  std::set<std::string> included;
+  for (const std::string& f : YamlFilesUnder(DeployDir())) {
+    if (!IsKustomization(f)) continue;
+    const YAML::Node k = YAML::LoadFile(f);
+    for (const char* key : {"resources", "components"}) {
+      if (!k[key]) continue;
+      for (const YAML::Node& r : k[key]) {
+        included.insert((fs::path(f).parent_path() / Str(r)).lexically_normal().string());
+      }
+    }
+  }
+  int dirs = 0, top = 0;
+  for (const std::string& f : YamlFilesUnder(DeployDir())) {
+    if (!IsKustomization(f)) continue;
+    ++dirs;
+    const std::string dir = fs::path(f).parent_path().string();
+    SCOPED_TRACE(Rel(dir));
+    const std::vector<Doc> built = Build(dir);
+    ASSERT_FALSE(built.empty());
+    // No object twice.
+    std::set<std::string> ids;
+    for (const Doc& d : built) {
+      const std::string id = Str(d.node["kind"]) + "/" + Str(At(d.node, "metadata", "name"));
+      EXPECT_TRUE(ids.insert(id).second) << id << " twice";
+    }
+    const bool complete = !included.count(fs::path(dir).lexically_normal().string());
+    top += complete;
+    for (const Doc& d : built) {
+      const std::string what = Str(d.node["kind"]) + "/" + Str(At(d.node, "metadata", "name"));
+      if (const YAML::Node pod = PodSpec(d.node)) {
+        const std::string sa = Str(pod["serviceAccountName"]);
+        if (!sa.empty()) EXPECT_NE(Find(built, "ServiceAccount", sa), nullptr) << what << ": " << sa;
+        if (pod["volumes"]) {
+          for (const YAML::Node& v : pod["volumes"]) {
+            if (v["configMap"]) {
+              EXPECT_NE(Find(built, "ConfigMap", Str(v["configMap"]["name"])), nullptr) << what;
+            }
+          }
+        }
+        for (const YAML::Node& c : Containers(pod)) {
+          if (!c["env"]) continue;
+          for (const YAML::Node& e : c["env"]) {
+            const YAML::Node ref = At(e, "valueFrom", "secretKeyRef");
+            if (!ref || !complete) continue;
+            const Doc* s = Find(built, "Secret", Str(ref["name"]));
+            ASSERT_NE(s, nullptr) << what << ": Secret " << Str(ref["name"]);
+            const std::string key = Str(ref["key"]);
+            EXPECT_TRUE(At(s->node, "stringData", key) || At(s->node, "data", key))
+                << "Secret " << Str(ref["name"]) << " has no key " << key;
+          }
+        }
+      }
+      const std::string kind = Str(d.node["kind"]);
+      if (kind == "HorizontalPodAutoscaler") {
+        const YAML::Node t = d.node["spec"]["scaleTargetRef"];
+        EXPECT_NE(Find(built, Str(t["kind"]), Str(t["name"])), nullptr) << what;
+      }
+      if (kind == "PodDisruptionBudget" || kind == "NetworkPolicy") {
+        const YAML::Node sel = kind == "NetworkPolicy" ? At(d.node, "spec", "podSelector", "matchLabels")
+                                                       : At(d.node, "spec", "selector", "matchLabels");
+        EXPECT_FALSE(Selected(built, sel).empty()) << what << " selects no pod";
+      }
+      // A NetworkPolicy peer in the same namespace must be a pod that exists.
+      if (kind == "NetworkPolicy" && complete) {
+        for (const YAML::Node& rule : d.node["spec"]["ingress"]) {
+          if (!rule["from"]) continue;
+          for (const YAML::Node& peer : rule["from"]) {
+            if (peer["podSelector"] && !peer["namespaceSelector"]) {
+              EXPECT_FALSE(Selected(built, At(peer, "podSelector", "matchLabels")).empty())
+                  << what << " admits pods that this kustomization does not run";
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GE(dirs, 4);
+  EXPECT_EQ(top, 2) << "deploy/overlays/cluster and deploy/sidecar";
+}
+
+TEST(DeployTest, TheClusterDeploymentHasTheExpectedShape) {
+  const std::vector<Doc> base = Build(SourcePath("deploy/base"));
+  const Doc* dep = Find(base, "Deployment", "toolgate");
+  ASSERT_NE(dep, nullptr);
+  EXPECT_EQ(dep->node["spec"]["replicas"].as<int>(), 3);
+  const YAML::Node pod = PodSpec(dep->node);
+  EXPECT_GT(pod["topologySpreadConstraints"].size(), 0u);
+  // The kubelet must not SIGKILL a server that is still draining.
+  const ToolgatedContainer c = ToolgatedContainers(base).at(0);
+  const auto env = Env(c.container);
+  ASSERT_TRUE(env.count("TOOLGATE_SHUTDOWN_GRACE"));
+  double pre_stop = 0;
+  if (const YAML::Node cmd_node = At(c.container, "lifecycle", "preStop", "exec", "command")) {
+    const auto cmd = cmd_node.as<std::vector<std::string>>();
+    if (cmd.size() == 2 && absl::EndsWith(cmd[0], "sleep")) absl::SimpleAtod(cmd[1], &pre_stop);
+  }
+  EXPECT_GT(pod["terminationGracePeriodSeconds"].as<double>(),
+            Seconds(env.at("TOOLGATE_SHUTDOWN_GRACE")) + pre_stop);
+  EXPECT_EQ(env.at("TOOLGATE_POLICY"), "/etc/toolgate");
+
+  // A ClusterIP Service with grpc and metrics, and a headless one.
+  const Doc* svc = Find(base, "Service", "toolgate");
+  ASSERT_NE(svc, nullptr);
+  EXPECT_TRUE(!At(svc->node, "spec", "type") || Str(At(svc->node, "spec", "type")) == "ClusterIP");
+  std::map<std::string, int> ports;
+  for (const YAML::Node& p : svc->node["spec"]["ports"]) ports[Str(p["name"])] = p["port"].as<int>();
+  EXPECT_EQ(ports["grpc"], 50051);
+  EXPECT_EQ(ports["metrics"], 9090);
+  int headless = 0;
+  for (const Doc& d : base) {
+    if (Str(d.node["kind"]) == "Service" && Str(At(d.node, "spec", "clusterIP")) == "None") ++headless;
+  }
+  EXPECT_EQ(headless, 1);
+  EXPECT_NE(Find(base, "HorizontalPodAutoscaler", "toolgate"), nullptr);
+  EXPECT_NE(Find(base, "PodDisruptionBudget", "toolgate"), nullptr);
+
+  // The NetworkPolicy admits gateways on 50051 and Prometheus on 9090, and
+  // nothing else.
+  const Doc* np = Find(base, "NetworkPolicy", "toolgate");
+  ASSERT_NE(np, nullptr);
+  std::set<int> gateway_ports, other_ports;
+  for (const YAML::Node& rule : np->node["spec"]["ingress"]) {
+    ASSERT_TRUE(rule["from"]) << "a rule admitting everyone";
+    bool gateway = false;
+    for (const YAML::Node& peer : rule["from"]) {
+      gateway |= Str(At(peer, "podSelector", "matchLabels", "toolgate.dev/gateway")) == "true";
+    }
+    for (const YAML::Node& p : rule["ports"]) {
+      (gateway ? gateway_ports : other_ports).insert(p["port"].as<int>());
+    }
+  }
+  EXPECT_EQ(gateway_ports, std::set<int>{50051});
+  EXPECT_EQ(other_ports, std::set<int>{9090});
+
+  // The cluster overlay runs the servers against the development Redis.
+  const std::vector<Doc> cluster = Build(SourcePath("deploy/overlays/cluster"));
+  const Doc* secret = Find(cluster, "Secret", "toolgate-redis");
+  ASSERT_NE(secret, nullptr);
+  const std::string url = Str(At(secret->node, "stringData", "url"));
+  EXPECT_TRUE(absl::StartsWith(url, "redis://toolgate-redis:6379")) << url;
+  EXPECT_NE(Find(cluster, "StatefulSet", "toolgate-redis"), nullptr);
+  EXPECT_NE(Find(cluster, "Service", "toolgate-redis"), nullptr);
+}
+
+TEST(DeployTest, TheDockerfileBuildsWithTheScriptsAndRunsAsNonRoot) {
+  const std::string text = ReadFileOrEmpty(SourcePath("Dockerfile"));
+  ASSERT_FALSE(text.empty());
+  const std::vector<Instruction> all = ParseDockerfile(text);
+  std::vector<std::string> froms;
+  for (const Instruction& i : all) {
+    if (i.op == "FROM") froms.push_back(Words(i.args).at(0));
+  }
+  ASSERT_EQ(froms.size(), 2u) << "a build stage and a runtime stage";
+  for (const std::string& f : froms) EXPECT_EQ(f, "debian:bookworm-slim");
+  EXPECT_THAT(text, ::testing::HasSubstr("scripts/install-deps.sh"));
+  EXPECT_THAT(text, ::testing::HasSubstr("scripts/build.sh"));
+  EXPECT_THAT(text, ::testing::HasSubstr("-DTOOLGATE_BUILD_TESTS=OFF"));
+  EXPECT_THAT(text, ::testing::HasSubstr("BUILD_TYPE=Release"));
+  for (const char* script : {"scripts/install-deps.sh", "scripts/build.sh"}) {
+    EXPECT_TRUE(fs::exists(SourcePath(script))) << script;
+  }
+
+  const std::vector<Instruction> runtime = RuntimeStage(all);
+  std::string user;
+  std::set<int> exposed;
+  std::vector<std::string> entrypoint, copied_from_build;
+  for (const Instruction& i : runtime) {
+    if (i.op == "USER") user = i.args;
+    if (i.op == "EXPOSE") {
+      for (const std::string& w : Words(i.args)) exposed.insert(std::stoi(w));
+    }
+    if (i.op == "ENTRYPOINT") entrypoint = Words(i.args);
+    if (i.op == "COPY" && absl::StartsWith(i.args, "--from=")) {
+      std::vector<std::string> w = Words(i.args);
+      copied_from_build.assign(w.begin() + 1, w.end() - 1);
+    }
+  }
+  // Non-root, by number (Kubernetes' runAsNonRoot can only verify a number).
+  const std::string uid = user.substr(0, user.find(':'));
+  EXPECT_EQ(uid, "10001");
+  ASSERT_FALSE(entrypoint.empty());
+  EXPECT_THAT(entrypoint[0], ::testing::HasSubstr("toolgated"));
+  std::vector<std::string> binaries;
+  for (const std::string& p : copied_from_build) binaries.push_back(fs::path(p).filename());
+  EXPECT_THAT(binaries, ::testing::UnorderedElementsAre("toolgated", "toolgate"));
+  const auto env = DockerEnv(runtime);
+  ASSERT_TRUE(env.count("TOOLGATE_LISTEN"));
+  ASSERT_TRUE(env.count("TOOLGATE_METRICS_LISTEN"));
+  ASSERT_TRUE(env.count("TOOLGATE_POLICY"));
+  EXPECT_EQ(exposed, (std::set<int>{PortOf(env.at("TOOLGATE_LISTEN")),
+                                    PortOf(env.at("TOOLGATE_METRICS_LISTEN"))}));
+  EXPECT_EQ(exposed, (std::set<int>{50051, 9090}));
+  // The default policy path is a file the image has.
+  bool policy_copied = false;
+  for (const Instruction& i : runtime) {
+    if (i.op == "COPY" && absl::EndsWith(i.args, " " + env.at("TOOLGATE_POLICY"))) {
+      policy_copied = fs::exists(SourcePath(Words(i.args).at(0)));
+    }
+  }
+  EXPECT_TRUE(policy_copied) << "TOOLGATE_POLICY=" << env.at("TOOLGATE_POLICY")
+                             << " is not copied into the image";
+
+  // Build trees stay out of the build context.
+  const std::string ignore = ReadFileOrEmpty(SourcePath(".dockerignore"));
+  std::set<std::string> ignored;
+  for (absl::string_view l : absl::StrSplit(ignore, '\n')) ignored.insert(std::string(l));
+  EXPECT_TRUE(ignored.count("build") && ignored.count("build-*")) << ignore;
+  EXPECT_TRUE(ignored.count(".git"));
+}
+
+// Every shared library toolgated links comes from a Debian package the
+// runtime stage installs (or from the base image).
+TEST(DeployTest, TheRuntimeStageInstallsEveryLibraryToolgatedLinks) {
+  if (RunCommand({"/usr/bin/dpkg-query", "--version"}).exit_code != 0) {
+    GTEST_SKIP() << "no dpkg here";
+  }
+  std::set<std::string> installed;
+  for (const Instruction& i : RuntimeStage(ParseDockerfile(ReadFileOrEmpty(SourcePath("Dockerfile"))))) {
+    if (i.op != "RUN" || !absl::StrContains(i.args, "apt-get install")) continue;
+    for (const std::string& w : Words(i.args)) installed.insert(w);
+  }
+  ASSERT_FALSE(installed.empty());
+  // lib path (as ldd prints it) -> which binary links it.
+  std::map<std::string, std::string> libs;
+  for (const std::string& bin : {ToolgatedBin(), CliBin()}) {
+    CommandResult ldd = RunCommand({"/usr/bin/ldd", bin});
+    ASSERT_EQ(ldd.exit_code, 0) << ldd.err;
+    for (absl::string_view line : absl::StrSplit(ldd.out, '\n')) {
+      const size_t arrow = line.find("=> /");
+      if (arrow == absl::string_view::npos) continue;
+      std::string lib(line.substr(arrow + 3));
+      lib = lib.substr(0, lib.find(' '));
+      // Sanitizer runtimes come with a sanitizer build, never into the image.
+      if (absl::StrContains(lib, "libasan") || absl::StrContains(lib, "libubsan")) continue;
+      libs.emplace(lib, fs::path(bin).filename().string());
+    }
+  }
+  ASSERT_GT(libs.size(), 5u);
+  // One dpkg -S for all of them (by real path: merged /usr), then by the
+  // path ldd printed for any it did not know.
+  std::map<std::string, std::string> owner;  // lib -> package
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<std::string> argv = {"/usr/bin/dpkg", "-S"};
+    std::map<std::string, std::string> query;  // queried path -> lib
+    for (const auto& [lib, bin] : libs) {
+      if (owner.count(lib)) continue;
+      std::error_code ec;
+      const std::string path = pass == 0 ? fs::canonical(lib, ec).string() : lib;
+      query[path] = lib;
+      argv.push_back(path);
+    }
+    if (query.empty()) break;
+    CommandResult r = RunCommand(argv, {}, absl::Seconds(60));
+    for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+      const size_t sep = line.find(": /");
+      if (sep == absl::string_view::npos) continue;
+      const std::string path(line.substr(sep + 2));
+      std::string pkg(line.substr(0, sep));
+      pkg = pkg.substr(0, pkg.find_first_of(":,"));
+      if (query.count(path)) owner[query[path]] = pkg;
+    }
+  }
+  // In debian:bookworm-slim already.
+  const std::set<std::string> base = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g"};
+  for (const auto& [lib, bin] : libs) {
+    ASSERT_TRUE(owner.count(lib)) << "no package owns " << lib;
+    if (base.count(owner[lib])) continue;
+    EXPECT_TRUE(installed.count(owner[lib]))
+        << bin << " links " << lib << " from " << owner[lib]
+        << ", which the image does not install";
+  }
+}
+
+TEST(DeployTest, ComposeRunsThreeServersOnOneRedis) {
+  const YAML::Node compose = YAML::LoadFile(SourcePath("deploy/compose/compose.yaml"));
+  std::set<std::string> host_ports;
+  int servers = 0;
+  for (const auto& kv : compose["services"]) {
+    const std::string name = kv.first.as<std::string>();
+    if (!absl::StartsWith(name, "toolgated")) continue;
+    ++servers;
+    const std::string url = Str(At(kv.second, "environment", "TOOLGATE_REDIS"));
+    ASSERT_TRUE(absl::StartsWith(url, "redis://")) << name;
+    const std::string host = url.substr(8, url.find(':', 8) - 8);
+    EXPECT_TRUE(compose["services"][host]) << name << ": no service " << host;
+    EXPECT_GT(Seconds(Str(kv.second["stop_grace_period"])),
+              Seconds(Str(At(kv.second, "environment", "TOOLGATE_SHUTDOWN_GRACE"))))
+        << name;
+    for (const YAML::Node& p : kv.second["ports"]) {
+      const std::string mapping = Str(p);
+      EXPECT_TRUE(absl::StartsWith(mapping, "127.0.0.1:")) << name << ": " << mapping;
+      const std::string host_part = mapping.substr(0, mapping.rfind(':'));
+      EXPECT_TRUE(host_ports.insert(host_part).second) << host_part << " published twice";
+    }
+  }
+  EXPECT_EQ(servers, 3);
+}
+
+// ---- the local topology, run for real ------------------------------------------
+
+std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view line : absl::StrSplit(ReadFileOrEmpty(path), '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t eq = line.find('=');
+    if (eq != absl::string_view::npos) {
+      out[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));
+    }
+  }
+  return out;
+}
+
+TEST(DeployTest, LocalTopologyRunsThreeServersSharingOneRedis) {
+  TempDir state;
+  const std::string script = SourcePath("scripts/local-topology.sh");
+  const std::string build_dir = fs::path(ToolgatedBin()).parent_path().string();
+  CommandResult start = RunCommand({"/bin/bash", script, "start", "--build-dir", build_dir,
+                                    "--state-dir", state.path()},
+                                   {}, absl::Seconds(60));
+  // Whatever happens below, stop what was started.
+  struct Stopper {
+    std::vector<std::string> argv;
+    ~Stopper() { RunCommand(argv, {}, absl::Seconds(30)); }
+  } stopper{{"/bin/bash", script, "stop", "--state-dir", state.path()}};
+  ASSERT_EQ(start.exit_code, 0) << start.out << start.err;
+
+  auto env = ReadEnvFile(state.path() + "/topology.env");
+  std::vector<std::string> servers = absl::StrSplit(env["TOPOLOGY_SERVERS"], ',', absl::SkipEmpty());
+  ASSERT_EQ(servers.size(), 3u) << ReadFileOrEmpty(state.path() + "/topology.env");
+  EXPECT_EQ(env["TOPOLOGY_GRPC_TARGET"], "ipv4:" + env["TOPOLOGY_SERVERS"]);
+  EXPECT_TRUE(absl::StartsWith(env["TOPOLOGY_REDIS_URL"], "redis://127.0.0.1:"));
+  for (const std::string& s : servers) EXPECT_TRUE(absl::StartsWith(s, "127.0.0.1:")) << s;
+  if (ToolgatedHelp().flags.count("metrics-listen")) {
+    EXPECT_EQ(std::vector<std::string>(absl::StrSplit(env["TOPOLOGY_METRICS"], ',')).size(), 3u);
+  }
+  std::map<std::string, pid_t> pids;
+  for (absl::string_view line : absl::StrSplit(ReadFileOrEmpty(state.path() + "/pids"), '\n',
+                                               absl::SkipEmpty())) {
+    std::vector<std::string> parts = absl::StrSplit(line, ' ');
+    ASSERT_EQ(parts.size(), 2u) << line;
+    pids[parts[0]] = std::stoi(parts[1]);
+  }
+  EXPECT_EQ(pids.size(), 4u);
+
+  // The servers share their counters: the example policy allows 10 calls a
+  // minute per grant, and 12 calls spread over the three servers get
+  // exactly 10 ALLOW.
+  int allow = 0, limited = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto client = toolgate::Client::Connect(servers[i % 3]);
+    toolgate::v1::CheckRequest req;
+    req.set_tool("wait_for_background_task");
+    req.set_grant("topology-agent");
+    auto r = client->Check(req, absl::Seconds(5));
+    ASSERT_TRUE(r.ok()) << servers[i % 3] << ": " << r.status();
+    allow += r->decision() == toolgate::v1::DECISION_ALLOW;
+    limited += r->decision() == toolgate::v1::DECISION_RATE_LIMITED;
+  }
+  EXPECT_EQ(allow, 10);
+  EXPECT_EQ(limited, 2);
+
+  CommandResult stop = RunCommand({"/bin/bash", script, "stop", "--state-dir", state.path()}, {},
+                                  absl::Seconds(30));
+  EXPECT_EQ(stop.exit_code, 0) << stop.out << stop.err;
+  for (const auto& [name, pid] : pids) {
+    // Gone (or a zombie of an exited process: the script's children are
+    // reparented, so look at the state, not only at kill(0)).
+    const std::string stat = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
+    EXPECT_TRUE(stat.empty() || absl::StrContains(stat, ") Z ")) << name << " still runs";
+  }
+  // toolgated exited cleanly on SIGTERM.
+  for (int n = 1; n <= 3; ++n) {
+    EXPECT_THAT(ReadFileOrEmpty(absl::StrCat(state.path(), "/toolgated-", n, ".log")),
+                ::testing::HasSubstr("stopped"));
+  }
+  EXPECT_FALSE(fs::exists(state.path() + "/pids"));
+}
+
+}  // namespace
+}  // namespace toolgate_test
