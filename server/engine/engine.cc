@@ -33,6 +33,21 @@ std::string DefaultReason(const Resolution& r, absl::string_view tool) {
 
 }  // namespace
 
+absl::string_view DecisionLabel(v1::Decision d) {
+  switch (d) {
+    case v1::DECISION_ALLOW:
+      return "allow";
+    case v1::DECISION_DENY:
+      return "deny";
+    case v1::DECISION_RATE_LIMITED:
+      return "rate_limited";
+    case v1::DECISION_REQUIRE_APPROVAL:
+      return "require_approval";
+    default:
+      return "unspecified";
+  }
+}
+
 Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
                             v1::CheckResponse* resp, std::vector<std::string>* trace) const {
   Evaluation eval;

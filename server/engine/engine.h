@@ -18,6 +18,9 @@
 
 namespace toolgate {
 
+// "allow", "deny", "rate_limited", "require_approval" ("unspecified").
+absl::string_view DecisionLabel(v1::Decision d);
+
 // What to decide when the counter store cannot answer.
 enum class FailureMode { kClosed, kOpen };
 

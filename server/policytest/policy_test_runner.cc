@@ -571,21 +571,6 @@ std::optional<CasesFile> ParseCasesFile(absl::string_view text, Diagnostics& d) 
 // ---------------------------------------------------------------------------
 // Running and comparing.
 
-std::string DecisionText(v1::Decision d) {
-  switch (d) {
-    case v1::DECISION_ALLOW:
-      return "allow";
-    case v1::DECISION_DENY:
-      return "deny";
-    case v1::DECISION_RATE_LIMITED:
-      return "rate_limited";
-    case v1::DECISION_REQUIRE_APPROVAL:
-      return "require_approval";
-    default:
-      return "unspecified";
-  }
-}
-
 int64_t Millis(const pb::Duration& d) { return d.seconds() * 1000 + d.nanos() / 1'000'000; }
 
 std::string PathList(const std::vector<std::string>& paths) {
@@ -600,7 +585,7 @@ std::string PathList(const std::vector<std::string>& paths) {
 // What the policy answered, for failure messages.
 std::string DescribeResponse(const v1::CheckResponse& resp, bool with_decision) {
   std::vector<std::string> parts;
-  if (with_decision) parts.push_back(absl::StrCat("decision ", DecisionText(resp.decision())));
+  if (with_decision) parts.push_back(absl::StrCat("decision ", DecisionLabel(resp.decision())));
   parts.push_back(absl::StrCat("rule ", resp.rule()));
   if (!resp.reason().empty()) parts.push_back(absl::StrCat("reason ", QuoteText(resp.reason())));
   if (resp.violations_size() > 0) {
@@ -631,7 +616,7 @@ std::string Compare(const Expect& e, const v1::CheckResponse& resp) {
   const bool decision_differs = resp.decision() != e.decision;
   if (decision_differs) {
     diffs.push_back(
-        absl::StrCat("expected ", DecisionText(e.decision), ", got ", DecisionText(resp.decision())));
+        absl::StrCat("expected ", DecisionLabel(e.decision), ", got ", DecisionLabel(resp.decision())));
   }
   if (e.rule && *e.rule != resp.rule()) {
     diffs.push_back(absl::StrCat("expected rule ", *e.rule, ", got ", resp.rule()));

@@ -108,21 +108,6 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
   call->reactor->Finish(s);
 }
 
-static const char* DecisionLabel(v1::Decision d) {
-  switch (d) {
-    case v1::DECISION_ALLOW:
-      return "allow";
-    case v1::DECISION_DENY:
-      return "deny";
-    case v1::DECISION_RATE_LIMITED:
-      return "rate_limited";
-    case v1::DECISION_REQUIRE_APPROVAL:
-      return "require_approval";
-    default:
-      return "unspecified";
-  }
-}
-
 // The call is finished with: its request moves into the entry (the
 // arguments are serialized on the log's writer thread, not here).
 void DecisionServiceImpl::LogDecision(Call* call, absl::Duration latency) {
@@ -136,7 +121,7 @@ void DecisionServiceImpl::LogDecision(Call* call, absl::Duration latency) {
   e.grant = std::move(*req.mutable_grant());
   e.session = std::move(*req.mutable_session());
   e.request_id = std::move(*req.mutable_request_id());
-  e.decision = DecisionLabel(resp.decision());
+  e.decision = std::string(DecisionLabel(resp.decision()));
   e.reason = resp.reason();
   e.rule = resp.rule();
   e.revision = resp.policy_version();
