@@ -1,5 +1,7 @@
 #include "server/service/metrics.h"
 
+#include "server/engine/engine.h"
+
 #include <algorithm>
 #include <limits>
 #include <exception>
@@ -29,21 +31,6 @@ std::vector<uint64_t> RedisBounds() {
 }
 
 std::vector<uint64_t> PipelineBounds() { return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}; }
-
-const char* DecisionLabel(int d) {
-  switch (d) {
-    case v1::DECISION_ALLOW:
-      return "allow";
-    case v1::DECISION_DENY:
-      return "deny";
-    case v1::DECISION_RATE_LIMITED:
-      return "rate_limited";
-    case v1::DECISION_REQUIRE_APPROVAL:
-      return "require_approval";
-    default:
-      return "unspecified";
-  }
-}
 
 prometheus::MetricFamily Family(std::string name, std::string help, prometheus::MetricType type) {
   prometheus::MetricFamily f;
@@ -164,7 +151,7 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
       const uint64_t n = counters->by_decision[d].load(std::memory_order_relaxed);
       if (n == 0) continue;
       checks.metric.push_back(Value(MetricType::Counter, static_cast<double>(n),
-                                    {{"decision", DecisionLabel(d)}, {"rule", rule}}));
+                                    {{"decision", std::string(DecisionLabel(static_cast<v1::Decision>(d)))}, {"rule", rule}}));
     }
   }
   out.push_back(std::move(checks));
