@@ -145,6 +145,23 @@ TEST_P(CounterStoreTest, AllOrNothingAcrossLimits) {
   EXPECT_FALSE(r->admitted);
 }
 
+// A refused call still reports when each limit that had room resets.
+TEST_P(CounterStoreTest, RefusedCallReportsResetOfLimitsWithRoom) {
+  const LimitCheck log = MakeCheck("log|*", Algorithm::kSlidingWindow, kMinute, 5);
+  const LimitCheck full = MakeCheck("full|*", Algorithm::kFixedWindow, kHour, 1);
+  ASSERT_TRUE(Acquire({log, full})->admitted);
+  auto refused = Acquire({log, full});
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_FALSE(refused->admitted);
+  ASSERT_TRUE(refused->outcomes[0].known);
+  EXPECT_TRUE(refused->outcomes[0].has_room);
+  EXPECT_EQ(refused->outcomes[0].remaining, 4);
+  EXPECT_GT(refused->outcomes[0].reset_after_ms, 0);
+  EXPECT_LE(refused->outcomes[0].reset_after_ms, kMinute);
+  EXPECT_FALSE(refused->outcomes[1].has_room);
+  EXPECT_GT(refused->outcomes[1].retry_after_ms, 0);
+}
+
 TEST_P(CounterStoreTest, DryRunDecidesButConsumesNothing) {
   const LimitCheck check = MakeCheck("dry|g|a", Algorithm::kSlidingWindow, kMinute, 2);
   for (int i = 0; i < 5; ++i) {

@@ -11,46 +11,50 @@
 --   algorithm "f": fixed window, calendar aligned (a hash: window index, count).
 --   algorithm "t": token bucket (a hash: level, last refill time).
 -- Returns {admitted, and per key: has_room, remaining, reset_after_ms, retry_after_ms}.
+--
+-- Every check runs this script, so it is written for speed: results go
+-- straight into the reply array, per-key state into two flat arrays, and the
+-- common case (a sliding window with room) makes five Redis calls in all:
+-- TIME, LLEN, LINDEX, RPUSH, PEXPIRE.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dry = ARGV[1] == '1'
-local admitted = 1
-local rows = {}
+local n = #KEYS
+local floor = math.floor
+local out = {1}
+local s1 = {}  -- per key: "s" length; "b" bucket size; "f" window index; "t" level
+local s2 = {}  -- per key: "f" count; "t" capacity
 
-local function ceildiv(a, b)
-  if a <= 0 then return 0 end
-  return math.floor((a + b - 1) / b)
-end
-
-local function num(x) return string.format('%.0f', x) end
-
-for i = 1, #KEYS do
+for i = 1, n do
   local key = KEYS[i]
   local a = 2 + (i - 1) * 4
   local alg = ARGV[a]
   local window = tonumber(ARGV[a + 1])
   local max = tonumber(ARGV[a + 2])
-  local burst = tonumber(ARGV[a + 3])
-  local r = {key = key, alg = alg, window = window, max = max, burst = burst,
-             room = 0, remaining = 0, reset = 0, retry = 0}
+  local room, remaining, reset, retry = 0, 0, 0, 0
   if alg == 's' then
     local cutoff = now - window
     local len = redis.call('LLEN', key)
     while len > 0 do
-      local head = tonumber(redis.call('LINDEX', key, 0))
-      if head > cutoff then break end
+      if tonumber(redis.call('LINDEX', key, 0)) > cutoff then break end
       redis.call('LPOP', key)
       len = len - 1
     end
-    if len < max then r.room = 1 end
-    r.remaining = math.max(0, max - len)
-    if len > 0 then r.reset = tonumber(redis.call('LINDEX', key, -1)) + window - now end
-    if r.room == 0 then
-      r.retry = tonumber(redis.call('LINDEX', key, len - max)) + window - now
+    s1[i] = len
+    if len < max then
+      room = 1
+      remaining = max - len
+      -- reset_after: only needed when the call is refused (see below);
+      -- an admitted call's is the window.
+    else
+      remaining = 0
+      reset = tonumber(redis.call('LINDEX', key, -1)) + window - now
+      retry = tonumber(redis.call('LINDEX', key, len - max)) + window - now
     end
   elseif alg == 'b' then
-    local bs = math.max(1, ceildiv(window, 64))
-    r.bs = bs
+    local bs = floor((window + 63) / 64)
+    if bs < 1 then bs = 1 end
+    s1[i] = bs
     local flat = redis.call('HGETALL', key)
     local buckets = {}
     local count = 0
@@ -65,32 +69,33 @@ for i = 1, #KEYS do
       end
     end
     table.sort(buckets, function(x, y) return x[1] < y[1] end)
-    if count < max then r.room = 1 end
-    r.remaining = math.max(0, max - count)
-    if #buckets > 0 then r.reset = (buckets[#buckets][1] + 1) * bs - 1 + window - now end
-    if r.room == 0 then
+    if count < max then room = 1 end
+    remaining = math.max(0, max - count)
+    if #buckets > 0 then reset = (buckets[#buckets][1] + 1) * bs - 1 + window - now end
+    if room == 0 then
       local left = count
       for _, bc in ipairs(buckets) do
         left = left - bc[2]
         if left < max then
-          r.retry = (bc[1] + 1) * bs - 1 + window - now
+          retry = (bc[1] + 1) * bs - 1 + window - now
           break
         end
       end
     end
   elseif alg == 'f' then
-    local idx = math.floor(now / window)
+    local idx = floor(now / window)
     local v = redis.call('HMGET', key, 'w', 'c')
     local count = 0
     if v[1] and tonumber(v[1]) == idx then count = tonumber(v[2]) end
-    r.idx = idx
-    r.count = count
-    r.wend = (idx + 1) * window
-    if count < max then r.room = 1 end
-    r.remaining = math.max(0, max - count)
-    if count > 0 then r.reset = r.wend - now end
-    if r.room == 0 then r.retry = r.wend - now end
+    s1[i] = idx
+    s2[i] = count
+    local wend = (idx + 1) * window
+    if count < max then room = 1 end
+    remaining = math.max(0, max - count)
+    if count > 0 then reset = wend - now end
+    if room == 0 then retry = wend - now end
   else -- 't'
+    local burst = tonumber(ARGV[a + 3])
     local cap = burst * window
     local v = redis.call('HMGET', key, 'u', 't')
     local units = cap
@@ -100,55 +105,73 @@ for i = 1, #KEYS do
       if now > last then units = math.min(cap, units + (now - last) * max) end
     end
     units = math.min(units, cap)
-    r.units = units
-    r.cap = cap
-    if units >= window then r.room = 1 end
-    r.remaining = math.floor(units / window)
-    r.reset = ceildiv(cap - units, max)
-    if r.room == 0 then r.retry = ceildiv(window - units, max) end
+    s1[i] = units
+    s2[i] = cap
+    if units >= window then room = 1 end
+    remaining = floor(units / window)
+    reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
+    if room == 0 then retry = floor((window - units + max - 1) / max) end
   end
-  if r.room == 0 then admitted = 0 end
-  rows[i] = r
+  if room == 0 then out[1] = 0 end
+  local o = 4 * i - 2
+  out[o] = room
+  out[o + 1] = remaining
+  out[o + 2] = reset
+  out[o + 3] = retry
 end
 
-if admitted == 1 then
-  for _, r in ipairs(rows) do
-    r.remaining = math.max(0, r.remaining - 1)
-    if r.alg == 's' then
-      r.reset = r.window
-      if not dry then
-        redis.call('RPUSH', r.key, num(now))
-        redis.call('PEXPIRE', r.key, r.window)
-      end
-    elseif r.alg == 'b' then
-      local b = math.floor(now / r.bs)
-      r.reset = (b + 1) * r.bs - 1 + r.window - now
-      if not dry then
-        redis.call('HINCRBY', r.key, num(b), 1)
-        redis.call('PEXPIRE', r.key, r.reset)
-      end
-    elseif r.alg == 'f' then
-      r.reset = r.wend - now
-      if not dry then
-        redis.call('HSET', r.key, 'w', num(r.idx), 'c', num(r.count + 1))
-        redis.call('PEXPIRE', r.key, math.max(1, r.wend - now))
-      end
-    else
-      local units = r.units - r.window
-      r.reset = ceildiv(r.cap - units, r.max)
-      if not dry then
-        redis.call('HSET', r.key, 'u', num(units), 't', num(now))
-        redis.call('PEXPIRE', r.key, math.max(1, r.reset))
-      end
+if out[1] == 0 then
+  -- Refused: nothing is consumed. A sliding window's reset_after is when its
+  -- newest entry leaves the window.
+  for i = 1, n do
+    local a = 2 + (i - 1) * 4
+    if ARGV[a] == 's' and s1[i] > 0 and out[4 * i - 2] == 1 then
+      out[4 * i] = tonumber(redis.call('LINDEX', KEYS[i], -1)) + tonumber(ARGV[a + 1]) - now
     end
   end
+  return out
 end
 
-local out = {admitted}
-for _, r in ipairs(rows) do
-  out[#out + 1] = r.room
-  out[#out + 1] = r.remaining
-  out[#out + 1] = r.reset
-  out[#out + 1] = r.retry
+for i = 1, n do
+  local key = KEYS[i]
+  local a = 2 + (i - 1) * 4
+  local alg = ARGV[a]
+  local window = tonumber(ARGV[a + 1])
+  local o = 4 * i - 2
+  if out[o + 1] > 0 then out[o + 1] = out[o + 1] - 1 end
+  if alg == 's' then
+    out[o + 2] = window
+    if not dry then
+      redis.call('RPUSH', key, now)
+      redis.call('PEXPIRE', key, window)
+    end
+  elseif alg == 'b' then
+    local bs = s1[i]
+    local b = floor(now / bs)
+    local reset = (b + 1) * bs - 1 + window - now
+    out[o + 2] = reset
+    if not dry then
+      redis.call('HINCRBY', key, b, 1)
+      redis.call('PEXPIRE', key, reset)
+    end
+  elseif alg == 'f' then
+    local idx = s1[i]
+    local wend = (idx + 1) * window
+    out[o + 2] = wend - now
+    if not dry then
+      redis.call('HSET', key, 'w', idx, 'c', s2[i] + 1)
+      redis.call('PEXPIRE', key, math.max(1, wend - now))
+    end
+  else
+    local max = tonumber(ARGV[a + 2])
+    local units = s1[i] - window
+    local cap = s2[i]
+    local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
+    out[o + 2] = reset
+    if not dry then
+      redis.call('HSET', key, 'u', units, 't', now)
+      redis.call('PEXPIRE', key, math.max(1, reset))
+    end
+  end
 end
 return out
