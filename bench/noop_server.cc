@@ -23,6 +23,7 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
 #include "server/common/flags.h"
+#include "server/common/runtime.h"
 #include "toolgate/v1/decision.grpc.pb.h"
 
 namespace {
@@ -54,6 +55,7 @@ class NoopDecisionService final
 }  // namespace
 
 int main(int argc, char** argv) {
+  toolgate::ConfigureServingRuntime();
   std::string listen = "127.0.0.1:0";
   toolgate::FlagSet flags(kUsage, "");
   flags.String("listen", &listen, "Address to serve on, HOST:PORT (port 0 picks a free one).");

@@ -40,6 +40,7 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "server/common/flags.h"
+#include "server/common/runtime.h"
 #include "toolgate/client.h"
 #include "toolgate/v1/decision.pb.h"
 
@@ -392,6 +393,7 @@ bool ReadTools(const std::string& path, std::vector<std::string>* tools) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  toolgate::ConfigureServingRuntime();
   Options o;
   toolgate::FlagSet flags(kUsage, "");
   flags.String("target", &o.target, "toolgated (or noop_server) address, HOST:PORT.");

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "server/common/flags.h"
 #include "server/common/log.h"
+#include "server/common/runtime.h"
 #include "server/service/policy_watcher.h"
 #include "server/service/server.h"
 
@@ -51,6 +52,7 @@ void ReloadAndLog(toolgate::ToolgateServer& server, absl::string_view trigger) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  toolgate::ConfigureServingRuntime();
   toolgate::ServerConfig config;
   int64_t max_args_bytes = static_cast<int64_t>(config.args_limits.max_bytes);
   int64_t max_args_depth = config.args_limits.max_depth;

@@ -5,7 +5,6 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/proto_buffer_writer.h"
@@ -54,9 +53,17 @@ DecisionServiceImpl::DecisionServiceImpl(const PolicyRegistry* policies, Counter
       limits_(limits),
       id_prefix_(RandomPrefix()) {}
 
+// 32 lowercase hex digits: the process's random prefix, then a counter.
+// (Written by hand: absl::StrFormat cost more than a whole lookup decision.)
 std::string DecisionServiceImpl::NextDecisionId() {
-  return absl::StrFormat("%016x%016x", id_prefix_,
-                         id_counter_.fetch_add(1, std::memory_order_relaxed) + 1);
+  static constexpr char kHex[] = "0123456789abcdef";
+  const uint64_t words[2] = {id_prefix_, id_counter_.fetch_add(1, std::memory_order_relaxed) + 1};
+  std::string id(32, '0');
+  for (int w = 0; w < 2; ++w) {
+    uint64_t v = words[w];
+    for (int i = 15; i >= 0; --i, v >>= 4) id[w * 16 + i] = kHex[v & 0xf];
+  }
+  return id;
 }
 
 void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {

@@ -111,7 +111,8 @@ class RedisCounterStore final : public CounterStore {
   void Drop(const std::string& why, int64_t now);
   void Send(std::unique_ptr<Request> req, bool use_eval);
   void SendInternal(const std::vector<std::string>& argv);
-  void Append(const std::vector<std::string>& argv, std::unique_ptr<Request> req);
+  void Append(std::unique_ptr<Request> req);  // Queues command_.
+  void AppendRedisKey(const LimitCheck& check, std::string* out) const;
   // The script's code for a check's algorithm: s, b, f or t.
   char AlgorithmLetter(const LimitCheck& check) const;
   void Flush();
@@ -126,6 +127,8 @@ class RedisCounterStore final : public CounterStore {
   const RedisStoreOptions options_;
   const std::string script_;
   const std::string script_sha_;
+  std::string command_;  // The command being formatted (I/O thread only).
+  std::string key_;      // A key being formatted (I/O thread only).
 
   // Submission queue (any thread -> I/O thread).
   absl::Mutex mu_;

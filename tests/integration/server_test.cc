@@ -152,7 +152,7 @@ class SeedPolicyTest : public ::testing::Test {
   CheckResponse Decide(const CheckRequest& req) {
     CheckResponse r = MustCheck(*client_, req);
     EXPECT_EQ(r.policy_version(), seed_revision_) << r.ShortDebugString();
-    EXPECT_FALSE(r.decision_id().empty()) << r.ShortDebugString();
+    EXPECT_THAT(r.decision_id(), ::testing::MatchesRegex("[0-9a-f]{32}")) << r.ShortDebugString();
     EXPECT_TRUE(decision_ids_.insert(r.decision_id()).second)
         << "decision_id " << r.decision_id() << " was given twice";
     return r;
