@@ -15,13 +15,18 @@
 -- Every check runs this script, so it is written for speed: results go
 -- straight into the reply array, per-key state into two flat arrays, and the
 -- common case (a sliding window with room) makes five Redis calls in all:
--- TIME, LLEN, LINDEX, RPUSH, PEXPIRE.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- TIME, LLEN, LINDEX, RPUSH, PEXPIRE. Arguments to redis.call are passed as
+-- strings: Redis formats a Lua number with "%.17g", which costs more than
+-- the call itself, and an integer formats faster with "%d". Times in a log
+-- are compared as strings (digit strings of equal length compare like
+-- numbers), which saves parsing them.
+local call, tonumber, format, floor = redis.call, tonumber, string.format, math.floor
+local t = call('TIME')
+local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+local now_s = format('%d', now)
 local dry = ARGV[1] == '1'
 local n = #KEYS
-local floor = math.floor
-local out = {1}
+local out = {1, 0, 0, 0, 0}  -- Sized for one key, the common case.
 local s1 = {}  -- per key: "s" length; "b" bucket size; "f" window index; "t" level
 local s2 = {}  -- per key: "f" count; "t" capacity
 
@@ -33,11 +38,12 @@ for i = 1, n do
   local max = tonumber(ARGV[a + 2])
   local room, remaining, reset, retry = 0, 0, 0, 0
   if alg == 's' then
-    local cutoff = now - window
-    local len = redis.call('LLEN', key)
+    local cutoff = format('%d', now - window)
+    local len = call('LLEN', key)
     while len > 0 do
-      if tonumber(redis.call('LINDEX', key, 0)) > cutoff then break end
-      redis.call('LPOP', key)
+      local head = call('LINDEX', key, '0')
+      if #head > #cutoff or (#head == #cutoff and head > cutoff) then break end
+      call('LPOP', key)
       len = len - 1
     end
     s1[i] = len
@@ -48,14 +54,14 @@ for i = 1, n do
       -- an admitted call's is the window.
     else
       remaining = 0
-      reset = tonumber(redis.call('LINDEX', key, -1)) + window - now
-      retry = tonumber(redis.call('LINDEX', key, len - max)) + window - now
+      reset = tonumber(call('LINDEX', key, '-1')) + window - now
+      retry = tonumber(call('LINDEX', key, format('%d', len - max))) + window - now
     end
   elseif alg == 'b' then
     local bs = floor((window + 63) / 64)
     if bs < 1 then bs = 1 end
     s1[i] = bs
-    local flat = redis.call('HGETALL', key)
+    local flat = call('HGETALL', key)
     local buckets = {}
     local count = 0
     for j = 1, #flat, 2 do
@@ -65,7 +71,7 @@ for i = 1, n do
         buckets[#buckets + 1] = {b, c}
         count = count + c
       else
-        redis.call('HDEL', key, flat[j])
+        call('HDEL', key, flat[j])
       end
     end
     table.sort(buckets, function(x, y) return x[1] < y[1] end)
@@ -84,7 +90,7 @@ for i = 1, n do
     end
   elseif alg == 'f' then
     local idx = floor(now / window)
-    local v = redis.call('HMGET', key, 'w', 'c')
+    local v = call('HMGET', key, 'w', 'c')
     local count = 0
     if v[1] and tonumber(v[1]) == idx then count = tonumber(v[2]) end
     s1[i] = idx
@@ -97,7 +103,7 @@ for i = 1, n do
   else -- 't'
     local burst = tonumber(ARGV[a + 3])
     local cap = burst * window
-    local v = redis.call('HMGET', key, 'u', 't')
+    local v = call('HMGET', key, 'u', 't')
     local units = cap
     if v[1] then
       units = tonumber(v[1])
@@ -126,7 +132,7 @@ if out[1] == 0 then
   for i = 1, n do
     local a = 2 + (i - 1) * 4
     if ARGV[a] == 's' and s1[i] > 0 and out[4 * i - 2] == 1 then
-      out[4 * i] = tonumber(redis.call('LINDEX', KEYS[i], -1)) + tonumber(ARGV[a + 1]) - now
+      out[4 * i] = tonumber(call('LINDEX', KEYS[i], '-1')) + tonumber(ARGV[a + 1]) - now
     end
   end
   return out
@@ -142,8 +148,8 @@ for i = 1, n do
   if alg == 's' then
     out[o + 2] = window
     if not dry then
-      redis.call('RPUSH', key, now)
-      redis.call('PEXPIRE', key, window)
+      call('RPUSH', key, now_s)
+      call('PEXPIRE', key, ARGV[a + 1])
     end
   elseif alg == 'b' then
     local bs = s1[i]
@@ -151,16 +157,16 @@ for i = 1, n do
     local reset = (b + 1) * bs - 1 + window - now
     out[o + 2] = reset
     if not dry then
-      redis.call('HINCRBY', key, b, 1)
-      redis.call('PEXPIRE', key, reset)
+      call('HINCRBY', key, format('%d', b), '1')
+      call('PEXPIRE', key, format('%d', reset))
     end
   elseif alg == 'f' then
     local idx = s1[i]
     local wend = (idx + 1) * window
     out[o + 2] = wend - now
     if not dry then
-      redis.call('HSET', key, 'w', idx, 'c', s2[i] + 1)
-      redis.call('PEXPIRE', key, math.max(1, wend - now))
+      call('HSET', key, 'w', format('%d', idx), 'c', format('%d', s2[i] + 1))
+      call('PEXPIRE', key, format('%d', math.max(1, wend - now)))
     end
   else
     local max = tonumber(ARGV[a + 2])
@@ -169,8 +175,8 @@ for i = 1, n do
     local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
     out[o + 2] = reset
     if not dry then
-      redis.call('HSET', key, 'u', units, 't', now)
-      redis.call('PEXPIRE', key, math.max(1, reset))
+      call('HSET', key, 'u', format('%d', units), 't', now_s)
+      call('PEXPIRE', key, format('%d', math.max(1, reset)))
     end
   end
 end
