@@ -29,8 +29,10 @@
 #   --rounds N    measure each point N times (default 5), each round the
 #                 no-op server then toolgated; ratios are the median of the
 #                 rounds' ratios, so background load hits both alike.
-#   --redis-cpu C pin redis-server to CPU C (default 1, with the load
-#                 generator), or "none".
+#   --redis-cpu C pin redis-server to CPU C (default 0, with the server
+#                 under test, so that the load generator's CPU is the same
+#                 in every run and Redis's work is charged to the server
+#                 side), or "none".
 #   --no-pin      do not pin processes to CPUs.
 #   --profile     also count instructions per call under valgrind (callgrind,
 #                 bench/profile.sh) and add "Where the time goes" to the report.
@@ -53,7 +55,7 @@ PIN=1
 PROFILE=0
 CONCURRENCIES="1 64"
 ROUNDS=5
-REDIS_CPU=1
+REDIS_CPU=0
 
 while (($#)); do
   case "$1" in
@@ -143,12 +145,14 @@ measure() {
   local cmd=($(pin_prefix 1) "$BENCH" --target "$addr" --concurrency "$conc" --warmup "$WARMUP"
     --duration "$DURATION" --expect "$expect" --label "$scen/$kind/c$conc" --json "$json" "$@")
   ((ROUND > 1)) || record "${cmd[@]}"
-  local c0 c1 t0 t1 rc=0
+  local c0 c1 t0 t1 r0=0 r1=0 rc=0
   c0=$(cpu_ticks "$pid")
+  if [[ -n "${REDIS_PID:-}" ]]; then r0=$(cpu_ticks "$REDIS_PID"); fi
   t0=$(date +%s%N)
   "${cmd[@]}" >"$WORK/$run.txt" 2>&1 || rc=$?
   t1=$(date +%s%N)
   c1=$(cpu_ticks "$pid")
+  if [[ -n "${REDIS_PID:-}" ]]; then r1=$(cpu_ticks "$REDIS_PID"); fi
   sed 's/^/    /' "$WORK/$run.txt" >&2
   if ! kill -0 "$pid" 2>/dev/null; then
     warn "scenario $scen, $kind, concurrency $conc: the server exited: $(tail -5 \
@@ -173,6 +177,8 @@ measure() {
   wall_ms=$(((t1 - t0) / 1000000))
   R[$k,cpu_us]=$(awk -v c="$cpu_ms" -v n="$all_calls" 'BEGIN { printf "%.1f", n ? c * 1000 / n : 0 }')
   R[$k,util]=$(awk -v c="$cpu_ms" -v w="$wall_ms" 'BEGIN { printf "%.0f", w ? 100 * c / w : 0 }')
+  R[$k,redis_cpu_us]=$(awk -v c="$(((r1 - r0) * 1000 / TCK))" -v n="$all_calls" \
+    'BEGIN { printf "%.1f", n ? c * 1000 / n : 0 }')
 }
 
 # Statistics over the rounds of a point ("SCEN,KIND,CONC").
@@ -312,10 +318,11 @@ for scen in $SCENARIOS; do
       ;;
     c)
       start_redis "$REDIS_CPU"
-      SETUP[c]="Policy \`bench/policies/redis_window.yaml\`; tool \`search_web\` with one \`sliding_window\` limit per grant (1,000 a minute, never reached); 10,000 grants; \`toolgated --redis\` to a local redis-server (\`--save \"\" --appendonly no\`, pinned with the load generator). Expected: all ALLOW."
+      SETUP[c]="Policy \`bench/policies/redis_window.yaml\`; tool \`search_web\` with one \`sliding_window\` limit per grant (1,000 a minute, never reached); 10,000 grants; \`toolgated --redis\` to a local redis-server (\`--save \"\" --appendonly no\`, pinned with the server under test). Expected: all ALLOW."
       run_scenario c ALLOW "--policy $ROOT/bench/policies/redis_window.yaml --redis redis://127.0.0.1:$REDIS_PORT" \
         --tool search_web --grant 'agent-{i}' --grants 10000 --args "$ARGS_A"
       stop "$REDIS_PID"
+      REDIS_PID="" REDIS_PORT=""
       ;;
     d)
       start_redis "$REDIS_CPU"
@@ -324,6 +331,7 @@ for scen in $SCENARIOS; do
       run_scenario d RATE_LIMITED "--policy $ROOT/bench/policies/hot_key.yaml --redis redis://127.0.0.1:$REDIS_PORT" \
         --tool send_email --grant 'agent-{i}' --grants 1000 --args "$ARGS_A"
       stop "$REDIS_PID"
+      REDIS_PID="" REDIS_PORT=""
       ;;
     e)
       mkdir -p "$WORK/large"
@@ -403,6 +411,12 @@ REPORT="$WORK/benchmarks.md"
     echo "  (\`taskset -c 0\`), the load generator \`bench/toolgate_bench\` on CPU 1 (\`taskset -c 1\`),"
     echo "  the same way for both servers. Redis, when used, is $(
       [[ "$REDIS_CPU" == none ]] && echo "not pinned" || echo "pinned to CPU $REDIS_CPU") (\`--redis-cpu\`)."
+    if [[ "$REDIS_CPU" == 0 ]]; then
+      echo "  Redis shares the server's CPU: the load generator then has its CPU to itself in every"
+      echo "  run, no-op or not, and the server side (toolgated with its counter store) is charged"
+      echo "  for all of its work. (With Redis beside the load generator instead, Redis's work slows"
+      echo "  the client, and the ratio measures that as much as toolgate.)"
+    fi
   else
     echo "  — not pinned in this run."
   fi
@@ -467,12 +481,16 @@ REPORT="$WORK/benchmarks.md"
       echo "Redis work (server counters from \`toolgate status --output json\`, and Redis's own"
       echo "\`INFO commandstats\`; every round, warm-up included):"
       echo
-      echo "| concurrency | checks | Redis commands | commands per check | EVALSHA+EVAL (Redis) | round trips | round trips per check | over-limit cache hits |"
-      echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+      echo "| concurrency | checks | Redis commands | commands per check | EVALSHA+EVAL (Redis) | round trips | round trips per check | over-limit cache hits | redis-server CPU µs per call |"
+      echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
       for conc in $CONCURRENCIES; do
         k="$scen,toolgate,$conc"
-        echo "| $conc | $(thousands "${R[$k,checks]:-0}") | $(thousands "${R[$k,commands]:-0}") | $(ratio "${R[$k,commands]:-0}" "${R[$k,checks]:-0}") | $(thousands "${R[$k,evalsha]:-0}") | $(thousands "${R[$k,roundTrips]:-0}") | $(ratio "${R[$k,roundTrips]:-0}" "${R[$k,checks]:-0}") | $(thousands "${R[$k,cacheHits]:-0}") |"
+        echo "| $conc | $(thousands "${R[$k,checks]:-0}") | $(thousands "${R[$k,commands]:-0}") | $(ratio "${R[$k,commands]:-0}" "${R[$k,checks]:-0}") | $(thousands "${R[$k,evalsha]:-0}") | $(thousands "${R[$k,roundTrips]:-0}") | $(ratio "${R[$k,roundTrips]:-0}" "${R[$k,checks]:-0}") | $(thousands "${R[$k,cacheHits]:-0}") | $(fmt "$(med "$k" redis_cpu_us)") |"
       done
+      echo
+      echo "redis-server CPU per call is its user+system CPU time during the measured run over the"
+      echo "calls answered (median over the rounds); it runs on CPU $REDIS_CPU, so in scenario $scen the"
+      echo "server side (toolgated and Redis) spends the sum of the two CPU columns per call."
     fi
     echo
     echo "toolgated's resident memory after the runs (VmRSS): $(awk -v k="${R[$scen,rss_kb]:-0}" 'BEGIN { printf "%.1f MB", k / 1024 }')."
