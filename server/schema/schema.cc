@@ -10,13 +10,14 @@
 #include <utility>
 #include <vector>
 
-#include "server/policy/yaml_util.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "re2/re2.h"
+#include "server/policy/yaml_util.h"
 
 namespace toolgate {
 
@@ -948,7 +949,8 @@ class Validator {
     }
     if (s.items != nullptr) {
       for (int i = 0; i < list.values_size(); ++i) {
-        const size_t mark = Push(absl::StrCat(i));
+        const size_t mark = path_.size();
+        absl::StrAppend(&path_, "/", i);
         Validate(*s.items, &list.values(i), nullptr);
         path_.resize(mark);
       }
@@ -960,12 +962,30 @@ class Validator {
     const auto& fields = obj.fields();
     for (const std::string& name : s.required) {
       if (fields.find(name) == fields.end()) {
-        const size_t mark = Push(EscapeJsonPointerToken(name));
+        const size_t mark = PushToken(name);
         Add("is required");
         path_.resize(mark);
       }
     }
     if (s.properties.empty() && s.additional == Additional::kAllow) return;
+
+    // The common case first: every field present is a declared property
+    // (or undeclared ones are allowed). Then the declared properties, in
+    // name order, are exactly the fields to check, in the order the general
+    // path below would check them.
+    absl::InlinedVector<std::pair<const Property*, const pb::Value*>, 8> declared;
+    for (const Property& p : s.properties) {
+      auto f = fields.find(p.name);
+      if (f != fields.end()) declared.emplace_back(&p, &f->second);
+    }
+    if (declared.size() == fields.size() || s.additional == Additional::kAllow) {
+      for (const auto& [property, value] : declared) {
+        const size_t mark = PushToken(property->name);
+        Validate(*property->schema, value, nullptr);
+        path_.resize(mark);
+      }
+      return;
+    }
 
     using Field = pb::Map<std::string, pb::Value>::value_type;
     std::vector<const Field*> present;
@@ -985,7 +1005,7 @@ class Validator {
       } else if (s.additional == Additional::kSchema) {
         sub = s.additional_schema.get();
       }
-      const size_t mark = Push(EscapeJsonPointerToken(f->first));
+      const size_t mark = PushToken(f->first);
       if (sub != nullptr) {
         Validate(*sub, &f->second, nullptr);
       } else {
@@ -995,11 +1015,12 @@ class Validator {
     }
   }
 
-  // Appends "/token" to the path; returns the length to restore.
-  size_t Push(absl::string_view escaped_token) {
+  // Appends "/" and the token, escaped, to the path; returns the length to
+  // restore.
+  size_t PushToken(absl::string_view token) {
     const size_t mark = path_.size();
     path_.push_back('/');
-    path_.append(escaped_token.data(), escaped_token.size());
+    AppendJsonPointerToken(token, &path_);
     return mark;
   }
 
@@ -1013,18 +1034,22 @@ std::string SchemaViolation::ToString() const {
   return absl::StrCat(path.empty() ? "(root)" : path, ": ", message);
 }
 
+void AppendJsonPointerToken(absl::string_view token, std::string* out) {
+  for (char c : token) {
+    if (c == '~') {
+      out->append("~0");
+    } else if (c == '/') {
+      out->append("~1");
+    } else {
+      out->push_back(c);
+    }
+  }
+}
+
 std::string EscapeJsonPointerToken(absl::string_view token) {
   std::string out;
   out.reserve(token.size());
-  for (char c : token) {
-    if (c == '~') {
-      out.append("~0");
-    } else if (c == '/') {
-      out.append("~1");
-    } else {
-      out.push_back(c);
-    }
-  }
+  AppendJsonPointerToken(token, &out);
   return out;
 }
 

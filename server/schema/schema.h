@@ -86,6 +86,8 @@ struct SchemaViolation {
 
 // Escapes one reference token for a JSON Pointer: "~" -> "~0", "/" -> "~1".
 std::string EscapeJsonPointerToken(absl::string_view token);
+// The same, appended to *out.
+void AppendJsonPointerToken(absl::string_view token, std::string* out);
 
 // A compiled argument schema. Immutable once compiled, so one instance can be
 // shared by any number of threads.

@@ -217,6 +217,23 @@ TEST(SchemaObjectTest, AdditionalPropertiesTrueIsTheDefault) {
   EXPECT_EQ(CheckObj(*schema, R"({"a":"x","b":1})"), kNone);
 }
 
+// Violations come in property-name order, whether or not undeclared
+// properties are present.
+TEST(SchemaObjectTest, ViolationsInNameOrder) {
+  auto schema = MustCompile("{properties: {b: {type: string}, a: {type: string}}}");
+  const Violations both{V("/a", "must be a string (is a number)"),
+                        V("/b", "must be a string (is a number)")};
+  EXPECT_EQ(CheckObj(*schema, R"({"b":2,"a":1})"), both);
+  EXPECT_EQ(CheckObj(*schema, R"({"b":2,"c":3,"a":1})"), both);
+  auto closed = MustCompile(
+      "{properties: {b: {type: string}, a: {type: string}}, additionalProperties: false}");
+  EXPECT_EQ(CheckObj(*closed, R"({"b":2,"a":1})"), both);
+  EXPECT_EQ(CheckObj(*closed, R"({"b":2,"ab":3,"a":1})"),
+            (Violations{V("/a", "must be a string (is a number)"),
+                        V("/ab", "is not allowed (additionalProperties is false)"),
+                        V("/b", "must be a string (is a number)")}));
+}
+
 TEST(SchemaObjectTest, AdditionalPropertiesSchema) {
   auto schema = MustCompile(R"(
 type: object
@@ -253,6 +270,9 @@ properties:
             (Violations{V("/a~1b", "must be a string (is a number)"),
                         V("/m~0n", "is not allowed (additionalProperties is false)"),
                         V("/~0~1", "is not allowed (additionalProperties is false)")}));
+  // Only declared properties present: the escaped path all the same.
+  EXPECT_EQ(CheckObj(*schema, R"({"a/b":1})"),
+            (Violations{V("/a~1b", "must be a string (is a number)")}));
   EXPECT_EQ(EscapeJsonPointerToken("~1/x"), "~01~1x");
   EXPECT_EQ(EscapeJsonPointerToken(""), "");
 }

@@ -5,6 +5,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/proto_buffer_writer.h"
@@ -17,11 +18,19 @@
 namespace toolgate {
 
 struct DecisionServiceImpl::Call {
+  // The request and response live in an arena whose first block is part of
+  // this object: a typical call's messages (the args Struct is a map of
+  // Values) need no allocation of their own and are freed at once.
+  static constexpr size_t kArenaBlock = 4096;
+  alignas(16) char arena_block[kArenaBlock];
+  google::protobuf::Arena arena{arena_block, kArenaBlock};
+  v1::CheckRequest& request = *google::protobuf::Arena::CreateMessage<v1::CheckRequest>(&arena);
+  v1::CheckResponse& response =
+      *google::protobuf::Arena::CreateMessage<v1::CheckResponse>(&arena);
+
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   grpc::ServerUnaryReactor* reactor = nullptr;
   grpc::ByteBuffer* response_buffer = nullptr;
-  v1::CheckRequest request;
-  v1::CheckResponse response;
   std::shared_ptr<const Policy> policy;  // Keeps the deciding rule alive.
   Evaluation evaluation;
   // The shadow revision's view (counters are not consulted for it):
