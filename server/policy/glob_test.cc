@@ -1,11 +1,13 @@
 // Tests of tool-name globs and of how a policy picks the entry for a tool.
 #include "server/policy/glob.h"
 
+#include <algorithm>
 #include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/policy/loader.h"
 #include "server/policy/policy.h"
@@ -224,6 +226,68 @@ tools:
   EXPECT_EQ(q2->Find("xzy").rule_id, "tools.x?y");
   // Only one of them matches a longer name.
   EXPECT_EQ(q2->Find("xzzy").rule_id, "tools.x*y");
+}
+
+// RuleSet finds globs through an index by literal prefix; it must pick the
+// same glob as trying every glob in precedence order would.
+TEST(RuleSetFind, IndexAgreesWithLinearScan) {
+  std::mt19937 rng(2024);
+  const std::string pattern_chars = "ab*?";
+  const std::string text_chars = "ab";
+  auto random_string = [&](const std::string& chars, int max_len) {
+    std::string out;
+    const int len = static_cast<int>(rng() % (max_len + 1));
+    for (int i = 0; i < len; ++i) out.push_back(chars[rng() % chars.size()]);
+    return out;
+  };
+  int found = 0, missed = 0;
+  for (int set = 0; set < 200; ++set) {
+    std::vector<ToolRule> globs;
+    std::vector<ToolRule> exact;
+    const int n = 1 + static_cast<int>(rng() % 30);
+    for (int i = 0; i < n; ++i) {
+      ToolRule rule;
+      rule.name = random_string(pattern_chars, 6);
+      rule.order = i;
+      rule.rule_id = absl::StrCat("glob", i);
+      if (IsGlob(rule.name)) {
+        globs.push_back(rule);
+      } else if (i % 3 == 0 &&
+                 std::none_of(exact.begin(), exact.end(),
+                              [&](const ToolRule& e) { return e.name == rule.name; })) {
+        exact.push_back(rule);  // (A policy cannot list a name twice.)
+      }
+    }
+    // The reference: every glob, in precedence order (longer, then more
+    // literal characters, then earlier), the first that matches.
+    std::vector<ToolRule> ordered = globs;
+    auto literals = [](const std::string& p) {
+      return std::count_if(p.begin(), p.end(), [](char c) { return c != '*' && c != '?'; });
+    };
+    std::stable_sort(ordered.begin(), ordered.end(), [&](const ToolRule& a, const ToolRule& b) {
+      if (a.name.size() != b.name.size()) return a.name.size() > b.name.size();
+      if (literals(a.name) != literals(b.name)) return literals(a.name) > literals(b.name);
+      return a.order < b.order;
+    });
+    const RuleSet rules(exact, globs);
+    for (int q = 0; q < 50; ++q) {
+      const std::string tool = random_string(text_chars, 7);
+      std::string want;
+      for (const ToolRule& e : exact) {
+        if (e.name == tool) want = e.rule_id;
+      }
+      for (size_t i = 0; want.empty() && i < ordered.size(); ++i) {
+        if (GlobMatch(ordered[i].name, tool)) want = ordered[i].rule_id;
+      }
+      const ToolRule* got = rules.Find(tool);
+      ASSERT_EQ(got == nullptr ? std::string() : got->rule_id, want)
+          << "tool \"" << tool << "\" in set " << set;
+      (want.empty() ? missed : found)++;
+    }
+  }
+  // Both outcomes were exercised.
+  EXPECT_GT(found, 1000);
+  EXPECT_GT(missed, 100);
 }
 
 }  // namespace

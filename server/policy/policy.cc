@@ -140,14 +140,37 @@ RuleSet::RuleSet(std::vector<ToolRule> exact, std::vector<ToolRule> globs)
     if (la != lb) return la > lb;
     return a.order < b.order;
   });
+  for (uint32_t i = 0; i < globs_.size(); ++i) {
+    const absl::string_view name = globs_[i].name;
+    const absl::string_view prefix = name.substr(0, name.find_first_of("*?"));
+    std::vector<uint32_t>& bucket = glob_buckets_[prefix];
+    if (bucket.empty()) glob_prefix_lengths_.push_back(prefix.size());
+    bucket.push_back(i);
+  }
+  std::sort(glob_prefix_lengths_.begin(), glob_prefix_lengths_.end());
+  glob_prefix_lengths_.erase(
+      std::unique(glob_prefix_lengths_.begin(), glob_prefix_lengths_.end()),
+      glob_prefix_lengths_.end());
 }
 
 const ToolRule* RuleSet::Find(absl::string_view tool) const {
   if (auto it = exact_.find(tool); it != exact_.end()) return &it->second;
-  for (const ToolRule& rule : globs_) {
-    if (GlobMatch(rule.name, tool)) return &rule;
+  // The matching glob that comes first in globs_, among the buckets whose
+  // prefix starts the tool's name.
+  size_t best = globs_.size();
+  for (size_t len : glob_prefix_lengths_) {
+    if (len > tool.size()) break;
+    auto bucket = glob_buckets_.find(tool.substr(0, len));
+    if (bucket == glob_buckets_.end()) continue;
+    for (uint32_t i : bucket->second) {
+      if (i >= best) break;
+      if (GlobMatch(absl::string_view(globs_[i].name).substr(len), tool.substr(len))) {
+        best = i;
+        break;
+      }
+    }
   }
-  return nullptr;
+  return best < globs_.size() ? &globs_[best] : nullptr;
 }
 
 Policy::Policy(std::string revision, std::vector<std::string> sources, ToolRule default_rule,

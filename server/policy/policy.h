@@ -96,6 +96,12 @@ class RuleSet {
  private:
   absl::flat_hash_map<std::string, ToolRule> exact_;
   std::vector<ToolRule> globs_;  // Most specific first.
+  // Globs by literal prefix (the characters before the first wildcard): a
+  // tool can only match a glob whose prefix starts it, so a lookup probes
+  // one bucket per distinct prefix length instead of trying every glob.
+  // Buckets hold indexes into globs_, ascending (most specific first).
+  absl::flat_hash_map<std::string, std::vector<uint32_t>> glob_buckets_;
+  std::vector<size_t> glob_prefix_lengths_;  // Ascending, distinct.
 };
 
 // A `servers.<name>` or `grants.<name>` section.
