@@ -473,6 +473,60 @@ TEST_F(RedisStoreTest, ConcurrentChecksArePipelined) {
             << " round trips (ratio " << static_cast<double>(s.round_trips) / s.checks << ")\n";
   EXPECT_EQ(s.checks, static_cast<uint64_t>(kThreads * kPerThread));
   EXPECT_LT(s.round_trips, s.checks);
+  // Calls queued together are decided by one script run.
+  EXPECT_LT(s.commands, s.checks);
+}
+
+// Calls decided in one script run are decided one after the other, each
+// all-or-nothing, as if each had a run of its own: with a shared limit of 100
+// and 64 callers each limited to 3, exactly 100 calls are admitted, and each
+// counter in Redis holds exactly the calls admitted against it.
+TEST_F(RedisStoreTest, BatchedCallsAreDecidedOneByOne) {
+  options_.over_limit_cache = false;  // Every call goes to Redis.
+  auto store = MakeStore();
+  constexpr int kThreads = 64;
+  constexpr int kPerThread = 10;
+  const LimitCheck shared = MakeCheck("shared|*", Algorithm::kSlidingWindow, kMinute, 100);
+  std::vector<std::thread> threads;
+  std::vector<int> admitted(kThreads, 0);
+  std::atomic<int> errors{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const LimitCheck own =
+          MakeCheck(absl::StrCat("own|g|", t), Algorithm::kFixedWindow, kHour, 3);
+      for (int i = 0; i < kPerThread; ++i) {
+        // Every other call is a dry run, which decides but consumes nothing.
+        auto dry = AcquireSync(*store, {own, shared}, /*dry_run=*/true);
+        auto r = AcquireSync(*store, {own, shared});
+        if (!dry.ok() || !r.ok()) {
+          errors.fetch_add(1);
+          continue;
+        }
+        if (r->admitted) ++admitted[t];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(errors.load(), 0);
+  int total = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_LE(admitted[t], 3) << "caller " << t;
+    total += admitted[t];
+    auto count = redis_->Command(
+        {"HGET", store->RedisKey(MakeCheck(absl::StrCat("own|g|", t), Algorithm::kFixedWindow,
+                                           kHour, 3)),
+         "c"});
+    if (admitted[t] == 0) continue;
+    ASSERT_TRUE(count.ok()) << count.status();
+    EXPECT_EQ(std::stoi(*count), admitted[t]) << "caller " << t;
+  }
+  EXPECT_EQ(total, 100);
+  auto len = redis_->Command({"LLEN", store->RedisKey(shared)});
+  ASSERT_TRUE(len.ok());
+  EXPECT_EQ(std::stoi(*len), 100);
+  const RedisStoreStats s = store->stats();
+  EXPECT_EQ(s.checks, static_cast<uint64_t>(2 * kThreads * kPerThread));
+  std::cout << "batching: " << s.checks << " checks in " << s.commands << " commands\n";
 }
 
 }  // namespace

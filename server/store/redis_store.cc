@@ -73,6 +73,10 @@ class RespCommand {
 constexpr int64_t kStallMillis = 2000;
 constexpr int64_t kConnectTimeoutMillis = 1000;
 constexpr int64_t kMaxBackoffMillis = 400;
+// One script run decides at most this many calls (and limits): enough to
+// amortize a run's fixed cost, small enough that a run stays short.
+constexpr size_t kMaxCallsPerCommand = 64;
+constexpr size_t kMaxKeysPerCommand = 256;
 
 }  // namespace
 
@@ -84,8 +88,10 @@ struct RedisCounterStore::Request {
   bool finished = false;
 };
 
+// One command written: the batch of calls its reply completes (none for
+// AUTH, SELECT and SCRIPT LOAD).
 struct RedisCounterStore::Pending {
-  std::unique_ptr<Request> request;  // Null for internal commands (AUTH, SELECT).
+  std::vector<std::unique_ptr<Request>> requests;
   int64_t sent_at = 0;
   int64_t sent_us = 0;  // For the observer's latency; 0 without an observer.
 };
@@ -274,7 +280,9 @@ void RedisCounterStore::Drop(const std::string& why, int64_t now) {
   while (!inflight_.empty()) {
     std::unique_ptr<Pending> p = std::move(inflight_.front());
     inflight_.pop_front();
-    if (p->request) Complete(*p->request, absl::UnavailableError(absl::StrCat("redis: ", why)));
+    for (auto& req : p->requests) {
+      Complete(*req, absl::UnavailableError(absl::StrCat("redis: ", why)));
+    }
   }
   // Jittered exponential backoff: 10ms, 20ms, ... up to kMaxBackoffMillis, x[0.5, 1.5).
   const int64_t base = std::min<int64_t>(kMaxBackoffMillis, int64_t{10} << std::min(backoff_attempts_, 6));
@@ -285,16 +293,16 @@ void RedisCounterStore::Drop(const std::string& why, int64_t now) {
 void RedisCounterStore::SendInternal(const std::vector<std::string>& argv) {
   RespCommand cmd(&command_, argv.size());
   for (const std::string& a : argv) cmd.Arg(a);
-  Append(nullptr);
+  Append({});
 }
 
 // Queues the command in command_ in the connection's output buffer; its
-// reply will complete `req` (null for internal commands).
-void RedisCounterStore::Append(std::unique_ptr<Request> req) {
+// reply will complete `requests` (none for internal commands).
+void RedisCounterStore::Append(std::vector<std::unique_ptr<Request>> requests) {
   redisAppendFormattedCommand(ctx_, command_.data(), command_.size());
   commands_.fetch_add(1, std::memory_order_relaxed);
   auto p = std::make_unique<Pending>();
-  p->request = std::move(req);
+  p->requests = std::move(requests);
   p->sent_at = SteadyMillis();
   if (options_.observer != nullptr) p->sent_us = SteadyMicros();
   inflight_.push_back(std::move(p));
@@ -302,27 +310,35 @@ void RedisCounterStore::Append(std::unique_ptr<Request> req) {
   ++commands_since_flush_;
 }
 
-// EVALSHA sha numkeys key... dry_run (alg window max burst)...
-void RedisCounterStore::Send(std::unique_ptr<Request> req, bool use_eval) {
-  const size_t n = req->checks.size();
-  RespCommand cmd(&command_, 4 + 5 * n);
+// One EVALSHA for a batch of calls:
+//   EVALSHA sha numkeys key... calls (dry_run n (alg window max burst)*n)*calls
+void RedisCounterStore::Send(std::vector<std::unique_ptr<Request>> requests, bool use_eval) {
+  size_t keys = 0;
+  for (const auto& req : requests) keys += req->checks.size();
+  RespCommand cmd(&command_, 4 + keys + 2 * requests.size() + 4 * keys);
   cmd.Arg(use_eval ? absl::string_view("EVAL") : absl::string_view("EVALSHA"));
   cmd.Arg(use_eval ? script_ : script_sha_);
-  cmd.Arg(static_cast<int64_t>(n));
-  for (const LimitCheck& c : req->checks) {
-    key_.clear();
-    AppendRedisKey(c, &key_);
-    cmd.Arg(key_);
+  cmd.Arg(static_cast<int64_t>(keys));
+  for (const auto& req : requests) {
+    for (const LimitCheck& c : req->checks) {
+      key_.clear();
+      AppendRedisKey(c, &key_);
+      cmd.Arg(key_);
+    }
   }
-  cmd.Arg(req->dry_run ? absl::string_view("1") : absl::string_view("0"));
-  for (const LimitCheck& c : req->checks) {
-    const char alg = AlgorithmLetter(c);
-    cmd.Arg(absl::string_view(&alg, 1));
-    cmd.Arg(c.window_ms);
-    cmd.Arg(c.max);
-    cmd.Arg(c.burst);
+  cmd.Arg(static_cast<int64_t>(requests.size()));
+  for (const auto& req : requests) {
+    cmd.Arg(req->dry_run ? absl::string_view("1") : absl::string_view("0"));
+    cmd.Arg(static_cast<int64_t>(req->checks.size()));
+    for (const LimitCheck& c : req->checks) {
+      const char alg = AlgorithmLetter(c);
+      cmd.Arg(absl::string_view(&alg, 1));
+      cmd.Arg(c.window_ms);
+      cmd.Arg(c.max);
+      cmd.Arg(c.burst);
+    }
   }
-  Append(std::move(req));
+  Append(std::move(requests));
 }
 
 void RedisCounterStore::Flush() {
@@ -374,62 +390,76 @@ void RedisCounterStore::HandleReply(redisReply* reply, int64_t now) {
   if (!connected_.exchange(true)) LogInfo("redis: connected to ", options_.url.Redacted());
   const bool is_error = reply->type == REDIS_REPLY_ERROR;
   const std::string error = is_error ? std::string(reply->str, reply->len) : std::string();
-  if (p->request == nullptr) {  // AUTH, SELECT or SCRIPT LOAD.
+  if (p->requests.empty()) {  // AUTH, SELECT or SCRIPT LOAD.
     if (is_error) Drop(absl::StrCat("connection setup failed: ", error), now);
     return;
   }
-  Request& req = *p->request;
   if (options_.observer != nullptr && p->sent_us != 0) {
     options_.observer->OnRedisReply(SteadyMicros() - p->sent_us);
   }
+  auto complete_all = [&](const absl::Status& status) {
+    for (auto& req : p->requests) Complete(*req, status);
+  };
   if (is_error) {
     if (absl::StartsWith(error, "NOSCRIPT")) {
-      if (!req.finished) {
+      // The script cache was emptied: send the calls still waiting again,
+      // with the script itself.
+      std::vector<std::unique_ptr<Request>> waiting;
+      for (auto& req : p->requests) {
+        if (!req->finished) waiting.push_back(std::move(req));
+      }
+      if (!waiting.empty()) {
         script_reloads_.fetch_add(1, std::memory_order_relaxed);
-        Send(std::move(p->request), /*use_eval=*/true);
+        Send(std::move(waiting), /*use_eval=*/true);
         Flush();
       }
       return;
     }
     if (absl::StartsWith(error, "READONLY") || absl::StartsWith(error, "LOADING") ||
         absl::StartsWith(error, "MASTERDOWN")) {
-      Complete(req, absl::UnavailableError(absl::StrCat("redis: ", error)));
+      complete_all(absl::UnavailableError(absl::StrCat("redis: ", error)));
       Drop(error, now);
       return;
     }
-    Complete(req, absl::InternalError(absl::StrCat("redis: ", error)));
+    complete_all(absl::InternalError(absl::StrCat("redis: ", error)));
     return;
   }
-  const size_t n = req.checks.size();
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 + 4 * n) {
-    Complete(req, absl::InternalError("redis: unexpected reply to the limits script"));
+  // Call after call: admitted, then four integers per limit.
+  size_t expected = 0;
+  for (const auto& req : p->requests) expected += 1 + 4 * req->checks.size();
+  bool well_formed = reply->type == REDIS_REPLY_ARRAY && reply->elements == expected;
+  for (size_t i = 0; well_formed && i < reply->elements; ++i) {
+    well_formed = reply->element[i]->type == REDIS_REPLY_INTEGER;
+  }
+  if (!well_formed) {
+    complete_all(absl::InternalError("redis: unexpected reply to the limits script"));
     return;
   }
-  for (size_t i = 0; i < reply->elements; ++i) {
-    if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
-      Complete(req, absl::InternalError("redis: unexpected reply to the limits script"));
-      return;
+  size_t at = 0;
+  for (auto& req : p->requests) {
+    const size_t n = req->checks.size();
+    AcquireResult result;
+    result.admitted = reply->element[at]->integer == 1;
+    result.outcomes.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      LimitOutcome& o = result.outcomes[i];
+      o.has_room = reply->element[at + 1 + 4 * i]->integer == 1;
+      o.remaining = reply->element[at + 2 + 4 * i]->integer;
+      o.reset_after_ms = reply->element[at + 3 + 4 * i]->integer;
+      o.retry_after_ms = reply->element[at + 4 + 4 * i]->integer;
     }
+    at += 1 + 4 * n;
+    Complete(*req, std::move(result));
   }
-  AcquireResult result;
-  result.admitted = reply->element[0]->integer == 1;
-  result.outcomes.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    LimitOutcome& o = result.outcomes[i];
-    o.has_room = reply->element[1 + 4 * i]->integer == 1;
-    o.remaining = reply->element[2 + 4 * i]->integer;
-    o.reset_after_ms = reply->element[3 + 4 * i]->integer;
-    o.retry_after_ms = reply->element[4 + 4 * i]->integer;
-  }
-  Complete(req, std::move(result));
 }
 
 void RedisCounterStore::ExpireOverdue(int64_t now) {
   for (auto& p : inflight_) {
-    if (p->request && !p->request->finished && p->request->deadline <= now) {
-      Complete(*p->request,
-               absl::DeadlineExceededError(absl::StrCat("redis: no answer within ",
-                                                        options_.timeout_ms, "ms")));
+    for (auto& req : p->requests) {
+      if (!req->finished && req->deadline <= now) {
+        Complete(*req, absl::DeadlineExceededError(absl::StrCat("redis: no answer within ",
+                                                                options_.timeout_ms, "ms")));
+      }
     }
   }
   if (ctx_ != nullptr && !inflight_.empty() && now - inflight_.front()->sent_at > kStallMillis) {
@@ -450,11 +480,22 @@ void RedisCounterStore::Run() {
     }
     int64_t now = SteadyMillis();
     if (ctx_ == nullptr && now >= next_connect_at_) Connect(now);
-    for (std::unique_ptr<Request>& req : batch) {
-      if (ctx_ == nullptr) {
+    if (ctx_ == nullptr) {
+      for (std::unique_ptr<Request>& req : batch) {
         Complete(*req, absl::UnavailableError(absl::StrCat("redis: ", last_error_)));
-      } else {
-        Send(std::move(req), /*use_eval=*/false);
+      }
+    } else {
+      // The queued calls in as few script runs as the limits below allow.
+      size_t i = 0;
+      while (i < batch.size()) {
+        std::vector<std::unique_ptr<Request>> group;
+        size_t keys = 0;
+        while (i < batch.size() && group.size() < kMaxCallsPerCommand &&
+               (group.empty() || keys + batch[i]->checks.size() <= kMaxKeysPerCommand)) {
+          keys += batch[i]->checks.size();
+          group.push_back(std::move(batch[i++]));
+        }
+        Send(std::move(group), /*use_eval=*/false);
       }
     }
     batch.clear();
@@ -463,10 +504,15 @@ void RedisCounterStore::Run() {
     // Sleep until a reply, a new request, the next deadline, or a reconnect.
     int64_t wait = 100;
     for (const auto& p : inflight_) {
-      if (p->request && !p->request->finished) {
-        wait = std::min(wait, p->request->deadline - now);
-        break;  // Deadlines are in FIFO order (resent NOSCRIPT calls aside).
+      bool found = false;
+      for (const auto& req : p->requests) {
+        if (!req->finished) {
+          wait = std::min(wait, req->deadline - now);
+          found = true;
+          break;
+        }
       }
+      if (found) break;  // Deadlines are in FIFO order (resent NOSCRIPT calls aside).
     }
     if (ctx_ == nullptr) wait = std::min(wait, next_connect_at_ - now);
     pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {-1, 0, 0}};
@@ -495,7 +541,9 @@ void RedisCounterStore::Run() {
   }
   for (auto& req : batch) Complete(*req, absl::UnavailableError("counter store is shutting down"));
   for (auto& p : inflight_) {
-    if (p->request) Complete(*p->request, absl::UnavailableError("counter store is shutting down"));
+    for (auto& req : p->requests) {
+      Complete(*req, absl::UnavailableError("counter store is shutting down"));
+    }
   }
   inflight_.clear();
   if (ctx_ != nullptr) redisFree(ctx_);

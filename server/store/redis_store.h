@@ -1,14 +1,15 @@
 // Redis counter store: one set of limits shared by every server of a fleet.
 //
-// Each call is one EVALSHA of a Lua script (redis_script.lua) that checks all
-// of the call's limits and consumes them only if all have room, atomically,
-// timed by the Redis server's clock (TIME), so servers with skewed clocks
-// still agree.
+// Calls are decided by a Lua script (redis_script.lua) that checks all of a
+// call's limits and consumes them only if all have room, atomically, timed by
+// the Redis server's clock (TIME), so servers with skewed clocks still agree.
+// One EVALSHA decides a batch of calls (each on its own, in order): at most
+// one command per call, and under load far fewer.
 //
 // Threading: Acquire() only queues the call and returns; one I/O thread owns
-// the connection. It writes every queued call in one pipeline (one write for
-// many calls) and matches replies in order as they arrive, so gRPC threads
-// never wait on Redis.
+// the connection. It writes every queued call in one pipeline (one write,
+// and as few script runs as possible, for many calls) and matches replies in
+// order as they arrive, so gRPC threads never wait on Redis.
 //
 // Failures: every call has a deadline (`timeout_ms`). A call that is not
 // answered in time, or while Redis is unreachable, completes with
@@ -109,9 +110,9 @@ class RedisCounterStore final : public CounterStore {
   void Run();
   void Connect(int64_t now);
   void Drop(const std::string& why, int64_t now);
-  void Send(std::unique_ptr<Request> req, bool use_eval);
+  void Send(std::vector<std::unique_ptr<Request>> requests, bool use_eval);
   void SendInternal(const std::vector<std::string>& argv);
-  void Append(std::unique_ptr<Request> req);  // Queues command_.
+  void Append(std::vector<std::unique_ptr<Request>> requests);  // Queues command_.
   void AppendRedisKey(const LimitCheck& check, std::string* out) const;
   // The script's code for a check's algorithm: s, b, f or t.
   char AlgorithmLetter(const LimitCheck& check) const;
