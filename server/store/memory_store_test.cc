@@ -591,7 +591,9 @@ TEST(MemoryStoreConcurrency, AllOrNothingUnderContention) {
     const LimitCheck mine = Sliding("mine" + std::to_string(t), 60'000, 150);
     AcquireResult r = store.AcquireNow({mine}, true);
     EXPECT_EQ(r.admitted, admitted[t] < 150) << t;
-    if (r.admitted) EXPECT_EQ(r.outcomes[0].remaining, 150 - admitted[t] - 1) << t;
+    if (r.admitted) {
+      EXPECT_EQ(r.outcomes[0].remaining, 150 - admitted[t] - 1) << t;
+    }
   }
   EXPECT_EQ(total, 1000);
   EXPECT_FALSE(store.AcquireNow({shared}, true).admitted);

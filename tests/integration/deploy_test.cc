@@ -614,7 +614,9 @@ TEST(DeployTest, ContainersRunAsNonRootWithAReadOnlyRoot) {
       };
       EXPECT_EQ(effective("runAsNonRoot"), "true");
       EXPECT_NE(effective("runAsUser"), "0");
-      if (IsToolgated(c)) EXPECT_EQ(effective("runAsUser"), "10001");  // The image's user.
+      if (IsToolgated(c)) {
+        EXPECT_EQ(effective("runAsUser"), "10001");  // The image's user.
+      }
       ASSERT_TRUE(sc) << "no securityContext";
       EXPECT_EQ(Str(sc["readOnlyRootFilesystem"]), "true");
       EXPECT_EQ(Str(sc["allowPrivilegeEscalation"]), "false");
@@ -670,7 +672,9 @@ TEST(DeployTest, KustomizationsListResourcesThatExistAndReferencesResolve) {
       const std::string what = Str(d.node["kind"]) + "/" + Str(At(d.node, "metadata", "name"));
       if (const YAML::Node pod = PodSpec(d.node)) {
         const std::string sa = Str(pod["serviceAccountName"]);
-        if (!sa.empty()) EXPECT_NE(Find(built, "ServiceAccount", sa), nullptr) << what << ": " << sa;
+        if (!sa.empty()) {
+          EXPECT_NE(Find(built, "ServiceAccount", sa), nullptr) << what << ": " << sa;
+        }
         if (pod["volumes"]) {
           for (const YAML::Node& v : pod["volumes"]) {
             if (v["configMap"]) {

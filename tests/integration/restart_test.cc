@@ -191,7 +191,9 @@ tools:
     EXPECT_EQ(last->limits(0).remaining(), 1000000 - (kChecks + 1));
   }
   for (auto& s : servers) {
-    if (s->Running()) EXPECT_TRUE(s->Signal(SIGTERM));
+    if (s->Running()) {
+      EXPECT_TRUE(s->Signal(SIGTERM));
+    }
   }
   EXPECT_TRUE((*again)->Signal(SIGTERM));
   const std::optional<int> again_status = (*again)->WaitExit(absl::Seconds(15));
