@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -59,6 +60,15 @@ void FlagSet::Duration(const std::string& name, int64_t* target, const std::stri
       {name, help, FormatMillis(*target), false, false, [target](const std::string& v) {
          auto ms = ParseWindowText(v);
          if (!ms.ok()) {
+           // Say what is wrong with a well-formed value; show the form otherwise.
+           for (absl::string_view why : {"must be positive", "is longer than"}) {
+             if (absl::StrContains(ms.status().message(), why)) {
+               return absl::InvalidArgumentError(absl::StrCat(
+                   "\"", v, "\": a duration ",
+                   why == "must be positive" ? "must be more than zero"
+                                             : "must be at most 31 days"));
+             }
+           }
            return absl::InvalidArgumentError(
                absl::StrCat("\"", v, "\" is not a duration (e.g. \"25ms\", \"2s\", \"1m\")"));
          }

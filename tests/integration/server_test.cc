@@ -737,6 +737,18 @@ TEST(ServerFlagsTest, BadFlagValueExitsWithUsageError) {
   EXPECT_THAT(r.err, HasSubstr("max-args-bytes"));
 }
 
+TEST(ServerFlagsTest, BadDurationsSayWhatIsWrong) {
+  for (const auto& [value, message] : std::vector<std::pair<std::string, std::string>>{
+           {"0ms", "\"0ms\": a duration must be more than zero"},
+           {"40d", "\"40d\": a duration must be at most 31 days"},
+           {"soon", "\"soon\" is not a duration"}}) {
+    CommandResult r = RunCommand(
+        {ToolgatedBin(), "--redis-timeout", value, "--listen", "127.0.0.1:0"}, {}, kProcessTimeout);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("--redis-timeout: " + message)) << r.err;
+  }
+}
+
 TEST(ServerFlagsTest, HelpListsEveryFlagAndVariable) {
   CommandResult r = RunCommand({ToolgatedBin(), "--help"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
