@@ -7,7 +7,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/clock.h"
 #include "server/store/memory_store.h"
@@ -15,6 +17,9 @@
 #include "tests/support/redis_process.h"
 
 namespace toolgate {
+
+extern const char kRedisScript[];  // server/store/redis_script.lua
+
 namespace {
 
 using toolgate_test::RedisProcess;
@@ -448,6 +453,44 @@ TEST_F(RedisStoreTest, EveryKeyExpiresWithItsWindow) {
     if (keys->empty()) break;
   }
   EXPECT_TRUE(keys->empty()) << keys->size() << " keys left, e.g. " << keys->front();
+}
+
+// A key that holds a value of another type (written by something other than
+// toolgate) fails the calls that use it, with a clear error and nothing
+// consumed, and no other call: not even one decided in the same script run.
+TEST_F(RedisStoreTest, KeyOfAnotherTypeFailsOnlyItsCall) {
+  auto store = MakeStore();
+  const LimitCheck good = MakeCheck("good|*", Algorithm::kSlidingWindow, kMinute, 5);
+  const LimitCheck bad = MakeCheck("bad|*", Algorithm::kSlidingWindow, kMinute, 5);
+  const LimitCheck fixed = MakeCheck("fixed|*", Algorithm::kFixedWindow, kHour, 5);
+  ASSERT_TRUE(redis_->Command({"SET", store->RedisKey(bad), "not a list"}).ok());
+  auto r = AcquireSync(*store, {good, bad});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(r.status().message()),
+              ::testing::HasSubstr(store->RedisKey(bad) + " holds a value toolgate did not write"));
+  EXPECT_EQ(*redis_->Command({"GET", store->RedisKey(bad)}), "not a list");
+  EXPECT_EQ(*redis_->Command({"EXISTS", store->RedisKey(good)}), "0") << "nothing consumed";
+  ASSERT_TRUE(AcquireSync(*store, {good})->admitted);
+
+  // Three calls in one script run: the middle one uses the bad key.
+  auto reply = redis_->Command({"EVAL", kRedisScript, "4", store->RedisKey(good),
+                                store->RedisKey(fixed), store->RedisKey(bad),
+                                store->RedisKey(good), "3",
+                                "0", "1", "s", "60000", "5", "0",
+                                "0", "2", "f", "3600000", "5", "0", "s", "60000", "5", "0",
+                                "0", "1", "s", "60000", "5", "0"});
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  const std::vector<std::string> v = absl::StrSplit(*reply, '\n');
+  ASSERT_EQ(v.size(), 5u + 9u + 5u) << *reply;
+  EXPECT_EQ(v[0], "1");  // admitted (the second unit of "good")
+  EXPECT_EQ(v[2], "3");  // remaining
+  EXPECT_EQ(v[5], "2");  // the middle call: failed, at its key 2
+  EXPECT_EQ(v[6], "2");
+  EXPECT_EQ(v[14], "1");  // the last call: admitted (the third unit)
+  EXPECT_EQ(v[16], "2");
+  EXPECT_EQ(*redis_->Command({"LLEN", store->RedisKey(good)}), "3");
+  EXPECT_EQ(*redis_->Command({"EXISTS", store->RedisKey(fixed)}), "0") << "nothing consumed";
 }
 
 TEST_F(RedisStoreTest, ConcurrentChecksArePipelined) {

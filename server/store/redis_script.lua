@@ -16,7 +16,9 @@
 --   algorithm "f": fixed window, calendar aligned (a hash: window index, count).
 --   algorithm "t": token bucket (a hash: level, last refill time).
 -- Returns, call after call: admitted, and per key: has_room, remaining,
--- reset_after_ms, retry_after_ms.
+-- reset_after_ms, retry_after_ms. A call whose key holds a value of another
+-- type gets admitted = 2 and, in place of the first key's has_room, the
+-- position of that key; the other calls are decided as usual.
 --
 -- Every check runs this script, so it is written for speed: one script run
 -- serves many calls (a script run costs Redis more than the work in it),
@@ -27,11 +29,12 @@
 -- with "%.17g", which costs more than the call itself, and an integer formats
 -- faster with "%d". Times in a log are compared as strings (digit strings of
 -- equal length compare like numbers), which saves parsing them.
-local call, tonumber, format, floor = redis.call, tonumber, string.format, math.floor
+local call, try, tonumber, format, floor =
+  redis.call, redis.pcall, tonumber, string.format, math.floor
 local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local now_s = format('%d', now)
-local out = {}
+local out = {0, 0, 0, 0, 0}  -- Sized for one call with one limit, the common case.
 local s1 = {}  -- per key of a call: "s" length; "b" bucket size; "f" window index; "t" level
 local s2 = {}  -- per key of a call: "f" count; "t" capacity
 local k0 = 0   -- keys of the calls before this one
@@ -42,6 +45,7 @@ for _ = 1, tonumber(ARGV[1]) do
   local dry = ARGV[a0] == '1'
   local n = tonumber(ARGV[a0 + 1])
   out[base + 1] = 1  -- admitted; then key i's four values at base + 4i - 2 ..
+  local bad = 0      -- the first key holding another type of value, if any
 
   for i = 1, n do
     local key = KEYS[k0 + i]
@@ -52,7 +56,8 @@ for _ = 1, tonumber(ARGV[1]) do
     local room, remaining, reset, retry = 0, 0, 0, 0
     if alg == 's' then
       local cutoff = format('%d', now - window)
-      local len = call('LLEN', key)
+      local len = try('LLEN', key)
+      if type(len) == 'table' then bad = i; break end
       while len > 0 do
         local head = call('LINDEX', key, '0')
         if #head > #cutoff or (#head == #cutoff and head > cutoff) then break end
@@ -74,7 +79,8 @@ for _ = 1, tonumber(ARGV[1]) do
       local bs = floor((window + 63) / 64)
       if bs < 1 then bs = 1 end
       s1[i] = bs
-      local flat = call('HGETALL', key)
+      local flat = try('HGETALL', key)
+      if flat.err then bad = i; break end
       local buckets = {}
       local count = 0
       for j = 1, #flat, 2 do
@@ -103,7 +109,8 @@ for _ = 1, tonumber(ARGV[1]) do
       end
     elseif alg == 'f' then
       local idx = floor(now / window)
-      local v = call('HMGET', key, 'w', 'c')
+      local v = try('HMGET', key, 'w', 'c')
+      if v.err then bad = i; break end
       local count = 0
       if v[1] and tonumber(v[1]) == idx then count = tonumber(v[2]) end
       s1[i] = idx
@@ -116,7 +123,8 @@ for _ = 1, tonumber(ARGV[1]) do
     else -- 't'
       local burst = tonumber(ARGV[a + 3])
       local cap = burst * window
-      local v = call('HMGET', key, 'u', 't')
+      local v = try('HMGET', key, 'u', 't')
+      if v.err then bad = i; break end
       local units = cap
       if v[1] then
         units = tonumber(v[1])
@@ -139,7 +147,14 @@ for _ = 1, tonumber(ARGV[1]) do
     out[o + 3] = retry
   end
 
-  if out[base + 1] == 0 then
+  if bad > 0 then
+    -- A key holds a value of another type (WRONGTYPE: not written by
+    -- toolgate). This call alone fails, with nothing consumed: 2, the key's
+    -- position, zeros.
+    for j = base + 1, base + 1 + 4 * n do out[j] = 0 end
+    out[base + 1] = 2
+    out[base + 2] = bad
+  elseif out[base + 1] == 0 then
     -- Refused: nothing is consumed. A sliding window's reset_after is when its
     -- newest entry leaves the window.
     for i = 1, n do
@@ -198,4 +213,5 @@ for _ = 1, tonumber(ARGV[1]) do
   a0 = a0 + 2 + 4 * n
   base = base + 1 + 4 * n
 end
+for j = base + 1, 5 do out[j] = nil end  -- (Fewer values than presized.)
 return out

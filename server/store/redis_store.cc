@@ -438,6 +438,16 @@ void RedisCounterStore::HandleReply(redisReply* reply, int64_t now) {
   size_t at = 0;
   for (auto& req : p->requests) {
     const size_t n = req->checks.size();
+    if (reply->element[at]->integer == 2) {  // One of its keys holds another type.
+      const long long k = n > 0 ? reply->element[at + 1]->integer : 0;
+      Complete(*req, absl::InternalError(absl::StrCat(
+                         "redis: counter key ",
+                         k >= 1 && static_cast<size_t>(k) <= n ? RedisKey(req->checks[k - 1])
+                                                               : std::string("?"),
+                         " holds a value toolgate did not write (WRONGTYPE); nothing counted")));
+      at += 1 + 4 * n;
+      continue;
+    }
     AcquireResult result;
     result.admitted = reply->element[at]->integer == 1;
     result.outcomes.resize(n);
