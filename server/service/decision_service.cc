@@ -124,7 +124,7 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
   call->reactor->Finish(s);
 }
 
-// The call is finished with: its request moves into the entry (the
+// The call is finished with: its request's fields move into the entry (the
 // arguments are serialized on the log's writer thread, not here).
 void DecisionServiceImpl::LogDecision(Call* call, absl::Duration latency) {
   DecisionLogEntry e;
@@ -142,7 +142,9 @@ void DecisionServiceImpl::LogDecision(Call* call, absl::Duration latency) {
   e.rule = resp.rule();
   e.revision = resp.policy_version();
   e.latency_us = absl::ToInt64Microseconds(latency);
-  e.args.Swap(req.mutable_args());
+  // The request lives in the call's arena and the entry outlives it, so
+  // the arguments are copied once (a Swap across arenas would copy more).
+  e.args.CopyFrom(req.args());
   decision_log_->Log(std::move(e));
 }
 
