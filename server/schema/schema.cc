@@ -1046,13 +1046,6 @@ void AppendJsonPointerToken(absl::string_view token, std::string* out) {
   }
 }
 
-std::string EscapeJsonPointerToken(absl::string_view token) {
-  std::string out;
-  out.reserve(token.size());
-  AppendJsonPointerToken(token, &out);
-  return out;
-}
-
 ArgsSchema::ArgsSchema(std::unique_ptr<const schema_internal::Node> root)
     : root_(std::move(root)) {}
 

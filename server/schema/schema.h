@@ -84,9 +84,8 @@ struct SchemaViolation {
   }
 };
 
-// Escapes one reference token for a JSON Pointer: "~" -> "~0", "/" -> "~1".
-std::string EscapeJsonPointerToken(absl::string_view token);
-// The same, appended to *out.
+// Appends one reference token of a JSON Pointer to *out, escaped:
+// "~" -> "~0", "/" -> "~1".
 void AppendJsonPointerToken(absl::string_view token, std::string* out);
 
 // A compiled argument schema. Immutable once compiled, so one instance can be

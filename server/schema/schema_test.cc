@@ -273,8 +273,11 @@ properties:
   // Only declared properties present: the escaped path all the same.
   EXPECT_EQ(CheckObj(*schema, R"({"a/b":1})"),
             (Violations{V("/a~1b", "must be a string (is a number)")}));
-  EXPECT_EQ(EscapeJsonPointerToken("~1/x"), "~01~1x");
-  EXPECT_EQ(EscapeJsonPointerToken(""), "");
+  std::string path = "/a";
+  AppendJsonPointerToken("~1/x", &path);
+  EXPECT_EQ(path, "/a~01~1x");
+  AppendJsonPointerToken("", &path);
+  EXPECT_EQ(path, "/a~01~1x");
 }
 
 TEST(SchemaObjectTest, RequiredNameIsEscapedToo) {
