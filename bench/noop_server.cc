@@ -22,8 +22,8 @@
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
-#include "server/common/flags.h"
-#include "server/common/runtime.h"
+#include "server/base/flags.h"
+#include "server/base/runtime.h"
 #include "toolgate/v1/decision.grpc.pb.h"
 
 namespace {

@@ -39,8 +39,8 @@
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/channel_arguments.h"
-#include "server/common/flags.h"
-#include "server/common/runtime.h"
+#include "server/base/flags.h"
+#include "server/base/runtime.h"
 #include "toolgate/client.h"
 #include "toolgate/v1/decision.pb.h"
 

@@ -1,10 +1,12 @@
 #include "server/engine/engine.h"
 
+#include "server/engine/counter_key.h"
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "server/policy/duration.h"
+#include "server/base/duration.h"
 
 namespace toolgate {
 namespace {

@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/policy/policy.h"
-#include "server/store/counter_store.h"
+#include "server/counters/counter_store.h"
 #include "toolgate/v1/decision.pb.h"
 
 namespace toolgate {

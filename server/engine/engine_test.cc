@@ -9,9 +9,9 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "server/common/clock.h"
+#include "server/base/clock.h"
 #include "server/policy/loader.h"
-#include "server/store/memory_store.h"
+#include "server/counters/memory_store.h"
 
 namespace toolgate {
 namespace {

@@ -10,10 +10,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "server/policy/diagnostics.h"
-#include "server/policy/glob.h"
+#include "server/base/diagnostics.h"
+#include "server/base/glob.h"
 #include "server/policy/parser.h"
-#include "server/policy/yaml_util.h"
+#include "server/base/yaml_util.h"
 
 namespace toolgate {
 namespace {

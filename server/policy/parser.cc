@@ -8,9 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
-#include "server/policy/duration.h"
-#include "server/policy/glob.h"
-#include "server/policy/yaml_util.h"
+#include "server/base/duration.h"
+#include "server/base/glob.h"
+#include "server/base/yaml_util.h"
 
 namespace toolgate {
 namespace {

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "server/policy/diagnostics.h"
+#include "server/base/diagnostics.h"
 #include "server/policy/policy.h"
 #include "yaml-cpp/yaml.h"
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "server/policy/diagnostics.h"
+#include "server/base/diagnostics.h"
 #include "server/policy/loader.h"
 #include "server/policy/policy.h"
 

@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "server/policy/duration.h"
-#include "server/policy/glob.h"
+#include "server/base/duration.h"
+#include "server/base/glob.h"
 
 namespace toolgate {
 
@@ -29,18 +29,6 @@ absl::string_view ScopeName(Scope s) {
       return "session";
     case Scope::kGlobal:
       return "global";
-  }
-  return "unknown";
-}
-
-absl::string_view AlgorithmName(Algorithm a) {
-  switch (a) {
-    case Algorithm::kSlidingWindow:
-      return "sliding_window";
-    case Algorithm::kFixedWindow:
-      return "fixed_window";
-    case Algorithm::kTokenBucket:
-      return "token_bucket";
   }
   return "unknown";
 }

@@ -13,17 +13,16 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "server/counters/algorithm.h"
 #include "server/schema/schema.h"
 
 namespace toolgate {
 
 enum class Action { kAllow, kDeny, kRequireApproval };
 enum class Scope { kGrant, kSession, kGlobal };
-enum class Algorithm { kSlidingWindow, kFixedWindow, kTokenBucket };
 
 absl::string_view ActionName(Action a);        // "allow" | "deny" | "require_approval"
 absl::string_view ScopeName(Scope s);          // "grant" | "session" | "global"
-absl::string_view AlgorithmName(Algorithm a);  // "sliding_window" | ...
 
 // One rate limit of a tool entry.
 struct LimitSpec {

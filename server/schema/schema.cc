@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "re2/re2.h"
-#include "server/policy/yaml_util.h"
+#include "server/base/yaml_util.h"
 
 namespace toolgate {
 

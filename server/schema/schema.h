@@ -53,7 +53,7 @@
 
 #include "absl/strings/string_view.h"
 #include "google/protobuf/struct.pb.h"
-#include "server/policy/diagnostics.h"
+#include "server/base/diagnostics.h"
 #include "yaml-cpp/yaml.h"
 
 namespace toolgate {

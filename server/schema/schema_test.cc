@@ -11,7 +11,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "server/policy/diagnostics.h"
+#include "server/base/diagnostics.h"
 #include "yaml-cpp/yaml.h"
 
 namespace toolgate {

@@ -5,7 +5,7 @@
 
 #include <functional>
 
-#include "server/service/explain.h"
+#include "server/decider/explain.h"
 #include "server/service/status_util.h"
 #include "toolgate/v1/admin.grpc.pb.h"
 

@@ -10,9 +10,9 @@
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/proto_buffer_writer.h"
 #include "absl/time/clock.h"
-#include "server/common/log.h"
-#include "server/service/decision_log.h"
-#include "server/service/metrics.h"
+#include "server/base/log.h"
+#include "server/telemetry/decision_log.h"
+#include "server/telemetry/metrics.h"
 #include "server/service/status_util.h"
 
 namespace toolgate {

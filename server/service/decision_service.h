@@ -11,9 +11,9 @@
 #include <cstdint>
 
 #include "server/engine/engine.h"
-#include "server/service/args_limits.h"
-#include "server/service/policy_registry.h"
-#include "server/store/counter_store.h"
+#include "server/engine/args_limits.h"
+#include "server/policy/registry.h"
+#include "server/counters/counter_store.h"
 #include "toolgate/v1/decision.grpc.pb.h"
 
 namespace toolgate {

@@ -1,0 +1,221 @@
+// toolgated: the toolgate policy decision server.
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "server/base/flags.h"
+#include "server/base/log.h"
+#include "server/base/runtime.h"
+#include "server/provider/policy_watcher.h"
+#include "server/app/server.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "toolgated: the toolgate policy decision server.\n"
+    "\n"
+    "Answers toolgate.v1.DecisionService/Check for every tool call an agent\n"
+    "makes: allow, deny, rate-limited or require-approval, by the policy.\n"
+    "\n"
+    "Usage: toolgated [--listen HOST:PORT] [--policy PATH] [flags]\n"
+    "\n"
+    "The policy file or directory is watched (--watch): a change is live within\n"
+    "a second or two. An invalid one is rejected, logged and shown in status,\n"
+    "and the current revision keeps serving.\n"
+    "\n"
+    "Signals: SIGHUP reloads the policy (an invalid one is rejected and the\n"
+    "current revision keeps serving); SIGTERM and SIGINT stop accepting calls,\n"
+    "let in-flight calls finish within --shutdown-grace, and exit 0.\n"
+    "\n"
+    "Exit codes: 0 after a clean shutdown, 1 when the policy is invalid or the\n"
+    "address cannot be bound, 2 for bad flags.";
+
+// Reloads the policy and logs the outcome. SIGHUP and the policy watcher
+// both come here; `trigger` says which.
+void ReloadAndLog(toolgate::ToolgateServer& server, absl::string_view trigger) {
+  if (absl::Status s = server.Reload(); !s.ok()) {
+    const auto active = server.policies().active();
+    toolgate::LogError("policy reload rejected; revision ", active ? active->revision() : "(none)",
+                       " keeps serving (", trigger, "):\n", s.message());
+  } else {
+    const auto active = server.policies().active();
+    toolgate::LogInfo("policy reloaded: revision ", active ? active->revision() : "(none)", " (",
+                      trigger, ")");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  toolgate::ConfigureServingRuntime();
+  toolgate::ServerConfig config;
+  int64_t max_args_bytes = static_cast<int64_t>(config.args_limits.max_bytes);
+  int64_t max_args_depth = config.args_limits.max_depth;
+
+  toolgate::FlagSet flags(kUsage, "TOOLGATE_");
+  flags.String("listen", &config.listen,
+               "Address to serve gRPC on, HOST:PORT (port 0 picks a free one).");
+  flags.String("policy", &config.policy_path,
+               "Policy file (YAML or JSON) or directory of policy files. When empty, the example "
+               "policy compiled into the binary is used.");
+  flags.Int("max-args-bytes", &max_args_bytes, 1, 16 << 20,
+            "Largest serialized args accepted; larger calls get INVALID_ARGUMENT.");
+  flags.Int("max-args-depth", &max_args_depth, 1, 256,
+            "Deepest nesting of args accepted (the args object is 1); deeper calls get "
+            "INVALID_ARGUMENT.");
+  flags.Int("keep-revisions", &config.keep_revisions, 1, 100,
+            "Policy revisions kept loaded for requests that pin policy_version.");
+  flags.Duration("shutdown-grace", &config.shutdown_grace_ms,
+                 "On SIGTERM, how long in-flight calls may take to finish.");
+  flags.String("redis", &config.redis_url,
+               "Keep counters in Redis, shared by every server using it: "
+               "redis://[:password@]host:port[/db]. When empty, counters are kept in process.");
+  flags.Duration("redis-timeout", &config.redis_timeout_ms,
+                 "Deadline of each check's Redis work; past it the failure mode decides.");
+  std::string failure_mode = "closed";
+  flags.String("redis-failure-mode", &failure_mode,
+               "Decision when Redis fails or is late: closed (DENY) or open (ALLOW).");
+  flags.Bool("redis-over-limit-cache", &config.over_limit_cache,
+             "Refuse calls on counters Redis reported full, locally, until their retry_after.");
+  int64_t stats_interval_ms = 60'000;
+  flags.Duration("stats-interval", &stats_interval_ms,
+                 "How often to log counter-store statistics (when they changed).");
+  flags.String("shadow-policy", &config.shadow_policy_path,
+               "A candidate policy (file or directory) evaluated beside the active one: the "
+               "active one decides; calls the candidate would decide otherwise are counted "
+               "(toolgate status) and logged.");
+  flags.Duration("policy-check-interval", &config.policy_check_interval_ms,
+                 "With --policy redis://...: how often the active revision is also polled "
+                 "(changes are announced by pub/sub at once).");
+  flags.String("metrics-listen", &config.metrics_listen,
+               "Serve Prometheus metrics on http://HOST:PORT/metrics (port 0 picks a free one). "
+               "When empty, metrics are off.");
+  flags.String("decision-log", &config.decision_log,
+               "Write one JSON line per decision to stdout, stderr or this file (appended to). "
+               "When empty, there is no decision log.");
+  flags.List("decision-log-args", &config.decision_log_args,
+             "A tool (name or glob) whose arguments the decision log holds in full; others "
+             "get args_sha256 only. Repeatable.");
+  flags.Int("decision-log-queue", &config.decision_log_queue, 1, 10'000'000,
+            "Decision log entries waiting to be written; when full, entries are dropped "
+            "(counted), never waited for.");
+  bool watch = true;
+  flags.Bool("watch", &watch,
+             "Watch the policy file or directory and reload it when it changes (including a "
+             "Kubernetes ConfigMap update). --no-watch: reload on SIGHUP only.");
+  int64_t watch_interval_ms = 1'000;
+  flags.Duration("watch-interval", &watch_interval_ms,
+                 "How often the watched policy is also checked for changes that file-system "
+                 "events missed.");
+
+  std::vector<std::string> args(argv + 1, argv + argc);
+  absl::StatusOr<std::vector<std::string>> positional = flags.Parse(args);
+  if (!positional.ok()) {
+    std::cerr << "toolgated: " << positional.status().message()
+              << "\nRun 'toolgated --help' for the list of flags.\n";
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (!positional->empty()) {
+    std::cerr << "toolgated: unexpected argument \"" << positional->front()
+              << "\"\nRun 'toolgated --help' for the list of flags.\n";
+    return 2;
+  }
+  if (failure_mode == "closed") {
+    config.failure_mode = toolgate::FailureMode::kClosed;
+  } else if (failure_mode == "open") {
+    config.failure_mode = toolgate::FailureMode::kOpen;
+  } else {
+    std::cerr << "toolgated: flag --redis-failure-mode: must be closed or open, got \""
+              << failure_mode << "\"\nRun 'toolgated --help' for the list of flags.\n";
+    return 2;
+  }
+  config.args_limits.max_bytes = static_cast<size_t>(max_args_bytes);
+  config.args_limits.max_depth = static_cast<int>(max_args_depth);
+
+  // Signals are taken synchronously by this thread; block them before any
+  // other thread exists so that every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (config.policy_path.empty()) {
+    toolgate::LogWarning("no --policy given: serving the example policy compiled into the binary");
+  }
+  // Created before the policy is first loaded, so that a change made while
+  // the server starts is still picked up; started once the server runs.
+  toolgate::ToolgateServer* live = nullptr;
+  std::unique_ptr<toolgate::PolicyWatcher> watcher;
+  if (watch && !config.policy_path.empty() && !toolgate::IsRedisPolicyPath(config.policy_path)) {
+    toolgate::PolicyWatcherOptions options;
+    options.interval = absl::Milliseconds(watch_interval_ms);
+    watcher = std::make_unique<toolgate::PolicyWatcher>(
+        config.policy_path, options,
+        [&live](absl::string_view trigger) { ReloadAndLog(*live, trigger); });
+  }
+  absl::StatusOr<std::unique_ptr<toolgate::ToolgateServer>> server =
+      toolgate::ToolgateServer::Start(config);
+  if (!server.ok()) {
+    std::cerr << "toolgated: cannot start:\n" << server.status().message() << "\n";
+    return 1;
+  }
+  if (const auto policy = (*server)->policies().active()) {
+    toolgate::LogInfo("toolgated listening on ", (*server)->address(), " with policy revision ",
+                      policy->revision(), " (", policy->exact_count(), " exact entries, ",
+                      policy->glob_count(), " globs; counters ",
+                      config.redis_url.empty() ? "in process" : "in Redis", ")");
+  } else {
+    toolgate::LogInfo("toolgated listening on ", (*server)->address(),
+                      " with no policy revision yet (following ", config.policy_path, ")");
+  }
+  live = server->get();
+  if (watcher != nullptr) {
+    if (absl::Status s = watcher->Start(); !s.ok()) {
+      toolgate::LogWarning(s.message(), "; the policy is reloaded on SIGHUP only");
+    } else {
+      toolgate::LogInfo("watching ", config.policy_path, " for policy changes (",
+                        watcher->using_inotify() ? "file-system events, and " : "", "every ",
+                        absl::FormatDuration(absl::Milliseconds(watch_interval_ms)), ")");
+    }
+  }
+
+  std::string last_stats;
+  const timespec stats_every{stats_interval_ms / 1000, (stats_interval_ms % 1000) * 1'000'000};
+  while (true) {
+    const int sig = sigtimedwait(&signals, nullptr, &stats_every);
+    if (sig < 0) {
+      if (std::string line = (*server)->StoreStatsLine(); line != last_stats) {
+        toolgate::LogInfo("counters ", line);
+        last_stats = std::move(line);
+      }
+      continue;
+    }
+    if (sig == SIGHUP) {
+      // Through the watcher, so that it does not load the same files again.
+      if (watcher != nullptr) {
+        watcher->ReloadNow("SIGHUP");
+      } else {
+        ReloadAndLog(**server, "SIGHUP");
+      }
+      continue;
+    }
+    toolgate::LogInfo("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                      ": draining in-flight calls");
+    if (watcher != nullptr) watcher->Stop();
+    (*server)->Shutdown();
+    toolgate::LogInfo("counters ", (*server)->StoreStatsLine());
+    toolgate::LogInfo("stopped");
+    return 0;
+  }
+}

@@ -1,0 +1,75 @@
+// Helpers shared by everything that reads YAML documents with located,
+// collected errors (policies, argument schemas, policy test cases).
+#ifndef TOOLGATE_SERVER_BASE_YAML_UTIL_H_
+#define TOOLGATE_SERVER_BASE_YAML_UTIL_H_
+
+#include <initializer_list>
+#include <string>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "server/base/diagnostics.h"
+#include "yaml-cpp/yaml.h"
+
+namespace toolgate {
+
+// "a map", "a list", "null", "a scalar".
+const char* YamlKindName(const YAML::Node& n);
+
+// True for quoted (or !!str-tagged) scalars: yaml-cpp gives quoted scalars
+// the non-specific tag "!".
+bool IsQuotedScalar(const YAML::Node& n);
+
+// `s` in double quotes, with quotes, backslashes and control characters
+// escaped.
+std::string QuoteText(absl::string_view s);
+
+// Decimal numbers as YAML 1.2 (core schema) and JSON write them:
+// [-+]? ( \.[0-9]+ | [0-9]+ (\.[0-9]*)? ) ([eE][-+]?[0-9]+)?
+bool LooksNumeric(absl::string_view s);
+
+// "file:line:col" (1-based), or "file" for a null mark.
+std::string MarkLocation(const std::string& file, const YAML::Mark& m);
+
+// Visits the pairs of a map node as fn(name, key_node, value_node),
+// rejecting keys not in `allowed` (any key when `allowed` is empty) and
+// duplicate keys, each with a located error. Returns false when `node` is
+// not a map.
+template <typename Fn>
+bool ForEachKey(const YAML::Node& node, absl::string_view where,
+                std::initializer_list<absl::string_view> allowed, Diagnostics& diags, Fn&& fn) {
+  if (!node.IsMap()) {
+    diags.Error(node, absl::StrCat(where, " must be a map, got ", YamlKindName(node)));
+    return false;
+  }
+  absl::flat_hash_set<std::string> seen;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    // Copies: yaml-cpp's `it->` yields a temporary.
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
+    if (!key.IsScalar()) {
+      diags.Error(key, absl::StrCat("keys of ", where, " must be strings"));
+      continue;
+    }
+    const std::string name = key.Scalar();
+    if (!seen.insert(name).second) {
+      diags.Error(key, absl::StrCat("duplicate key ", QuoteText(name), " in ", where));
+      continue;
+    }
+    bool known = allowed.size() == 0;
+    for (absl::string_view a : allowed) known = known || a == name;
+    if (!known) {
+      diags.Error(key, absl::StrCat("unknown key ", QuoteText(name), " in ", where,
+                                    " (expected one of: ", absl::StrJoin(allowed, ", "), ")"));
+      continue;
+    }
+    fn(name, key, value);
+  }
+  return true;
+}
+
+}  // namespace toolgate
+
+#endif  // TOOLGATE_SERVER_BASE_YAML_UTIL_H_

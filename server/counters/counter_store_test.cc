@@ -1,0 +1,577 @@
+// One suite of counter-store tests, run against both stores: the in-process
+// store (with a manual clock) and the Redis store (against a real
+// redis-server started for the suite). Redis-only behaviour (deadlines,
+// failures, script reloads, key expiry, pipelining) follows.
+#include <future>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/base/clock.h"
+#include "server/counters/memory_store.h"
+#include "server/counters/redis_store.h"
+#include "tests/support/redis_process.h"
+
+namespace toolgate {
+
+extern const char kRedisScript[];  // server/counters/redis_script.lua
+
+namespace {
+
+using toolgate_test::RedisProcess;
+
+enum class Backend { kMemory, kRedis };
+
+constexpr int64_t kMinute = 60'000;
+constexpr int64_t kHour = 3'600'000;
+
+LimitCheck MakeCheck(const std::string& key, Algorithm alg, int64_t window, int64_t max,
+                     int64_t burst = 0) {
+  LimitCheck c;
+  c.key = key;
+  c.algorithm = alg;
+  c.window_ms = window;
+  c.max = max;
+  c.burst = burst > 0 ? burst : max;
+  return c;
+}
+
+absl::StatusOr<AcquireResult> AcquireSync(CounterStore& store, std::vector<LimitCheck> checks,
+                                          bool dry_run = false) {
+  std::promise<absl::StatusOr<AcquireResult>> promise;
+  auto future = promise.get_future();
+  store.Acquire(std::move(checks), dry_run,
+                [&promise](absl::StatusOr<AcquireResult> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+// One redis-server for the parameterized suite (each test uses its own key
+// prefix); stopped when the test program exits.
+RedisProcess* SharedRedis() {
+  static std::unique_ptr<RedisProcess> redis = [] {
+    auto r = RedisProcess::Start();
+    if (!r.ok()) {
+      ADD_FAILURE() << "cannot start redis-server: " << r.status();
+      return std::unique_ptr<RedisProcess>();
+    }
+    return *std::move(r);
+  }();
+  return redis.get();
+}
+
+int NextId() {
+  static std::atomic<int> id{0};
+  return ++id;
+}
+
+class CounterStoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    prefix_ = absl::StrCat("t", NextId(), ":");
+    if (GetParam() == Backend::kMemory) {
+      store_ = std::make_unique<MemoryCounterStore>(&clock_);
+    } else {
+      RedisProcess* redis = SharedRedis();
+      ASSERT_NE(redis, nullptr);
+      RedisStoreOptions options;
+      options.url = *ParseRedisUrl(redis->url());
+      options.timeout_ms = 2000;  // Generous: sanitizer builds on a busy machine.
+      options.key_prefix = prefix_;
+      store_ = std::make_unique<RedisCounterStore>(options);
+    }
+  }
+
+  absl::StatusOr<AcquireResult> Acquire(std::vector<LimitCheck> checks, bool dry_run = false) {
+    return AcquireSync(*store_, std::move(checks), dry_run);
+  }
+
+  ManualClock clock_;
+  std::string prefix_;
+  std::unique_ptr<CounterStore> store_;
+};
+
+TEST_P(CounterStoreTest, EachAlgorithmAdmitsUpToMaxThenRefuses) {
+  for (Algorithm alg :
+       {Algorithm::kSlidingWindow, Algorithm::kFixedWindow, Algorithm::kTokenBucket}) {
+    SCOPED_TRACE(AlgorithmName(alg));
+    // An hour-long window: a fixed window boundary is unlikely to pass mid-test.
+    const LimitCheck check = MakeCheck(absl::StrCat("seq-", AlgorithmName(alg), "|*"), alg, kHour, 3);
+    for (int64_t expected_remaining : {2, 1, 0}) {
+      auto r = Acquire({check});
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_TRUE(r->admitted);
+      ASSERT_EQ(r->outcomes.size(), 1u);
+      EXPECT_TRUE(r->outcomes[0].has_room);
+      EXPECT_EQ(r->outcomes[0].remaining, expected_remaining);
+      EXPECT_GT(r->outcomes[0].reset_after_ms, 0);
+      EXPECT_LE(r->outcomes[0].reset_after_ms, kHour);
+    }
+    auto r = Acquire({check});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_FALSE(r->admitted);
+    EXPECT_FALSE(r->outcomes[0].has_room);
+    EXPECT_EQ(r->outcomes[0].remaining, 0);
+    EXPECT_GT(r->outcomes[0].retry_after_ms, 0);
+    EXPECT_LE(r->outcomes[0].retry_after_ms, kHour);
+  }
+}
+
+TEST_P(CounterStoreTest, AllOrNothingAcrossLimits) {
+  const LimitCheck tight = MakeCheck("tight|*", Algorithm::kSlidingWindow, kMinute, 1);
+  const LimitCheck loose = MakeCheck("loose|*", Algorithm::kFixedWindow, kHour, 5);
+  auto first = Acquire({tight, loose});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->admitted);
+  EXPECT_EQ(first->outcomes[1].remaining, 4);
+  for (int i = 0; i < 3; ++i) {
+    auto refused = Acquire({tight, loose});
+    ASSERT_TRUE(refused.ok()) << refused.status();
+    EXPECT_FALSE(refused->admitted);
+    EXPECT_FALSE(refused->outcomes[0].has_room);
+    EXPECT_TRUE(refused->outcomes[1].has_room);
+    // (A store may answer from its over-limit cache without consulting the
+    // other limit; then it says so.)
+    if (refused->outcomes[1].known) {
+      EXPECT_EQ(refused->outcomes[1].remaining, 4) << "a refused call consumed the other limit";
+    }
+  }
+  // The loose limit alone still has exactly 4 units.
+  for (int i = 0; i < 4; ++i) {
+    auto r = Acquire({loose});
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->admitted) << "call " << i;
+  }
+  auto r = Acquire({loose});
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->admitted);
+}
+
+// A refused call still reports when each limit that had room resets.
+TEST_P(CounterStoreTest, RefusedCallReportsResetOfLimitsWithRoom) {
+  const LimitCheck log = MakeCheck("log|*", Algorithm::kSlidingWindow, kMinute, 5);
+  const LimitCheck full = MakeCheck("full|*", Algorithm::kFixedWindow, kHour, 1);
+  ASSERT_TRUE(Acquire({log, full})->admitted);
+  auto refused = Acquire({log, full});
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_FALSE(refused->admitted);
+  ASSERT_TRUE(refused->outcomes[0].known);
+  EXPECT_TRUE(refused->outcomes[0].has_room);
+  EXPECT_EQ(refused->outcomes[0].remaining, 4);
+  EXPECT_GT(refused->outcomes[0].reset_after_ms, 0);
+  EXPECT_LE(refused->outcomes[0].reset_after_ms, kMinute);
+  EXPECT_FALSE(refused->outcomes[1].has_room);
+  EXPECT_GT(refused->outcomes[1].retry_after_ms, 0);
+}
+
+TEST_P(CounterStoreTest, DryRunDecidesButConsumesNothing) {
+  const LimitCheck check = MakeCheck("dry|g|a", Algorithm::kSlidingWindow, kMinute, 2);
+  for (int i = 0; i < 5; ++i) {
+    auto r = Acquire({check}, /*dry_run=*/true);
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->admitted);
+    EXPECT_EQ(r->outcomes[0].remaining, 1);  // What a real call would leave.
+  }
+  ASSERT_TRUE(Acquire({check})->admitted);
+  ASSERT_TRUE(Acquire({check})->admitted);
+  auto dry = Acquire({check}, /*dry_run=*/true);
+  ASSERT_TRUE(dry.ok());
+  EXPECT_FALSE(dry->admitted);
+  EXPECT_GT(dry->outcomes[0].retry_after_ms, 0);
+}
+
+TEST_P(CounterStoreTest, ScopesKeepSeparateCounts) {
+  // Keys as server/engine/counter_key.h builds them for each scope.
+  enum Scope { kGrant, kSession, kGlobal };
+  auto check = [&](Scope scope, const std::string& grant, const std::string& session) {
+    std::string key = "scoped|*";
+    if (scope == kGrant) key = "scoped|g|" + grant;
+    if (scope == kSession) {
+      key = "scoped|s|" + std::to_string(grant.size()) + ":" + grant + "|" + session;
+    }
+    return MakeCheck(key, Algorithm::kSlidingWindow, kMinute, 1);
+  };
+  // grant: one per grant.
+  EXPECT_TRUE(Acquire({check(kGrant, "alice", "")})->admitted);
+  EXPECT_FALSE(Acquire({check(kGrant, "alice", "")})->admitted);
+  EXPECT_TRUE(Acquire({check(kGrant, "bob", "")})->admitted);
+  // session: one per (grant, session).
+  EXPECT_TRUE(Acquire({check(kSession, "alice", "s1")})->admitted);
+  EXPECT_FALSE(Acquire({check(kSession, "alice", "s1")})->admitted);
+  EXPECT_TRUE(Acquire({check(kSession, "alice", "s2")})->admitted);
+  EXPECT_TRUE(Acquire({check(kSession, "bob", "s1")})->admitted);
+  // global: one for everybody.
+  EXPECT_TRUE(Acquire({check(kGlobal, "", "")})->admitted);
+  EXPECT_FALSE(Acquire({check(kGlobal, "", "")})->admitted);
+}
+
+TEST_P(CounterStoreTest, ChecksNamingOneKeyShareItsCount) {
+  // Two tools' limits naming the same counter resolve to the same key.
+  const std::string key = "web|g|alice";
+  const LimitCheck from_search = MakeCheck(key, Algorithm::kFixedWindow, kHour, 3);
+  const LimitCheck from_fetch = MakeCheck(key, Algorithm::kFixedWindow, kHour, 3);
+  EXPECT_TRUE(Acquire({from_search})->admitted);
+  EXPECT_TRUE(Acquire({from_fetch})->admitted);
+  auto third = Acquire({from_search});
+  ASSERT_TRUE(third.ok());
+  EXPECT_TRUE(third->admitted);
+  EXPECT_EQ(third->outcomes[0].remaining, 0);
+  EXPECT_FALSE(Acquire({from_fetch})->admitted);
+}
+
+TEST_P(CounterStoreTest, TokenBucketBurstThenRefillRate) {
+  // 1 token per minute, bursts of 4.
+  const LimitCheck check = MakeCheck("bucket|*", Algorithm::kTokenBucket, kMinute, 1, 4);
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(Acquire({check})->admitted) << i;
+  auto r = Acquire({check});
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->admitted);
+  // The next token arrives one minute after the bucket was full, minus the
+  // (short) time this test has taken.
+  EXPECT_GT(r->outcomes[0].retry_after_ms, kMinute - 10'000);
+  EXPECT_LE(r->outcomes[0].retry_after_ms, kMinute);
+}
+
+TEST_P(CounterStoreTest, MixedAlgorithmsInOneCallAreAllOrNothing) {
+  const LimitCheck a = MakeCheck("mix-a|*", Algorithm::kTokenBucket, kMinute, 10, 2);
+  const LimitCheck b = MakeCheck("mix-b|*", Algorithm::kSlidingWindow, kMinute, 5);
+  const LimitCheck c = MakeCheck("mix-c|*", Algorithm::kFixedWindow, kHour, 5);
+  EXPECT_TRUE(Acquire({a, b, c})->admitted);
+  EXPECT_TRUE(Acquire({a, b, c})->admitted);
+  auto refused = Acquire({a, b, c});
+  ASSERT_TRUE(refused.ok());
+  EXPECT_FALSE(refused->admitted);
+  EXPECT_FALSE(refused->outcomes[0].has_room);
+  EXPECT_EQ(refused->outcomes[1].remaining, 3);
+  EXPECT_EQ(refused->outcomes[2].remaining, 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, CounterStoreTest,
+                         ::testing::Values(Backend::kMemory, Backend::kRedis),
+                         [](const auto& info) {
+                           return info.param == Backend::kMemory ? "InProcess" : "Redis";
+                         });
+
+// ---- Redis only ----------------------------------------------------------
+
+class RedisStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto redis = RedisProcess::Start();
+    ASSERT_TRUE(redis.ok()) << redis.status();
+    redis_ = *std::move(redis);
+    options_.url = *ParseRedisUrl(redis_->url());
+    options_.timeout_ms = 2000;
+  }
+  std::unique_ptr<RedisCounterStore> MakeStore() {
+    return std::make_unique<RedisCounterStore>(options_);
+  }
+  int64_t EvalCalls() {
+    auto info = redis_->Command({"INFO", "commandstats"});
+    int64_t calls = 0;
+    for (absl::string_view name : {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="}) {
+      size_t pos = info->find(std::string(name));
+      if (pos != std::string::npos) calls += std::stoll(info->substr(pos + name.size()));
+    }
+    return calls;
+  }
+
+  std::unique_ptr<RedisProcess> redis_;
+  RedisStoreOptions options_;
+};
+
+TEST_F(RedisStoreTest, SlidingWindowReadmitsExactlyAfterRetryAfter) {
+  auto store = MakeStore();
+  const LimitCheck check = MakeCheck("edge|*", Algorithm::kSlidingWindow, 400, 2);
+  ASSERT_TRUE(AcquireSync(*store, {check})->admitted);
+  ASSERT_TRUE(AcquireSync(*store, {check})->admitted);
+  const absl::Time refused_at = absl::Now();
+  auto refused = AcquireSync(*store, {check}, /*dry_run=*/true);
+  ASSERT_TRUE(refused.ok());
+  ASSERT_FALSE(refused->admitted);
+  const int64_t retry = refused->outcomes[0].retry_after_ms;
+  ASSERT_GT(retry, 0);
+  ASSERT_LE(retry, 400);
+  // Poll (dry runs) until admitted: not before retry_after, and not much later.
+  absl::Time admitted_at;
+  while (true) {
+    auto r = AcquireSync(*store, {check}, /*dry_run=*/true);
+    ASSERT_TRUE(r.ok());
+    if (r->admitted) {
+      admitted_at = absl::Now();
+      break;
+    }
+    ASSERT_LT(absl::Now() - refused_at, absl::Seconds(5));
+  }
+  const int64_t waited = absl::ToInt64Milliseconds(admitted_at - refused_at);
+  EXPECT_GE(waited, retry - 2);  // ms rounding of TIME
+  EXPECT_LE(waited, retry + 300);
+}
+
+TEST_F(RedisStoreTest, LargeLimitsUseBoundedBucketsAndNeverOverAdmit) {
+  options_.exact_log_max = 4;
+  auto store = MakeStore();
+  const LimitCheck check = MakeCheck("big|*", Algorithm::kSlidingWindow, kMinute, 20);
+  EXPECT_TRUE(absl::EndsWith(store->RedisKey(check), ":b:60000")) << store->RedisKey(check);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(AcquireSync(*store, {check})->admitted) << i;
+  auto r = AcquireSync(*store, {check});
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->admitted);
+  EXPECT_GT(r->outcomes[0].retry_after_ms, kMinute - 5'000);
+  // Memory is a hash of at most 65 buckets, whatever max is.
+  auto len = redis_->Command({"HLEN", store->RedisKey(check)});
+  ASSERT_TRUE(len.ok());
+  EXPECT_LE(std::stoi(*len), 65);
+}
+
+TEST_F(RedisStoreTest, ReloadsTheScriptAfterTheCacheIsFlushed) {
+  auto store = MakeStore();
+  const LimitCheck check = MakeCheck("flush|*", Algorithm::kFixedWindow, kHour, 10);
+  ASSERT_TRUE(AcquireSync(*store, {check})->admitted);
+  ASSERT_TRUE(redis_->Command({"SCRIPT", "FLUSH"}).ok());
+  auto r = AcquireSync(*store, {check});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->admitted);
+  EXPECT_EQ(r->outcomes[0].remaining, 8);
+  EXPECT_GE(store->stats().script_reloads, 1u);
+}
+
+TEST_F(RedisStoreTest, OverLimitCacheRefusesLocallyUntilRetryAfter) {
+  auto store = MakeStore();
+  const LimitCheck check = MakeCheck("hot|*", Algorithm::kSlidingWindow, kMinute, 1);
+  ASSERT_TRUE(AcquireSync(*store, {check})->admitted);
+  ASSERT_FALSE(AcquireSync(*store, {check})->admitted);  // Learns the key is full.
+  const int64_t evals_before = EvalCalls();
+  for (int i = 0; i < 10; ++i) {
+    auto r = AcquireSync(*store, {check});
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r->admitted);
+    EXPECT_GT(r->outcomes[0].retry_after_ms, 0);
+  }
+  EXPECT_EQ(EvalCalls(), evals_before) << "cached refusals must not reach Redis";
+  EXPECT_EQ(store->stats().cache_hits, 10u);
+
+  // A call that also uses a key with room is still refused (the full key
+  // decides), and the other key is reported as not consulted.
+  const LimitCheck other = MakeCheck("cold|*", Algorithm::kSlidingWindow, kMinute, 5);
+  auto r = AcquireSync(*store, {other, check});
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->admitted);
+  EXPECT_FALSE(r->outcomes[0].known);
+  // And it consumed nothing of the other key.
+  auto o = AcquireSync(*store, {other});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->outcomes[0].remaining, 4);
+}
+
+TEST_F(RedisStoreTest, WithoutTheCacheEveryCallAsksRedis) {
+  options_.over_limit_cache = false;
+  auto store = MakeStore();
+  const LimitCheck check = MakeCheck("nocache|*", Algorithm::kSlidingWindow, kMinute, 1);
+  ASSERT_TRUE(AcquireSync(*store, {check})->admitted);
+  const int64_t evals_before = EvalCalls();
+  for (int i = 0; i < 5; ++i) ASSERT_FALSE(AcquireSync(*store, {check})->admitted);
+  EXPECT_EQ(EvalCalls(), evals_before + 5);
+  EXPECT_EQ(store->stats().cache_hits, 0u);
+}
+
+TEST_F(RedisStoreTest, PausedRedisAnswersWithinTheDeadline) {
+  options_.timeout_ms = 50;
+  auto store = MakeStore();
+  const LimitCheck check = MakeCheck("slow|*", Algorithm::kSlidingWindow, kMinute, 100);
+  ASSERT_TRUE(AcquireSync(*store, {check}).ok());  // Connected.
+  ASSERT_TRUE(redis_->Command({"CLIENT", "PAUSE", "1000", "ALL"}).ok());
+  for (int i = 0; i < 5; ++i) {
+    const absl::Time start = absl::Now();
+    auto r = AcquireSync(*store, {check});
+    const absl::Duration took = absl::Now() - start;
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+    EXPECT_LT(took, absl::Milliseconds(50 + 40)) << "call " << i;
+  }
+  // Once the pause ends, Redis decides again.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  bool decided = false;
+  while (!decided && absl::Now() < deadline) decided = AcquireSync(*store, {check}).ok();
+  EXPECT_TRUE(decided);
+}
+
+TEST_F(RedisStoreTest, RedisDownFailsFastAndRecoversAfterRestart) {
+  options_.timeout_ms = 100;
+  auto store = MakeStore();
+  const LimitCheck check = MakeCheck("down|*", Algorithm::kSlidingWindow, kMinute, 100);
+  ASSERT_TRUE(AcquireSync(*store, {check}).ok());
+  redis_->Kill();
+  for (int i = 0; i < 20; ++i) {
+    const absl::Time start = absl::Now();
+    auto r = AcquireSync(*store, {check});
+    EXPECT_FALSE(r.ok());
+    EXPECT_LT(absl::Now() - start, absl::Milliseconds(100 + 40)) << "call " << i;
+  }
+  EXPECT_FALSE(store->stats().connected);
+  ASSERT_TRUE(redis_->Restart().ok());  // Empty: no scripts, no keys.
+  const absl::Time restarted = absl::Now();
+  while (!AcquireSync(*store, {check}).ok()) {
+    ASSERT_LT(absl::Now() - restarted, absl::Seconds(1)) << "not decided by Redis within 1s";
+  }
+}
+
+TEST_F(RedisStoreTest, EveryKeyExpiresWithItsWindow) {
+  auto store = MakeStore();
+  const int64_t window = 500;
+  std::vector<LimitCheck> checks = {
+      MakeCheck("exp-s|*", Algorithm::kSlidingWindow, window, 3),
+      MakeCheck("exp-f|*", Algorithm::kFixedWindow, window, 3),
+      MakeCheck("exp-t|*", Algorithm::kTokenBucket, window, 3),
+  };
+  options_.exact_log_max = 1;
+  auto bucketed = MakeStore();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(AcquireSync(*store, checks)->admitted);
+    ASSERT_TRUE(AcquireSync(*bucketed, {MakeCheck("exp-b|*", Algorithm::kSlidingWindow, window, 3)})
+                    ->admitted);
+  }
+  auto keys = redis_->Keys("toolgate:*");
+  ASSERT_TRUE(keys.ok());
+  ASSERT_EQ(keys->size(), 4u);
+  for (const std::string& key : *keys) {
+    auto ttl = redis_->Command({"PTTL", key});
+    ASSERT_TRUE(ttl.ok());
+    EXPECT_GT(std::stoll(*ttl), 0) << key;
+    EXPECT_LE(std::stoll(*ttl), window + window / 64 + 1) << key;
+  }
+  // Nothing outlives the window (Redis expires keys lazily and by sampling:
+  // poll, bounded).
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < deadline) {
+    keys = redis_->Keys("toolgate:*");
+    ASSERT_TRUE(keys.ok());
+    if (keys->empty()) break;
+  }
+  EXPECT_TRUE(keys->empty()) << keys->size() << " keys left, e.g. " << keys->front();
+}
+
+// A key that holds a value of another type (written by something other than
+// toolgate) fails the calls that use it, with a clear error and nothing
+// consumed, and no other call: not even one decided in the same script run.
+TEST_F(RedisStoreTest, KeyOfAnotherTypeFailsOnlyItsCall) {
+  auto store = MakeStore();
+  const LimitCheck good = MakeCheck("good|*", Algorithm::kSlidingWindow, kMinute, 5);
+  const LimitCheck bad = MakeCheck("bad|*", Algorithm::kSlidingWindow, kMinute, 5);
+  const LimitCheck fixed = MakeCheck("fixed|*", Algorithm::kFixedWindow, kHour, 5);
+  ASSERT_TRUE(redis_->Command({"SET", store->RedisKey(bad), "not a list"}).ok());
+  auto r = AcquireSync(*store, {good, bad});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(r.status().message()),
+              ::testing::HasSubstr(store->RedisKey(bad) + " holds a value toolgate did not write"));
+  EXPECT_EQ(redis_->Command({"GET", store->RedisKey(bad)}).value_or("(redis error)"), "not a list");
+  EXPECT_EQ(redis_->Command({"EXISTS", store->RedisKey(good)}).value_or("(redis error)"), "0")
+      << "nothing consumed";
+  ASSERT_TRUE(AcquireSync(*store, {good})->admitted);
+
+  // Three calls in one script run: the middle one uses the bad key.
+  auto reply = redis_->Command({"EVAL", kRedisScript, "4", store->RedisKey(good),
+                                store->RedisKey(fixed), store->RedisKey(bad),
+                                store->RedisKey(good), "3",
+                                "0", "1", "s", "60000", "5", "0",
+                                "0", "2", "f", "3600000", "5", "0", "s", "60000", "5", "0",
+                                "0", "1", "s", "60000", "5", "0"});
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  const std::vector<std::string> v = absl::StrSplit(*reply, '\n');
+  ASSERT_EQ(v.size(), 5u + 9u + 5u) << *reply;
+  EXPECT_EQ(v[0], "1");  // admitted (the second unit of "good")
+  EXPECT_EQ(v[2], "3");  // remaining
+  EXPECT_EQ(v[5], "2");  // the middle call: failed, at its key 2
+  EXPECT_EQ(v[6], "2");
+  EXPECT_EQ(v[14], "1");  // the last call: admitted (the third unit)
+  EXPECT_EQ(v[16], "2");
+  EXPECT_EQ(redis_->Command({"LLEN", store->RedisKey(good)}).value_or("(redis error)"), "3");
+  EXPECT_EQ(redis_->Command({"EXISTS", store->RedisKey(fixed)}).value_or("(redis error)"), "0")
+      << "nothing consumed";
+}
+
+TEST_F(RedisStoreTest, ConcurrentChecksArePipelined) {
+  auto store = MakeStore();
+  constexpr int kThreads = 64;
+  constexpr int kPerThread = 20;
+  std::vector<std::thread> threads;
+  std::atomic<int> admitted{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const LimitCheck c = MakeCheck(absl::StrCat("pipe|g|", t), Algorithm::kSlidingWindow,
+                                       kMinute, 1000);
+        auto r = AcquireSync(*store, {c});
+        if (r.ok() && r->admitted) admitted.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(admitted.load(), kThreads * kPerThread);
+  const RedisStoreStats s = store->stats();
+  std::cout << "pipelining: " << s.checks << " checks in " << s.round_trips
+            << " round trips (ratio " << static_cast<double>(s.round_trips) / s.checks << ")\n";
+  EXPECT_EQ(s.checks, static_cast<uint64_t>(kThreads * kPerThread));
+  EXPECT_LT(s.round_trips, s.checks);
+  // Calls queued together are decided by one script run.
+  EXPECT_LT(s.commands, s.checks);
+}
+
+// Calls decided in one script run are decided one after the other, each
+// all-or-nothing, as if each had a run of its own: with a shared limit of 100
+// and 64 callers each limited to 3, exactly 100 calls are admitted, and each
+// counter in Redis holds exactly the calls admitted against it.
+TEST_F(RedisStoreTest, BatchedCallsAreDecidedOneByOne) {
+  options_.over_limit_cache = false;  // Every call goes to Redis.
+  auto store = MakeStore();
+  constexpr int kThreads = 64;
+  constexpr int kPerThread = 10;
+  const LimitCheck shared = MakeCheck("shared|*", Algorithm::kSlidingWindow, kMinute, 100);
+  std::vector<std::thread> threads;
+  std::vector<int> admitted(kThreads, 0);
+  std::atomic<int> errors{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const LimitCheck own =
+          MakeCheck(absl::StrCat("own|g|", t), Algorithm::kFixedWindow, kHour, 3);
+      for (int i = 0; i < kPerThread; ++i) {
+        // Every other call is a dry run, which decides but consumes nothing.
+        auto dry = AcquireSync(*store, {own, shared}, /*dry_run=*/true);
+        auto r = AcquireSync(*store, {own, shared});
+        if (!dry.ok() || !r.ok()) {
+          errors.fetch_add(1);
+          continue;
+        }
+        if (r->admitted) ++admitted[t];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(errors.load(), 0);
+  int total = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_LE(admitted[t], 3) << "caller " << t;
+    total += admitted[t];
+    auto count = redis_->Command(
+        {"HGET", store->RedisKey(MakeCheck(absl::StrCat("own|g|", t), Algorithm::kFixedWindow,
+                                           kHour, 3)),
+         "c"});
+    if (admitted[t] == 0) continue;
+    ASSERT_TRUE(count.ok()) << count.status();
+    EXPECT_EQ(std::stoi(*count), admitted[t]) << "caller " << t;
+  }
+  EXPECT_EQ(total, 100);
+  auto len = redis_->Command({"LLEN", store->RedisKey(shared)});
+  ASSERT_TRUE(len.ok());
+  EXPECT_EQ(std::stoi(*len), 100);
+  const RedisStoreStats s = store->stats();
+  EXPECT_EQ(s.checks, static_cast<uint64_t>(2 * kThreads * kPerThread));
+  std::cout << "batching: " << s.checks << " checks in " << s.commands << " commands\n";
+}
+
+}  // namespace
+}  // namespace toolgate

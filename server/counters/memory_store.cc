@@ -1,0 +1,206 @@
+#include "server/counters/memory_store.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace toolgate {
+
+namespace {
+
+int64_t CeilDiv(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
+
+}  // namespace
+
+MemoryCounterStore::MemoryCounterStore(const Clock* clock) : clock_(clock) {}
+
+// A counter's state belongs to its definition: a revision that changes the
+// window or the algorithm starts a separate counter instead of resetting the
+// one other (pinned) revisions still use.
+std::string MemoryCounterStore::StorageKey(const LimitCheck& check) {
+  return absl::StrCat(check.key, "|", static_cast<int>(check.algorithm), ":", check.window_ms);
+}
+
+size_t MemoryCounterStore::ShardOf(const std::string& key) const {
+  return absl::HashOf(key) % kShards;
+}
+
+// Brings `c` up to `now` (drops expired log entries, rolls the fixed window,
+// refills the bucket) and reports its state as if `pending` more units were
+// taken.
+LimitOutcome MemoryCounterStore::Evaluate(Counter& c, const LimitCheck& check, int64_t now) {
+  const int64_t window = check.window_ms;
+  if (c.algorithm != check.algorithm || c.window_ms != window) {
+    // A new counter, or its definition changed with a new policy: start fresh.
+    c = Counter();
+    c.algorithm = check.algorithm;
+    c.window_ms = window;
+    c.units = check.burst * window;
+    c.refilled_at = now;
+    c.window_index = now / window;
+  }
+  LimitOutcome out;
+  switch (check.algorithm) {
+    case Algorithm::kSlidingWindow: {
+      while (!c.log.empty() && c.log.front() <= now - window) c.log.pop_front();
+      const int64_t count = static_cast<int64_t>(c.log.size());
+      out.has_room = count < check.max;
+      out.remaining = std::max<int64_t>(0, check.max - count);
+      out.reset_after_ms = c.log.empty() ? 0 : c.log.back() + window - now;
+      if (!out.has_room) {
+        // The call fits once all but max-1 of the logged calls have left the window.
+        out.retry_after_ms = c.log[static_cast<size_t>(count - check.max)] + window - now;
+      }
+      break;
+    }
+    case Algorithm::kFixedWindow: {
+      const int64_t index = now / window;
+      if (index != c.window_index) {
+        c.window_index = index;
+        c.count = 0;
+      }
+      const int64_t window_end = (index + 1) * window;
+      out.has_room = c.count < check.max;
+      out.remaining = std::max<int64_t>(0, check.max - c.count);
+      out.reset_after_ms = c.count > 0 ? window_end - now : 0;
+      if (!out.has_room) out.retry_after_ms = window_end - now;
+      break;
+    }
+    case Algorithm::kTokenBucket: {
+      const int64_t capacity = check.burst * window;
+      if (now > c.refilled_at) {
+        // (now - refilled_at) * max cannot overflow before the bucket is full:
+        // clamp the elapsed time first.
+        const int64_t elapsed =
+            std::min<int64_t>(now - c.refilled_at, CeilDiv(capacity, check.max));
+        c.units = std::min(capacity, c.units + elapsed * check.max);
+        c.refilled_at = now;
+      }
+      c.units = std::min(c.units, capacity);
+      out.has_room = c.units >= window;
+      out.remaining = c.units / window;
+      out.reset_after_ms = CeilDiv(capacity - c.units, check.max);
+      if (!out.has_room) out.retry_after_ms = CeilDiv(window - c.units, check.max);
+      break;
+    }
+  }
+  return out;
+}
+
+// Takes one unit from `c` (already brought up to `now` by Evaluate).
+void MemoryCounterStore::Consume(Counter& c, const LimitCheck& check, int64_t now) {
+  switch (check.algorithm) {
+    case Algorithm::kSlidingWindow:
+      c.log.push_back(now);
+      c.expires_at = now + check.window_ms;
+      break;
+    case Algorithm::kFixedWindow:
+      ++c.count;
+      c.expires_at = (c.window_index + 1) * check.window_ms;
+      break;
+    case Algorithm::kTokenBucket:
+      c.units -= check.window_ms;
+      c.expires_at = now + CeilDiv(check.burst * check.window_ms - c.units, check.max);
+      break;
+  }
+}
+
+// The state a counter shows after one more unit is taken.
+static void ApplyPending(LimitOutcome& out, const LimitCheck& check, int64_t now,
+                         int64_t fixed_window_end) {
+  out.remaining = std::max<int64_t>(0, out.remaining - 1);
+  switch (check.algorithm) {
+    case Algorithm::kSlidingWindow:
+      out.reset_after_ms = check.window_ms;
+      break;
+    case Algorithm::kFixedWindow:
+      out.reset_after_ms = fixed_window_end - now;
+      break;
+    case Algorithm::kTokenBucket:
+      out.reset_after_ms += CeilDiv(check.window_ms, check.max);
+      break;
+  }
+}
+
+void MemoryCounterStore::SweepLocked(Shard& shard, int64_t now) {
+  shard.ops_since_sweep = 0;
+  for (auto it = shard.counters.begin(); it != shard.counters.end();) {
+    if (it->second.expires_at <= now) {
+      shard.counters.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+AcquireResult MemoryCounterStore::AcquireNow(const std::vector<LimitCheck>& checks, bool dry_run) {
+  AcquireResult result;
+  result.outcomes.resize(checks.size());
+  // Lock every shard the call touches, in index order (no deadlock).
+  std::array<bool, kShards> used{};
+  std::vector<size_t> shard_of(checks.size());
+  std::vector<std::string> storage_key(checks.size());
+  for (size_t i = 0; i < checks.size(); ++i) {
+    storage_key[i] = StorageKey(checks[i]);
+    shard_of[i] = ShardOf(storage_key[i]);
+    used[shard_of[i]] = true;
+  }
+  for (size_t s = 0; s < kShards; ++s) {
+    if (used[s]) shards_[s].mu.Lock();
+  }
+  const int64_t now = clock_->NowMillis();
+
+  // Phase 1: evaluate every limit on up-to-date state. Counters that do not
+  // exist yet are evaluated on a scratch copy and only stored if consumed.
+  std::vector<std::optional<Counter>> scratch(checks.size());
+  std::vector<Counter*> state(checks.size());
+  result.admitted = true;
+  for (size_t i = 0; i < checks.size(); ++i) {
+    Shard& shard = shards_[shard_of[i]];
+    auto it = shard.counters.find(storage_key[i]);
+    state[i] = it != shard.counters.end() ? &it->second : &scratch[i].emplace();
+    result.outcomes[i] = Evaluate(*state[i], checks[i], now);
+    result.admitted = result.admitted && result.outcomes[i].has_room;
+  }
+  // Phase 2: all or nothing.
+  if (result.admitted) {
+    for (size_t i = 0; i < checks.size(); ++i) {
+      ApplyPending(result.outcomes[i], checks[i], now,
+                   (now / checks[i].window_ms + 1) * checks[i].window_ms);
+      if (dry_run) continue;
+      Shard& shard = shards_[shard_of[i]];
+      Counter* c = state[i];
+      if (scratch[i].has_value()) {
+        c = &shard.counters.emplace(storage_key[i], std::move(*scratch[i])).first->second;
+      }
+      Consume(*c, checks[i], now);
+    }
+  }
+  for (size_t s = 0; s < kShards; ++s) {
+    if (!used[s]) continue;
+    Shard& shard = shards_[s];
+    if (++shard.ops_since_sweep >= std::max<size_t>(64, shard.counters.size())) {
+      SweepLocked(shard, now);
+    }
+    shard.mu.Unlock();
+  }
+  return result;
+}
+
+void MemoryCounterStore::Acquire(std::vector<LimitCheck> checks, bool dry_run, Callback done) {
+  std::move(done)(AcquireNow(checks, dry_run));
+}
+
+size_t MemoryCounterStore::KeyCount() const {
+  size_t n = 0;
+  for (const Shard& shard : shards_) {
+    absl::MutexLock lock(&shard.mu);
+    n += shard.counters.size();
+  }
+  return n;
+}
+
+}  // namespace toolgate

@@ -1,0 +1,78 @@
+// In-process counter store: exact, lock-sharded, for a single server.
+//
+// Algorithms (all integer millisecond arithmetic):
+// - sliding_window: a log of admitted calls' times; a call is admitted when
+//   fewer than `max` calls were admitted in the last `window`. Exact: no
+//   interval of length `window` ever holds more than `max` admitted calls.
+//   Memory: one timestamp per admitted call still inside the window.
+// - fixed_window: a count per calendar-aligned window (multiples of the window
+//   since the Unix epoch, UTC); cheapest, but up to 2*max can pass around a
+//   boundary.
+// - token_bucket: holds up to `burst` tokens, refilled continuously at `max`
+//   per `window`; a call takes one token.
+//
+// Idle counter instances are dropped once their window has passed, in small
+// steps amortized over calls, so memory follows the active key set.
+#ifndef TOOLGATE_SERVER_COUNTERS_MEMORY_STORE_H_
+#define TOOLGATE_SERVER_COUNTERS_MEMORY_STORE_H_
+
+#include <array>
+#include <deque>
+#include <memory>
+
+#include "absl/container/node_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "server/base/clock.h"
+#include "server/counters/counter_store.h"
+
+namespace toolgate {
+
+class MemoryCounterStore final : public CounterStore {
+ public:
+  // `clock` must outlive the store.
+  explicit MemoryCounterStore(const Clock* clock);
+
+  void Acquire(std::vector<LimitCheck> checks, bool dry_run, Callback done) override;
+
+  // Synchronous form of Acquire (the in-process store never waits).
+  AcquireResult AcquireNow(const std::vector<LimitCheck>& checks, bool dry_run);
+
+  // Number of live counter instances (for tests and status).
+  size_t KeyCount() const;
+
+ private:
+  struct Counter {
+    Algorithm algorithm = Algorithm::kSlidingWindow;
+    int64_t window_ms = 0;
+    int64_t expires_at = 0;  // After this, the counter is back to full allowance.
+    // sliding_window: times of admitted calls, oldest first.
+    std::deque<int64_t> log;
+    // fixed_window: index of the current window and its count.
+    int64_t window_index = 0;
+    int64_t count = 0;
+    // token_bucket: the level, scaled so that one token is window_ms units
+    // and each millisecond adds `max` units (exact integer refill).
+    int64_t units = 0;
+    int64_t refilled_at = 0;
+  };
+  static constexpr size_t kShards = 16;
+  struct Shard {
+    mutable absl::Mutex mu;
+    // Node-based: pointers to counters stay valid while others are inserted.
+    absl::node_hash_map<std::string, Counter> counters ABSL_GUARDED_BY(mu);
+    size_t ops_since_sweep ABSL_GUARDED_BY(mu) = 0;
+  };
+
+  static LimitOutcome Evaluate(Counter& c, const LimitCheck& check, int64_t now);
+  static void Consume(Counter& c, const LimitCheck& check, int64_t now);
+  static void SweepLocked(Shard& shard, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  size_t ShardOf(const std::string& key) const;
+  static std::string StorageKey(const LimitCheck& check);
+
+  const Clock* clock_;
+  std::array<Shard, kShards> shards_;
+};
+
+}  // namespace toolgate
+
+#endif  // TOOLGATE_SERVER_COUNTERS_MEMORY_STORE_H_

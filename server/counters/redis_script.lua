@@ -1,0 +1,217 @@
+-- toolgate: decide a batch of calls. For each call, in order: check every
+-- limit of the call and, only if all have room, consume one unit of each.
+-- Atomic (a script runs alone), and timed by the Redis server's own clock.
+-- The calls of a batch are independent: each is admitted or refused on its
+-- own, exactly as if each were a script run of its own, in batch order.
+--
+-- KEYS     the counter instance keys of every call, call after call (see
+--          server/counters/redis_store.h).
+-- ARGV[1]  the number of calls.
+-- Then for each call: its dry-run flag ("1": decide, consume nothing), its
+-- number of keys n, and for each of its n keys: algorithm, window_ms, max,
+-- burst.
+--   algorithm "s": sliding window, exact log (a list of admission times).
+--   algorithm "b": sliding window, 64 buckets, for large max (memory bounded;
+--                  counts a partly expired bucket whole, so never over-admits).
+--   algorithm "f": fixed window, calendar aligned (a hash: window index, count).
+--   algorithm "t": token bucket (a hash: level, last refill time).
+-- Returns, call after call: admitted, and per key: has_room, remaining,
+-- reset_after_ms, retry_after_ms. A call whose key holds a value of another
+-- type gets admitted = 2 and, in place of the first key's has_room, the
+-- position of that key; the other calls are decided as usual.
+--
+-- Every check runs this script, so it is written for speed: one script run
+-- serves many calls (a script run costs Redis more than the work in it),
+-- results go straight into the reply array, per-key state into two flat
+-- arrays, and the common case (a sliding window with room) makes four Redis
+-- calls per call, plus one TIME per batch: LLEN, LINDEX, RPUSH, PEXPIRE.
+-- Arguments to redis.call are passed as strings: Redis formats a Lua number
+-- with "%.17g", which costs more than the call itself, and an integer formats
+-- faster with "%d". Times in a log are compared as strings (digit strings of
+-- equal length compare like numbers), which saves parsing them.
+local call, try, tonumber, format, floor =
+  redis.call, redis.pcall, tonumber, string.format, math.floor
+local t = call('TIME')
+local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+local now_s = format('%d', now)
+local out = {0, 0, 0, 0, 0}  -- Sized for one call with one limit, the common case.
+local s1 = {}  -- per key of a call: "s" length; "b" bucket size; "f" window index; "t" level
+local s2 = {}  -- per key of a call: "f" count; "t" capacity
+local k0 = 0   -- keys of the calls before this one
+local a0 = 2   -- ARGV index of this call's dry-run flag
+local base = 0 -- values in out before this call's
+
+for _ = 1, tonumber(ARGV[1]) do
+  local dry = ARGV[a0] == '1'
+  local n = tonumber(ARGV[a0 + 1])
+  out[base + 1] = 1  -- admitted; then key i's four values at base + 4i - 2 ..
+  local bad = 0      -- the first key holding another type of value, if any
+
+  for i = 1, n do
+    local key = KEYS[k0 + i]
+    local a = a0 + 2 + (i - 1) * 4
+    local alg = ARGV[a]
+    local window = tonumber(ARGV[a + 1])
+    local max = tonumber(ARGV[a + 2])
+    local room, remaining, reset, retry = 0, 0, 0, 0
+    if alg == 's' then
+      local cutoff = format('%d', now - window)
+      local len = try('LLEN', key)
+      if type(len) == 'table' then bad = i; break end
+      while len > 0 do
+        local head = call('LINDEX', key, '0')
+        if #head > #cutoff or (#head == #cutoff and head > cutoff) then break end
+        call('LPOP', key)
+        len = len - 1
+      end
+      s1[i] = len
+      if len < max then
+        room = 1
+        remaining = max - len
+        -- reset_after: only needed when the call is refused (see below);
+        -- an admitted call's is the window.
+      else
+        remaining = 0
+        reset = tonumber(call('LINDEX', key, '-1')) + window - now
+        retry = tonumber(call('LINDEX', key, format('%d', len - max))) + window - now
+      end
+    elseif alg == 'b' then
+      local bs = floor((window + 63) / 64)
+      if bs < 1 then bs = 1 end
+      s1[i] = bs
+      local flat = try('HGETALL', key)
+      if flat.err then bad = i; break end
+      local buckets = {}
+      local count = 0
+      for j = 1, #flat, 2 do
+        local b = tonumber(flat[j])
+        local c = tonumber(flat[j + 1])
+        if (b + 1) * bs - 1 > now - window then
+          buckets[#buckets + 1] = {b, c}
+          count = count + c
+        else
+          call('HDEL', key, flat[j])
+        end
+      end
+      table.sort(buckets, function(x, y) return x[1] < y[1] end)
+      if count < max then room = 1 end
+      remaining = math.max(0, max - count)
+      if #buckets > 0 then reset = (buckets[#buckets][1] + 1) * bs - 1 + window - now end
+      if room == 0 then
+        local left = count
+        for _, bc in ipairs(buckets) do
+          left = left - bc[2]
+          if left < max then
+            retry = (bc[1] + 1) * bs - 1 + window - now
+            break
+          end
+        end
+      end
+    elseif alg == 'f' then
+      local idx = floor(now / window)
+      local v = try('HMGET', key, 'w', 'c')
+      if v.err then bad = i; break end
+      local count = 0
+      if v[1] and tonumber(v[1]) == idx then count = tonumber(v[2]) end
+      s1[i] = idx
+      s2[i] = count
+      local wend = (idx + 1) * window
+      if count < max then room = 1 end
+      remaining = math.max(0, max - count)
+      if count > 0 then reset = wend - now end
+      if room == 0 then retry = wend - now end
+    else -- 't'
+      local burst = tonumber(ARGV[a + 3])
+      local cap = burst * window
+      local v = try('HMGET', key, 'u', 't')
+      if v.err then bad = i; break end
+      local units = cap
+      if v[1] then
+        units = tonumber(v[1])
+        local last = tonumber(v[2])
+        if now > last then units = math.min(cap, units + (now - last) * max) end
+      end
+      units = math.min(units, cap)
+      s1[i] = units
+      s2[i] = cap
+      if units >= window then room = 1 end
+      remaining = floor(units / window)
+      reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
+      if room == 0 then retry = floor((window - units + max - 1) / max) end
+    end
+    if room == 0 then out[base + 1] = 0 end
+    local o = base + 4 * i - 2
+    out[o] = room
+    out[o + 1] = remaining
+    out[o + 2] = reset
+    out[o + 3] = retry
+  end
+
+  if bad > 0 then
+    -- A key holds a value of another type (WRONGTYPE: not written by
+    -- toolgate). This call alone fails, with nothing consumed: 2, the key's
+    -- position, zeros.
+    for j = base + 1, base + 1 + 4 * n do out[j] = 0 end
+    out[base + 1] = 2
+    out[base + 2] = bad
+  elseif out[base + 1] == 0 then
+    -- Refused: nothing is consumed. A sliding window's reset_after is when its
+    -- newest entry leaves the window.
+    for i = 1, n do
+      local a = a0 + 2 + (i - 1) * 4
+      if ARGV[a] == 's' and s1[i] > 0 and out[base + 4 * i - 2] == 1 then
+        out[base + 4 * i] =
+          tonumber(call('LINDEX', KEYS[k0 + i], '-1')) + tonumber(ARGV[a + 1]) - now
+      end
+    end
+  else
+    for i = 1, n do
+      local key = KEYS[k0 + i]
+      local a = a0 + 2 + (i - 1) * 4
+      local alg = ARGV[a]
+      local window = tonumber(ARGV[a + 1])
+      local o = base + 4 * i - 2
+      if out[o + 1] > 0 then out[o + 1] = out[o + 1] - 1 end
+      if alg == 's' then
+        out[o + 2] = window
+        if not dry then
+          call('RPUSH', key, now_s)
+          call('PEXPIRE', key, ARGV[a + 1])
+        end
+      elseif alg == 'b' then
+        local bs = s1[i]
+        local b = floor(now / bs)
+        local reset = (b + 1) * bs - 1 + window - now
+        out[o + 2] = reset
+        if not dry then
+          call('HINCRBY', key, format('%d', b), '1')
+          call('PEXPIRE', key, format('%d', reset))
+        end
+      elseif alg == 'f' then
+        local idx = s1[i]
+        local wend = (idx + 1) * window
+        out[o + 2] = wend - now
+        if not dry then
+          call('HSET', key, 'w', format('%d', idx), 'c', format('%d', s2[i] + 1))
+          call('PEXPIRE', key, format('%d', math.max(1, wend - now)))
+        end
+      else
+        local max = tonumber(ARGV[a + 2])
+        local units = s1[i] - window
+        local cap = s2[i]
+        local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
+        out[o + 2] = reset
+        if not dry then
+          call('HSET', key, 'u', format('%d', units), 't', now_s)
+          call('PEXPIRE', key, format('%d', math.max(1, reset)))
+        end
+      end
+    end
+  end
+
+  k0 = k0 + n
+  a0 = a0 + 2 + 4 * n
+  base = base + 1 + 4 * n
+end
+for j = base + 1, 5 do out[j] = nil end  -- (Fewer values than presized.)
+return out

@@ -1,0 +1,169 @@
+// Redis counter store: one set of limits shared by every server of a fleet.
+//
+// Calls are decided by a Lua script (redis_script.lua) that checks all of a
+// call's limits and consumes them only if all have room, atomically, timed by
+// the Redis server's clock (TIME), so servers with skewed clocks still agree.
+// One EVALSHA decides a batch of calls (each on its own, in order): at most
+// one command per call, and under load far fewer.
+//
+// Threading: Acquire() only queues the call and returns; one I/O thread owns
+// the connection. It writes every queued call in one pipeline (one write,
+// and as few script runs as possible, for many calls) and matches replies in
+// order as they arrive, so gRPC threads never wait on Redis.
+//
+// Failures: every call has a deadline (`timeout_ms`). A call that is not
+// answered in time, or while Redis is unreachable, completes with
+// DEADLINE_EXCEEDED or UNAVAILABLE (the engine's failure mode then decides);
+// it never hangs. Lost connections are re-established with jittered
+// exponential backoff; READONLY and LOADING replies (a replica after a
+// failover, a restarting server) drop the connection too. NOSCRIPT (script
+// cache emptied by a restart or failover) is answered by resending the call
+// with EVAL, which loads the script again.
+//
+// Keys: `<prefix>{<counter>|<scope>|<value>}:<algorithm>:<window_ms>`, e.g.
+// `toolgate:{wait_for_background_task_rate|g|agent-7}:s:60000`. Every key carries
+// an expiry no later than the end of its window. The braces are a Redis
+// Cluster hash tag: all of one counter instance's data is in one slot.
+//
+// Over-limit cache: a key Redis reported full is remembered until its
+// retry_after has passed, and calls using it are refused locally without a
+// round trip. It only ever refuses, and only while Redis itself would refuse,
+// so it can never admit a call that Redis would not.
+#ifndef TOOLGATE_SERVER_COUNTERS_REDIS_STORE_H_
+#define TOOLGATE_SERVER_COUNTERS_REDIS_STORE_H_
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/synchronization/mutex.h"
+#include "server/counters/counter_store.h"
+#include "server/redis/url.h"
+
+struct redisContext;
+struct redisReply;
+
+namespace toolgate {
+
+// Optional measurements of the store's Redis work (for metrics). Called on
+// the store's I/O thread; must be cheap and must not block.
+class RedisStoreObserver {
+ public:
+  virtual ~RedisStoreObserver() = default;
+  // A call's command answered: microseconds from its write to its reply.
+  virtual void OnRedisReply(int64_t latency_us) = 0;
+  // One pipelined write carrying `commands` commands.
+  virtual void OnRedisPipeline(size_t commands) = 0;
+};
+
+struct RedisStoreOptions {
+  RedisUrl url;
+  RedisStoreObserver* observer = nullptr;  // Not owned; outlives the store. May be null.
+  int64_t timeout_ms = 25;        // Deadline of each call, from Acquire().
+  bool over_limit_cache = true;   // Refuse known-full keys locally.
+  std::string key_prefix = "toolgate:";
+  // Sliding windows up to this max use an exact log; larger ones use 64
+  // buckets per window (bounded memory, never over-admits).
+  int64_t exact_log_max = 1024;
+};
+
+struct RedisStoreStats {
+  uint64_t checks = 0;       // Acquire() calls.
+  uint64_t commands = 0;     // Commands written (EVALSHA/EVAL, AUTH, SELECT).
+  uint64_t round_trips = 0;  // Pipelined writes (each carries one or more commands).
+  uint64_t cache_hits = 0;   // Calls refused by the over-limit cache.
+  uint64_t timeouts = 0;     // Calls answered DEADLINE_EXCEEDED.
+  uint64_t failures = 0;     // Calls answered UNAVAILABLE or with a Redis error.
+  uint64_t reconnects = 0;   // Connections opened.
+  uint64_t script_reloads = 0;  // NOSCRIPT replies answered with EVAL.
+  bool connected = false;
+  std::string last_error;  // Why the last connection failed or was dropped.
+};
+
+class RedisCounterStore final : public CounterStore {
+ public:
+  // Starts the I/O thread. The connection is opened in the background: the
+  // server starts even while Redis is down (calls then get UNAVAILABLE).
+  explicit RedisCounterStore(RedisStoreOptions options);
+  ~RedisCounterStore() override;
+
+  void Acquire(std::vector<LimitCheck> checks, bool dry_run, Callback done) override;
+
+  RedisStoreStats stats() const;
+  // "checks=.. commands=.. round_trips=.. ..." for logs.
+  std::string StatsLine() const;
+
+  const RedisUrl& url() const { return options_.url; }
+
+  // The Redis key of a counter instance.
+  std::string RedisKey(const LimitCheck& check) const;
+
+ private:
+  struct Request;
+  struct Pending;  // A command written, waiting for its reply.
+
+  void Run();
+  void Connect(int64_t now);
+  void Drop(const std::string& why, int64_t now);
+  void Send(std::vector<std::unique_ptr<Request>> requests, bool use_eval);
+  void SendInternal(const std::vector<std::string>& argv);
+  void Append(std::vector<std::unique_ptr<Request>> requests);  // Queues command_.
+  void AppendRedisKey(const LimitCheck& check, std::string* out) const;
+  // The script's code for a check's algorithm: s, b, f or t.
+  char AlgorithmLetter(const LimitCheck& check) const;
+  void Flush();
+  void ReadReplies(int64_t now);
+  void HandleReply(redisReply* reply, int64_t now);
+  void Complete(Request& req, absl::StatusOr<AcquireResult> result);
+  void ExpireOverdue(int64_t now);
+  bool RefusedByCache(const std::vector<LimitCheck>& checks, Callback& done);
+  void RememberFull(const Request& req, const AcquireResult& result);
+  void Wake();
+
+  const RedisStoreOptions options_;
+  const std::string script_;
+  const std::string script_sha_;
+  std::string command_;  // The command being formatted (I/O thread only).
+  std::string key_;      // A key being formatted (I/O thread only).
+
+  // Submission queue (any thread -> I/O thread).
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Request>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int wake_fd_ = -1;
+
+  // Over-limit cache: key -> steady-clock millis until which it is full.
+  mutable absl::Mutex cache_mu_;
+  absl::flat_hash_map<std::string, int64_t> full_until_ ABSL_GUARDED_BY(cache_mu_);
+  size_t cache_ops_ ABSL_GUARDED_BY(cache_mu_) = 0;
+
+  // I/O thread state.
+  redisContext* ctx_ = nullptr;
+  std::deque<std::unique_ptr<Pending>> inflight_;
+  bool want_write_ = false;
+  bool wrote_since_flush_ = false;
+  size_t commands_since_flush_ = 0;
+  int64_t next_connect_at_ = 0;
+  int64_t connect_started_ = 0;
+  int backoff_attempts_ = 0;
+  std::string last_error_ = "not connected yet";
+  int64_t last_error_log_ = 0;
+  absl::BitGen rng_;
+
+  std::atomic<uint64_t> checks_{0}, commands_{0}, round_trips_{0}, cache_hits_{0}, timeouts_{0},
+      failures_{0}, reconnects_{0}, script_reloads_{0};
+  std::atomic<bool> connected_{false};
+  mutable absl::Mutex error_mu_;
+  std::string shared_error_ ABSL_GUARDED_BY(error_mu_);
+
+  std::thread thread_;
+};
+
+}  // namespace toolgate
+
+#endif  // TOOLGATE_SERVER_COUNTERS_REDIS_STORE_H_

@@ -1,0 +1,57 @@
+#include "server/redis/url.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace toolgate {
+
+std::string RedisUrl::Redacted() const {
+  std::string auth;
+  if (!password.empty()) auth = absl::StrCat(username, ":***@");
+  return absl::StrCat("redis://", auth, host, ":", port, "/", db);
+}
+
+absl::StatusOr<RedisUrl> ParseRedisUrl(absl::string_view url) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid Redis URL: ", why, " (expected redis://[:password@]host:port[/db])"));
+  };
+  constexpr absl::string_view kScheme = "redis://";
+  if (!absl::StartsWith(url, kScheme)) return bad("it must start with redis://");
+  absl::string_view rest = url.substr(kScheme.size());
+  RedisUrl out;
+  if (const size_t at = rest.rfind('@'); at != absl::string_view::npos) {
+    absl::string_view auth = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    const size_t colon = auth.find(':');
+    if (colon == absl::string_view::npos) {
+      out.password = std::string(auth);
+    } else {
+      out.username = std::string(auth.substr(0, colon));
+      out.password = std::string(auth.substr(colon + 1));
+    }
+  }
+  if (const size_t slash = rest.find('/'); slash != absl::string_view::npos) {
+    absl::string_view db = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+    if (!db.empty() && (!absl::SimpleAtoi(db, &out.db) || out.db < 0 || out.db > 65535)) {
+      return bad(absl::StrCat("database \"", db, "\" is not a number"));
+    }
+  }
+  absl::string_view host = rest;
+  if (const size_t colon = rest.rfind(':'); colon != absl::string_view::npos &&
+                                            rest.find(']', colon) == absl::string_view::npos) {
+    host = rest.substr(0, colon);
+    absl::string_view port = rest.substr(colon + 1);
+    if (!absl::SimpleAtoi(port, &out.port) || out.port <= 0 || out.port > 65535) {
+      return bad(absl::StrCat("port \"", port, "\" is not a port number"));
+    }
+  }
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) host = host.substr(1, host.size() - 2);
+  if (host.empty()) return bad("the host is missing");
+  out.host = std::string(host);
+  return out;
+}
+
+}  // namespace toolgate

@@ -1,0 +1,141 @@
+// Prometheus metrics of a toolgated, served on --metrics-listen (GET /metrics).
+//
+// The check path only touches atomics: per-decision counters, a lock-free
+// histogram, and a per-rule counter block found in a small sharded map
+// (a shared lock on one of 16 shards; the exclusive lock only the first time
+// a rule is seen). The exposition is built at scrape time (Collect()), from
+// these atomics and from sources asked for their current values then (the
+// active revision, the Redis store's statistics, the decision log's drops).
+//
+// Names (all prefixed toolgate_):
+//   checks_total{decision,rule}            counter  decisions given
+//   check_errors_total{code}               counter  checks answered with a gRPC error
+//   check_duration_seconds                 histogram  start of Check to its answer
+//   checks_in_flight                       gauge
+//   policy_reloads_total{result="ok"|"failed"}  counter
+//   policy_info{revision}                  gauge, always 1
+//   redis_errors_total{kind="timeout"|"failure"}  counter
+//   redis_over_limit_cache_hits_total      counter  calls refused without a round trip
+//   redis_command_duration_seconds         histogram  write of a call's command to its reply
+//   redis_pipeline_commands                histogram  commands per pipelined write
+//   redis_connected                        gauge
+//   decision_log_dropped_total             counter  log entries dropped (queue full)
+#ifndef TOOLGATE_SERVER_TELEMETRY_METRICS_H_
+#define TOOLGATE_SERVER_TELEMETRY_METRICS_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "prometheus/collectable.h"
+#include "prometheus/metric_family.h"
+#include "server/counters/redis_store.h"
+#include "toolgate/v1/decision.pb.h"
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace toolgate {
+
+// A histogram over integer observations (e.g. nanoseconds) with fixed upper
+// bounds; Observe() is wait-free. Exposed with every value times `scale`
+// (1e-9 turns nanoseconds into seconds).
+class AtomicHistogram {
+ public:
+  AtomicHistogram(std::vector<uint64_t> upper_bounds, double scale);
+
+  void Observe(uint64_t value);
+  // Cumulative buckets, count and sum as Prometheus expects them.
+  prometheus::ClientMetric::Histogram Snapshot() const;
+
+ private:
+  const std::vector<uint64_t> bounds_;
+  const double scale_;
+  std::unique_ptr<std::atomic<uint64_t>[]> counts_;  // bounds_.size() + 1 (+Inf).
+  std::atomic<uint64_t> sum_{0};
+};
+
+// What the metrics ask for at scrape time. Any of these may be empty.
+struct MetricsSources {
+  std::function<std::string()> active_revision;        // "" when none.
+  std::function<RedisStoreStats()> redis_stats;        // Only with a Redis store.
+  std::function<uint64_t()> decision_log_dropped;      // Only with a decision log.
+  std::function<int64_t()> in_flight;
+};
+
+class Metrics final : public prometheus::Collectable, public RedisStoreObserver {
+ public:
+  Metrics();
+  ~Metrics() override;
+
+  // Set once, before serving.
+  void SetSources(MetricsSources sources) { sources_ = std::move(sources); }
+
+  // A decision (gRPC OK) and how long it took since Check started.
+  void RecordCheck(v1::Decision decision, absl::string_view rule, absl::Duration latency);
+  // A check answered with a gRPC error.
+  void RecordError(absl::StatusCode code, absl::Duration latency);
+  void RecordPolicyReload(bool ok);
+
+  // RedisStoreObserver (called on the store's I/O thread).
+  void OnRedisReply(int64_t latency_us) override;
+  void OnRedisPipeline(size_t commands) override;
+
+  std::vector<prometheus::MetricFamily> Collect() const override;
+  // The Prometheus text exposition of Collect().
+  std::string Exposition() const;
+
+ private:
+  static constexpr int kDecisions = 5;  // v1::Decision values 0..4.
+  struct RuleCounters {
+    std::atomic<uint64_t> by_decision[kDecisions] = {};
+  };
+  struct Shard {
+    mutable absl::Mutex mu;
+    absl::flat_hash_map<std::string, std::unique_ptr<RuleCounters>> rules ABSL_GUARDED_BY(mu);
+  };
+  static constexpr int kShards = 16;
+  static constexpr int kCodes = 17;  // absl::StatusCode 0..16.
+
+  RuleCounters* CountersFor(absl::string_view rule);
+
+  MetricsSources sources_;
+  Shard shards_[kShards];
+  std::atomic<uint64_t> errors_[kCodes] = {};
+  std::atomic<uint64_t> reloads_ok_{0}, reloads_failed_{0};
+  AtomicHistogram check_duration_;
+  AtomicHistogram redis_latency_;
+  AtomicHistogram redis_pipeline_;
+};
+
+// Serves `metrics` on http://`listen`/metrics (HOST:PORT; port 0 picks a
+// free one) until destroyed.
+class MetricsEndpoint {
+ public:
+  static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(
+      const std::string& listen, std::shared_ptr<Metrics> metrics);
+  ~MetricsEndpoint();
+
+  // The address bound, with the real port ("127.0.0.1:9464").
+  const std::string& address() const { return address_; }
+
+ private:
+  MetricsEndpoint() = default;
+  std::shared_ptr<Metrics> metrics_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::string address_;
+};
+
+}  // namespace toolgate
+
+#endif  // TOOLGATE_SERVER_TELEMETRY_METRICS_H_
