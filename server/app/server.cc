@@ -81,9 +81,7 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
     s->decision_log_ = *std::move(log);
   }
   if (config.redis_url.empty()) {
-    auto store = std::make_unique<MemoryCounterStore>(SystemClock::Get());
-    s->memory_store_ = store.get();
-    s->store_ = std::move(store);
+    s->store_ = std::make_unique<MemoryCounterStore>(SystemClock::Get());
   } else {
     absl::StatusOr<RedisUrl> url = ParseRedisUrl(config.redis_url);
     if (!url.ok()) return url.status();
@@ -92,9 +90,7 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
     options.timeout_ms = config.redis_timeout_ms;
     options.over_limit_cache = config.over_limit_cache;
     options.observer = s->metrics_.get();
-    auto store = std::make_unique<RedisCounterStore>(options);
-    s->redis_store_ = store.get();
-    s->store_ = std::move(store);
+    s->store_ = std::make_unique<RedisCounterStore>(options);
   }
   s->service_ = std::make_unique<DecisionServiceImpl>(
       &s->policies_, s->store_.get(), Engine(config.failure_mode), config.args_limits);
@@ -134,7 +130,7 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
       const auto active = self->policies_.active();
       return active ? active->revision() : std::string();
     };
-    if (s->redis_store_ != nullptr) sources.redis_stats = [self] { return self->redis_store_->stats(); };
+    sources.store_status = [self] { return self->store_->Status(); };
     if (s->decision_log_ != nullptr) {
       sources.decision_log_dropped = [self] { return self->decision_log_->dropped(); };
     }
@@ -183,13 +179,7 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
   return s;
 }
 
-std::string ToolgateServer::StoreStatsLine() const {
-  if (redis_store_ != nullptr) return absl::StrCat("redis: ", redis_store_->StatsLine());
-  if (memory_store_ != nullptr) {
-    return absl::StrCat("in process: ", memory_store_->KeyCount(), " keys");
-  }
-  return "";
-}
+std::string ToolgateServer::StoreStatsLine() const { return store_->Status().Summary(); }
 
 absl::Status ToolgateServer::Reload() {
   if (!config_.shadow_policy_path.empty()) {
@@ -243,26 +233,21 @@ v1::GetStatusResponse ToolgateServer::Status() const {
     out.set_last_reload_error(last_reload_error_);
     if (last_reload_at_ != absl::Time()) SetTimestamp(last_reload_at_, out.mutable_last_reload_at());
   }
+  const CounterStoreStatus store = store_->Status();
   v1::CounterStoreStatus* cs = out.mutable_counter_store();
-  if (redis_store_ != nullptr) {
-    const RedisStoreStats s = redis_store_->stats();
-    cs->set_kind("redis");
-    cs->set_address(redis_store_->url().Redacted());
-    cs->set_connected(s.connected);
-    cs->set_checks(s.checks);
-    cs->set_commands(s.commands);
-    cs->set_round_trips(s.round_trips);
-    cs->set_cache_hits(s.cache_hits);
-    cs->set_timeouts(s.timeouts);
-    cs->set_failures(s.failures);
-    cs->set_connects(s.reconnects);
-    cs->set_script_reloads(s.script_reloads);
-    cs->set_last_error(s.last_error);
-  } else if (memory_store_ != nullptr) {
-    cs->set_kind("in_process");
-    cs->set_connected(true);
-    cs->set_keys(memory_store_->KeyCount());
-  }
+  cs->set_kind(store.kind);
+  cs->set_address(store.address);
+  cs->set_connected(store.connected);
+  cs->set_keys(store.keys);
+  cs->set_checks(store.checks);
+  cs->set_commands(store.commands);
+  cs->set_round_trips(store.round_trips);
+  cs->set_cache_hits(store.cache_hits);
+  cs->set_timeouts(store.timeouts);
+  cs->set_failures(store.failures);
+  cs->set_connects(store.connects);
+  cs->set_script_reloads(store.script_reloads);
+  cs->set_last_error(store.last_error);
   const DecisionStats& d = service_->stats();
   v1::DecisionCounts* dc = out.mutable_decisions();
   dc->set_allow(d.allow.load());

@@ -98,8 +98,6 @@ class ToolgateServer {
   // Before the store, whose I/O thread reports to it: destroyed after it.
   std::shared_ptr<Metrics> metrics_;  // Null when metrics are off.
   std::unique_ptr<CounterStore> store_;
-  MemoryCounterStore* memory_store_ = nullptr;  // One of these is store_.
-  RedisCounterStore* redis_store_ = nullptr;
   // Declared before the service, which uses them: destroyed after it.
   std::unique_ptr<DecisionLog> decision_log_;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;

@@ -43,6 +43,27 @@ struct AcquireResult {
   std::vector<LimitOutcome> outcomes;  // One per LimitCheck, same order.
 };
 
+// What a store reports about itself, for status, metrics and logs.
+struct CounterStoreStatus {
+  std::string kind;         // "in_process" or "redis".
+  std::string address;      // Redis: its URL without the password.
+  bool connected = false;   // In process: always.
+  uint64_t keys = 0;        // In process: counter instances held.
+  // Redis only:
+  uint64_t checks = 0;          // Acquire() calls.
+  uint64_t commands = 0;        // Commands written (EVALSHA/EVAL, AUTH, SELECT).
+  uint64_t round_trips = 0;     // Pipelined writes (each carries one or more commands).
+  uint64_t cache_hits = 0;      // Calls refused by the over-limit cache.
+  uint64_t timeouts = 0;        // Calls answered DEADLINE_EXCEEDED.
+  uint64_t failures = 0;        // Calls answered UNAVAILABLE or with a Redis error.
+  uint64_t connects = 0;        // Connections opened.
+  uint64_t script_reloads = 0;  // NOSCRIPT replies answered with EVAL.
+  std::string last_error;       // Why the last connection failed or was dropped.
+
+  // One line for logs: "redis: checks=.. commands=.. ..." or "in process: N keys".
+  std::string Summary() const;
+};
+
 class CounterStore {
  public:
   using Callback = absl::AnyInvocable<void(absl::StatusOr<AcquireResult>) &&>;
@@ -50,10 +71,22 @@ class CounterStore {
   virtual ~CounterStore() = default;
 
   // Checks every limit; if all have room and `dry_run` is false, consumes one
-  // unit of each. `done` runs exactly once, possibly on another thread and
-  // possibly before Acquire returns. A non-OK status means the store could
-  // not decide (the caller applies its failure mode); nothing was consumed.
+  // unit of each. A non-OK status means the store could not decide (the
+  // caller applies its failure mode); nothing was consumed.
+  //
+  // `done` runs exactly once: on the calling thread before Acquire returns
+  // (the in-process store; the Redis store when its over-limit cache or its
+  // shutdown answers), or on the store's I/O thread. On the I/O thread every
+  // other call waiting for Redis waits for `done` to return, so `done` must
+  // be short and must never block: no I/O, no waiting on locks that are held
+  // for long, no waiting for another Acquire. Finishing a gRPC call
+  // (serializing its answer, recording metrics, queueing a decision-log
+  // entry) is within that bound; anything slower must be handed to another
+  // thread. `done` may call Acquire again.
   virtual void Acquire(std::vector<LimitCheck> checks, bool dry_run, Callback done) = 0;
+
+  // A snapshot of the store's state and counts. Thread-safe.
+  virtual CounterStoreStatus Status() const = 0;
 };
 
 }  // namespace toolgate

@@ -336,7 +336,7 @@ TEST_F(RedisStoreTest, ReloadsTheScriptAfterTheCacheIsFlushed) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->admitted);
   EXPECT_EQ(r->outcomes[0].remaining, 8);
-  EXPECT_GE(store->stats().script_reloads, 1u);
+  EXPECT_GE(store->Status().script_reloads, 1u);
 }
 
 TEST_F(RedisStoreTest, OverLimitCacheRefusesLocallyUntilRetryAfter) {
@@ -352,7 +352,7 @@ TEST_F(RedisStoreTest, OverLimitCacheRefusesLocallyUntilRetryAfter) {
     EXPECT_GT(r->outcomes[0].retry_after_ms, 0);
   }
   EXPECT_EQ(EvalCalls(), evals_before) << "cached refusals must not reach Redis";
-  EXPECT_EQ(store->stats().cache_hits, 10u);
+  EXPECT_EQ(store->Status().cache_hits, 10u);
 
   // A call that also uses a key with room is still refused (the full key
   // decides), and the other key is reported as not consulted.
@@ -375,7 +375,7 @@ TEST_F(RedisStoreTest, WithoutTheCacheEveryCallAsksRedis) {
   const int64_t evals_before = EvalCalls();
   for (int i = 0; i < 5; ++i) ASSERT_FALSE(AcquireSync(*store, {check})->admitted);
   EXPECT_EQ(EvalCalls(), evals_before + 5);
-  EXPECT_EQ(store->stats().cache_hits, 0u);
+  EXPECT_EQ(store->Status().cache_hits, 0u);
 }
 
 TEST_F(RedisStoreTest, PausedRedisAnswersWithinTheDeadline) {
@@ -411,7 +411,7 @@ TEST_F(RedisStoreTest, RedisDownFailsFastAndRecoversAfterRestart) {
     EXPECT_FALSE(r.ok());
     EXPECT_LT(absl::Now() - start, absl::Milliseconds(100 + 40)) << "call " << i;
   }
-  EXPECT_FALSE(store->stats().connected);
+  EXPECT_FALSE(store->Status().connected);
   ASSERT_TRUE(redis_->Restart().ok());  // Empty: no scripts, no keys.
   const absl::Time restarted = absl::Now();
   while (!AcquireSync(*store, {check}).ok()) {
@@ -512,7 +512,7 @@ TEST_F(RedisStoreTest, ConcurrentChecksArePipelined) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(admitted.load(), kThreads * kPerThread);
-  const RedisStoreStats s = store->stats();
+  const CounterStoreStatus s = store->Status();
   std::cout << "pipelining: " << s.checks << " checks in " << s.round_trips
             << " round trips (ratio " << static_cast<double>(s.round_trips) / s.checks << ")\n";
   EXPECT_EQ(s.checks, static_cast<uint64_t>(kThreads * kPerThread));
@@ -568,7 +568,7 @@ TEST_F(RedisStoreTest, BatchedCallsAreDecidedOneByOne) {
   auto len = redis_->Command({"LLEN", store->RedisKey(shared)});
   ASSERT_TRUE(len.ok());
   EXPECT_EQ(std::stoi(*len), 100);
-  const RedisStoreStats s = store->stats();
+  const CounterStoreStatus s = store->Status();
   EXPECT_EQ(s.checks, static_cast<uint64_t>(2 * kThreads * kPerThread));
   std::cout << "batching: " << s.checks << " checks in " << s.commands << " commands\n";
 }

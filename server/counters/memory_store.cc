@@ -203,4 +203,12 @@ size_t MemoryCounterStore::KeyCount() const {
   return n;
 }
 
+CounterStoreStatus MemoryCounterStore::Status() const {
+  CounterStoreStatus s;
+  s.kind = "in_process";
+  s.connected = true;
+  s.keys = KeyCount();
+  return s;
+}
+
 }  // namespace toolgate

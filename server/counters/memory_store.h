@@ -40,6 +40,8 @@ class MemoryCounterStore final : public CounterStore {
   // Number of live counter instances (for tests and status).
   size_t KeyCount() const;
 
+  CounterStoreStatus Status() const override;
+
  private:
   struct Counter {
     Algorithm algorithm = Algorithm::kSlidingWindow;

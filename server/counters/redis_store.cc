@@ -560,29 +560,22 @@ void RedisCounterStore::Run() {
   ctx_ = nullptr;
 }
 
-RedisStoreStats RedisCounterStore::stats() const {
-  RedisStoreStats s;
+CounterStoreStatus RedisCounterStore::Status() const {
+  CounterStoreStatus s;
+  s.kind = "redis";
+  s.address = options_.url.Redacted();
   s.checks = checks_.load();
   s.commands = commands_.load();
   s.round_trips = round_trips_.load();
   s.cache_hits = cache_hits_.load();
   s.timeouts = timeouts_.load();
   s.failures = failures_.load();
-  s.reconnects = reconnects_.load();
+  s.connects = reconnects_.load();
   s.script_reloads = script_reloads_.load();
   s.connected = connected_.load();
   absl::MutexLock lock(&error_mu_);
   s.last_error = shared_error_;
   return s;
-}
-
-std::string RedisCounterStore::StatsLine() const {
-  const RedisStoreStats s = stats();
-  return absl::StrCat("checks=", s.checks, " commands=", s.commands, " round_trips=", s.round_trips,
-                      " cache_hits=", s.cache_hits, " timeouts=", s.timeouts,
-                      " failures=", s.failures, " connects=", s.reconnects,
-                      " script_reloads=", s.script_reloads,
-                      " connected=", s.connected ? "true" : "false");
 }
 
 }  // namespace toolgate

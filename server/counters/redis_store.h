@@ -72,19 +72,6 @@ struct RedisStoreOptions {
   int64_t exact_log_max = 1024;
 };
 
-struct RedisStoreStats {
-  uint64_t checks = 0;       // Acquire() calls.
-  uint64_t commands = 0;     // Commands written (EVALSHA/EVAL, AUTH, SELECT).
-  uint64_t round_trips = 0;  // Pipelined writes (each carries one or more commands).
-  uint64_t cache_hits = 0;   // Calls refused by the over-limit cache.
-  uint64_t timeouts = 0;     // Calls answered DEADLINE_EXCEEDED.
-  uint64_t failures = 0;     // Calls answered UNAVAILABLE or with a Redis error.
-  uint64_t reconnects = 0;   // Connections opened.
-  uint64_t script_reloads = 0;  // NOSCRIPT replies answered with EVAL.
-  bool connected = false;
-  std::string last_error;  // Why the last connection failed or was dropped.
-};
-
 class RedisCounterStore final : public CounterStore {
  public:
   // Starts the I/O thread. The connection is opened in the background: the
@@ -94,9 +81,7 @@ class RedisCounterStore final : public CounterStore {
 
   void Acquire(std::vector<LimitCheck> checks, bool dry_run, Callback done) override;
 
-  RedisStoreStats stats() const;
-  // "checks=.. commands=.. round_trips=.. ..." for logs.
-  std::string StatsLine() const;
+  CounterStoreStatus Status() const override;
 
   const RedisUrl& url() const { return options_.url; }
 

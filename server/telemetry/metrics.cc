@@ -205,8 +205,9 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
     out.push_back(std::move(info));
   }
 
-  if (sources_.redis_stats) {
-    const RedisStoreStats s = sources_.redis_stats();
+  const CounterStoreStatus s =
+      sources_.store_status ? sources_.store_status() : CounterStoreStatus();
+  if (s.kind == "redis") {
     auto errs = Family("toolgate_redis_errors_total",
                        "Counter-store calls Redis did not answer in time (timeout) or failed "
                        "(failure: unreachable or an error reply).",

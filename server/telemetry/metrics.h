@@ -68,7 +68,7 @@ class AtomicHistogram {
 // What the metrics ask for at scrape time. Any of these may be empty.
 struct MetricsSources {
   std::function<std::string()> active_revision;        // "" when none.
-  std::function<RedisStoreStats()> redis_stats;        // Only with a Redis store.
+  std::function<CounterStoreStatus()> store_status;  // Redis metrics when its kind is "redis".
   std::function<uint64_t()> decision_log_dropped;      // Only with a decision log.
   std::function<int64_t()> in_flight;
 };

@@ -88,8 +88,9 @@ TEST(MetricsTest, RedisAndDecisionLogSources) {
     EXPECT_THAT(text, Not(HasSubstr("toolgate_decision_log_dropped_total")));
   }
   MetricsSources sources;
-  sources.redis_stats = [] {
-    RedisStoreStats s;
+  sources.store_status = [] {
+    CounterStoreStatus s;
+    s.kind = "redis";
     s.timeouts = 4;
     s.failures = 2;
     s.cache_hits = 7;
