@@ -6,73 +6,145 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "server/base/yaml_util.h"
 
 namespace toolgate {
 namespace {
 
-absl::StatusOr<int64_t> CheckRange(int64_t millis, absl::string_view text) {
-  if (millis <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("window \"", text, "\" must be positive"));
+constexpr int64_t kSecondMillis = 1000;
+constexpr int64_t kMinuteMillis = 60 * kSecondMillis;
+constexpr int64_t kHourMillis = 60 * kMinuteMillis;
+constexpr int64_t kDayMillis = 24 * kHourMillis;
+// Longer counts are not a form at all. Up to 12 digits fit in 64 bits; their
+// product with a unit may not, so sums are clamped at the bound.
+constexpr size_t kMaxCountDigits = 12;
+
+ParsedDuration Error(DurationError error) { return ParsedDuration{0, error}; }
+
+// Consumes a unit at the front of `rest`; returns its milliseconds, or 0.
+int64_t ConsumeUnit(absl::string_view* rest) {
+  if (absl::ConsumePrefix(rest, "ms")) return 1;
+  if (absl::ConsumePrefix(rest, "s")) return kSecondMillis;
+  if (absl::ConsumePrefix(rest, "m")) return kMinuteMillis;
+  if (absl::ConsumePrefix(rest, "h")) return kHourMillis;
+  if (absl::ConsumePrefix(rest, "d")) return kDayMillis;
+  return 0;
+}
+
+// The forms after the sign: a name, counts with units, or a bare count.
+ParsedDuration ParseUnsigned(absl::string_view text, int64_t max_millis) {
+  int64_t millis = 0;
+  if (text == "second") {
+    millis = kSecondMillis;
+  } else if (text == "minute") {
+    millis = kMinuteMillis;
+  } else if (text == "hour") {
+    millis = kHourMillis;
+  } else if (text == "day") {
+    millis = kDayMillis;
+  } else {
+    if (text.empty()) return Error(DurationError::kUnknownForm);
+    bool too_long = false;
+    absl::string_view rest = text;
+    while (!rest.empty()) {
+      size_t digits = 0;
+      while (digits < rest.size() &&
+             absl::ascii_isdigit(static_cast<unsigned char>(rest[digits]))) {
+        ++digits;
+      }
+      int64_t count = 0;
+      if (digits == 0 || digits > kMaxCountDigits ||
+          !absl::SimpleAtoi(rest.substr(0, digits), &count)) {
+        return Error(DurationError::kUnknownForm);
+      }
+      rest.remove_prefix(digits);
+      // A bare count (the whole text) is seconds.
+      const int64_t scale =
+          rest.empty() && digits == text.size() ? kSecondMillis : ConsumeUnit(&rest);
+      if (scale == 0) return Error(DurationError::kUnknownForm);
+      // Clamped before multiplying: count * scale could overflow 64 bits.
+      if (too_long || count > (max_millis - millis) / scale) {
+        too_long = true;
+      } else {
+        millis += count * scale;
+      }
+    }
+    if (too_long) return Error(DurationError::kTooLong);
   }
-  if (millis > kMaxWindowMillis) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("window \"", text, "\" is longer than the maximum of 31 days"));
+  if (millis > max_millis) return Error(DurationError::kTooLong);
+  return ParsedDuration{millis, DurationError::kNone};
+}
+
+// A parsed window as a status; `text` is how it was written.
+absl::StatusOr<int64_t> WindowStatus(const ParsedDuration& d, absl::string_view text) {
+  if (d.ok() && d.millis > 0) return d.millis;
+  switch (d.error) {
+    case DurationError::kNone:  // Zero.
+    case DurationError::kNegative:
+      return absl::InvalidArgumentError(absl::StrCat("window \"", text, "\" must be positive"));
+    case DurationError::kTooLong:
+      return absl::InvalidArgumentError(
+          absl::StrCat("window \"", text, "\" is longer than the maximum of 31 days"));
+    case DurationError::kFractionalMillis:
+      return absl::InvalidArgumentError(
+          absl::StrCat("window \"", text, "\" must be a whole number of milliseconds"));
+    case DurationError::kUnknownForm:
+      break;
   }
-  return millis;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown window \"", text,
+                   "\": use second, minute, hour, day, a number of seconds, or a count with a unit "
+                   "(\"500ms\", \"30s\", \"5m\", \"1h\", \"1d\"; or several: \"1h30m\")"));
 }
 
 }  // namespace
 
-absl::StatusOr<int64_t> ParseWindowText(absl::string_view text) {
+ParsedDuration ParseDuration(absl::string_view text, int64_t max_millis) {
   const std::string lower = absl::AsciiStrToLower(text);
-  if (lower == "second") return 1000;
-  if (lower == "minute") return 60 * 1000;
-  if (lower == "hour") return 3600 * 1000;
-  if (lower == "day") return 24 * 3600 * 1000;
+  absl::string_view rest = lower;
+  const bool negative = absl::ConsumePrefix(&rest, "-");
+  const ParsedDuration d = ParseUnsigned(rest, max_millis);
+  if (negative && d.error != DurationError::kUnknownForm) return Error(DurationError::kNegative);
+  return d;
+}
 
-  size_t digits = 0;
-  while (digits < lower.size() && absl::ascii_isdigit(lower[digits])) ++digits;
-  const absl::string_view number(lower.data(), digits);
-  const absl::string_view unit = absl::string_view(lower).substr(digits);
-  int64_t scale = 0;
-  if (unit.empty()) {
-    scale = 1000;  // A bare number of seconds written as a string: "60".
-  } else if (unit == "ms") {
-    scale = 1;
-  } else if (unit == "s") {
-    scale = 1000;
-  } else if (unit == "m") {
-    scale = 60 * 1000;
-  } else if (unit == "h") {
-    scale = 3600 * 1000;
-  } else if (unit == "d") {
-    scale = 24 * 3600 * 1000;
+ParsedDuration DurationFromSeconds(double seconds, int64_t max_millis) {
+  if (std::isnan(seconds)) return Error(DurationError::kUnknownForm);
+  if (seconds < 0) return Error(DurationError::kNegative);
+  if (seconds > static_cast<double>(max_millis) / 1000) return Error(DurationError::kTooLong);
+  const double millis = seconds * 1000;
+  if (std::abs(millis - std::round(millis)) > 1e-6) {
+    return Error(DurationError::kFractionalMillis);
   }
-  int64_t count = 0;
-  if (number.empty() || scale == 0 || number.size() > 12 || !absl::SimpleAtoi(number, &count)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown window \"", text,
-        "\": use second, minute, hour, day, a number of seconds, or a count with a unit "
-        "(\"500ms\", \"30s\", \"5m\", \"1h\", \"1d\")"));
+  return ParsedDuration{static_cast<int64_t>(std::llround(millis)), DurationError::kNone};
+}
+
+ParsedDuration ParseDurationScalar(absl::string_view scalar, bool plain, int64_t max_millis) {
+  if (plain && LooksNumeric(scalar)) {
+    double seconds = 0;
+    if (!absl::SimpleAtod(scalar, &seconds)) return Error(DurationError::kUnknownForm);
+    return DurationFromSeconds(seconds, max_millis);
   }
-  // Clamp before multiplying: count * scale could overflow 64 bits.
-  if (count > kMaxWindowMillis / scale) return CheckRange(kMaxWindowMillis + 1, text);
-  return CheckRange(count * scale, text);
+  return ParseDuration(scalar, max_millis);
+}
+
+absl::StatusOr<int64_t> ParseWindowText(absl::string_view text) {
+  ParsedDuration d = ParseDuration(text, kMaxWindowMillis);
+  // Windows are written unsigned: "-5s" is not one of their forms.
+  if (d.error == DurationError::kNegative) d.error = DurationError::kUnknownForm;
+  return WindowStatus(d, text);
 }
 
 absl::StatusOr<int64_t> WindowFromSeconds(double seconds) {
-  const std::string text = absl::StrCat(seconds);
-  if (!std::isfinite(seconds) || seconds > static_cast<double>(kMaxWindowMillis) / 1000) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("window \"", text, "\" is longer than the maximum of 31 days"));
+  return WindowStatus(DurationFromSeconds(seconds, kMaxWindowMillis), absl::StrCat(seconds));
+}
+
+absl::StatusOr<int64_t> ParseWindowScalar(absl::string_view scalar, bool plain) {
+  if (plain && LooksNumeric(scalar)) {
+    return WindowStatus(ParseDurationScalar(scalar, plain, kMaxWindowMillis), scalar);
   }
-  const double millis = seconds * 1000;
-  if (std::abs(millis - std::round(millis)) > 1e-6) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("window \"", text, "\" must be a whole number of milliseconds"));
-  }
-  return CheckRange(static_cast<int64_t>(std::llround(millis)), text);
+  return ParseWindowText(scalar);
 }
 
 std::string FormatMillis(int64_t millis) {

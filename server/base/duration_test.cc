@@ -1,4 +1,4 @@
-// Tests of window parsing and formatting.
+// Tests of duration and window parsing and formatting.
 #include "server/base/duration.h"
 
 #include <cmath>
@@ -113,6 +113,92 @@ TEST(WindowFromSeconds, Errors) {
   EXPECT_FALSE(WindowFromSeconds(-std::numeric_limits<double>::infinity()).ok());
   EXPECT_FALSE(WindowFromSeconds(std::nan("")).ok());
   EXPECT_FALSE(WindowFromSeconds(-1e300).ok());
+}
+
+ParsedDuration Parse(const std::string& text, int64_t max = kDay) {
+  return ParseDuration(text, max);
+}
+
+TEST(ParseDuration, Forms) {
+  EXPECT_EQ(Parse("second").millis, kSecond);
+  EXPECT_EQ(Parse("DAY").millis, kDay);
+  EXPECT_EQ(Parse("500ms").millis, 500);
+  EXPECT_EQ(Parse("61s").millis, 61 * kSecond);
+  EXPECT_EQ(Parse("5M").millis, 5 * kMinute);
+  EXPECT_EQ(Parse("1h30m").millis, kHour + 30 * kMinute);
+  EXPECT_EQ(Parse("1m1s1ms").millis, kMinute + kSecond + 1);
+  EXPECT_EQ(Parse("30m1h").millis, kHour + 30 * kMinute);
+  EXPECT_EQ(Parse("60").millis, kMinute);
+  EXPECT_TRUE(Parse("0s").ok());
+  EXPECT_EQ(Parse("0").millis, 0);
+}
+
+TEST(ParseDuration, Errors) {
+  for (const char* text : {"", "-", "soon", "1.5s", "1h30", "5 m", " 5m", "5min", "1e3", "h1", "1w",
+                           "second1", "9999999999999s", "--1s", "-soon"}) {
+    EXPECT_EQ(Parse(text).error, DurationError::kUnknownForm) << text;
+  }
+  EXPECT_EQ(Parse("-5s").error, DurationError::kNegative);
+  EXPECT_EQ(Parse("-1").error, DurationError::kNegative);
+  EXPECT_EQ(Parse("-day").error, DurationError::kNegative);
+}
+
+TEST(ParseDuration, TheBoundIsTheCallers) {
+  EXPECT_EQ(Parse("1d", kDay).millis, kDay);
+  EXPECT_EQ(Parse("1d1ms", kDay).error, DurationError::kTooLong);
+  EXPECT_EQ(Parse("day", kHour).error, DurationError::kTooLong);
+  EXPECT_EQ(Parse("366d", 366 * kDay).millis, 366 * kDay);
+  EXPECT_EQ(Parse("367d", 366 * kDay).error, DurationError::kTooLong);
+  // Sums that would overflow 64 bits are too long, not short.
+  EXPECT_EQ(Parse("999999999999d999999999999d", 366 * kDay).error, DurationError::kTooLong);
+  EXPECT_EQ(Parse("213503982335d", 366 * kDay).error, DurationError::kTooLong);
+  // Syntax is checked to the end even past the bound.
+  EXPECT_EQ(Parse("999999999999dx", kDay).error, DurationError::kUnknownForm);
+}
+
+TEST(DurationFromSeconds, RangeAndMilliseconds) {
+  EXPECT_EQ(DurationFromSeconds(29.999, kDay).millis, 29'999);
+  EXPECT_EQ(DurationFromSeconds(0, kDay).millis, 0);
+  EXPECT_EQ(DurationFromSeconds(86400, kDay).millis, kDay);
+  EXPECT_EQ(DurationFromSeconds(86400.001, kDay).error, DurationError::kTooLong);
+  EXPECT_EQ(DurationFromSeconds(std::numeric_limits<double>::infinity(), kDay).error,
+            DurationError::kTooLong);
+  EXPECT_EQ(DurationFromSeconds(-0.5, kDay).error, DurationError::kNegative);
+  EXPECT_EQ(DurationFromSeconds(0.0005, kDay).error, DurationError::kFractionalMillis);
+  EXPECT_EQ(DurationFromSeconds(std::nan(""), kDay).error, DurationError::kUnknownForm);
+}
+
+TEST(ParseDurationScalar, PlainNumbersAreSeconds) {
+  EXPECT_EQ(ParseDurationScalar("0.5", /*plain=*/true, kDay).millis, 500);
+  EXPECT_EQ(ParseDurationScalar("1e3", /*plain=*/true, kDay).millis, 1000 * kSecond);
+  EXPECT_EQ(ParseDurationScalar("-5", /*plain=*/true, kDay).error, DurationError::kNegative);
+  EXPECT_EQ(ParseDurationScalar("61s", /*plain=*/true, kDay).millis, 61 * kSecond);
+  // Quoted, a number is text: a bare count of seconds, and no fractions.
+  EXPECT_EQ(ParseDurationScalar("60", /*plain=*/false, kDay).millis, kMinute);
+  EXPECT_EQ(ParseDurationScalar("0.5", /*plain=*/false, kDay).error, DurationError::kUnknownForm);
+}
+
+TEST(ParseWindowText, SeveralCountsAddUp) {
+  EXPECT_EQ(MustParse("1h30m"), kHour + 30 * kMinute);
+  EXPECT_EQ(MustParse("30d24h"), kMaxWindowMillis);
+  EXPECT_TRUE(HasSubstr(ParseError("30d24h1ms"), "longer than the maximum of 31 days"));
+}
+
+TEST(ParseWindowScalar, NumbersAndText) {
+  EXPECT_EQ(ParseWindowScalar("0.5", /*plain=*/true).value_or(-1), 500);
+  EXPECT_EQ(ParseWindowScalar("5m", /*plain=*/true).value_or(-1), 5 * kMinute);
+  EXPECT_EQ(ParseWindowScalar("60", /*plain=*/false).value_or(-1), kMinute);
+  auto msg = [](const std::string& scalar, bool plain) {
+    auto v = ParseWindowScalar(scalar, plain);
+    EXPECT_FALSE(v.ok()) << scalar;
+    return v.ok() ? std::string() : std::string(v.status().message());
+  };
+  EXPECT_EQ(msg("0", true), "window \"0\" must be positive");
+  EXPECT_EQ(msg("-5", true), "window \"-5\" must be positive");
+  EXPECT_EQ(msg("1e7", true), "window \"1e7\" is longer than the maximum of 31 days");
+  EXPECT_EQ(msg("0.0001", true), "window \"0.0001\" must be a whole number of milliseconds");
+  EXPECT_TRUE(HasSubstr(msg("0.5", false), "unknown window \"0.5\""));
+  EXPECT_TRUE(HasSubstr(msg("-5s", true), "unknown window \"-5s\""));
 }
 
 TEST(FormatMillis, CompactForms) {

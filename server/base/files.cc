@@ -1,0 +1,117 @@
+#include "server/base/files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace toolgate {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+}  // namespace
+
+absl::StatusOr<RegularFile> RegularFile::Open(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
+  // below); it does not change how a regular file reads.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat(path, ": ", ErrnoText(errno)));
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return absl::NotFoundError(absl::StrCat(path, ": ", ErrnoText(err)));
+  }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, S_ISDIR(info.st_mode) ? ": is a directory" : ": is not a regular file"));
+  }
+  return RegularFile(path, fd, info);
+}
+
+RegularFile::RegularFile(std::string path, int fd, const struct stat& info)
+    : path_(std::move(path)), fd_(fd), info_(info) {}
+
+RegularFile::RegularFile(RegularFile&& other) noexcept
+    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)), info_(other.info_) {}
+
+RegularFile& RegularFile::operator=(RegularFile&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    path_ = std::move(other.path_);
+    fd_ = std::exchange(other.fd_, -1);
+    info_ = other.info_;
+  }
+  return *this;
+}
+
+RegularFile::~RegularFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::StatusOr<std::string> RegularFile::ReadAll(size_t max_bytes) {
+  std::string out;
+  // The size when opened is a hint only: the file may change while read.
+  out.reserve(std::min(static_cast<size_t>(std::max<off_t>(info_.st_size, 0)), max_bytes));
+  char buf[64 << 10];
+  while (true) {
+    const ssize_t n = ::read(fd_, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::NotFoundError(absl::StrCat(path_, ": ", ErrnoText(errno)));
+    }
+    if (n == 0) return out;
+    if (static_cast<size_t>(n) > max_bytes - out.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": file is larger than ", FormatByteSize(max_bytes)));
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+absl::StatusOr<std::string> ReadRegularFile(const std::string& path, size_t max_bytes) {
+  absl::StatusOr<RegularFile> file = RegularFile::Open(path);
+  if (!file.ok()) return file.status();
+  return file->ReadAll(max_bytes);
+}
+
+bool IsPolicyFileName(const std::string& name) {
+  return !name.empty() && name[0] != '.' &&
+         (absl::EndsWith(name, ".yaml") || absl::EndsWith(name, ".yml") ||
+          absl::EndsWith(name, ".json"));
+}
+
+absl::StatusOr<std::vector<fs::path>> ListPolicyFiles(const std::string& dir) {
+  std::error_code ec;
+  std::vector<fs::path> files;
+  fs::directory_iterator it(dir, ec);
+  for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code ignored;  // An entry that vanished or cannot be followed is not a file.
+    if (IsPolicyFileName(name) && fs::is_regular_file(it->path(), ignored)) {
+      files.push_back(it->path());
+    }
+  }
+  if (ec) return absl::NotFoundError(absl::StrCat(dir, ": ", ec.message()));
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::string FormatByteSize(size_t bytes) {
+  constexpr size_t kMiB = size_t{1} << 20;
+  if (bytes >= kMiB && bytes % kMiB == 0) return absl::StrCat(bytes / kMiB, " MiB");
+  return absl::StrCat(bytes, " bytes");
+}
+
+}  // namespace toolgate
