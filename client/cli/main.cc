@@ -6,8 +6,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -293,31 +291,16 @@ int RunStatus(const std::vector<std::string>& args) {
   return kExitAllow;
 }
 
-// Reads a policy file or directory as the loader would, keeping the raw
-// sources (to store them in Redis unchanged).
+// Reads a policy file or directory as the loader does (the same files, each
+// at most 16 MiB), keeping the raw sources (to store them in Redis
+// unchanged), each named by its file name.
 absl::StatusOr<std::vector<toolgate::PolicySource>> ReadSources(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  std::vector<fs::path> files;
-  if (fs::is_directory(path, ec)) {
-    for (const auto& e : fs::directory_iterator(path, ec)) {
-      const std::string name = e.path().filename().string();
-      if (toolgate::IsPolicyFileName(name)) files.push_back(e.path());
-    }
-    std::sort(files.begin(), files.end());
-  } else {
-    files.push_back(path);
+  auto sources = toolgate::ReadPolicySources(path);
+  if (!sources.ok()) return sources.status();
+  for (toolgate::PolicySource& source : *sources) {
+    source.name = std::filesystem::path(source.name).filename().string();
   }
-  std::vector<toolgate::PolicySource> out;
-  for (const fs::path& f : files) {
-    std::ifstream in(f, std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat(f.string(), ": cannot open file"));
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    out.push_back({f.filename().string(), buf.str()});
-  }
-  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no policy files"));
-  return out;
+  return sources;
 }
 
 int RunPolicy(const std::vector<std::string>& args) {

@@ -1,5 +1,7 @@
 #include "server/base/yaml_util.h"
 
+#include <vector>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 
@@ -73,6 +75,24 @@ bool LooksNumeric(absl::string_view s) {
     if (digits() == 0) return false;
   }
   return i == s.size();
+}
+
+void ParseSingleDocument(absl::string_view text, absl::string_view empty, absl::string_view extra,
+                         Diagnostics& diags, absl::FunctionRef<void(const YAML::Node&)> fn) {
+  try {
+    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
+    if (docs.empty() || docs[0].IsNull()) {
+      diags.Error(std::string(empty));
+    } else if (docs.size() > 1) {
+      diags.Error(docs[1], std::string(extra));
+    } else {
+      fn(docs[0]);
+    }
+  } catch (const YAML::ParserException& e) {
+    diags.Error(e.mark, absl::StrCat("syntax error: ", e.msg));
+  } catch (const YAML::Exception& e) {
+    diags.Error(e.mark, absl::StrCat("invalid document: ", e.msg));
+  }
 }
 
 std::string MarkLocation(const std::string& file, const YAML::Mark& m) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
@@ -32,6 +33,15 @@ bool LooksNumeric(absl::string_view s);
 
 // "file:line:col" (1-based), or "file" for a null mark.
 std::string MarkLocation(const std::string& file, const YAML::Mark& m);
+
+// Loads `text` as exactly one YAML (or JSON) document and calls fn(root).
+// Records in `diags` instead: `empty` when there is no document (or only a
+// null one), `extra` located at a second document, "syntax error: ..." at
+// invalid YAML, and "invalid document: ..." for any other yaml-cpp exception
+// (also one thrown by `fn`). The text is bounded by the caller (files by
+// kMaxInputFileBytes); yaml-cpp bounds nesting.
+void ParseSingleDocument(absl::string_view text, absl::string_view empty, absl::string_view extra,
+                         Diagnostics& diags, absl::FunctionRef<void(const YAML::Node&)> fn);
 
 // Visits the pairs of a map node as fn(name, key_node, value_node),
 // rejecting keys not in `allowed` (any key when `allowed` is empty) and

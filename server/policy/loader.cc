@@ -1,76 +1,36 @@
 #include "server/policy/loader.h"
 
-#include <openssl/evp.h>
-
-#include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <system_error>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/base/diagnostics.h"
+#include "server/base/digest.h"
+#include "server/base/files.h"
 #include "server/base/glob.h"
-#include "server/policy/parser.h"
 #include "server/base/yaml_util.h"
+#include "server/policy/parser.h"
 
 namespace toolgate {
-namespace {
 
 namespace fs = std::filesystem;
 
-constexpr size_t kMaxPolicyFileBytes = 16 << 20;
-
-
-absl::StatusOr<std::string> ReadFile(const fs::path& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  if (ec) return absl::NotFoundError(absl::StrCat(path.string(), ": ", ec.message()));
-  if (size > kMaxPolicyFileBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": file is larger than 16 MiB"));
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot open file"));
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
-}  // namespace
-
-bool IsPolicyFileName(const std::string& name) {
-  return !name.empty() && name[0] != '.' &&
-         (absl::EndsWith(name, ".yaml") || absl::EndsWith(name, ".yml") ||
-          absl::EndsWith(name, ".json"));
-}
-
 std::string ContentRevision(const std::vector<PolicySource>& sources) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  std::vector<std::string> names;
+  std::vector<absl::string_view> parts;
   if (sources.size() == 1) {
-    EVP_DigestUpdate(ctx, sources[0].content.data(), sources[0].content.size());
+    parts.push_back(sources[0].content);
   } else {
-    const char nul = '\0';
-    for (const PolicySource& s : sources) {
-      const std::string base = fs::path(s.name).filename().string();
-      EVP_DigestUpdate(ctx, base.data(), base.size());
-      EVP_DigestUpdate(ctx, &nul, 1);
-      EVP_DigestUpdate(ctx, s.content.data(), s.content.size());
-      EVP_DigestUpdate(ctx, &nul, 1);
+    for (const PolicySource& s : sources) names.push_back(fs::path(s.name).filename().string());
+    const absl::string_view nul("\0", 1);
+    for (size_t i = 0; i < sources.size(); ++i) {
+      parts.insert(parts.end(), {names[i], nul, sources[i].content, nul});
     }
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, digest, &len);
-  EVP_MD_CTX_free(ctx);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "sha256:";
-  for (int i = 0; i < 6; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xf]);
-  }
-  return out;
+  return absl::StrCat("sha256:", Sha256Hex(parts).substr(0, 12));
 }
 
 absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
@@ -222,36 +182,37 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
       std::move(grant_sections), std::move(classes));
 }
 
-absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromPath(const std::string& path) {
+absl::StatusOr<std::vector<PolicySource>> ReadPolicySources(const std::string& path) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   if (ec || !fs::exists(st)) {
     return absl::NotFoundError(absl::StrCat(path, ": no such file or directory"));
   }
   std::vector<PolicySource> sources;
-  if (fs::is_directory(st)) {
-    std::vector<fs::path> files;
-    for (const fs::directory_entry& e : fs::directory_iterator(path, ec)) {
-      const std::string name = e.path().filename().string();
-      if (IsPolicyFileName(name) && fs::is_regular_file(e.path(), ec)) files.push_back(e.path());
-    }
-    if (ec) return absl::InvalidArgumentError(absl::StrCat(path, ": ", ec.message()));
-    std::sort(files.begin(), files.end());
-    if (files.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": directory holds no *.yaml, *.yml or *.json policy file"));
-    }
-    for (const fs::path& f : files) {
-      auto content = ReadFile(f);
-      if (!content.ok()) return content.status();
-      sources.push_back({f.string(), std::move(*content)});
-    }
-  } else {
-    auto content = ReadFile(path);
+  if (!fs::is_directory(st)) {
+    absl::StatusOr<std::string> content = ReadRegularFile(path);
     if (!content.ok()) return content.status();
     sources.push_back({path, std::move(*content)});
+    return sources;
   }
-  return LoadPolicyFromSources(sources);
+  absl::StatusOr<std::vector<fs::path>> files = ListPolicyFiles(path);
+  if (!files.ok()) return files.status();
+  if (files->empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": directory holds no *.yaml, *.yml or *.json policy file"));
+  }
+  for (const fs::path& f : *files) {
+    absl::StatusOr<std::string> content = ReadRegularFile(f.string());
+    if (!content.ok()) return content.status();
+    sources.push_back({f.string(), std::move(*content)});
+  }
+  return sources;
+}
+
+absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromPath(const std::string& path) {
+  absl::StatusOr<std::vector<PolicySource>> sources = ReadPolicySources(path);
+  if (!sources.ok()) return sources.status();
+  return LoadPolicyFromSources(*sources);
 }
 
 }  // namespace toolgate

@@ -2,8 +2,9 @@
 // compiles it into an immutable Policy.
 //
 // A directory is one revision made of every *.yaml, *.yml and *.json file in
-// it (hidden entries, such as a Kubernetes ConfigMap's "..data", are skipped;
-// their symlinked files are read through the visible names). Its files may not
+// it (IsPolicyFileName, server/base/files.h: hidden entries, such as a
+// Kubernetes ConfigMap's "..data", are skipped; their symlinked files are
+// read through the visible names). Its files may not
 // define the same tool twice, and at most one may set `default`.
 #ifndef TOOLGATE_SERVER_POLICY_LOADER_H_
 #define TOOLGATE_SERVER_POLICY_LOADER_H_
@@ -24,13 +25,17 @@ struct PolicySource {
 };
 
 // Loads `path` (a file or a directory). On failure the status is
-// INVALID_ARGUMENT (NOT_FOUND for a missing path) and its message lists every
-// error, one per line, as "file:line:col: message".
+// INVALID_ARGUMENT (NOT_FOUND for a missing path, or a file or directory that
+// cannot be read) and its message lists every error, one per line, as
+// "file:line:col: message".
 absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromPath(const std::string& path);
 
-// True for the names of files a policy directory is made of: *.yaml, *.yml
-// and *.json, not hidden (not starting with '.').
-bool IsPolicyFileName(const std::string& name);
+// The sources LoadPolicyFromPath compiles, read but not parsed: the file at
+// `path`, or the policy files of directory `path` in order (ListPolicyFiles,
+// server/base/files.h), each named by its path. Each file is at most
+// kMaxInputFileBytes (16 MiB); a directory must hold at least one. Errors as
+// LoadPolicyFromPath's.
+absl::StatusOr<std::vector<PolicySource>> ReadPolicySources(const std::string& path);
 
 // Compiles one revision from in-memory sources (one or more documents).
 absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(

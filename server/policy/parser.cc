@@ -58,14 +58,7 @@ std::optional<int64_t> ParseWindow(const YAML::Node& n, absl::string_view what, 
     d.Error(n, absl::StrCat(what, " must be a duration, got ", YamlKindName(n)));
     return std::nullopt;
   }
-  absl::StatusOr<int64_t> ms;
-  double seconds = 0;
-  if (!IsQuotedScalar(n) && absl::SimpleAtod(n.Scalar(), &seconds) &&
-      n.Scalar().find_first_not_of("0123456789.+-eE") == std::string::npos) {
-    ms = WindowFromSeconds(seconds);
-  } else {
-    ms = ParseWindowText(n.Scalar());
-  }
+  const absl::StatusOr<int64_t> ms = ParseWindowScalar(n.Scalar(), !IsQuotedScalar(n));
   if (!ms.ok()) {
     d.Error(n, absl::StrCat(what, ": ", ms.status().message()));
     return std::nullopt;
@@ -409,20 +402,8 @@ std::optional<PolicyDocument> ParsePolicyDocument(absl::string_view text, Diagno
   PolicyDocument doc;
   doc.file = diags.file();
   const size_t errors_before = diags.errors().size();
-  try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.empty() || docs[0].IsNull()) {
-      diags.Error("the policy is empty");
-    } else if (docs.size() > 1) {
-      diags.Error(docs[1], "a policy file must hold exactly one document");
-    } else {
-      ParseRoot(docs[0], doc, diags);
-    }
-  } catch (const YAML::ParserException& e) {
-    diags.Error(e.mark, absl::StrCat("syntax error: ", e.msg));
-  } catch (const YAML::Exception& e) {
-    diags.Error(e.mark, absl::StrCat("invalid document: ", e.msg));
-  }
+  ParseSingleDocument(text, "the policy is empty", "a policy file must hold exactly one document",
+                      diags, [&](const YAML::Node& root) { ParseRoot(root, doc, diags); });
   if (diags.errors().size() != errors_before) return std::nullopt;
   return doc;
 }

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -24,6 +23,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/base/digest.h"
+#include "server/base/files.h"
 #include "server/base/log.h"
 #include "server/policy/loader.h"
 
@@ -57,7 +58,6 @@ struct PolicyHashCache {
 
 namespace {
 
-constexpr off_t kMaxPolicyFileBytes = 16 << 20;  // As the loader.
 constexpr int64_t kRacyMarginNs = 2'000'000'000;
 constexpr int kMaxSymlinkHops = 40;
 constexpr uint32_t kWatchMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
@@ -74,62 +74,11 @@ int64_t RealtimeNowNs() {
 
 std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
 
-std::string Hex(const unsigned char* data, size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kHex[data[i] >> 4]);
-    out.push_back(kHex[data[i] & 0xf]);
-  }
-  return out;
-}
-
-// SHA-256 of what is left to read from `fd`, or "error: ...".
-std::string HashFd(int fd) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  if (ctx == nullptr) return "error: out of memory";
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  std::vector<char> buf(64 << 10);
-  off_t total = 0;
-  std::string error;
-  while (true) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      error = absl::StrCat("error: ", ErrnoText(errno));
-      break;
-    }
-    if (n == 0) break;
-    total += n;
-    if (total > kMaxPolicyFileBytes) {
-      error = "error: larger than 16 MiB";
-      break;
-    }
-    EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(n));
-  }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, digest, &len);
-  EVP_MD_CTX_free(ctx);
-  if (!error.empty()) return error;
-  return Hex(digest, len);
-}
-
 // The content hash of the file at `path` (through symlinks), or "error: ...".
 std::string FileFingerprint(const std::string& path, PolicyHashCache* cache) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return absl::StrCat("error: ", ErrnoText(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return absl::StrCat("error: ", ErrnoText(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return "error: not a regular file";
-  }
+  absl::StatusOr<RegularFile> file = RegularFile::Open(path);
+  if (!file.ok()) return absl::StrCat("error: ", file.status().message());
+  const struct stat& st = file->info();
   const auto key = std::make_pair(st.st_dev, st.st_ino);
   const int64_t mtime = Nanos(st.st_mtim), ctime = Nanos(st.st_ctim);
   if (cache != nullptr) {
@@ -138,34 +87,17 @@ std::string FileFingerprint(const std::string& path, PolicyHashCache* cache) {
     if (it != cache->entries.end() && it->second.size == st.st_size &&
         it->second.mtime_ns == mtime && it->second.ctime_ns == ctime &&
         it->second.hashed_at_ns - std::max(mtime, ctime) > kRacyMarginNs) {
-      ::close(fd);
       return it->second.hash;
     }
   }
   const int64_t hashed_at = RealtimeNowNs();
-  std::string hash = HashFd(fd);
-  ::close(fd);
+  const absl::StatusOr<std::string> content = file->ReadAll(kMaxInputFileBytes);
+  std::string hash =
+      content.ok() ? Sha256Hex(*content) : absl::StrCat("error: ", content.status().message());
   if (cache != nullptr && !absl::StartsWith(hash, "error:")) {
     cache->entries[key] = {st.st_size, mtime, ctime, hashed_at, hash};
   }
   return hash;
-}
-
-// The policy files in directory `dir`, in the loader's order.
-absl::StatusOr<std::vector<fs::path>> ListPolicyFiles(const std::string& dir) {
-  std::error_code ec;
-  std::vector<fs::path> files;
-  fs::directory_iterator it(dir, ec);
-  for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    std::error_code ignored;
-    if (IsPolicyFileName(name) && fs::is_regular_file(it->path(), ignored)) {
-      files.push_back(it->path());
-    }
-  }
-  if (ec) return absl::UnavailableError(ec.message());
-  std::sort(files.begin(), files.end());
-  return files;
 }
 
 std::string Fingerprint(const std::string& path, PolicyHashCache* cache) {

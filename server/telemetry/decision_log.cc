@@ -1,155 +1,19 @@
 #include "server/telemetry/decision_log.h"
 
-#include <openssl/sha.h>
-
-#include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <cstring>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "server/base/log.h"
+#include "server/base/digest.h"
 #include "server/base/glob.h"
+#include "server/base/json.h"
+#include "server/base/log.h"
 
 namespace toolgate {
 
 namespace {
-
-// JSON is written here directly: protobuf's JSON printer (through a type
-// resolver) costs tens of microseconds a line, which would make the writer
-// thread, not the destination, the log's limit.
-
-// Appends `s` as a JSON string: quotes, backslashes and control characters
-// escaped; invalid UTF-8 replaced by U+FFFD, so the line is always valid.
-void AppendJsonString(absl::string_view s, std::string* out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  for (size_t i = 0; i < n;) {
-    const unsigned char c = p[i];
-    if (c < 0x80) {
-      switch (c) {
-        case '"': out->append("\\\""); break;
-        case '\\': out->append("\\\\"); break;
-        case '\n': out->append("\\n"); break;
-        case '\r': out->append("\\r"); break;
-        case '\t': out->append("\\t"); break;
-        default:
-          if (c < 0x20) {
-            out->append("\\u00");
-            out->push_back(kHex[c >> 4]);
-            out->push_back(kHex[c & 15]);
-          } else {
-            out->push_back(static_cast<char>(c));
-          }
-      }
-      ++i;
-      continue;
-    }
-    // A multi-byte UTF-8 sequence: copied when well formed.
-    size_t len = 0;
-    uint32_t cp = 0;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    }
-    bool ok = len != 0 && i + len <= n;
-    for (size_t k = 1; ok && k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) ok = false;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    // No overlong forms, surrogates or code points past U+10FFFF.
-    if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-               (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))) {
-      ok = false;
-    }
-    if (ok) {
-      out->append(s.data() + i, len);
-      i += len;
-    } else {
-      out->append("\xEF\xBF\xBD");  // U+FFFD
-      ++i;
-    }
-  }
-  out->push_back('"');
-}
-
-void AppendJsonNumber(double v, std::string* out) {
-  if (std::isnan(v)) {
-    out->append("\"NaN\"");
-  } else if (std::isinf(v)) {
-    out->append(v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
-  } else if (v == std::floor(v) && std::fabs(v) < 9007199254740992.0) {
-    absl::StrAppend(out, static_cast<int64_t>(v));
-  } else {
-    // Shortest of 15 or 17 significant digits that reads back exactly.
-    std::string text = absl::StrFormat("%.15g", v);
-    double back = 0;
-    if (!absl::SimpleAtod(text, &back) || back != v) text = absl::StrFormat("%.17g", v);
-    out->append(text);
-  }
-}
-
-void AppendJsonValue(const google::protobuf::Value& v, std::string* out);
-
-void AppendJsonStruct(const google::protobuf::Struct& s, std::string* out) {
-  std::vector<const google::protobuf::MapPair<std::string, google::protobuf::Value>*> fields;
-  fields.reserve(s.fields_size());
-  for (const auto& field : s.fields()) fields.push_back(&field);
-  std::sort(fields.begin(), fields.end(),
-            [](const auto* a, const auto* b) { return a->first < b->first; });
-  out->push_back('{');
-  bool first = true;
-  for (const auto* field : fields) {
-    if (!first) out->push_back(',');
-    first = false;
-    AppendJsonString(field->first, out);
-    out->push_back(':');
-    AppendJsonValue(field->second, out);
-  }
-  out->push_back('}');
-}
-
-void AppendJsonValue(const google::protobuf::Value& v, std::string* out) {
-  switch (v.kind_case()) {
-    case google::protobuf::Value::kNumberValue:
-      AppendJsonNumber(v.number_value(), out);
-      break;
-    case google::protobuf::Value::kStringValue:
-      AppendJsonString(v.string_value(), out);
-      break;
-    case google::protobuf::Value::kBoolValue:
-      out->append(v.bool_value() ? "true" : "false");
-      break;
-    case google::protobuf::Value::kStructValue:
-      AppendJsonStruct(v.struct_value(), out);
-      break;
-    case google::protobuf::Value::kListValue: {
-      out->push_back('[');
-      bool first = true;
-      for (const google::protobuf::Value& item : v.list_value().values()) {
-        if (!first) out->push_back(',');
-        first = false;
-        AppendJsonValue(item, out);
-      }
-      out->push_back(']');
-      break;
-    }
-    default:  // null, or no kind set.
-      out->append("null");
-  }
-}
 
 // `"key":"value",`
 void AppendField(const char* key, absl::string_view value, std::string* out) {
@@ -161,25 +25,6 @@ void AppendField(const char* key, absl::string_view value, std::string* out) {
 }
 
 }  // namespace
-
-std::string Sha256Hex(absl::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * SHA256_DIGEST_LENGTH);
-  for (unsigned char c : digest) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
-
-std::string CanonicalJson(const google::protobuf::Struct& s) {
-  std::string out;
-  AppendJsonStruct(s, &out);
-  return out;
-}
 
 std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args) {
   const std::string args = CanonicalJson(e.args);

@@ -52,10 +52,9 @@ struct DecisionLogOptions {
 };
 
 // The JSON line of an entry (without the newline). `with_args` adds `args`.
+// args_sha256 is Sha256Hex (server/base/digest.h) of CanonicalJson
+// (server/base/json.h) of the arguments.
 std::string DecisionLogLine(const DecisionLogEntry& entry, bool with_args);
-// Canonical JSON of a Struct (keys sorted, compact) and its SHA-256 in hex.
-std::string CanonicalJson(const google::protobuf::Struct& s);
-std::string Sha256Hex(absl::string_view data);
 
 class DecisionLog {
  public:

@@ -14,14 +14,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "google/protobuf/util/json_util.h"
-#include "google/protobuf/util/message_differencer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/base/digest.h"
 
 namespace toolgate {
 namespace {
-
-using ::testing::HasSubstr;
 
 google::protobuf::Struct ParseStruct(const std::string& json) {
   google::protobuf::Struct s;
@@ -66,43 +64,6 @@ struct Collected {
     return out;
   }
 };
-
-TEST(DecisionLogTest, CanonicalJsonSortsKeys) {
-  google::protobuf::Struct a, b;
-  (*a.mutable_fields())["zeta"].set_string_value("z");
-  (*a.mutable_fields())["alpha"].set_number_value(1);
-  (*(*a.mutable_fields())["mid"].mutable_struct_value()->mutable_fields())["y"].set_null_value(
-      google::protobuf::NULL_VALUE);
-  (*(*b.mutable_fields())["mid"].mutable_struct_value()->mutable_fields())["y"].set_null_value(
-      google::protobuf::NULL_VALUE);
-  (*b.mutable_fields())["alpha"].set_number_value(1);
-  (*b.mutable_fields())["zeta"].set_string_value("z");
-  EXPECT_EQ(CanonicalJson(a), CanonicalJson(b));
-  EXPECT_EQ(CanonicalJson(a), R"({"alpha":1,"mid":{"y":null},"zeta":"z"})");
-  EXPECT_EQ(CanonicalJson(google::protobuf::Struct()), "{}");
-  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-}
-
-TEST(DecisionLogTest, CanonicalJsonRoundTripsThroughProtobufJson) {
-  google::protobuf::Struct args = ParseStruct(R"({
-    "s": "quote \" backslash \\ newline \n tab \t bell \u0007 é 日本 😀",
-    "n": [0, -3, 1.5, 1e300, -2.5e-7, 9007199254740993, 123456789012],
-    "b": true, "z": null,
-    "o": {"b": {"deep": [[], {}]}, "a": ""}
-  })");
-  const std::string json = CanonicalJson(args);
-  EXPECT_EQ(json.find('\n'), std::string::npos);
-  const google::protobuf::Struct back = ParseStruct(json);
-  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(args, back))
-      << json << "\n" << back.DebugString();
-  EXPECT_THAT(json, HasSubstr(R"("o":{"a":"","b":{"deep":[[],{}]}})"));
-
-  // Invalid UTF-8 is replaced, so the line stays valid JSON.
-  google::protobuf::Struct bad;
-  (*bad.mutable_fields())["k"].set_string_value(std::string("a\xff\xc3" "b", 4));
-  EXPECT_EQ(CanonicalJson(bad), "{\"k\":\"a\xEF\xBF\xBD\xEF\xBF\xBD" "b\"}");
-  ParseStruct(CanonicalJson(bad));
-}
 
 TEST(DecisionLogTest, LineHasEveryFieldAndNoArgsByDefault) {
   const DecisionLogEntry e = Entry("delete_repository", 1);
