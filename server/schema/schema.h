@@ -40,10 +40,11 @@
 // As in JSON Schema, keywords about one type only apply to values of that
 // type (maxLength does not reject a number; `type` does that).
 //
-// YAML scalars are read with JSON types: quoted scalars are strings; plain
-// true/false are booleans, plain null/~ (or nothing) is null, plain decimal
-// numbers are numbers, anything else is a string. So `enum: ['1']` matches
-// the string "1" but not the number 1, and `minimum: '5'` is an error.
+// YAML scalars are read with JSON types (server/base/yaml_json.h): quoted
+// scalars are strings; plain true/false are booleans, plain null/~ (or
+// nothing) is null, plain decimal numbers are numbers, anything else is a
+// string. So `enum: ['1']` matches the string "1" but not the number 1, and
+// `minimum: '5'` is an error.
 #ifndef TOOLGATE_SERVER_SCHEMA_SCHEMA_H_
 #define TOOLGATE_SERVER_SCHEMA_SCHEMA_H_
 
@@ -59,7 +60,7 @@
 namespace toolgate {
 
 namespace schema_internal {
-struct Node;  // One compiled (sub-)schema; defined in schema.cc.
+struct Node;  // One compiled (sub-)schema; defined in node.h.
 }  // namespace schema_internal
 
 // One way in which arguments fail their schema.
