@@ -41,7 +41,8 @@
 //   plain decimal numbers numbers, anything else a string; maps and lists
 //   recursively.
 // - Durations (`advance`, `retry_after_*`) are "500ms", "61s", "5m", "1h30m",
-//   "1d", second/minute/hour/day, or a plain number of seconds.
+//   "1d", second/minute/hour/day, or a plain number of seconds
+//   (server/base/duration.h); at most 366 days.
 // - With `repeat`, the case stops at the first call that does not match; the
 //   report names it ("call 11 of 12: ...").
 // - `name` is optional (default "case N", N counting from 1).
@@ -49,6 +50,10 @@
 // A cases file is validated completely before anything runs: unknown keys,
 // wrong types, bad decision names and missing fields are errors, all
 // reported at once as "file:line:col: message", like policy errors.
+//
+// The parts: cases.h (the file -> validated cases), run.h (cases -> results,
+// each call decided by the server's engine), report.h (results -> the lines
+// `toolgate test` prints).
 #ifndef TOOLGATE_SERVER_POLICYTEST_POLICY_TEST_RUNNER_H_
 #define TOOLGATE_SERVER_POLICYTEST_POLICY_TEST_RUNNER_H_
 
@@ -58,32 +63,14 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/policy/policy.h"
+#include "server/policytest/report.h"
 
 namespace toolgate {
 
-struct PolicyTestCaseResult {
-  std::string name;
-  std::string location;  // "file:line:col" of the case entry.
-  bool passed = false;
-  // On failure: what was expected and what the policy answered, e.g.
-  // `expected deny, got allow (rule default)`.
-  std::string message;
-  int calls = 0;  // Calls made (fewer than `repeat` when one failed).
-};
-
-struct PolicyTestReport {
-  std::string cases_file;
-  std::string revision;  // The policy revision the cases ran against.
-  std::vector<PolicyTestCaseResult> cases;  // Only cases; `advance` steps are not listed.
-
-  int passed() const;
-  int failed() const;
-  bool ok() const { return failed() == 0; }
-};
-
-// Runs the cases file at `cases_path` against `policy`. A non-OK status means
-// the file could not be run: NOT_FOUND when it cannot be read,
-// INVALID_ARGUMENT when it is invalid (every error, one per line, as
+// Runs the cases file at `cases_path` (a regular file of at most 16 MiB)
+// against `policy`. A non-OK status means the file could not be run:
+// NOT_FOUND when it cannot be read, INVALID_ARGUMENT when it is not a regular
+// file, is too large, or is invalid (every error, one per line, as
 // "file:line:col: message"). Failing cases are not an error: see the report.
 absl::StatusOr<PolicyTestReport> RunPolicyTests(const Policy& policy,
                                                 const std::string& cases_path);
@@ -92,12 +79,6 @@ absl::StatusOr<PolicyTestReport> RunPolicyTests(const Policy& policy,
 absl::StatusOr<PolicyTestReport> RunPolicyTestsFromText(const Policy& policy,
                                                         const std::string& file_name,
                                                         absl::string_view text);
-
-// "PASS name" or "FAIL name: message [file:line:col]".
-std::string FormatCaseResult(const PolicyTestCaseResult& result);
-
-// "N passed, N failed"
-std::string FormatSummary(int passed, int failed);
 
 }  // namespace toolgate
 
