@@ -123,6 +123,21 @@ void Metrics::RecordError(absl::StatusCode code, absl::Duration latency) {
   check_duration_.Observe(static_cast<uint64_t>(Nanos(latency)));
 }
 
+Metrics::Totals Metrics::CheckTotals() const {
+  Totals t;
+  static_assert(sizeof(t.by_decision) / sizeof(t.by_decision[0]) == kDecisions);
+  for (const Shard& shard : shards_) {
+    absl::ReaderMutexLock lock(&shard.mu);
+    for (const auto& [rule, counters] : shard.rules) {
+      for (int d = 0; d < kDecisions; ++d) {
+        t.by_decision[d] += counters->by_decision[d].load(std::memory_order_relaxed);
+      }
+    }
+  }
+  for (const auto& e : errors_) t.errors += e.load(std::memory_order_relaxed);
+  return t;
+}
+
 void Metrics::RecordPolicyReload(bool ok) {
   (ok ? reloads_ok_ : reloads_failed_).fetch_add(1, std::memory_order_relaxed);
 }

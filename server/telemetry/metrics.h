@@ -87,6 +87,15 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
   void RecordError(absl::StatusCode code, absl::Duration latency);
   void RecordPolicyReload(bool ok);
 
+  // Totals of what RecordCheck and RecordError counted: decisions by
+  // v1::Decision value, and errors (for status: the same tally as the
+  // exposition, not a second one).
+  struct Totals {
+    uint64_t by_decision[5] = {};
+    uint64_t errors = 0;
+  };
+  Totals CheckTotals() const;
+
   // RedisStoreObserver (called on the store's I/O thread).
   void OnRedisReply(int64_t latency_us) override;
   void OnRedisPipeline(size_t commands) override;

@@ -44,6 +44,13 @@ TEST(MetricsTest, CountsChecksByDecisionAndRule) {
                   "toolgate_checks_total{decision=\"deny\",rule=\"default\"} 1",
                   "toolgate_checks_total{decision=\"require_approval\",rule=\"tools.github_*\"} 1"))
       << text;
+  // The totals status reports are the same tally.
+  const Metrics::Totals totals = m.CheckTotals();
+  EXPECT_EQ(totals.by_decision[v1::DECISION_ALLOW], 3u);
+  EXPECT_EQ(totals.by_decision[v1::DECISION_RATE_LIMITED], 1u);
+  EXPECT_EQ(totals.by_decision[v1::DECISION_DENY], 2u);
+  EXPECT_EQ(totals.by_decision[v1::DECISION_REQUIRE_APPROVAL], 1u);
+  EXPECT_EQ(totals.errors, 1u);
   EXPECT_THAT(text, HasSubstr("# TYPE toolgate_checks_total counter"));
   EXPECT_THAT(text, HasSubstr("toolgate_check_errors_total{code=\"INVALID_ARGUMENT\"} 1"));
 
