@@ -8,10 +8,10 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/app/server.h"
 #include "server/base/flags.h"
 #include "server/base/log.h"
 #include "server/base/runtime.h"
-#include "server/app/server.h"
 
 namespace {
 

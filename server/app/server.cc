@@ -104,13 +104,13 @@ absl::Status ToolgateServer::StartServing() {
   absl::StatusOr<std::unique_ptr<CounterStore>> store = MakeCounterStore(config_, metrics_.get());
   if (!store.ok()) return store.status();
   store_ = *std::move(store);
-  decider_ = std::make_unique<Decider>(store_.get(), Engine(config_.failure_mode),
-                                       config_.args_limits);
+  decider_ =
+      std::make_unique<Decider>(store_.get(), Engine(config_.failure_mode), config_.args_limits);
   // The order the observers see a decision in: counted, compared, logged.
   std::vector<DecisionObserver*> observers = {&metrics_observer_, &shadow_comparer_};
   if (log_observer_ != nullptr) observers.push_back(log_observer_.get());
-  service_ = std::make_unique<DecisionServiceImpl>(&policies_, decider_.get(),
-                                                   std::move(observers));
+  service_ =
+      std::make_unique<DecisionServiceImpl>(&policies_, decider_.get(), std::move(observers));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -127,8 +127,8 @@ absl::Status ToolgateServer::StartServing() {
       });
   builder.RegisterService(admin_.get());
   // Room for the largest allowed args plus the rest of the request.
-  builder.SetMaxReceiveMessageSize(static_cast<int>(
-      std::min<size_t>(config_.args_limits.max_bytes * 2 + (1 << 20), INT32_MAX)));
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<size_t>(config_.args_limits.max_bytes * 2 + (1 << 20), INT32_MAX)));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen));
@@ -216,7 +216,8 @@ v1::GetStatusResponse ToolgateServer::Status() const {
   {
     absl::MutexLock lock(&reload_mu_);
     out.set_last_reload_error(last_reload_error_);
-    if (last_reload_at_ != absl::Time()) SetTimestamp(last_reload_at_, out.mutable_last_reload_at());
+    if (last_reload_at_ != absl::Time())
+      SetTimestamp(last_reload_at_, out.mutable_last_reload_at());
   }
   const CounterStoreStatus store = store_->Status();
   v1::CounterStoreStatus* cs = out.mutable_counter_store();

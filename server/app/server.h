@@ -89,8 +89,7 @@ class ToolgateServer {
   absl::Status StartServing();
   // Every revision or failure from the provider (and from Reload) ends here:
   // activated or rejected, recorded for status and metrics, logged.
-  void OnPolicy(absl::StatusOr<std::shared_ptr<const Policy>> revision,
-                absl::string_view trigger);
+  void OnPolicy(absl::StatusOr<std::shared_ptr<const Policy>> revision, absl::string_view trigger);
   void ReloadShadow();
 
   const ServerConfig config_;

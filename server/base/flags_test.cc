@@ -37,8 +37,8 @@ TEST(FlagsTest, ParsesEveryForm) {
   Values v;
   FlagSet flags = MakeFlags(&v);
   auto rest = flags.Parse({"--listen", "127.0.0.1:0", "-max-args-depth=7", "--no-watch",
-                           "--redis-timeout=2s", "--decision-log-args", "a", "--decision-log-args=b*",
-                           "positional", "--", "--not-a-flag"});
+                           "--redis-timeout=2s", "--decision-log-args", "a",
+                           "--decision-log-args=b*", "positional", "--", "--not-a-flag"});
   ASSERT_TRUE(rest.ok()) << rest.status();
   EXPECT_THAT(*rest, ElementsAre("positional", "--not-a-flag"));
   EXPECT_EQ(v.listen, "127.0.0.1:0");

@@ -19,16 +19,15 @@ void Decider::Decide(DecisionTask& task, absl::AnyInvocable<void() &&> done) con
     return;
   }
   std::vector<LimitCheck> checks = std::move(task.evaluation.checks);
-  store_->Acquire(std::move(checks), task.dry_run,
-                  [this, &task, done = std::move(done)](
-                      absl::StatusOr<AcquireResult> result) mutable {
-                    if (!result.ok() && task.trace != nullptr) {
-                      task.trace->push_back(
-                          absl::StrCat("counter store failed: ", result.status().message()));
-                    }
-                    engine_.Complete(task.evaluation, result, task.response, task.trace);
-                    std::move(done)();
-                  });
+  store_->Acquire(
+      std::move(checks), task.dry_run,
+      [this, &task, done = std::move(done)](absl::StatusOr<AcquireResult> result) mutable {
+        if (!result.ok() && task.trace != nullptr) {
+          task.trace->push_back(absl::StrCat("counter store failed: ", result.status().message()));
+        }
+        engine_.Complete(task.evaluation, result, task.response, task.trace);
+        std::move(done)();
+      });
 }
 
 }  // namespace toolgate

@@ -22,12 +22,12 @@ namespace toolgate {
 // One call being decided. The caller owns it (and the request and response
 // it points to) and keeps it alive until Decide's `done` has run.
 struct DecisionTask {
-  std::shared_ptr<const Policy> policy;         // The revision that decides.
+  std::shared_ptr<const Policy> policy;  // The revision that decides.
   const v1::CheckRequest* request = nullptr;
-  v1::CheckResponse* response = nullptr;        // Filled in by Decide.
-  bool dry_run = false;                         // Decide, but consume no counter.
-  std::vector<std::string>* trace = nullptr;    // Optional: one line per step.
-  Evaluation evaluation;                        // Set by Decide.
+  v1::CheckResponse* response = nullptr;      // Filled in by Decide.
+  bool dry_run = false;                       // Decide, but consume no counter.
+  std::vector<std::string>* trace = nullptr;  // Optional: one line per step.
+  Evaluation evaluation;                      // Set by Decide.
 
   // True once decided when the counters decided (ALLOW or RATE_LIMITED
   // after the store answered), false when the policy alone did.

@@ -92,9 +92,9 @@ class FileProvider final : public PolicyProvider {
   }
   std::string Describe() const override {
     if (watcher_ == nullptr) return absl::StrCat(path_, " (reloaded on SIGHUP only)");
-    return absl::StrCat(path_, " (watched: ",
-                        watcher_->using_inotify() ? "file-system events, and " : "", "every ",
-                        absl::FormatDuration(interval_), ")");
+    return absl::StrCat(path_,
+                        " (watched: ", watcher_->using_inotify() ? "file-system events, and " : "",
+                        "every ", absl::FormatDuration(interval_), ")");
   }
 
  private:
@@ -131,8 +131,8 @@ class RedisProvider final : public PolicyProvider {
     listener_.Clear();
   }
   std::string Describe() const override {
-    return absl::StrCat("the active revision in Redis at ", url_.Redacted(), " (announcements, and every ",
-                        absl::FormatDuration(check_interval_), ")");
+    return absl::StrCat("the active revision in Redis at ", url_.Redacted(),
+                        " (announcements, and every ", absl::FormatDuration(check_interval_), ")");
   }
 
  private:

@@ -33,8 +33,8 @@ class Recorder {
   PolicyProvider::Listener Listener() {
     return [this](absl::StatusOr<std::shared_ptr<const Policy>> r, absl::string_view trigger) {
       absl::MutexLock lock(&mu_);
-      events_.push_back(absl::StrCat(trigger, ": ",
-                                     r.ok() ? (*r)->revision() : std::string(r.status().message())));
+      events_.push_back(absl::StrCat(
+          trigger, ": ", r.ok() ? (*r)->revision() : std::string(r.status().message())));
     };
   }
   // Waits until an event contains `text`; returns all events seen.

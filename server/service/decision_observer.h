@@ -31,7 +31,7 @@ struct DecisionRecord {
   const Policy& policy;               // The revision that decided.
   bool decided_by_limits;             // The counters decided (ALLOW or RATE_LIMITED).
   const ShadowView& shadow;
-  absl::Duration latency;             // From the start of Check to now.
+  absl::Duration latency;  // From the start of Check to now.
 };
 
 // Observers run on the thread that completes the call (a gRPC thread or the

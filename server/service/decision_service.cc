@@ -30,8 +30,7 @@ class DecisionServiceImpl::Call final : public grpc::ServerUnaryReactor {
   alignas(16) char arena_block[kArenaBlock];
   google::protobuf::Arena arena{arena_block, kArenaBlock};
   v1::CheckRequest& request = *google::protobuf::Arena::CreateMessage<v1::CheckRequest>(&arena);
-  v1::CheckResponse& response =
-      *google::protobuf::Arena::CreateMessage<v1::CheckResponse>(&arena);
+  v1::CheckResponse& response = *google::protobuf::Arena::CreateMessage<v1::CheckResponse>(&arena);
 
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   grpc::ByteBuffer* response_buffer = nullptr;
@@ -94,9 +93,9 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
   // Observed before the answer leaves, so that a client that has its answer
   // also finds it in the metrics and the log.
   if (!observers_.empty()) {
-    const DecisionRecord record{call->request, call->response,
+    const DecisionRecord record{call->request,      call->response,
                                 *call->task.policy, call->task.decided_by_limits(),
-                                call->shadow, call->Elapsed()};
+                                call->shadow,       call->Elapsed()};
     for (DecisionObserver* o : observers_) o->OnDecision(record);
   }
   call->Finish(s);

@@ -44,9 +44,8 @@ void ShadowComparer::OnDecision(const DecisionRecord& r) {
   if (log_second_.exchange(second) != second) logged_ = 0;
   if (logged_.fetch_add(1) >= 10) return;
   LogInfo("shadow revision ", r.shadow.policy->revision(), " would decide ",
-          r.shadow.decision == v1::DECISION_UNSPECIFIED
-              ? std::string("ALLOW (subject to limits)")
-              : v1::Decision_Name(r.shadow.decision),
+          r.shadow.decision == v1::DECISION_UNSPECIFIED ? std::string("ALLOW (subject to limits)")
+                                                        : v1::Decision_Name(r.shadow.decision),
           " (", r.shadow.rule, ") where ", r.policy.revision(), " decided ",
           v1::Decision_Name(active), " (", r.response.rule(), "): tool \"", r.request.tool(),
           "\" grant \"", r.request.grant(), "\" server \"", r.request.server(), "\"");

@@ -67,9 +67,9 @@ class AtomicHistogram {
 
 // What the metrics ask for at scrape time. Any of these may be empty.
 struct MetricsSources {
-  std::function<std::string()> active_revision;        // "" when none.
+  std::function<std::string()> active_revision;      // "" when none.
   std::function<CounterStoreStatus()> store_status;  // Redis metrics when its kind is "redis".
-  std::function<uint64_t()> decision_log_dropped;      // Only with a decision log.
+  std::function<uint64_t()> decision_log_dropped;    // Only with a decision log.
   std::function<int64_t()> in_flight;
 };
 
@@ -131,8 +131,8 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
 // free one) until destroyed.
 class MetricsEndpoint {
  public:
-  static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(
-      const std::string& listen, std::shared_ptr<Metrics> metrics);
+  static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(const std::string& listen,
+                                                                std::shared_ptr<Metrics> metrics);
   ~MetricsEndpoint();
 
   // The address bound, with the real port ("127.0.0.1:9464").
