@@ -53,33 +53,36 @@ Client::Client(std::shared_ptr<grpc::Channel> channel)
       stub_(v1::DecisionService::NewStub(channel_)),
       admin_(v1::AdminService::NewStub(channel_)) {}
 
-absl::StatusOr<v1::ExplainResponse> Client::Explain(const v1::CheckRequest& request,
-                                                    absl::Duration timeout) {
+namespace {
+
+// One unary call with a deadline; a gRPC error becomes the matching status.
+template <typename Stub, typename Request, typename Response>
+absl::StatusOr<Response> CallUnary(Stub& stub,
+                                   grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                                const Request&, Response*),
+                                   const Request& request, absl::Duration timeout) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-  v1::ExplainResponse response;
-  grpc::Status s = admin_->Explain(&ctx, request, &response);
+  Response response;
+  grpc::Status s = (stub.*method)(&ctx, request, &response);
   if (!s.ok()) return FromGrpc(s);
   return response;
 }
 
+}  // namespace
+
+absl::StatusOr<v1::ExplainResponse> Client::Explain(const v1::CheckRequest& request,
+                                                    absl::Duration timeout) {
+  return CallUnary(*admin_, &v1::AdminService::Stub::Explain, request, timeout);
+}
+
 absl::StatusOr<v1::GetStatusResponse> Client::GetStatus(absl::Duration timeout) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-  v1::GetStatusResponse response;
-  grpc::Status s = admin_->GetStatus(&ctx, v1::GetStatusRequest(), &response);
-  if (!s.ok()) return FromGrpc(s);
-  return response;
+  return CallUnary(*admin_, &v1::AdminService::Stub::GetStatus, v1::GetStatusRequest(), timeout);
 }
 
 absl::StatusOr<v1::CheckResponse> Client::Check(const v1::CheckRequest& request,
                                                 absl::Duration timeout) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-  v1::CheckResponse response;
-  grpc::Status s = stub_->Check(&ctx, request, &response);
-  if (!s.ok()) return FromGrpc(s);
-  return response;
+  return CallUnary(*stub_, &v1::DecisionService::Stub::Check, request, timeout);
 }
 
 void Client::CheckAsync(const v1::CheckRequest& request, absl::Duration timeout,

@@ -1,12 +1,11 @@
 #include "server/engine/engine.h"
 
-#include "server/engine/counter_key.h"
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "server/base/duration.h"
+#include "server/engine/counter_key.h"
 
 namespace toolgate {
 namespace {
@@ -76,10 +75,10 @@ Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
       resp->set_decision(v1::DECISION_DENY);
       // The schema decided, whatever a class rule would have said next.
       resp->set_rule(std::string(r.args_rule_id));
-      std::string reason = absl::StrCat("arguments of \"", req.tool(), "\" violate ",
-                                        r.args_rule_id, ".args: ",
-                                        violations[0].path.empty() ? "(arguments)" : violations[0].path,
-                                        " ", violations[0].message);
+      std::string reason =
+          absl::StrCat("arguments of \"", req.tool(), "\" violate ", r.args_rule_id,
+                       ".args: ", violations[0].path.empty() ? "(arguments)" : violations[0].path,
+                       " ", violations[0].message);
       if (violations.size() > 1) {
         absl::StrAppend(&reason, " (and ", violations.size() - 1, " more)");
       }
@@ -140,12 +139,13 @@ void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult
     const LimitSpec& spec = limits[i];
     const LimitOutcome& o = result->outcomes[i];
     if (trace != nullptr) {
-      trace->push_back(!o.known ? absl::StrCat("limit ", spec.counter, ": not consulted")
-                       : absl::StrCat("limit ", spec.counter, " (", spec.Describe(), "): ",
-                                      o.has_room ? "has room" : "full", ", ", o.remaining,
-                                      " remaining",
-                                      o.has_room ? "" : absl::StrCat(", retry in ",
-                                                                     FormatMillis(o.retry_after_ms))));
+      trace->push_back(
+          !o.known
+              ? absl::StrCat("limit ", spec.counter, ": not consulted")
+              : absl::StrCat(
+                    "limit ", spec.counter, " (", spec.Describe(),
+                    "): ", o.has_room ? "has room" : "full", ", ", o.remaining, " remaining",
+                    o.has_room ? "" : absl::StrCat(", retry in ", FormatMillis(o.retry_after_ms))));
     }
     if (!o.known) continue;
     v1::LimitStatus* st = resp->add_limits();
