@@ -1,6 +1,5 @@
 // Integration tests of toolgated: real server processes on free loopback
 // ports, called through the toolgate client library over gRPC.
-#include <openssl/evp.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -30,6 +29,7 @@
 #include "grpcpp/support/slice.h"
 #include "grpcpp/support/stub_options.h"
 #include "gtest/gtest.h"
+#include "server/base/digest.h"
 #include "tests/integration/process.h"
 #include "toolgate/client.h"
 
@@ -49,16 +49,7 @@ constexpr absl::Duration kWait = absl::Seconds(30);
 // ---- helpers -----------------------------------------------------------------
 
 std::string Sha256Revision(const std::string& bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "sha256:";
-  for (int i = 0; i < 6; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xf]);
-  }
-  return out;
+  return "sha256:" + toolgate::Sha256Hex(bytes).substr(0, 12);
 }
 
 std::string SeedPolicyPath() { return SourcePath("examples/seed-policy.json"); }
