@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
@@ -30,18 +31,9 @@ absl::StatusOr<google::protobuf::Struct> ParseArgsJson(absl::string_view json) {
 }
 
 absl::string_view DecisionName(v1::Decision d) {
-  switch (d) {
-    case v1::DECISION_ALLOW:
-      return "ALLOW";
-    case v1::DECISION_DENY:
-      return "DENY";
-    case v1::DECISION_RATE_LIMITED:
-      return "RATE_LIMITED";
-    case v1::DECISION_REQUIRE_APPROVAL:
-      return "REQUIRE_APPROVAL";
-    default:
-      return "UNSPECIFIED";
-  }
+  absl::string_view name = v1::Decision_Name(d);  // "DECISION_ALLOW"; "" when unknown.
+  if (!absl::ConsumePrefix(&name, "DECISION_")) return "UNSPECIFIED";
+  return name;
 }
 
 std::unique_ptr<Client> Client::Connect(const std::string& target) {

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
 #include "server/base/duration.h"
 #include "server/engine/counter_key.h"
@@ -35,18 +37,18 @@ std::string DefaultReason(const Resolution& r, absl::string_view tool) {
 }  // namespace
 
 absl::string_view DecisionLabel(v1::Decision d) {
-  switch (d) {
-    case v1::DECISION_ALLOW:
-      return "allow";
-    case v1::DECISION_DENY:
-      return "deny";
-    case v1::DECISION_RATE_LIMITED:
-      return "rate_limited";
-    case v1::DECISION_REQUIRE_APPROVAL:
-      return "require_approval";
-    default:
-      return "unspecified";
-  }
+  // The enum's own names, without "DECISION_", in lower case.
+  static const std::vector<std::string>* const kLabels = [] {
+    auto* labels = new std::vector<std::string>();
+    for (int v = 0; v <= v1::Decision_MAX; ++v) {
+      absl::string_view name = v1::Decision_Name(static_cast<v1::Decision>(v));
+      absl::ConsumePrefix(&name, "DECISION_");
+      labels->push_back(absl::AsciiStrToLower(name));
+    }
+    return labels;
+  }();
+  return d >= 0 && d <= v1::Decision_MAX ? absl::string_view((*kLabels)[d])
+                                          : absl::string_view("unspecified");
 }
 
 Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
