@@ -22,57 +22,60 @@ constexpr size_t kMaxCountDigits = 12;
 
 ParsedDuration Error(DurationError error) { return ParsedDuration{0, error}; }
 
+struct Unit {
+  absl::string_view name;
+  int64_t millis;
+};
+// A whole unit by name, and the units after a count ("ms" before "m").
+constexpr Unit kNames[] = {{"second", kSecondMillis},
+                           {"minute", kMinuteMillis},
+                           {"hour", kHourMillis},
+                           {"day", kDayMillis}};
+constexpr Unit kSuffixes[] = {
+    {"ms", 1}, {"s", kSecondMillis}, {"m", kMinuteMillis}, {"h", kHourMillis}, {"d", kDayMillis}};
+
 // Consumes a unit at the front of `rest`; returns its milliseconds, or 0.
 int64_t ConsumeUnit(absl::string_view* rest) {
-  if (absl::ConsumePrefix(rest, "ms")) return 1;
-  if (absl::ConsumePrefix(rest, "s")) return kSecondMillis;
-  if (absl::ConsumePrefix(rest, "m")) return kMinuteMillis;
-  if (absl::ConsumePrefix(rest, "h")) return kHourMillis;
-  if (absl::ConsumePrefix(rest, "d")) return kDayMillis;
+  for (const Unit& unit : kSuffixes) {
+    if (absl::ConsumePrefix(rest, unit.name)) return unit.millis;
+  }
   return 0;
 }
 
 // The forms after the sign: a name, counts with units, or a bare count.
 ParsedDuration ParseUnsigned(absl::string_view text, int64_t max_millis) {
-  int64_t millis = 0;
-  if (text == "second") {
-    millis = kSecondMillis;
-  } else if (text == "minute") {
-    millis = kMinuteMillis;
-  } else if (text == "hour") {
-    millis = kHourMillis;
-  } else if (text == "day") {
-    millis = kDayMillis;
-  } else {
-    if (text.empty()) return Error(DurationError::kUnknownForm);
-    bool too_long = false;
-    absl::string_view rest = text;
-    while (!rest.empty()) {
-      size_t digits = 0;
-      while (digits < rest.size() &&
-             absl::ascii_isdigit(static_cast<unsigned char>(rest[digits]))) {
-        ++digits;
-      }
-      int64_t count = 0;
-      if (digits == 0 || digits > kMaxCountDigits ||
-          !absl::SimpleAtoi(rest.substr(0, digits), &count)) {
-        return Error(DurationError::kUnknownForm);
-      }
-      rest.remove_prefix(digits);
-      // A bare count (the whole text) is seconds.
-      const int64_t scale =
-          rest.empty() && digits == text.size() ? kSecondMillis : ConsumeUnit(&rest);
-      if (scale == 0) return Error(DurationError::kUnknownForm);
-      // Clamped before multiplying: count * scale could overflow 64 bits.
-      if (too_long || count > (max_millis - millis) / scale) {
-        too_long = true;
-      } else {
-        millis += count * scale;
-      }
-    }
-    if (too_long) return Error(DurationError::kTooLong);
+  for (const Unit& unit : kNames) {
+    if (text != unit.name) continue;
+    if (unit.millis > max_millis) return Error(DurationError::kTooLong);
+    return ParsedDuration{unit.millis, DurationError::kNone};
   }
-  if (millis > max_millis) return Error(DurationError::kTooLong);
+  if (text.empty()) return Error(DurationError::kUnknownForm);
+  int64_t millis = 0;
+  bool too_long = false;
+  absl::string_view rest = text;
+  while (!rest.empty()) {
+    size_t digits = 0;
+    while (digits < rest.size() && absl::ascii_isdigit(static_cast<unsigned char>(rest[digits]))) {
+      ++digits;
+    }
+    int64_t count = 0;
+    if (digits == 0 || digits > kMaxCountDigits ||
+        !absl::SimpleAtoi(rest.substr(0, digits), &count)) {
+      return Error(DurationError::kUnknownForm);
+    }
+    rest.remove_prefix(digits);
+    // A bare count (the whole text) is seconds.
+    const int64_t scale =
+        rest.empty() && digits == text.size() ? kSecondMillis : ConsumeUnit(&rest);
+    if (scale == 0) return Error(DurationError::kUnknownForm);
+    // Clamped before multiplying: count * scale could overflow 64 bits.
+    if (too_long || count > (max_millis - millis) / scale) {
+      too_long = true;
+    } else {
+      millis += count * scale;
+    }
+  }
+  if (too_long) return Error(DurationError::kTooLong);
   return ParsedDuration{millis, DurationError::kNone};
 }
 

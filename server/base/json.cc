@@ -43,6 +43,25 @@ size_t Utf8SequenceLength(const unsigned char* p, size_t n) {
   return len;
 }
 
+// The two-character escape (a backslash and a character) JSON output uses for
+// '"', '\\', newline, carriage return and tab; "" for any other character.
+absl::string_view ShortEscape(unsigned char c) {
+  switch (c) {
+    case '"':
+      return "\\\"";
+    case '\\':
+      return "\\\\";
+    case '\n':
+      return "\\n";
+    case '\r':
+      return "\\r";
+    case '\t':
+      return "\\t";
+    default:
+      return "";
+  }
+}
+
 }  // namespace
 
 void AppendJsonString(absl::string_view s, std::string* out) {
@@ -62,28 +81,12 @@ void AppendJsonString(absl::string_view s, std::string* out) {
       }
       continue;
     }
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (c < 0x20) {
-          absl::StrAppendFormat(out, "\\u%04x", c);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
+    if (const absl::string_view escape = ShortEscape(c); !escape.empty()) {
+      out->append(escape.data(), escape.size());
+    } else if (c < 0x20) {
+      absl::StrAppendFormat(out, "\\u%04x", c);
+    } else {
+      out->push_back(static_cast<char>(c));
     }
     ++i;
   }

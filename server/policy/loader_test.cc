@@ -32,6 +32,13 @@ fs::path FreshDir(const std::string& name) {
   return dir;
 }
 
+// The message of loading `path`, which must fail.
+std::string LoadPathError(const fs::path& path) {
+  auto p = LoadPolicyFromPath(path.string());
+  EXPECT_FALSE(p.ok()) << path;
+  return p.ok() ? "" : std::string(p.status().message());
+}
+
 // ---------------------------------------------------------------------------
 // The shipped examples.
 
@@ -237,9 +244,7 @@ TEST(PolicyLoadPath, DuplicateToolAcrossFiles) {
   const fs::path dir = FreshDir("d");
   WriteFile(dir / "a.yaml", "version: \"1\"\ntools:\n  shared_tool: {}\n");
   WriteFile(dir / "b.yaml", "version: \"1\"\ntools:\n  other: {}\n  shared_tool:\n    action: deny\n");
-  auto p = LoadPolicyFromPath(dir.string());
-  ASSERT_FALSE(p.ok());
-  const std::string msg(p.status().message());
+  const std::string msg = LoadPathError(dir);
   EXPECT_TRUE(HasSubstr(msg, (dir / "b.yaml").string() +
                                  ":4:3: tool \"shared_tool\" is already defined at " +
                                  (dir / "a.yaml").string() + ":3:3"));
@@ -250,9 +255,7 @@ TEST(PolicyLoadPath, CounterConflictAcrossFilesNamesBothFiles) {
   const fs::path dir = FreshDir("d");
   WriteFile(dir / "a.yaml", "version: \"1\"\ntools:\n  x:\n    limits:\n      - {counter: c, window: 1m, max: 2}\n");
   WriteFile(dir / "b.yaml", "version: \"1\"\ntools:\n  y:\n    limits:\n      - {counter: c, window: 1h, max: 2}\n");
-  auto p = LoadPolicyFromPath(dir.string());
-  ASSERT_FALSE(p.ok());
-  const std::string msg(p.status().message());
+  const std::string msg = LoadPathError(dir);
   EXPECT_TRUE(HasSubstr(msg, (dir / "b.yaml").string() + ":5:9: counter \"c\" is defined here as 2 per 1h"));
   EXPECT_TRUE(HasSubstr(msg, "but at " + (dir / "a.yaml").string() + ":5:9 as 2 per 1m"));
 }

@@ -46,6 +46,17 @@ std::optional<std::string> GetString(const YAML::Node& n, const std::string& wha
   return n.Scalar();
 }
 
+// A string that must not be empty (tool and grant names).
+std::optional<std::string> GetNonEmptyString(const YAML::Node& n, const std::string& what,
+                                             Diagnostics& d) {
+  std::optional<std::string> s = GetString(n, what, d);
+  if (s && s->empty()) {
+    d.Error(n, absl::StrCat(what, " must not be empty"));
+    return std::nullopt;
+  }
+  return s;
+}
+
 // A string that may also be written as nothing (null): "".
 std::optional<std::string> GetOptionalString(const YAML::Node& n, const std::string& what,
                                              Diagnostics& d) {
@@ -69,10 +80,9 @@ std::optional<int64_t> GetInt(const YAML::Node& n, const std::string& what, int6
 }
 
 std::optional<bool> GetBool(const YAML::Node& n, const std::string& what, Diagnostics& d) {
-  if (n.IsScalar() && !IsQuotedScalar(n)) {
-    const std::string& s = n.Scalar();
-    if (s == "true" || s == "True" || s == "TRUE") return true;
-    if (s == "false" || s == "False" || s == "FALSE") return false;
+  if (n.IsScalar()) {
+    const JsonScalar s = ReadJsonScalar(n);  // Plain true/false, as in `args`.
+    if (s.kind == JsonScalar::kBool) return s.boolean;
   }
   d.Error(n, absl::StrCat(what, " must be true or false, got ",
                           n.IsScalar() ? QuoteText(n.Scalar()) : YamlKindName(n)));
@@ -135,21 +145,9 @@ void ParseCallFields(const YAML::Node& node, const std::string& where, bool allo
                   [&](const std::string& key, const YAML::Node& v) {
                     const std::string at = absl::StrCat(where, ".", key);
                     if (key == "tool") {
-                      if (auto s = GetString(v, at, d)) {
-                        if (s->empty()) {
-                          d.Error(v, absl::StrCat(at, " must not be empty"));
-                        } else {
-                          call.tool = *s;
-                        }
-                      }
+                      call.tool = GetNonEmptyString(v, at, d);
                     } else if (key == "grant") {
-                      if (auto s = GetString(v, at, d)) {
-                        if (s->empty()) {
-                          d.Error(v, absl::StrCat(at, " must not be empty"));
-                        } else {
-                          call.grant = *s;
-                        }
-                      }
+                      call.grant = GetNonEmptyString(v, at, d);
                     } else if (key == "server") {
                       if (auto s = GetOptionalString(v, at, d)) call.server = *s;
                     } else if (key == "session") {
@@ -163,7 +161,7 @@ void ParseCallFields(const YAML::Node& node, const std::string& where, bool allo
                         d.Error(v, absl::StrCat(at, " must be a map (the arguments object), got ",
                                                 YamlKindName(v)));
                       } else {
-                        pb::Value value;
+                        pb::Value value;  // The object is level 1; below it, the rest.
                         if (YamlToJson(v, at, kMaxArgsDepth - 1, d, &value)) {
                           call.args = value.struct_value();
                         }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <exception>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -37,6 +38,31 @@ constexpr int64_t kPatternMaxMem = 4 << 20;
 // Largest count accepted for minLength and friends (the largest integer a
 // double holds exactly).
 constexpr double kMaxCount = 9007199254740992.0;  // 2^53
+
+// The keywords whose value is a count, and those whose value is a number:
+// where each is kept in a Node.
+template <typename T>
+struct BoundKeyword {
+  const char* name;
+  std::optional<T> Node::*field;
+};
+constexpr BoundKeyword<uint64_t> kCountKeywords[] = {{"minLength", &Node::min_length},
+                                                     {"maxLength", &Node::max_length},
+                                                     {"minItems", &Node::min_items},
+                                                     {"maxItems", &Node::max_items}};
+constexpr BoundKeyword<double> kNumberKeywords[] = {{"minimum", &Node::minimum},
+                                                    {"maximum", &Node::maximum},
+                                                    {"exclusiveMinimum", &Node::exclusive_minimum},
+                                                    {"exclusiveMaximum", &Node::exclusive_maximum}};
+
+// The entry of `table` named `kw`, or null.
+template <typename Keyword, size_t N>
+const Keyword* Find(const Keyword (&table)[N], const std::string& kw) {
+  for (const Keyword& k : table) {
+    if (kw == k.name) return &k;
+  }
+  return nullptr;
+}
 
 // True when `node` is a scalar that reads (server/base/yaml_json.h) as `kind`.
 bool IsJson(const YAML::Node& node, JsonScalar::Kind kind) {
@@ -136,112 +162,111 @@ class Compiler {
       return out;
     }
 
-    std::set<std::string> seen;
-    // Where the upper bounds are, to locate contradictions (marks, not
-    // nodes: assigning to a YAML::Node would write into the document).
-    YAML::Mark max_length_at, max_items_at, maximum_at, exclusive_maximum_at;
-    for (YAML::const_iterator it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node key = it->first;  // A copy: `it->` yields a temporary.
-      const YAML::Node value = it->second;
-      if (!key.IsScalar()) {
-        Error(key, where, "a schema keyword must be a string");
-        continue;
-      }
-      const std::string& kw = key.Scalar();
-      if (!seen.insert(kw).second) {
-        Error(key, where, absl::StrCat("duplicate schema keyword '", kw, "'"));
-        continue;
-      }
-      const std::string at = JoinPath(where, kw);
-      if (kw == "type") {
-        CompileType(value, at, out.get());
-      } else if (kw == "properties") {
-        CompileProperties(value, at, depth, out.get());
-      } else if (kw == "required") {
-        CompileRequired(value, at, out.get());
-      } else if (kw == "additionalProperties") {
-        if (IsJson(value, JsonScalar::kBool)) {
-          out->additional = ReadJsonScalar(value).boolean ? Additional::kAllow : Additional::kDeny;
-        } else if (value.IsMap()) {
-          out->additional = Additional::kSchema;
-          out->additional_schema = CompileSchema(value, at, depth + 1);
-        } else {
-          Error(value, at,
-                absl::StrCat("must be a boolean or a schema (is ", DescribeYaml(value), ")"));
-        }
-      } else if (kw == "enum") {
-        CompileEnum(value, at, out.get());
-      } else if (kw == "const") {
-        pb::Value v;
-        if (YamlToJson(value, at, kMaxSchemaDepth, diags_, &v)) out->const_value = std::move(v);
-      } else if (kw == "pattern") {
-        CompilePattern(value, at, out.get());
-      } else if (kw == "minLength") {
-        out->min_length = GetCount(value, at);
-      } else if (kw == "maxLength") {
-        max_length_at = value.Mark();
-        out->max_length = GetCount(value, at);
-      } else if (kw == "minItems") {
-        out->min_items = GetCount(value, at);
-      } else if (kw == "maxItems") {
-        max_items_at = value.Mark();
-        out->max_items = GetCount(value, at);
-      } else if (kw == "minimum") {
-        out->minimum = GetNumber(value, at);
-      } else if (kw == "maximum") {
-        maximum_at = value.Mark();
-        out->maximum = GetNumber(value, at);
-      } else if (kw == "exclusiveMinimum") {
-        out->exclusive_minimum = GetNumber(value, at);
-      } else if (kw == "exclusiveMaximum") {
-        exclusive_maximum_at = value.Mark();
-        out->exclusive_maximum = GetNumber(value, at);
-      } else if (kw == "items") {
-        if (value.IsSequence()) {
-          Error(value, at,
-                "must be a single schema applied to every element (the list form is not "
-                "supported)");
-        } else {
-          out->items = CompileSchema(value, at, depth + 1);
-        }
-      } else if (IsAnnotation(kw)) {
-        // Accepted and ignored.
-      } else {
-        Error(key, where, UnknownKeywordMessage(kw));
-      }
-    }
+    // Where each keyword's value is, to locate contradictions between bounds
+    // (marks, not nodes: assigning to a YAML::Node would write into the
+    // document).
+    std::map<std::string, YAML::Mark> value_at;
+    ForEachUniqueKey(node, where, "a schema keyword", "schema keyword",
+                     [&](const YAML::Node& key, const std::string& kw, const YAML::Node& value) {
+                       value_at[kw] = value.Mark();
+                       CompileKeyword(key, kw, value, where, depth, out.get());
+                     });
 
     // Bounds that no value can satisfy are mistakes.
     auto check_counts = [&](const std::optional<uint64_t>& lo, const std::optional<uint64_t>& hi,
-                            const char* lo_name, const char* hi_name, const YAML::Mark& hi_at) {
+                            const char* lo_name, const char* hi_name) {
       if (lo && hi && *lo > *hi) {
-        Error(hi_at, JoinPath(where, hi_name),
+        Error(value_at[hi_name], JoinPath(where, hi_name),
               absl::StrCat(lo_name, " (", *lo, ") is greater than ", hi_name, " (", *hi, ")"));
       }
     };
-    check_counts(out->min_length, out->max_length, "minLength", "maxLength", max_length_at);
-    check_counts(out->min_items, out->max_items, "minItems", "maxItems", max_items_at);
+    check_counts(out->min_length, out->max_length, "minLength", "maxLength");
+    check_counts(out->min_items, out->max_items, "minItems", "maxItems");
     auto check_bounds = [&](const std::optional<double>& lo, const std::optional<double>& hi,
-                            bool strict, const char* lo_name, const char* hi_name,
-                            const YAML::Mark& hi_at) {
+                            bool strict, const char* lo_name, const char* hi_name) {
       if (!lo || !hi) return;
       if (strict ? *lo >= *hi : *lo > *hi) {
-        Error(hi_at, JoinPath(where, hi_name),
+        Error(value_at[hi_name], JoinPath(where, hi_name),
               absl::StrCat("no number satisfies both ", lo_name, " ", FormatNumber(*lo), " and ",
                            hi_name, " ", FormatNumber(*hi)));
       }
     };
-    check_bounds(out->minimum, out->maximum, false, "minimum", "maximum", maximum_at);
-    check_bounds(out->minimum, out->exclusive_maximum, true, "minimum", "exclusiveMaximum",
-                 exclusive_maximum_at);
-    check_bounds(out->exclusive_minimum, out->maximum, true, "exclusiveMinimum", "maximum",
-                 maximum_at);
+    check_bounds(out->minimum, out->maximum, false, "minimum", "maximum");
+    check_bounds(out->minimum, out->exclusive_maximum, true, "minimum", "exclusiveMaximum");
+    check_bounds(out->exclusive_minimum, out->maximum, true, "exclusiveMinimum", "maximum");
     check_bounds(out->exclusive_minimum, out->exclusive_maximum, true, "exclusiveMinimum",
-                 "exclusiveMaximum", exclusive_maximum_at);
+                 "exclusiveMaximum");
     return out;
   }
 
  private:
+  // Compiles keyword `kw` (its `key` and `value`) of the schema at `where`
+  // into *out.
+  void CompileKeyword(const YAML::Node& key, const std::string& kw, const YAML::Node& value,
+                      const std::string& where, int depth, Node* out) {
+    const std::string at = JoinPath(where, kw);
+    if (kw == "type") {
+      CompileType(value, at, out);
+    } else if (kw == "properties") {
+      CompileProperties(value, at, depth, out);
+    } else if (kw == "required") {
+      CompileRequired(value, at, out);
+    } else if (kw == "additionalProperties") {
+      if (IsJson(value, JsonScalar::kBool)) {
+        out->additional = ReadJsonScalar(value).boolean ? Additional::kAllow : Additional::kDeny;
+      } else if (value.IsMap()) {
+        out->additional = Additional::kSchema;
+        out->additional_schema = CompileSchema(value, at, depth + 1);
+      } else {
+        Error(value, at,
+              absl::StrCat("must be a boolean or a schema (is ", DescribeYaml(value), ")"));
+      }
+    } else if (kw == "enum") {
+      CompileEnum(value, at, out);
+    } else if (kw == "const") {
+      pb::Value v;
+      if (YamlToJson(value, at, kMaxSchemaDepth, diags_, &v)) out->const_value = std::move(v);
+    } else if (kw == "pattern") {
+      CompilePattern(value, at, out);
+    } else if (const auto* count = Find(kCountKeywords, kw)) {
+      out->*(count->field) = GetCount(value, at);
+    } else if (const auto* number = Find(kNumberKeywords, kw)) {
+      out->*(number->field) = GetNumber(value, at);
+    } else if (kw == "items") {
+      if (value.IsSequence()) {
+        Error(value, at,
+              "must be a single schema applied to every element (the list form is not "
+              "supported)");
+      } else {
+        out->items = CompileSchema(value, at, depth + 1);
+      }
+    } else if (IsAnnotation(kw)) {
+      // Accepted and ignored.
+    } else {
+      Error(key, where, UnknownKeywordMessage(kw));
+    }
+  }
+
+  // Calls fn(key, name, value) for each pair of map `node` whose key is a
+  // string not seen before in it; other keys are errors: "<a_noun> must be a
+  // string", "duplicate <noun> '<name>'".
+  template <typename Fn>
+  void ForEachUniqueKey(const YAML::Node& node, const std::string& where, absl::string_view a_noun,
+                        absl::string_view noun, Fn&& fn) {
+    std::set<std::string> seen;
+    for (YAML::const_iterator it = node.begin(); it != node.end(); ++it) {
+      const YAML::Node key = it->first;  // Copies: `it->` yields a temporary.
+      const YAML::Node value = it->second;
+      if (!key.IsScalar()) {
+        Error(key, where, absl::StrCat(a_noun, " must be a string"));
+      } else if (!seen.insert(key.Scalar()).second) {
+        Error(key, where, absl::StrCat("duplicate ", noun, " '", key.Scalar(), "'"));
+      } else {
+        fn(key, key.Scalar(), value);
+      }
+    }
+  }
+
   static std::string Located(const std::string& where, absl::string_view message) {
     return where.empty() ? std::string(message) : absl::StrCat(where, ": ", message);
   }
@@ -306,21 +331,11 @@ class Compiler {
                          ")"));
       return;
     }
-    std::set<std::string> names;
-    for (YAML::const_iterator it = value.begin(); it != value.end(); ++it) {
-      const YAML::Node key = it->first;
-      if (!key.IsScalar()) {
-        Error(key, at, "a property name must be a string");
-        continue;
-      }
-      const std::string& name = key.Scalar();
-      if (!names.insert(name).second) {
-        Error(key, at, absl::StrCat("duplicate property '", name, "'"));
-        continue;
-      }
-      out->properties.push_back(
-          Property{name, CompileSchema(it->second, JoinPath(at, name), depth + 1)});
-    }
+    ForEachUniqueKey(value, at, "a property name", "property",
+                     [&](const YAML::Node&, const std::string& name, const YAML::Node& schema) {
+                       out->properties.push_back(
+                           Property{name, CompileSchema(schema, JoinPath(at, name), depth + 1)});
+                     });
     std::sort(out->properties.begin(), out->properties.end(),
               [](const Property& a, const Property& b) { return a.name < b.name; });
   }
