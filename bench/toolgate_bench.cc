@@ -32,6 +32,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/create_channel.h"
@@ -39,7 +40,9 @@
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "server/base/files.h"
 #include "server/base/flags.h"
+#include "server/base/json.h"
 #include "server/base/runtime.h"
 #include "toolgate/client.h"
 #include "toolgate/v1/decision.pb.h"
@@ -129,18 +132,9 @@ std::string CodeName(int code) {
 }
 
 std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
+  std::string out;
+  toolgate::AppendJsonString(s, &out);
+  return out;
 }
 
 struct Options {
@@ -377,12 +371,12 @@ int Runner::Report() const {
   return all_errors > 0 || !mismatch.empty() ? 1 : 0;
 }
 
-// Reads one tool name per line (blank lines and lines starting with '#' skipped).
+// Reads one tool name per line (blank lines and lines starting with '#'
+// skipped) from a regular file of at most 16 MiB.
 bool ReadTools(const std::string& path, std::vector<std::string>* tools) {
-  std::ifstream in(path);
-  if (!in) return false;
-  std::string line;
-  while (std::getline(in, line)) {
+  const absl::StatusOr<std::string> text = toolgate::ReadRegularFile(path);
+  if (!text.ok()) return false;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
     absl::string_view t = absl::StripAsciiWhitespace(line);
     if (t.empty() || t[0] == '#') continue;
     tools->emplace_back(t);
