@@ -160,6 +160,12 @@ TEST(PolicyWindow, Forms) {
   EXPECT_EQ(p->Find("t").limits[1].window_ms, 300'000);
 }
 
+TEST(PolicyWindow, SeveralCountsAddUp) {
+  EXPECT_EQ(WindowOf("1h30m").value_or(-1), 5'400'000);
+  EXPECT_EQ(WindowOf("\"1m500ms\"").value_or(-1), 60'500);
+  EXPECT_FALSE(WindowOf("30d24h1ms").ok());
+}
+
 TEST(PolicyWindow, UnknownWindow) {
   const std::string msg = LoadError(R"(version: "1"
 tools:

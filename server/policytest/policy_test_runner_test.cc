@@ -398,6 +398,43 @@ cases:
       << err;
 }
 
+TEST_F(PolicyTestRunnerTest, DurationFormsAndBounds) {
+  auto report = Run(R"(defaults: {grant: a}
+cases:
+  - call: {tool: wait_for_background_task}
+    repeat: 10
+    expect: {decision: allow}
+  - call: {tool: wait_for_background_task}
+    expect: {decision: rate_limited, retry_after_min: "0m59s1000ms", retry_after_max: 1M}
+  - advance: 0m59s999ms
+  - call: {tool: wait_for_background_task}
+    expect: {decision: rate_limited, retry_after_max: "1"}
+  - advance: 0.001
+  - call: {tool: wait_for_background_task}
+    expect: {decision: allow}
+)");
+  ASSERT_TRUE(report.ok()) << report.status();
+  for (const auto& c : report->cases) EXPECT_TRUE(c.passed) << c.name << ": " << c.message;
+
+  const std::string err = Error(R"(cases:
+  - advance: 367d
+  - advance: 0.0005
+  - advance: "1.5s"
+  - advance: 0s
+  - call: {tool: list_files, grant: g}
+    expect: {decision: allow, retry_after_max: 366d1ms}
+)");
+  EXPECT_TRUE(HasSubstr(err, "cases.yaml:2:14: cases[0].advance: \"367d\" is longer than 366 days"))
+      << err;
+  EXPECT_TRUE(HasSubstr(err, "cases[1].advance: \"0.0005\" must be a whole number of milliseconds"))
+      << err;
+  EXPECT_TRUE(HasSubstr(err, "cases[2].advance: invalid duration \"1.5s\"")) << err;
+  EXPECT_TRUE(HasSubstr(err, "cases[3].advance must be positive")) << err;
+  EXPECT_TRUE(
+      HasSubstr(err, "cases[4].expect.retry_after_max: \"366d1ms\" is longer than 366 days"))
+      << err;
+}
+
 TEST_F(PolicyTestRunnerTest, StructuralErrors) {
   EXPECT_TRUE(HasSubstr(Error(""), "cases.yaml: the cases file is empty"));
   EXPECT_TRUE(HasSubstr(Error("cases: []\n"), "cases.yaml:1:8: cases must list at least one case"));
