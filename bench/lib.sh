@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared by bench/run.sh and bench/profile.sh: processes (started, tracked,
 # stopped on exit), redis-server on a free port, and number formatting.
+# Servers that can bind port 0 do, and report the port they got.
 # Source it after setting ROOT; then call bench_setup NAME.
 #
 # Variables read: ROOT (the repository), PIN (1: pin with taskset).
@@ -76,29 +77,50 @@ start_server() {
   exit 1
 }
 
-# start_redis CPU: redis-server on a free loopback port, no persistence,
-# pinned to CPU (or "none"); sets REDIS_PID and REDIS_PORT.
+# A random TCP port outside the kernel's ephemeral range (which it hands out
+# to outgoing connections and to port-0 listeners): below it, from 10000,
+# when there is room, else above it. For redis-server, which cannot bind
+# port 0.
+port_outside_ephemeral_range() {
+  local low=32768 high=60999
+  read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  if ((low > 11000)); then
+    echo $((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
+  elif ((high < 64535)); then
+    echo $((high + 1 + (RANDOM * 32768 + RANDOM) % (65535 - high)))
+  else
+    echo $((1024 + (RANDOM * 32768 + RANDOM) % (low - 1024)))
+  fi
+}
+
+# start_redis CPU: redis-server on a free loopback port outside the ephemeral
+# range (another one if the port is taken), no persistence, pinned to CPU (or
+# "none"); waits until it answers PING (and INFO names its process, not
+# someone else's server on the port). Sets REDIS_PID and REDIS_PORT.
 start_redis() {
   local cpu=$1
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
     { echo "$(basename "$0"): redis-server and redis-cli are needed" >&2; exit 1; }
   local try i
   for try in $(seq 20); do
-    REDIS_PORT=$((20000 + RANDOM % 40000))
+    REDIS_PORT=$(port_outside_ephemeral_range)
     local cmd=($(pin_prefix "$cpu") redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save ""
       --appendonly no --daemonize no --dir "$WORK")
     "${cmd[@]}" >"$WORK/redis.log" 2>&1 &
     REDIS_PID=$!
     PIDS+=("$REDIS_PID")
-    for i in $(seq 100); do
-      if [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; then
+    for i in $(seq 600); do  # 30 s: far more than it needs, even on a busy machine.
+      if [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]] &&
+        [[ "$(redis-cli -p "$REDIS_PORT" info server 2>/dev/null | tr -d '\r' |
+          sed -n 's/^process_id://p')" == "$REDIS_PID" ]]; then
         record "${cmd[@]}"
         return 0
       fi
       kill -0 "$REDIS_PID" 2>/dev/null || break
       sleep 0.05
     done
-    stop "$REDIS_PID"  # Port taken (or too slow): try another.
+    stop "$REDIS_PID"
+    grep -q "Address already in use" "$WORK/redis.log" || break  # Another port will not help.
   done
   echo "$(basename "$0"): cannot start redis-server" >&2
   cat "$WORK/redis.log" >&2

@@ -74,6 +74,10 @@ while (($#)); do
   esac
   shift
 done
+# Deadlines: toolgated's own to Redis (flags of scenarios c and d) and the
+# load generator's per call (empty: the defaults).
+REDIS_DEADLINE_FLAGS=""
+CALL_TIMEOUT=""
 if ((SMOKE)); then
   DURATION=300ms
   WARMUP=100ms
@@ -81,6 +85,12 @@ if ((SMOKE)); then
   ROUNDS=1
   PIN=0
   PROFILE=0
+  # The smoke run checks decisions, never speed: deadlines 10x more than a
+  # call needs on a busy machine (sanitizer builds included), so that a slow
+  # moment is never a wrong decision (toolgated's default Redis deadline,
+  # 25 ms, would deny by failure mode) or a failed call.
+  REDIS_DEADLINE_FLAGS="--redis-timeout 5s"
+  CALL_TIMEOUT=20s
 fi
 if ((PIN)) && { ! command -v taskset >/dev/null || (($(nproc) < 2)); }; then
   echo "run.sh: taskset missing or fewer than 2 CPUs: not pinning" >&2
@@ -143,7 +153,8 @@ measure() {
   local run="$scen-$kind-c$conc-r$ROUND"
   local json="$WORK/$run.json" key="$scen,$kind,$conc"
   local cmd=($(pin_prefix 1) "$BENCH" --target "$addr" --concurrency "$conc" --warmup "$WARMUP"
-    --duration "$DURATION" --expect "$expect" --label "$scen/$kind/c$conc" --json "$json" "$@")
+    --duration "$DURATION" --expect "$expect" --label "$scen/$kind/c$conc" --json "$json"
+    ${CALL_TIMEOUT:+--timeout "$CALL_TIMEOUT"} "$@")
   ((ROUND > 1)) || record "${cmd[@]}"
   local c0 c1 t0 t1 r0=0 r1=0 rc=0
   c0=$(cpu_ticks "$pid")
@@ -319,7 +330,7 @@ for scen in $SCENARIOS; do
     c)
       start_redis "$REDIS_CPU"
       SETUP[c]="Policy \`bench/policies/redis_window.yaml\`; tool \`search_web\` with one \`sliding_window\` limit per grant (1,000 a minute, never reached); 10,000 grants; \`toolgated --redis\` to a local redis-server (\`--save \"\" --appendonly no\`, pinned with the server under test). Expected: all ALLOW."
-      run_scenario c ALLOW "--policy $ROOT/bench/policies/redis_window.yaml --redis redis://127.0.0.1:$REDIS_PORT" \
+      run_scenario c ALLOW "--policy $ROOT/bench/policies/redis_window.yaml --redis redis://127.0.0.1:$REDIS_PORT $REDIS_DEADLINE_FLAGS" \
         --tool search_web --grant 'agent-{i}' --grants 10000 --args "$ARGS_A"
       stop "$REDIS_PID"
       REDIS_PID="" REDIS_PORT=""
@@ -328,7 +339,7 @@ for scen in $SCENARIOS; do
       start_redis "$REDIS_CPU"
       SETUP[d]="Policy \`bench/policies/hot_key.yaml\`; tool \`send_email\` with one global limit of 1 an hour in Redis; one priming call takes the only unit, so every measured call is over the limit and answered by the over-limit cache. Expected: all RATE_LIMITED."
       PRIME="--tool send_email --grant agent-0"
-      run_scenario d RATE_LIMITED "--policy $ROOT/bench/policies/hot_key.yaml --redis redis://127.0.0.1:$REDIS_PORT" \
+      run_scenario d RATE_LIMITED "--policy $ROOT/bench/policies/hot_key.yaml --redis redis://127.0.0.1:$REDIS_PORT $REDIS_DEADLINE_FLAGS" \
         --tool send_email --grant 'agent-{i}' --grants 1000 --args "$ARGS_A"
       stop "$REDIS_PID"
       REDIS_PID="" REDIS_PORT=""

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
@@ -30,18 +31,9 @@ absl::StatusOr<google::protobuf::Struct> ParseArgsJson(absl::string_view json) {
 }
 
 absl::string_view DecisionName(v1::Decision d) {
-  switch (d) {
-    case v1::DECISION_ALLOW:
-      return "ALLOW";
-    case v1::DECISION_DENY:
-      return "DENY";
-    case v1::DECISION_RATE_LIMITED:
-      return "RATE_LIMITED";
-    case v1::DECISION_REQUIRE_APPROVAL:
-      return "REQUIRE_APPROVAL";
-    default:
-      return "UNSPECIFIED";
-  }
+  absl::string_view name = v1::Decision_Name(d);  // "DECISION_ALLOW"; "" when unknown.
+  if (!absl::ConsumePrefix(&name, "DECISION_")) return "UNSPECIFIED";
+  return name;
 }
 
 std::unique_ptr<Client> Client::Connect(const std::string& target) {
@@ -53,33 +45,36 @@ Client::Client(std::shared_ptr<grpc::Channel> channel)
       stub_(v1::DecisionService::NewStub(channel_)),
       admin_(v1::AdminService::NewStub(channel_)) {}
 
-absl::StatusOr<v1::ExplainResponse> Client::Explain(const v1::CheckRequest& request,
-                                                    absl::Duration timeout) {
+namespace {
+
+// One unary call with a deadline; a gRPC error becomes the matching status.
+template <typename Stub, typename Request, typename Response>
+absl::StatusOr<Response> CallUnary(Stub& stub,
+                                   grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                                const Request&, Response*),
+                                   const Request& request, absl::Duration timeout) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-  v1::ExplainResponse response;
-  grpc::Status s = admin_->Explain(&ctx, request, &response);
+  Response response;
+  grpc::Status s = (stub.*method)(&ctx, request, &response);
   if (!s.ok()) return FromGrpc(s);
   return response;
 }
 
+}  // namespace
+
+absl::StatusOr<v1::ExplainResponse> Client::Explain(const v1::CheckRequest& request,
+                                                    absl::Duration timeout) {
+  return CallUnary(*admin_, &v1::AdminService::Stub::Explain, request, timeout);
+}
+
 absl::StatusOr<v1::GetStatusResponse> Client::GetStatus(absl::Duration timeout) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-  v1::GetStatusResponse response;
-  grpc::Status s = admin_->GetStatus(&ctx, v1::GetStatusRequest(), &response);
-  if (!s.ok()) return FromGrpc(s);
-  return response;
+  return CallUnary(*admin_, &v1::AdminService::Stub::GetStatus, v1::GetStatusRequest(), timeout);
 }
 
 absl::StatusOr<v1::CheckResponse> Client::Check(const v1::CheckRequest& request,
                                                 absl::Duration timeout) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-  v1::CheckResponse response;
-  grpc::Status s = stub_->Check(&ctx, request, &response);
-  if (!s.ok()) return FromGrpc(s);
-  return response;
+  return CallUnary(*stub_, &v1::DecisionService::Stub::Check, request, timeout);
 }
 
 void Client::CheckAsync(const v1::CheckRequest& request, absl::Duration timeout,

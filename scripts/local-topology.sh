@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The cluster's shape as local processes: one redis-server and N toolgated
-# (3 by default) sharing it, all on free loopback ports.
+# (3 by default) sharing it, all on free loopback ports. Each toolgated binds
+# port 0 (gRPC and metrics) and the addresses it logs are used; redis-server
+# cannot bind port 0, so it gets a random port below the kernel's ephemeral
+# range (and another one if that port turns out to be taken).
 #
 #   scripts/local-topology.sh [run]   [options]  start, print the addresses, and
 #                                                stay until Ctrl-C / SIGTERM, then stop all
@@ -56,7 +59,7 @@ while [ $# -gt 0 ]; do
     --redis-server) REDIS_SERVER="$2"; shift 2 ;;
     --redis-server=*) REDIS_SERVER="${1#*=}"; shift ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "local-topology: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -117,49 +120,52 @@ stop_all() {
   rm -f "$PID_FILE" "$ENV_FILE"
 }
 
-# A TCP port nobody listens on (IPv4 or IPv6), from /proc/net/tcp*.
-listening_ports() {
-  local f
-  for f in /proc/net/tcp /proc/net/tcp6; do
-    [ -r "$f" ] || continue
-    local local_addr state hex
-    while read -r _ local_addr _ state _; do
-      [ "$state" = "0A" ] || continue
-      hex="${local_addr##*:}"
-      echo "$((16#$hex))"
-    done < <(tail -n +2 "$f")
-  done 2>/dev/null | sort -u
-}
-free_port() {
-  local used port tries=0
-  used="$(listening_ports)"
-  while [ "$tries" -lt 200 ]; do
-    port=$((20000 + RANDOM % 40000))
-    if ! grep -qx "$port" <<<"$used"; then echo "$port"; return 0; fi
-    tries=$((tries + 1))
-  done
-  return 1
+# A random TCP port outside the kernel's ephemeral range (which it hands out
+# to outgoing connections and to port-0 listeners): below it, from 10000,
+# when there is room, else above it.
+port_outside_ephemeral_range() {
+  local low=32768 high=60999
+  read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  if [ "$low" -gt 11000 ]; then
+    echo $((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
+  elif [ "$high" -lt 64535 ]; then
+    echo $((high + 1 + (RANDOM * 32768 + RANDOM) % (65535 - high)))
+  else
+    echo $((1024 + (RANDOM * 32768 + RANDOM) % (low - 1024)))
+  fi
 }
 
-redis_ping() {
-  local port="$1" reply=""
+# True when the Redis answering on port $1 is process $2: it answers PING,
+# and INFO says so (so that someone else's server on the port is never taken
+# for ours).
+redis_ready() {
+  local port="$1" pid="$2" line="" ours=1
   { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
-  printf 'PING\r\n' >&3
-  IFS= read -r -t 1 reply <&3 || true
+  printf 'PING\r\nINFO server\r\n' >&3
+  IFS= read -r -t 2 line <&3 || true
+  if [[ "$line" == "+PONG"* ]]; then
+    while IFS= read -r -t 2 line <&3; do
+      line="${line%$'\r'}"
+      case "$line" in
+        process_id:*) [ "${line#process_id:}" = "$pid" ] && ours=0; break ;;
+      esac
+    done
+  fi
   exec 3<&- 3>&-
-  [[ "$reply" == "+PONG"* ]]
+  return "$ours"
 }
 
 start_redis() {
-  local attempt port pid i
-  for attempt in 1 2 3 4 5; do
-    port="$(free_port)"
+  local attempt port pid i logf="$STATE_DIR/redis.log"
+  for attempt in $(seq 1 20); do
+    port="$(port_outside_ephemeral_range)"
     "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
       --dir "$STATE_DIR" --daemonize no --protected-mode yes \
-      >"$STATE_DIR/redis.log" 2>&1 </dev/null &
+      >"$logf" 2>&1 </dev/null &
     pid=$!
-    for i in $(seq 1 100); do
-      if redis_ping "$port"; then
+    # Ask it until it answers (30 s: far more than it needs, even when busy).
+    for i in $(seq 1 600); do
+      if redis_ready "$port" "$pid"; then
         echo "redis $pid" >>"$PID_FILE"
         REDIS_PORT="$port"
         return 0
@@ -169,47 +175,55 @@ start_redis() {
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    log "redis-server did not start on port $port (attempt $attempt); log:"
-    sed 's/^/  /' "$STATE_DIR/redis.log" >&2 || true
+    if grep -q "Address already in use" "$logf"; then
+      log "port $port is taken (attempt $attempt): trying another"
+      continue
+    fi
+    log "redis-server did not start on port $port; log:"
+    sed 's/^/  /' "$logf" >&2 || true
+    return 1
   done
+  log "no free port for redis-server after $attempt attempts"
   return 1
 }
 
-# Starts toolgated number $1; sets SERVER_ADDR (and METRICS_ADDR).
+# Starts toolgated number $1 on port 0 (and metrics on port 0), and reads
+# the addresses it got from its log; sets SERVER_ADDR (and METRICS_ADDR).
 start_server() {
-  local n="$1" attempt pid i addr="" metrics_port=""
-  local logf="$STATE_DIR/toolgated-$n.log"
-  for attempt in 1 2 3; do
-    local -a args=(--listen 127.0.0.1:0 --policy "$POLICY" --redis "redis://127.0.0.1:$REDIS_PORT")
-    METRICS_ADDR=""
-    if [ "$HAS_METRICS" -eq 1 ]; then
-      metrics_port="$(free_port)"
-      METRICS_ADDR="127.0.0.1:$metrics_port"
-      args+=(--metrics-listen "$METRICS_ADDR")
-    fi
-    # TOOLGATE_* of the caller's shell would change every server: drop them.
-    env $(env | awk -F= '/^TOOLGATE_/ { printf "-u %s ", $1 }') \
-      "$TOOLGATED" "${args[@]}" ${EXTRA[@]+"${EXTRA[@]}"} >"$logf" 2>&1 </dev/null &
-    pid=$!
-    for i in $(seq 1 200); do
-      addr="$(sed -n 's/.*toolgated listening on \([0-9.]*:[0-9]*\).*/\1/p' "$logf" 2>/dev/null | head -n 1)"
-      [ -n "$addr" ] && break
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.05
-    done
-    if [ -n "$addr" ]; then
-      echo "toolgated-$n $pid" >>"$PID_FILE"
-      SERVER_ADDR="$addr"
-      return 0
-    fi
+  local n="$1" pid i addr="" logf="$STATE_DIR/toolgated-$n.log"
+  local -a args=(--listen 127.0.0.1:0 --policy "$POLICY" --redis "redis://127.0.0.1:$REDIS_PORT")
+  [ "$HAS_METRICS" -eq 1 ] && args+=(--metrics-listen 127.0.0.1:0)
+  METRICS_ADDR=""
+  # TOOLGATE_* of the caller's shell would change every server: drop them.
+  env $(env | awk -F= '/^TOOLGATE_/ { printf "-u %s ", $1 }') \
+    "$TOOLGATED" "${args[@]}" ${EXTRA[@]+"${EXTRA[@]}"} >"$logf" 2>&1 </dev/null &
+  pid=$!
+  # Until it says where it listens (30 s: far more than it needs, even when busy).
+  for i in $(seq 1 600); do
+    addr="$(sed -n 's/.*toolgated listening on \([0-9.]*:[0-9]*\).*/\1/p' "$logf" 2>/dev/null | head -n 1)"
+    [ -n "$addr" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [ -z "$addr" ]; then
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    log "toolgated-$n did not start (attempt $attempt); log:"
+    log "toolgated-$n did not start; log:"
     sed 's/^/  /' "$logf" >&2 || true
-    # A policy or flag error will not go away by retrying.
-    grep -q "address\|bind\|in use" "$logf" || return 1
-  done
-  return 1
+    return 1
+  fi
+  echo "toolgated-$n $pid" >>"$PID_FILE"
+  SERVER_ADDR="$addr"
+  # Logged before the gRPC address.
+  if [ "$HAS_METRICS" -eq 1 ]; then
+    METRICS_ADDR="$(sed -n 's/.*metrics listening on \([0-9.]*:[0-9]*\).*/\1/p' "$logf" | head -n 1)"
+    if [ -z "$METRICS_ADDR" ]; then
+      log "toolgated-$n did not log its metrics address; log:"
+      sed 's/^/  /' "$logf" >&2 || true
+      return 1
+    fi
+  fi
+  return 0
 }
 
 start_all() {

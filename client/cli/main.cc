@@ -139,9 +139,9 @@ int RunCheck(const std::vector<std::string>& args) {
       return kExitFailure;
     }
     toolgate::MemoryCounterStore store(toolgate::SystemClock::Get());
-    toolgate::Engine engine;
+    const toolgate::Decider decider(&store, toolgate::Engine(), toolgate::ArgsLimits());
     absl::StatusOr<toolgate::v1::ExplainResponse> explained;
-    toolgate::ExplainCheck(*policy, &store, engine, req,
+    toolgate::ExplainCheck(decider, *policy, req,
                            [&](absl::StatusOr<toolgate::v1::ExplainResponse> r) {
                              explained = std::move(r);
                            });

@@ -8,11 +8,10 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/app/server.h"
 #include "server/base/flags.h"
 #include "server/base/log.h"
 #include "server/base/runtime.h"
-#include "server/provider/policy_watcher.h"
-#include "server/app/server.h"
 
 namespace {
 
@@ -35,20 +34,6 @@ constexpr char kUsage[] =
     "Exit codes: 0 after a clean shutdown, 1 when the policy is invalid or the\n"
     "address cannot be bound, 2 for bad flags.";
 
-// Reloads the policy and logs the outcome. SIGHUP and the policy watcher
-// both come here; `trigger` says which.
-void ReloadAndLog(toolgate::ToolgateServer& server, absl::string_view trigger) {
-  if (absl::Status s = server.Reload(); !s.ok()) {
-    const auto active = server.policies().active();
-    toolgate::LogError("policy reload rejected; revision ", active ? active->revision() : "(none)",
-                       " keeps serving (", trigger, "):\n", s.message());
-  } else {
-    const auto active = server.policies().active();
-    toolgate::LogInfo("policy reloaded: revision ", active ? active->revision() : "(none)", " (",
-                      trigger, ")");
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -60,7 +45,7 @@ int main(int argc, char** argv) {
   toolgate::FlagSet flags(kUsage, "TOOLGATE_");
   flags.String("listen", &config.listen,
                "Address to serve gRPC on, HOST:PORT (port 0 picks a free one).");
-  flags.String("policy", &config.policy_path,
+  flags.String("policy", &config.policy.path,
                "Policy file (YAML or JSON) or directory of policy files. When empty, the example "
                "policy compiled into the binary is used.");
   flags.Int("max-args-bytes", &max_args_bytes, 1, 16 << 20,
@@ -85,11 +70,12 @@ int main(int argc, char** argv) {
   int64_t stats_interval_ms = 60'000;
   flags.Duration("stats-interval", &stats_interval_ms,
                  "How often to log counter-store statistics (when they changed).");
+  int64_t policy_check_interval_ms = 1000;
   flags.String("shadow-policy", &config.shadow_policy_path,
                "A candidate policy (file or directory) evaluated beside the active one: the "
                "active one decides; calls the candidate would decide otherwise are counted "
                "(toolgate status) and logged.");
-  flags.Duration("policy-check-interval", &config.policy_check_interval_ms,
+  flags.Duration("policy-check-interval", &policy_check_interval_ms,
                  "With --policy redis://...: how often the active revision is also polled "
                  "(changes are announced by pub/sub at once).");
   flags.String("metrics-listen", &config.metrics_listen,
@@ -104,8 +90,7 @@ int main(int argc, char** argv) {
   flags.Int("decision-log-queue", &config.decision_log_queue, 1, 10'000'000,
             "Decision log entries waiting to be written; when full, entries are dropped "
             "(counted), never waited for.");
-  bool watch = true;
-  flags.Bool("watch", &watch,
+  flags.Bool("watch", &config.policy.watch,
              "Watch the policy file or directory and reload it when it changes (including a "
              "Kubernetes ConfigMap update). --no-watch: reload on SIGHUP only.");
   int64_t watch_interval_ms = 1'000;
@@ -139,6 +124,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   config.args_limits.max_bytes = static_cast<size_t>(max_args_bytes);
+  config.policy.watch_interval = absl::Milliseconds(watch_interval_ms);
+  config.policy.redis_check_interval = absl::Milliseconds(policy_check_interval_ms);
   config.args_limits.max_depth = static_cast<int>(max_args_depth);
 
   // Signals are taken synchronously by this thread; block them before any
@@ -150,20 +137,6 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  if (config.policy_path.empty()) {
-    toolgate::LogWarning("no --policy given: serving the example policy compiled into the binary");
-  }
-  // Created before the policy is first loaded, so that a change made while
-  // the server starts is still picked up; started once the server runs.
-  toolgate::ToolgateServer* live = nullptr;
-  std::unique_ptr<toolgate::PolicyWatcher> watcher;
-  if (watch && !config.policy_path.empty() && !toolgate::IsRedisPolicyPath(config.policy_path)) {
-    toolgate::PolicyWatcherOptions options;
-    options.interval = absl::Milliseconds(watch_interval_ms);
-    watcher = std::make_unique<toolgate::PolicyWatcher>(
-        config.policy_path, options,
-        [&live](absl::string_view trigger) { ReloadAndLog(*live, trigger); });
-  }
   absl::StatusOr<std::unique_ptr<toolgate::ToolgateServer>> server =
       toolgate::ToolgateServer::Start(config);
   if (!server.ok()) {
@@ -177,17 +150,7 @@ int main(int argc, char** argv) {
                       config.redis_url.empty() ? "in process" : "in Redis", ")");
   } else {
     toolgate::LogInfo("toolgated listening on ", (*server)->address(),
-                      " with no policy revision yet (following ", config.policy_path, ")");
-  }
-  live = server->get();
-  if (watcher != nullptr) {
-    if (absl::Status s = watcher->Start(); !s.ok()) {
-      toolgate::LogWarning(s.message(), "; the policy is reloaded on SIGHUP only");
-    } else {
-      toolgate::LogInfo("watching ", config.policy_path, " for policy changes (",
-                        watcher->using_inotify() ? "file-system events, and " : "", "every ",
-                        absl::FormatDuration(absl::Milliseconds(watch_interval_ms)), ")");
-    }
+                      " with no policy revision yet (following ", config.policy.path, ")");
   }
 
   std::string last_stats;
@@ -202,17 +165,11 @@ int main(int argc, char** argv) {
       continue;
     }
     if (sig == SIGHUP) {
-      // Through the watcher, so that it does not load the same files again.
-      if (watcher != nullptr) {
-        watcher->ReloadNow("SIGHUP");
-      } else {
-        ReloadAndLog(**server, "SIGHUP");
-      }
+      (*server)->Reload("SIGHUP");
       continue;
     }
     toolgate::LogInfo("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                       ": draining in-flight calls");
-    if (watcher != nullptr) watcher->Stop();
     (*server)->Shutdown();
     toolgate::LogInfo("counters ", (*server)->StoreStatsLine());
     toolgate::LogInfo("stopped");

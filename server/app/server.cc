@@ -9,34 +9,45 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
+#include "server/base/clock.h"
 #include "server/base/log.h"
-#include "absl/strings/match.h"
-#include "server/policy/loader.h"
-#include "server/provider/redis_policy_follower.h"
 #include "server/counters/memory_store.h"
+#include "server/counters/redis_store.h"
+#include "server/policy/loader.h"
+#include "server/redis/url.h"
 
 namespace toolgate {
+namespace {
 
-bool IsRedisPolicyPath(const std::string& policy_path) {
-  return absl::StartsWith(policy_path, "redis://");
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t nanos = absl::ToUnixNanos(t);
+  out->set_seconds(nanos / 1'000'000'000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
 }
 
-absl::StatusOr<std::shared_ptr<const Policy>> LoadConfiguredPolicy(const ServerConfig& config) {
-  if (config.policy_path.empty()) {
-    return LoadPolicyFromSources({PolicySource{kEmbeddedPolicyName, kEmbeddedPolicy}});
+absl::StatusOr<std::unique_ptr<CounterStore>> MakeCounterStore(const ServerConfig& config,
+                                                               RedisStoreObserver* observer) {
+  if (config.redis_url.empty()) {
+    return std::make_unique<MemoryCounterStore>(SystemClock::Get());
   }
-  if (IsRedisPolicyPath(config.policy_path)) {
-    absl::StatusOr<RedisUrl> url = ParseRedisUrl(config.policy_path);
-    if (!url.ok()) return url.status();
-    return LoadActivePolicyFromRedis(*url);
-  }
-  return LoadPolicyFromPath(config.policy_path);
+  absl::StatusOr<RedisUrl> url = ParseRedisUrl(config.redis_url);
+  if (!url.ok()) return url.status();
+  RedisStoreOptions options;
+  options.url = *url;
+  options.timeout_ms = config.redis_timeout_ms;
+  options.over_limit_cache = config.over_limit_cache;
+  options.observer = observer;
+  return std::make_unique<RedisCounterStore>(options);
 }
+
+}  // namespace
 
 ToolgateServer::ToolgateServer(const ServerConfig& config)
     : config_(config),
+      started_at_(absl::Now()),
       policies_(static_cast<size_t>(config.keep_revisions)),
-      started_at_(absl::Now()) {}
+      metrics_(std::make_shared<Metrics>()),
+      metrics_observer_(metrics_.get()) {}
 
 ToolgateServer::~ToolgateServer() {
   Shutdown();
@@ -46,23 +57,18 @@ ToolgateServer::~ToolgateServer() {
 }
 
 absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const ServerConfig& config) {
-  const bool from_redis = IsRedisPolicyPath(config.policy_path);
-  absl::StatusOr<RedisUrl> policy_url;
-  if (from_redis) {
-    policy_url = ParseRedisUrl(config.policy_path);
-    if (!policy_url.ok()) return policy_url.status();
-  }
-  absl::StatusOr<std::shared_ptr<const Policy>> policy = LoadConfiguredPolicy(config);
-  // A file policy must be valid to start. A Redis one may not be reachable or
-  // activated yet: serve UNAVAILABLE until the follower finds one.
-  if (!policy.ok() && !from_redis) return policy.status();
-
   std::unique_ptr<ToolgateServer> s(new ToolgateServer(config));
+  absl::StatusOr<std::unique_ptr<PolicyProvider>> provider = MakePolicyProvider(config.policy);
+  if (!provider.ok()) return provider.status();
+  s->provider_ = *std::move(provider);
+  absl::StatusOr<std::shared_ptr<const Policy>> policy = s->provider_->Load();
   if (policy.ok()) {
     s->policies_.Activate(*policy);
-  } else {
-    LogWarning("no policy revision from Redis yet (", policy.status().message(),
+  } else if (s->provider_->may_start_empty()) {
+    LogWarning("no policy revision yet (", policy.status().message(),
                "): checks get UNAVAILABLE until one is active");
+  } else {
+    return policy.status();
   }
   if (!config.shadow_policy_path.empty()) {
     absl::StatusOr<std::shared_ptr<const Policy>> shadow =
@@ -70,150 +76,129 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
     if (!shadow.ok()) return shadow.status();
     s->policies_.SetShadow(*shadow);
   }
-  if (!config.metrics_listen.empty()) s->metrics_ = std::make_shared<Metrics>();
-  if (!config.decision_log.empty()) {
+  if (absl::Status started = s->StartServing(); !started.ok()) return started;
+  ToolgateServer* self = s.get();
+  if (absl::Status watching = s->provider_->Watch(
+          policy.ok() ? *policy : nullptr,
+          [self](absl::StatusOr<std::shared_ptr<const Policy>> revision,
+                 absl::string_view trigger) { self->OnPolicy(std::move(revision), trigger); });
+      !watching.ok()) {
+    LogWarning(watching.message(), "; the policy is reloaded on SIGHUP only");
+  }
+  LogInfo("policy from ", s->provider_->Describe());
+  return s;
+}
+
+absl::Status ToolgateServer::StartServing() {
+  if (!config_.decision_log.empty()) {
     DecisionLogOptions log_options;
-    log_options.destination = config.decision_log;
-    log_options.args_tools = config.decision_log_args;
-    log_options.queue_capacity = static_cast<size_t>(std::max<int64_t>(1, config.decision_log_queue));
+    log_options.destination = config_.decision_log;
+    log_options.args_tools = config_.decision_log_args;
+    log_options.queue_capacity =
+        static_cast<size_t>(std::max<int64_t>(1, config_.decision_log_queue));
     absl::StatusOr<std::unique_ptr<DecisionLog>> log = DecisionLog::Open(std::move(log_options));
     if (!log.ok()) return log.status();
-    s->decision_log_ = *std::move(log);
+    decision_log_ = *std::move(log);
+    log_observer_ = std::make_unique<DecisionLogObserver>(decision_log_.get());
   }
-  if (config.redis_url.empty()) {
-    s->store_ = std::make_unique<MemoryCounterStore>(SystemClock::Get());
-  } else {
-    absl::StatusOr<RedisUrl> url = ParseRedisUrl(config.redis_url);
-    if (!url.ok()) return url.status();
-    RedisStoreOptions options;
-    options.url = *url;
-    options.timeout_ms = config.redis_timeout_ms;
-    options.over_limit_cache = config.over_limit_cache;
-    options.observer = s->metrics_.get();
-    s->store_ = std::make_unique<RedisCounterStore>(options);
-  }
-  s->service_ = std::make_unique<DecisionServiceImpl>(
-      &s->policies_, s->store_.get(), Engine(config.failure_mode), config.args_limits);
-  s->service_->SetObservers(s->metrics_.get(), s->decision_log_.get());
+  absl::StatusOr<std::unique_ptr<CounterStore>> store = MakeCounterStore(config_, metrics_.get());
+  if (!store.ok()) return store.status();
+  store_ = *std::move(store);
+  decider_ =
+      std::make_unique<Decider>(store_.get(), Engine(config_.failure_mode), config_.args_limits);
+  // The order the observers see a decision in: counted, compared, logged.
+  std::vector<DecisionObserver*> observers = {&metrics_observer_, &shadow_comparer_};
+  if (log_observer_ != nullptr) observers.push_back(log_observer_.get());
+  service_ =
+      std::make_unique<DecisionServiceImpl>(&policies_, decider_.get(), std::move(observers));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(s->service_.get());
-  ToolgateServer* self = s.get();
-  s->admin_ = std::make_unique<AdminServiceImpl>(
-      [self] { return self->Status(); },
-      [self](v1::CheckRequest req, ExplainCallback done) {
-        absl::StatusOr<std::shared_ptr<const Policy>> policy =
-            self->policies_.Get(req.policy_version());
+  builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service_.get());
+  admin_ = std::make_unique<AdminServiceImpl>(
+      [this] { return Status(); },
+      [this](v1::CheckRequest req, ExplainCallback done) {
+        absl::StatusOr<std::shared_ptr<const Policy>> policy = policies_.Get(req.policy_version());
         if (!policy.ok()) return done(policy.status());
-        ExplainCheck(*std::move(policy), self->store_.get(), self->service_->engine(),
-                     std::move(req), std::move(done));
+        ExplainCheck(*decider_, *std::move(policy), std::move(req), std::move(done));
       });
-  builder.RegisterService(s->admin_.get());
+  builder.RegisterService(admin_.get());
   // Room for the largest allowed args plus the rest of the request.
   builder.SetMaxReceiveMessageSize(
-      static_cast<int>(std::min<size_t>(config.args_limits.max_bytes * 2 + (1 << 20), INT32_MAX)));
-  s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen));
+      static_cast<int>(std::min<size_t>(config_.args_limits.max_bytes * 2 + (1 << 20), INT32_MAX)));
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen));
   }
-  const std::string host = config.listen.substr(0, config.listen.rfind(':'));
-  s->address_ = absl::StrCat(host, ":", port);
-  s->server_->GetHealthCheckService()->SetServingStatus(true);
-  if (s->metrics_ != nullptr) {
+  const std::string host = config_.listen.substr(0, config_.listen.rfind(':'));
+  address_ = absl::StrCat(host, ":", port);
+  server_->GetHealthCheckService()->SetServingStatus(true);
+
+  if (!config_.metrics_listen.empty()) {
     MetricsSources sources;
-    ToolgateServer* self = s.get();
-    sources.active_revision = [self] {
-      const auto active = self->policies_.active();
+    sources.active_revision = [this] {
+      const auto active = policies_.active();
       return active ? active->revision() : std::string();
     };
-    sources.store_status = [self] { return self->store_->Status(); };
-    if (s->decision_log_ != nullptr) {
-      sources.decision_log_dropped = [self] { return self->decision_log_->dropped(); };
+    sources.store_status = [this] { return store_->Status(); };
+    if (decision_log_ != nullptr) {
+      sources.decision_log_dropped = [this] { return decision_log_->dropped(); };
     }
-    sources.in_flight = [self] { return self->service_->in_flight(); };
-    s->metrics_->SetSources(std::move(sources));
+    sources.in_flight = [this] { return service_->in_flight(); };
+    metrics_->SetSources(std::move(sources));
     absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
-        MetricsEndpoint::Start(config.metrics_listen, s->metrics_);
+        MetricsEndpoint::Start(config_.metrics_listen, metrics_);
     if (!endpoint.ok()) return endpoint.status();
-    s->metrics_endpoint_ = *std::move(endpoint);
-    LogInfo("metrics listening on ", s->metrics_endpoint_->address());
+    metrics_endpoint_ = *std::move(endpoint);
+    LogInfo("metrics listening on ", metrics_endpoint_->address());
   }
-  if (s->decision_log_ != nullptr) {
-    LogInfo("decision log to ", config.decision_log,
-            config.decision_log_args.empty()
+  if (decision_log_ != nullptr) {
+    LogInfo("decision log to ", config_.decision_log,
+            config_.decision_log_args.empty()
                 ? std::string(" (arguments as args_sha256 only)")
                 : absl::StrCat(" (arguments in full for ",
-                               absl::StrJoin(config.decision_log_args, ", "), ")"));
+                               absl::StrJoin(config_.decision_log_args, ", "), ")"));
   }
-  if (from_redis) {
-    ToolgateServer* self = s.get();
-    s->follower_ = std::make_unique<RedisPolicyFollower>(
-        *policy_url, config.policy_check_interval_ms,
-        policy.ok() ? (*policy)->revision() : std::string(),
-        [self](std::shared_ptr<const Policy> p) {
-          const std::string revision = p->revision();
-          self->policies_.Activate(std::move(p));
-          if (self->metrics_ != nullptr) self->metrics_->RecordPolicyReload(true);
-          {
-            absl::MutexLock lock(&self->reload_mu_);
-            self->last_reload_at_ = absl::Now();
-            self->last_reload_error_.clear();
-          }
-          LogInfo("policy revision ", revision, " from Redis is active");
-        },
-        [self](const absl::Status& error) {
-          if (self->metrics_ != nullptr) self->metrics_->RecordPolicyReload(false);
-          {
-            absl::MutexLock lock(&self->reload_mu_);
-            self->last_reload_at_ = absl::Now();
-            self->last_reload_error_ = std::string(error.message());
-          }
-          LogError("policy from Redis rejected; the current revision keeps serving: ",
-                   error.message());
-        });
-  }
-  return s;
-}
-
-std::string ToolgateServer::StoreStatsLine() const { return store_->Status().Summary(); }
-
-absl::Status ToolgateServer::Reload() {
-  if (!config_.shadow_policy_path.empty()) {
-    absl::StatusOr<std::shared_ptr<const Policy>> shadow =
-        LoadPolicyFromPath(config_.shadow_policy_path);
-    if (shadow.ok()) {
-      policies_.SetShadow(*shadow);
-    } else {
-      LogError("shadow policy reload rejected: ", shadow.status().message());
-    }
-  }
-  if (follower_ != nullptr) {
-    follower_->CheckNow();
-    return absl::OkStatus();
-  }
-  absl::StatusOr<std::shared_ptr<const Policy>> policy = LoadConfiguredPolicy(config_);
-  {
-    absl::MutexLock lock(&reload_mu_);
-    last_reload_at_ = absl::Now();
-    last_reload_error_ = policy.ok() ? "" : std::string(policy.status().message());
-  }
-  if (metrics_ != nullptr) metrics_->RecordPolicyReload(policy.ok());
-  if (!policy.ok()) return policy.status();
-  policies_.Activate(*std::move(policy));
   return absl::OkStatus();
 }
 
-namespace {
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t nanos = absl::ToUnixNanos(t);
-  out->set_seconds(nanos / 1'000'000'000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+void ToolgateServer::OnPolicy(absl::StatusOr<std::shared_ptr<const Policy>> revision,
+                              absl::string_view trigger) {
+  metrics_->RecordPolicyReload(revision.ok());
+  {
+    absl::MutexLock lock(&reload_mu_);
+    last_reload_at_ = absl::Now();
+    last_reload_error_ = revision.ok() ? "" : std::string(revision.status().message());
+  }
+  if (!revision.ok()) {
+    const auto active = policies_.active();
+    LogError("policy reload rejected; revision ", active ? active->revision() : "(none)",
+             " keeps serving (", trigger, "):\n", revision.status().message());
+    return;
+  }
+  const std::string name = (*revision)->revision();
+  policies_.Activate(*std::move(revision));
+  LogInfo("policy reloaded: revision ", name, " (", trigger, ")");
 }
-}  // namespace
+
+void ToolgateServer::ReloadShadow() {
+  if (config_.shadow_policy_path.empty()) return;
+  absl::StatusOr<std::shared_ptr<const Policy>> shadow =
+      LoadPolicyFromPath(config_.shadow_policy_path);
+  if (shadow.ok()) {
+    policies_.SetShadow(*shadow);
+  } else {
+    LogError("shadow policy reload rejected: ", shadow.status().message());
+  }
+}
+
+void ToolgateServer::Reload(absl::string_view trigger) {
+  ReloadShadow();
+  provider_->Reload(trigger);
+}
 
 v1::GetStatusResponse ToolgateServer::Status() const {
   v1::GetStatusResponse out;
@@ -231,7 +216,8 @@ v1::GetStatusResponse ToolgateServer::Status() const {
   {
     absl::MutexLock lock(&reload_mu_);
     out.set_last_reload_error(last_reload_error_);
-    if (last_reload_at_ != absl::Time()) SetTimestamp(last_reload_at_, out.mutable_last_reload_at());
+    if (last_reload_at_ != absl::Time())
+      SetTimestamp(last_reload_at_, out.mutable_last_reload_at());
   }
   const CounterStoreStatus store = store_->Status();
   v1::CounterStoreStatus* cs = out.mutable_counter_store();
@@ -248,21 +234,21 @@ v1::GetStatusResponse ToolgateServer::Status() const {
   cs->set_connects(store.connects);
   cs->set_script_reloads(store.script_reloads);
   cs->set_last_error(store.last_error);
-  const DecisionStats& d = service_->stats();
+  const Metrics::Totals totals = metrics_->CheckTotals();
   v1::DecisionCounts* dc = out.mutable_decisions();
-  dc->set_allow(d.allow.load());
-  dc->set_deny(d.deny.load());
-  dc->set_rate_limited(d.rate_limited.load());
-  dc->set_require_approval(d.require_approval.load());
-  dc->set_errors(d.errors.load());
+  dc->set_allow(totals.by_decision[v1::DECISION_ALLOW]);
+  dc->set_deny(totals.by_decision[v1::DECISION_DENY]);
+  dc->set_rate_limited(totals.by_decision[v1::DECISION_RATE_LIMITED]);
+  dc->set_require_approval(totals.by_decision[v1::DECISION_REQUIRE_APPROVAL]);
+  dc->set_errors(totals.errors);
   if (auto shadow = policies_.shadow()) out.set_shadow_revision(shadow->revision());
-  out.set_shadow_compared(d.shadow_compared.load());
-  out.set_shadow_differed(d.shadow_differed.load());
+  out.set_shadow_compared(shadow_comparer_.compared());
+  out.set_shadow_differed(shadow_comparer_.differed());
   return out;
 }
 
 void ToolgateServer::Shutdown() {
-  follower_.reset();  // No policy changes while draining.
+  if (provider_ != nullptr) provider_->Stop();  // No policy changes while draining.
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
   server_->GetHealthCheckService()->SetServingStatus(false);

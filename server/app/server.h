@@ -1,5 +1,7 @@
-// A running toolgated: the gRPC server with the decision service, health
-// and reflection, the policy registry and the counter store.
+// A running toolgated: the gRPC server with the decision and admin services,
+// health and reflection; the policy provider and the registry of loaded
+// revisions; the counter store; the decision observers (metrics, shadow
+// comparison, decision log).
 #ifndef TOOLGATE_SERVER_APP_SERVER_H_
 #define TOOLGATE_SERVER_APP_SERVER_H_
 
@@ -8,31 +10,30 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "grpcpp/server.h"
-#include "server/base/clock.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/service/admin_service.h"
-#include "server/telemetry/decision_log.h"
-#include "server/service/decision_service.h"
-#include "server/telemetry/metrics.h"
-#include "server/policy/registry.h"
-#include "server/provider/embedded_policy.h"
+#include "grpcpp/server.h"
 #include "server/counters/counter_store.h"
-#include "server/counters/memory_store.h"
-#include "server/counters/redis_store.h"
+#include "server/decider/decider.h"
+#include "server/engine/args_limits.h"
+#include "server/engine/engine.h"
+#include "server/policy/registry.h"
+#include "server/provider/provider.h"
+#include "server/service/admin_service.h"
+#include "server/service/decision_service.h"
+#include "server/service/observers.h"
+#include "server/telemetry/decision_log.h"
+#include "server/telemetry/metrics.h"
+#include "toolgate/v1/admin.pb.h"
 
 namespace toolgate {
 
 struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
-  // A policy file or directory; "redis://..." to follow the revision made
-  // active in Redis (toolgate policy activate); empty means the embedded
-  // example policy.
-  std::string policy_path;
-  // With a redis:// policy: how often the active pointer is also polled
-  // (announcements arrive by pub/sub at once).
-  int64_t policy_check_interval_ms = 1000;
+  // Where revisions come from: a file or directory (watched unless
+  // `policy.watch` is false), "redis://..." (the revision active in Redis),
+  // or empty (the embedded example policy).
+  ProviderOptions policy;
   // A candidate revision evaluated beside the active one (file or
   // directory); empty: none.
   std::string shadow_policy_path;
@@ -53,12 +54,6 @@ struct ServerConfig {
   int64_t decision_log_queue = 10'000;
 };
 
-// True when `policy_path` names Redis rather than a file.
-bool IsRedisPolicyPath(const std::string& policy_path);
-
-// Loads the policy the configuration names (or the embedded one).
-absl::StatusOr<std::shared_ptr<const Policy>> LoadConfiguredPolicy(const ServerConfig& config);
-
 class ToolgateServer {
  public:
   // Loads the policy, binds the address and starts serving. Errors: an
@@ -70,41 +65,49 @@ class ToolgateServer {
   // The address actually bound ("127.0.0.1:50051"; the real port when 0 was asked).
   const std::string& address() const { return address_; }
 
-  // Reloads the policy from its path (and the shadow policy, if any). On
-  // error the current revision keeps serving and the error is returned. With
-  // a redis:// policy, asks the follower to check Redis now.
-  absl::Status Reload();
+  // Loads the policy again (and the shadow policy, if any), as for SIGHUP.
+  // The outcome is logged and recorded in status; on error the current
+  // revision keeps serving. With Redis, asks the follower to check now.
+  void Reload(absl::string_view trigger);
 
   // Health turns NOT_SERVING, no new calls are accepted, in-flight calls get
   // up to the grace period to finish; then the server stops.
   void Shutdown();
 
   const PolicyRegistry& policies() const { return policies_; }
-  const DecisionStats& stats() const { return service_->stats(); }
   // "HOST:PORT" of the metrics endpoint (the real port); empty when off.
   std::string metrics_address() const {
     return metrics_endpoint_ ? metrics_endpoint_->address() : std::string();
   }
-  // "redis: checks=.. commands=.. round_trips=.." or "in process: N keys".
-  std::string StoreStatsLine() const;
+  // One line about the counter store, for logs.
+  std::string StoreStatsLine() const { return store_->Status().Summary(); }
   // Everything AdminService/GetStatus reports.
   v1::GetStatusResponse Status() const;
 
  private:
   explicit ToolgateServer(const ServerConfig& config);
+  absl::Status StartServing();
+  // Every revision or failure from the provider (and from Reload) ends here:
+  // activated or rejected, recorded for status and metrics, logged.
+  void OnPolicy(absl::StatusOr<std::shared_ptr<const Policy>> revision, absl::string_view trigger);
+  void ReloadShadow();
 
-  ServerConfig config_;
+  const ServerConfig config_;
+  const absl::Time started_at_;
   PolicyRegistry policies_;
-  // Before the store, whose I/O thread reports to it: destroyed after it.
-  std::shared_ptr<Metrics> metrics_;  // Null when metrics are off.
+  std::unique_ptr<PolicyProvider> provider_;
+  // Metrics are always kept (status reads their tally); served only with
+  // --metrics-listen. Before the store, whose I/O thread reports to them.
+  std::shared_ptr<Metrics> metrics_;
   std::unique_ptr<CounterStore> store_;
-  // Declared before the service, which uses them: destroyed after it.
-  std::unique_ptr<DecisionLog> decision_log_;
+  std::unique_ptr<Decider> decider_;
+  std::unique_ptr<DecisionLog> decision_log_;  // Null when off.
+  MetricsObserver metrics_observer_;
+  ShadowComparer shadow_comparer_;
+  std::unique_ptr<DecisionLogObserver> log_observer_;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   std::unique_ptr<DecisionServiceImpl> service_;
   std::unique_ptr<AdminServiceImpl> admin_;
-  std::unique_ptr<class RedisPolicyFollower> follower_;
-  const absl::Time started_at_;
   mutable absl::Mutex reload_mu_;
   std::string last_reload_error_ ABSL_GUARDED_BY(reload_mu_);
   absl::Time last_reload_at_ ABSL_GUARDED_BY(reload_mu_);

@@ -45,10 +45,10 @@ struct AcquireResult {
 
 // What a store reports about itself, for status, metrics and logs.
 struct CounterStoreStatus {
-  std::string kind;         // "in_process" or "redis".
-  std::string address;      // Redis: its URL without the password.
-  bool connected = false;   // In process: always.
-  uint64_t keys = 0;        // In process: counter instances held.
+  std::string kind;        // "in_process" or "redis".
+  std::string address;     // Redis: its URL without the password.
+  bool connected = false;  // In process: always.
+  uint64_t keys = 0;       // In process: counter instances held.
   // Redis only:
   uint64_t checks = 0;          // Acquire() calls.
   uint64_t commands = 0;        // Commands written (EVALSHA/EVAL, AUTH, SELECT).

@@ -1,12 +1,13 @@
 #include "server/engine/engine.h"
 
-#include "server/engine/counter_key.h"
-
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
 #include "server/base/duration.h"
+#include "server/engine/counter_key.h"
 
 namespace toolgate {
 namespace {
@@ -36,18 +37,18 @@ std::string DefaultReason(const Resolution& r, absl::string_view tool) {
 }  // namespace
 
 absl::string_view DecisionLabel(v1::Decision d) {
-  switch (d) {
-    case v1::DECISION_ALLOW:
-      return "allow";
-    case v1::DECISION_DENY:
-      return "deny";
-    case v1::DECISION_RATE_LIMITED:
-      return "rate_limited";
-    case v1::DECISION_REQUIRE_APPROVAL:
-      return "require_approval";
-    default:
-      return "unspecified";
-  }
+  // The enum's own names, without "DECISION_", in lower case.
+  static const std::vector<std::string>* const kLabels = [] {
+    auto* labels = new std::vector<std::string>();
+    for (int v = 0; v <= v1::Decision_MAX; ++v) {
+      absl::string_view name = v1::Decision_Name(static_cast<v1::Decision>(v));
+      absl::ConsumePrefix(&name, "DECISION_");
+      labels->push_back(absl::AsciiStrToLower(name));
+    }
+    return labels;
+  }();
+  return d >= 0 && d <= v1::Decision_MAX ? absl::string_view((*kLabels)[d])
+                                          : absl::string_view("unspecified");
 }
 
 Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
@@ -76,10 +77,10 @@ Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
       resp->set_decision(v1::DECISION_DENY);
       // The schema decided, whatever a class rule would have said next.
       resp->set_rule(std::string(r.args_rule_id));
-      std::string reason = absl::StrCat("arguments of \"", req.tool(), "\" violate ",
-                                        r.args_rule_id, ".args: ",
-                                        violations[0].path.empty() ? "(arguments)" : violations[0].path,
-                                        " ", violations[0].message);
+      std::string reason =
+          absl::StrCat("arguments of \"", req.tool(), "\" violate ", r.args_rule_id,
+                       ".args: ", violations[0].path.empty() ? "(arguments)" : violations[0].path,
+                       " ", violations[0].message);
       if (violations.size() > 1) {
         absl::StrAppend(&reason, " (and ", violations.size() - 1, " more)");
       }
@@ -140,12 +141,13 @@ void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult
     const LimitSpec& spec = limits[i];
     const LimitOutcome& o = result->outcomes[i];
     if (trace != nullptr) {
-      trace->push_back(!o.known ? absl::StrCat("limit ", spec.counter, ": not consulted")
-                       : absl::StrCat("limit ", spec.counter, " (", spec.Describe(), "): ",
-                                      o.has_room ? "has room" : "full", ", ", o.remaining,
-                                      " remaining",
-                                      o.has_room ? "" : absl::StrCat(", retry in ",
-                                                                     FormatMillis(o.retry_after_ms))));
+      trace->push_back(
+          !o.known
+              ? absl::StrCat("limit ", spec.counter, ": not consulted")
+              : absl::StrCat(
+                    "limit ", spec.counter, " (", spec.Describe(),
+                    "): ", o.has_room ? "has room" : "full", ", ", o.remaining, " remaining",
+                    o.has_room ? "" : absl::StrCat(", retry in ", FormatMillis(o.retry_after_ms))));
     }
     if (!o.known) continue;
     v1::LimitStatus* st = resp->add_limits();

@@ -124,9 +124,9 @@ TEST(RuleSetFind, IndexAgreesWithLinearScan) {
       rule.rule_id = absl::StrCat("glob", i);
       if (IsGlob(rule.name)) {
         globs.push_back(rule);
-      } else if (i % 3 == 0 &&
-                 std::none_of(exact.begin(), exact.end(),
-                              [&](const ToolRule& e) { return e.name == rule.name; })) {
+      } else if (i % 3 == 0 && std::none_of(exact.begin(), exact.end(), [&](const ToolRule& e) {
+                   return e.name == rule.name;
+                 })) {
         exact.push_back(rule);  // (A policy cannot list a name twice.)
       }
     }

@@ -3,12 +3,14 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +25,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// How long to wait for a callback or a check: 10x the slowest path that
+// should deliver it (max_delay, 500 ms, of a burst of events).
 constexpr absl::Duration kDeadline = absl::Seconds(5);
 
 // A private temporary directory, removed with its contents.
@@ -63,13 +67,25 @@ std::string Policy(const std::string& revision) {
   return absl::StrCat("version: \"1\"\nrevision: \"", revision, "\"\ndefault: allow\n");
 }
 
-// Records callbacks; waits for them with a deadline.
+// Records callbacks (and, given a file, what the file held when each was
+// made); waits for them with a deadline.
 class Recorder {
  public:
+  Recorder() = default;
+  explicit Recorder(std::string read_path) : read_path_(std::move(read_path)) {}
+
   PolicyWatcher::Callback callback() {
     return [this](absl::string_view trigger) {
+      std::string content;
+      if (!read_path_.empty()) {
+        std::ifstream in(read_path_, std::ios::binary);
+        std::ostringstream buf;
+        buf << in.rdbuf();
+        content = buf.str();
+      }
       std::lock_guard<std::mutex> lock(mu_);
       triggers_.emplace_back(trigger);
+      contents_.push_back(std::move(content));
       cv_.notify_all();
     };
   }
@@ -79,6 +95,13 @@ class Recorder {
     return cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
                         [&] { return triggers_.size() >= n; });
   }
+  // True once a callback was made while the file held `content`.
+  bool WaitForContent(const std::string& content, absl::Duration timeout = kDeadline) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), [&] {
+      return std::find(contents_.begin(), contents_.end(), content) != contents_.end();
+    });
+  }
   size_t count() {
     std::lock_guard<std::mutex> lock(mu_);
     return triggers_.size();
@@ -87,11 +110,17 @@ class Recorder {
     std::lock_guard<std::mutex> lock(mu_);
     return triggers_;
   }
+  std::vector<std::string> contents() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return contents_;
+  }
 
  private:
+  const std::string read_path_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::string> triggers_;
+  std::vector<std::string> contents_;
 };
 
 // Waits until the watcher has completed a whole check that started after
@@ -323,14 +352,25 @@ TEST(PolicyWatcherTest, AMultiStepSaveCausesOneCallback) {
   ScratchDir dir;
   const std::string path = dir / "policy.yaml";
   WriteInPlace(path, Policy("1"));
-  Recorder rec;
+  Recorder rec(path);
   PolicyWatcherOptions o = InotifyOnly();
-  // Generous, so that a slow, busy test machine (parallel tests, sanitizer
-  // builds) still delivers the save's events within one quiet period.
+  // The save's steps follow each other within microseconds; a quiet period
+  // of 1 s is 10x more than even a busy machine (parallel tests, sanitizer
+  // builds) leaves between them.
   o.debounce = absl::Seconds(1);
   o.max_delay = absl::Seconds(5);
   PolicyWatcher w(path, o, rec.callback());
   ASSERT_TRUE(w.Start().ok());
+  // The watcher's first check (when it starts) must be over before the save
+  // begins, or it could see the save half done. ReloadNow waits for a check
+  // in progress (and calls back itself, before anything changed).
+  const absl::Time started = absl::Now();
+  while (w.checks() < 1) {
+    ASSERT_LT(absl::Now() - started, kDeadline) << "the watcher never checked";
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  w.ReloadNow("test: the first check is over");
+  ASSERT_EQ(rec.contents(), std::vector<std::string>{Policy("1")});
 
   // As vim saves without 'backupcopy': move the original aside, write the
   // new file in steps, remove the backup.
@@ -342,11 +382,14 @@ TEST(PolicyWatcherTest, AMultiStepSaveCausesOneCallback) {
     out << "default: allow\n";
   }
   fs::remove(path + "~");
-  ASSERT_TRUE(rec.WaitFor(1));
-  // A second callback could only come from the same burst's events, within
-  // a debounce period (no periodic check runs: the interval is an hour).
-  EXPECT_FALSE(rec.WaitFor(2, 2 * o.debounce));
-  EXPECT_EQ(rec.count(), 1u);
+  ASSERT_TRUE(rec.WaitFor(2, 10 * o.max_delay));
+  // Then one more change, saved atomically. Events are handled in order, so
+  // once its callback has come, any other callback the save could cause
+  // would have come before it.
+  WriteAndRename(path, Policy("3"));
+  ASSERT_TRUE(rec.WaitForContent(Policy("3"), 10 * o.max_delay)) << rec.contents().size();
+  // One callback for the save, made when it was complete; one for the change.
+  EXPECT_EQ(rec.contents(), (std::vector<std::string>{Policy("1"), Policy("2"), Policy("3")}));
 }
 
 TEST(PolicyWatcherTest, AChangeBeforeStartIsReported) {
@@ -403,7 +446,10 @@ TEST(PolicyWatcherTest, StopIsPrompt) {
   ASSERT_TRUE(w.Start().ok());
   const absl::Time start = absl::Now();
   w.Stop();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  // Stop wakes the thread instead of letting it finish its wait (an hour
+  // here): 5 s is 10x more than waking and joining a thread can take on a
+  // busy machine.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   w.Stop();  // Idempotent.
 }
 

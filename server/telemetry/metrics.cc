@@ -1,10 +1,8 @@
 #include "server/telemetry/metrics.h"
 
-#include "server/engine/engine.h"
-
 #include <algorithm>
-#include <limits>
 #include <exception>
+#include <limits>
 #include <utility>
 
 #include "absl/hash/hash.h"
@@ -13,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "prometheus/exposer.h"
 #include "prometheus/text_serializer.h"
+#include "server/engine/engine.h"
 
 namespace toolgate {
 
@@ -20,9 +19,8 @@ namespace {
 
 // Check latency, in nanoseconds: 25us .. 1s.
 std::vector<uint64_t> CheckBounds() {
-  return {25'000,     50'000,      100'000,     250'000,     500'000,      1'000'000,
-          2'500'000,  5'000'000,   10'000'000,  25'000'000,  50'000'000,   100'000'000,
-          250'000'000, 1'000'000'000};
+  return {25'000,    50'000,     100'000,    250'000,    500'000,     1'000'000,   2'500'000,
+          5'000'000, 10'000'000, 25'000'000, 50'000'000, 100'000'000, 250'000'000, 1'000'000'000};
 }
 
 // Redis command latency, in microseconds: 50us .. 1s.
@@ -52,6 +50,16 @@ prometheus::ClientMetric Value(prometheus::MetricType type, double v,
   return m;
 }
 
+prometheus::MetricFamily HistogramFamily(std::string name, std::string help,
+                                         const AtomicHistogram& histogram) {
+  prometheus::MetricFamily f =
+      Family(std::move(name), std::move(help), prometheus::MetricType::Histogram);
+  prometheus::ClientMetric m;
+  m.histogram = histogram.Snapshot();
+  f.metric.push_back(std::move(m));
+  return f;
+}
+
 int64_t Nanos(absl::Duration d) { return std::max<int64_t>(0, absl::ToInt64Nanoseconds(d)); }
 
 }  // namespace
@@ -66,8 +74,8 @@ AtomicHistogram::AtomicHistogram(std::vector<uint64_t> upper_bounds, double scal
 }
 
 void AtomicHistogram::Observe(uint64_t value) {
-  const size_t i =
-      static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin());
+  const size_t i = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), value) -
+                                       bounds_.begin());
   counts_[i].fetch_add(1, std::memory_order_relaxed);
   sum_.fetch_add(value, std::memory_order_relaxed);
 }
@@ -123,6 +131,21 @@ void Metrics::RecordError(absl::StatusCode code, absl::Duration latency) {
   check_duration_.Observe(static_cast<uint64_t>(Nanos(latency)));
 }
 
+Metrics::Totals Metrics::CheckTotals() const {
+  Totals t;
+  static_assert(sizeof(t.by_decision) / sizeof(t.by_decision[0]) == kDecisions);
+  for (const Shard& shard : shards_) {
+    absl::ReaderMutexLock lock(&shard.mu);
+    for (const auto& [rule, counters] : shard.rules) {
+      for (int d = 0; d < kDecisions; ++d) {
+        t.by_decision[d] += counters->by_decision[d].load(std::memory_order_relaxed);
+      }
+    }
+  }
+  for (const auto& e : errors_) t.errors += e.load(std::memory_order_relaxed);
+  return t;
+}
+
 void Metrics::RecordPolicyReload(bool ok) {
   (ok ? reloads_ok_ : reloads_failed_).fetch_add(1, std::memory_order_relaxed);
 }
@@ -150,8 +173,10 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
     for (int d = 0; d < kDecisions; ++d) {
       const uint64_t n = counters->by_decision[d].load(std::memory_order_relaxed);
       if (n == 0) continue;
-      checks.metric.push_back(Value(MetricType::Counter, static_cast<double>(n),
-                                    {{"decision", std::string(DecisionLabel(static_cast<v1::Decision>(d)))}, {"rule", rule}}));
+      checks.metric.push_back(
+          Value(MetricType::Counter, static_cast<double>(n),
+                {{"decision", std::string(DecisionLabel(static_cast<v1::Decision>(d)))},
+                 {"rule", rule}}));
     }
   }
   out.push_back(std::move(checks));
@@ -168,13 +193,9 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
   }
   out.push_back(std::move(errors));
 
-  auto duration = Family("toolgate_check_duration_seconds",
-                         "Time from the start of a check to its answer (decisions and errors).",
-                         MetricType::Histogram);
-  prometheus::ClientMetric hm;
-  hm.histogram = check_duration_.Snapshot();
-  duration.metric.push_back(std::move(hm));
-  out.push_back(std::move(duration));
+  out.push_back(HistogramFamily(
+      "toolgate_check_duration_seconds",
+      "Time from the start of a check to its answer (decisions and errors).", check_duration_));
 
   if (sources_.in_flight) {
     auto f = Family("toolgate_checks_in_flight", "Checks started and not answered yet.",
@@ -183,16 +204,15 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
     out.push_back(std::move(f));
   }
 
-  auto reloads = Family("toolgate_policy_reloads_total",
-                        "Policy reloads (file change, SIGHUP or Redis), by result.",
-                        MetricType::Counter);
+  auto reloads =
+      Family("toolgate_policy_reloads_total",
+             "Policy reloads (file change, SIGHUP or Redis), by result.", MetricType::Counter);
   reloads.metric.push_back(Value(MetricType::Counter,
                                  static_cast<double>(reloads_ok_.load(std::memory_order_relaxed)),
                                  {{"result", "ok"}}));
-  reloads.metric.push_back(
-      Value(MetricType::Counter,
-            static_cast<double>(reloads_failed_.load(std::memory_order_relaxed)),
-            {{"result", "failed"}}));
+  reloads.metric.push_back(Value(
+      MetricType::Counter, static_cast<double>(reloads_failed_.load(std::memory_order_relaxed)),
+      {{"result", "failed"}}));
   out.push_back(std::move(reloads));
 
   if (sources_.active_revision) {
@@ -224,26 +244,17 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
     hits.metric.push_back(Value(MetricType::Counter, static_cast<double>(s.cache_hits)));
     out.push_back(std::move(hits));
 
-    auto connected = Family("toolgate_redis_connected", "1 while connected to Redis.",
-                            MetricType::Gauge);
+    auto connected =
+        Family("toolgate_redis_connected", "1 while connected to Redis.", MetricType::Gauge);
     connected.metric.push_back(Value(MetricType::Gauge, s.connected ? 1 : 0));
     out.push_back(std::move(connected));
 
-    auto latency = Family("toolgate_redis_command_duration_seconds",
-                          "Time from writing a call's command to Redis to reading its reply.",
-                          MetricType::Histogram);
-    prometheus::ClientMetric lm;
-    lm.histogram = redis_latency_.Snapshot();
-    latency.metric.push_back(std::move(lm));
-    out.push_back(std::move(latency));
-
-    auto pipeline = Family("toolgate_redis_pipeline_commands",
-                           "Commands carried by each pipelined write to Redis.",
-                           MetricType::Histogram);
-    prometheus::ClientMetric pm;
-    pm.histogram = redis_pipeline_.Snapshot();
-    pipeline.metric.push_back(std::move(pm));
-    out.push_back(std::move(pipeline));
+    out.push_back(HistogramFamily(
+        "toolgate_redis_command_duration_seconds",
+        "Time from writing a call's command to Redis to reading its reply.", redis_latency_));
+    out.push_back(HistogramFamily("toolgate_redis_pipeline_commands",
+                                  "Commands carried by each pipelined write to Redis.",
+                                  redis_pipeline_));
   }
 
   if (sources_.decision_log_dropped) {

@@ -67,9 +67,9 @@ class AtomicHistogram {
 
 // What the metrics ask for at scrape time. Any of these may be empty.
 struct MetricsSources {
-  std::function<std::string()> active_revision;        // "" when none.
+  std::function<std::string()> active_revision;      // "" when none.
   std::function<CounterStoreStatus()> store_status;  // Redis metrics when its kind is "redis".
-  std::function<uint64_t()> decision_log_dropped;      // Only with a decision log.
+  std::function<uint64_t()> decision_log_dropped;    // Only with a decision log.
   std::function<int64_t()> in_flight;
 };
 
@@ -86,6 +86,15 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
   // A check answered with a gRPC error.
   void RecordError(absl::StatusCode code, absl::Duration latency);
   void RecordPolicyReload(bool ok);
+
+  // Totals of what RecordCheck and RecordError counted: decisions by
+  // v1::Decision value, and errors (for status: the same tally as the
+  // exposition, not a second one).
+  struct Totals {
+    uint64_t by_decision[5] = {};
+    uint64_t errors = 0;
+  };
+  Totals CheckTotals() const;
 
   // RedisStoreObserver (called on the store's I/O thread).
   void OnRedisReply(int64_t latency_us) override;
@@ -122,8 +131,8 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
 // free one) until destroyed.
 class MetricsEndpoint {
  public:
-  static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(
-      const std::string& listen, std::shared_ptr<Metrics> metrics);
+  static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(const std::string& listen,
+                                                                std::shared_ptr<Metrics> metrics);
   ~MetricsEndpoint();
 
   // The address bound, with the real port ("127.0.0.1:9464").

@@ -44,6 +44,13 @@ TEST(MetricsTest, CountsChecksByDecisionAndRule) {
                   "toolgate_checks_total{decision=\"deny\",rule=\"default\"} 1",
                   "toolgate_checks_total{decision=\"require_approval\",rule=\"tools.github_*\"} 1"))
       << text;
+  // The totals status reports are the same tally.
+  const Metrics::Totals totals = m.CheckTotals();
+  EXPECT_EQ(totals.by_decision[v1::DECISION_ALLOW], 3u);
+  EXPECT_EQ(totals.by_decision[v1::DECISION_RATE_LIMITED], 1u);
+  EXPECT_EQ(totals.by_decision[v1::DECISION_DENY], 2u);
+  EXPECT_EQ(totals.by_decision[v1::DECISION_REQUIRE_APPROVAL], 1u);
+  EXPECT_EQ(totals.errors, 1u);
   EXPECT_THAT(text, HasSubstr("# TYPE toolgate_checks_total counter"));
   EXPECT_THAT(text, HasSubstr("toolgate_check_errors_total{code=\"INVALID_ARGUMENT\"} 1"));
 
@@ -100,8 +107,8 @@ TEST(MetricsTest, RedisAndDecisionLogSources) {
   sources.decision_log_dropped = [] { return uint64_t{5}; };
   m.SetSources(sources);
   RedisStoreObserver& observer = m;
-  observer.OnRedisReply(120);      // 120us
-  observer.OnRedisReply(3'000);    // 3ms
+  observer.OnRedisReply(120);    // 120us
+  observer.OnRedisReply(3'000);  // 3ms
   observer.OnRedisPipeline(1);
   observer.OnRedisPipeline(3);
   observer.OnRedisPipeline(40);
@@ -112,7 +119,8 @@ TEST(MetricsTest, RedisAndDecisionLogSources) {
   EXPECT_THAT(text, HasSubstr("toolgate_redis_over_limit_cache_hits_total 7\n"));
   EXPECT_THAT(text, HasSubstr("toolgate_redis_connected 1\n"));
   EXPECT_THAT(text, HasSubstr("toolgate_redis_command_duration_seconds_count 2\n"));
-  EXPECT_THAT(text, HasSubstr("toolgate_redis_command_duration_seconds_bucket{le=\"0.00025\"} 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("toolgate_redis_command_duration_seconds_bucket{le=\"0.00025\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("toolgate_redis_pipeline_commands_count 3\n"));
   EXPECT_THAT(text, HasSubstr("toolgate_redis_pipeline_commands_sum 44\n"));
   EXPECT_THAT(text, HasSubstr("toolgate_redis_pipeline_commands_bucket{le=\"4\"} 2\n"));

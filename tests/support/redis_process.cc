@@ -1,7 +1,6 @@
 #include "tests/support/redis_process.h"
 
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -9,30 +8,28 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <thread>
+#include <fstream>
+#include <sstream>
 
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 
 namespace toolgate_test {
 namespace {
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
+// How long redis-server may take to answer PING after it was started: it
+// needs milliseconds; this is only a guard against hangs.
+constexpr absl::Duration kStartTimeout = absl::Seconds(30);
+constexpr absl::Duration kPollInterval = absl::Milliseconds(5);
+// Fresh ports tried when the one picked is taken.
+constexpr int kPortAttempts = 20;
 
 std::string ReplyText(const redisReply* r) {
   switch (r->type) {
@@ -50,7 +47,106 @@ std::string ReplyText(const redisReply* r) {
   }
 }
 
+std::string ReadFrom(const std::string& path, std::streamoff offset) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  in.seekg(offset);
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+std::streamoff FileSize(const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  return ec ? 0 : static_cast<std::streamoff>(size);
+}
+
+// The "process_id:" field of INFO's text; 0 when absent.
+pid_t ProcessIdOf(const std::string& info) {
+  for (absl::string_view line : absl::StrSplit(info, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (absl::ConsumePrefix(&line, "process_id:")) {
+      int64_t pid = 0;
+      if (absl::SimpleAtoi(line, &pid)) return static_cast<pid_t>(pid);
+    }
+  }
+  return 0;
+}
+
+// One MONITOR line: `1712345678.123456 [0 lua] "RPUSH" "key" "value"`.
+// Arguments are quoted as Redis's sdscatrepr writes them.
+bool ParseMonitorLine(absl::string_view line, RedisMonitor::Command* out) {
+  const size_t open = line.find('[');
+  const size_t close = line.find(']', open);
+  if (open == absl::string_view::npos || close == absl::string_view::npos) return false;
+  absl::string_view who = line.substr(open + 1, close - open - 1);  // "0 lua"
+  const size_t space = who.find(' ');
+  out->client = std::string(space == absl::string_view::npos ? who : who.substr(space + 1));
+  out->args.clear();
+  size_t i = close + 1;
+  while (i < line.size()) {
+    if (line[i] != '"') {
+      ++i;
+      continue;
+    }
+    std::string arg;
+    ++i;
+    while (i < line.size() && line[i] != '"') {
+      char c = line[i++];
+      if (c == '\\' && i < line.size()) {
+        const char e = line[i++];
+        switch (e) {
+          case 'n': c = '\n'; break;
+          case 'r': c = '\r'; break;
+          case 't': c = '\t'; break;
+          case 'a': c = '\a'; break;
+          case 'b': c = '\b'; break;
+          case 'x': {
+            int v = 0;
+            if (i + 2 <= line.size() &&
+                absl::SimpleHexAtoi(line.substr(i, 2), &v)) {
+              c = static_cast<char>(v);
+              i += 2;
+            }
+            break;
+          }
+          default: c = e; break;  // \\ and \"
+        }
+      }
+      arg.push_back(c);
+    }
+    ++i;  // The closing quote.
+    out->args.push_back(std::move(arg));
+  }
+  if (out->args.empty()) return false;
+  out->args[0] = absl::AsciiStrToUpper(out->args[0]);
+  return true;
+}
+
 }  // namespace
+
+std::pair<int, int> EphemeralPortRange() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0, high = 0;
+  if (in >> low >> high && low > 0 && high >= low && high <= 65535) return {low, high};
+  return {32768, 60999};
+}
+
+int PortOutsideEphemeralRange() {
+  static absl::Mutex mu(absl::kConstInit);
+  static absl::BitGen* gen = new absl::BitGen();
+  const auto [low, high] = EphemeralPortRange();
+  absl::MutexLock lock(&mu);
+  constexpr int kFirst = 10000;
+  if (low - kFirst >= 1000) return absl::Uniform<int>(absl::IntervalClosed, *gen, kFirst, low - 1);
+  if (65535 - high >= 1000) return absl::Uniform<int>(absl::IntervalClosed, *gen, high + 1, 65535);
+  // An unusual range: anything unprivileged outside it.
+  while (true) {
+    const int port = absl::Uniform<int>(absl::IntervalClosed, *gen, 1024, 65535);
+    if (port < low || port > high) return port;
+  }
+}
 
 absl::StatusOr<std::unique_ptr<RedisProcess>> RedisProcess::Start() {
   std::unique_ptr<RedisProcess> p(new RedisProcess());
@@ -58,11 +154,13 @@ absl::StatusOr<std::unique_ptr<RedisProcess>> RedisProcess::Start() {
   if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
   p->dir_ = tmpl;
   absl::Status last = absl::UnknownError("no attempt");
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    p->port_ = FreePort();
+  for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
+    p->port_ = PortOutsideEphemeralRange();
     last = p->Launch();
     if (last.ok()) return p;
     p->Kill();
+    // Only a port someone else has is worth another try.
+    if (!absl::IsAlreadyExists(last)) return last;
   }
   return last;
 }
@@ -76,6 +174,8 @@ RedisProcess::~RedisProcess() {
 absl::Status RedisProcess::Launch() {
   const std::string port = std::to_string(port_);
   const std::string log = dir_ + "/redis.log";
+  // Redis appends to its log: look only at what this start writes.
+  const std::streamoff log_start = FileSize(log);
   pid_ = fork();
   if (pid_ < 0) return absl::InternalError("fork failed");
   if (pid_ == 0) {
@@ -84,18 +184,29 @@ absl::Status RedisProcess::Launch() {
            "--enable-debug-command", "local", static_cast<char*>(nullptr));
     _exit(127);
   }
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline) {
+  const absl::Time deadline = absl::Now() + kStartTimeout;
+  while (true) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return absl::UnavailableError(absl::StrCat(
-          "redis-server exited at start (status ", status, "); is it installed? log: ", log));
+      const std::string text = ReadFrom(log, log_start);
+      if (absl::StrContains(text, "Address already in use")) {
+        return absl::AlreadyExistsError(absl::StrCat("port ", port_, " is taken"));
+      }
+      return absl::UnavailableError(absl::StrCat("redis-server exited at start (status ", status,
+                                                 "); is it installed? log:\n", text));
     }
-    if (auto pong = Command({"PING"}); pong.ok() && *pong == "PONG") return absl::OkStatus();
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // Answering, and ours (not another server that has the port).
+    if (auto pong = Command({"PING"}); pong.ok() && *pong == "PONG") {
+      auto info = Command({"INFO", "server"});
+      if (info.ok() && ProcessIdOf(*info) == pid_) return absl::OkStatus();
+    }
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(kPollInterval);
   }
-  return absl::DeadlineExceededError("redis-server did not answer PING within 10s");
+  return absl::DeadlineExceededError(absl::StrCat("redis-server did not answer PING on port ",
+                                                  port_, " within ",
+                                                  absl::FormatDuration(kStartTimeout)));
 }
 
 void RedisProcess::Kill() {
@@ -108,15 +219,15 @@ void RedisProcess::Kill() {
 
 absl::Status RedisProcess::Restart() {
   Kill();
-  // The port was just released; the kernel lets a listener bind it again.
-  absl::Status s;
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    s = Launch();
-    if (s.ok()) return s;
-    Kill();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // The port was just released, and it is outside the range the kernel
+  // hands out, so it is normally free at once; it can only be taken by
+  // another test's redis-server, which may let it go again.
+  const absl::Time deadline = absl::Now() + kStartTimeout;
+  while (true) {
+    absl::Status s = Launch();
+    if (s.ok() || !absl::IsAlreadyExists(s) || absl::Now() >= deadline) return s;
+    absl::SleepFor(absl::Milliseconds(20));
   }
-  return s;
 }
 
 absl::StatusOr<std::string> RedisProcess::Command(const std::vector<std::string>& argv) const {
@@ -174,6 +285,129 @@ absl::StatusOr<std::vector<std::string>> RedisProcess::Keys(const std::string& p
     redisFree(c);
   } while (cursor != "0");
   return keys;
+}
+
+absl::StatusOr<std::map<std::string, int64_t>> RedisProcess::KeysWithTtl(
+    const std::string& pattern) const {
+  static constexpr char kScript[] =
+      "local out = {}\n"
+      "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do\n"
+      "  out[#out + 1] = k\n"
+      "  out[#out + 1] = redis.call('PTTL', k)\n"
+      "end\n"
+      "return out\n";
+  absl::StatusOr<std::string> reply = Command({"EVAL", kScript, "0", pattern});
+  if (!reply.ok()) return reply.status();
+  std::map<std::string, int64_t> out;
+  if (reply->empty()) return out;
+  const std::vector<std::string> v = absl::StrSplit(*reply, '\n');
+  if (v.size() % 2 != 0) return absl::InternalError(absl::StrCat("bad reply: ", *reply));
+  for (size_t i = 0; i < v.size(); i += 2) {
+    int64_t ttl = 0;
+    if (!absl::SimpleAtoi(v[i + 1], &ttl)) {
+      return absl::InternalError(absl::StrCat("bad PTTL of ", v[i], ": ", v[i + 1]));
+    }
+    out[v[i]] = ttl;
+  }
+  return out;
+}
+
+// ---- RedisMonitor --------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<RedisMonitor>> RedisMonitor::Start(const RedisProcess& redis) {
+  timeval tv{5, 0};
+  redisContext* c = redisConnectWithTimeout("127.0.0.1", redis.port(), tv);
+  if (c == nullptr || c->err) {
+    std::string err = c ? c->errstr : "cannot allocate";
+    if (c) redisFree(c);
+    return absl::UnavailableError(err);
+  }
+  redisSetTimeout(c, tv);
+  auto* r = static_cast<redisReply*>(redisCommand(c, "MONITOR"));
+  if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
+    std::string err = r ? std::string(r->str, r->len) : std::string(c->errstr);
+    if (r) freeReplyObject(r);
+    redisFree(c);
+    return absl::UnavailableError(absl::StrCat("MONITOR: ", err));
+  }
+  freeReplyObject(r);
+  // From here on the reader blocks until a command arrives or Stop.
+  redisSetTimeout(c, timeval{0, 0});
+  return std::unique_ptr<RedisMonitor>(new RedisMonitor(redis, c));
+}
+
+RedisMonitor::RedisMonitor(const RedisProcess& redis, redisContext* ctx)
+    : redis_(redis), ctx_(ctx), reader_([this] { Run(); }) {}
+
+RedisMonitor::~RedisMonitor() {
+  // Wakes the reader (its read fails) without touching the context it owns.
+  shutdown(ctx_->fd, SHUT_RDWR);
+  reader_.join();
+  redisFree(ctx_);
+}
+
+void RedisMonitor::Run() {
+  while (true) {
+    void* reply = nullptr;
+    if (redisGetReply(ctx_, &reply) != REDIS_OK || reply == nullptr) {
+      std::lock_guard<std::mutex> lock(mu_);
+      error_ = ctx_->err ? ctx_->errstr : "connection closed";
+      stopped_ = true;
+      return;
+    }
+    auto* r = static_cast<redisReply*>(reply);
+    Command command;
+    const bool parsed = (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING) &&
+                        ParseMonitorLine(absl::string_view(r->str, r->len), &command);
+    freeReplyObject(r);
+    if (parsed) {
+      std::lock_guard<std::mutex> lock(mu_);
+      commands_.push_back(std::move(command));
+    }
+  }
+}
+
+absl::StatusOr<std::vector<RedisMonitor::Command>> RedisMonitor::Sync(absl::Duration timeout) {
+  const std::string marker = absl::StrCat("toolgate-test-monitor-sync-", getpid(), "-", ++syncs_);
+  absl::StatusOr<std::string> echo = redis_.Command({"ECHO", marker});
+  if (!echo.ok()) return echo.status();
+  // Redis sends MONITOR lines in the order it executes commands: once the
+  // marker is here, so is everything executed before it.
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = commands_.rbegin(); it != commands_.rend(); ++it) {
+        if (it->args.size() == 2 && it->args[0] == "ECHO" && it->args[1] == marker) {
+          return commands_;
+        }
+      }
+      if (stopped_) return absl::UnavailableError(absl::StrCat("MONITOR stopped: ", error_));
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError("MONITOR did not report the sync marker");
+    }
+    absl::SleepFor(kPollInterval);
+  }
+}
+
+ScriptWrites WritesByScripts(const std::vector<RedisMonitor::Command>& commands) {
+  static const std::set<std::string> kWrites = {"RPUSH", "LPUSH",  "HSET", "HMSET",
+                                                "HINCRBY", "SET", "INCR", "INCRBY"};
+  ScriptWrites out;
+  for (const RedisMonitor::Command& c : commands) {
+    if (c.client != "lua" || c.args.size() < 2) continue;
+    const std::string& key = c.args[1];
+    if (kWrites.count(c.args[0])) {
+      out.keys.insert(key);
+      out.without_expiry.insert(key);
+    } else if (c.args[0] == "PEXPIRE" && c.args.size() >= 3) {
+      int64_t ms = 0;
+      out.expiries.emplace_back(key, absl::SimpleAtoi(c.args[2], &ms) ? ms : -1);
+      out.without_expiry.erase(key);
+    }
+  }
+  return out;
 }
 
 }  // namespace toolgate_test

@@ -1,0 +1,64 @@
+// Deciding one call, start to finish: Engine::Evaluate; then, when limits
+// apply, the counter store; then Engine::Complete. The gRPC handler, Explain
+// and `toolgate test` all decide through this one sequence, so a policy test
+// and an explanation see exactly what a server answers.
+#ifndef TOOLGATE_SERVER_DECIDER_DECIDER_H_
+#define TOOLGATE_SERVER_DECIDER_DECIDER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "server/counters/counter_store.h"
+#include "server/engine/args_limits.h"
+#include "server/engine/engine.h"
+#include "server/policy/policy.h"
+#include "toolgate/v1/decision.pb.h"
+
+namespace toolgate {
+
+// One call being decided. The caller owns it (and the request and response
+// it points to) and keeps it alive until Decide's `done` has run.
+struct DecisionTask {
+  std::shared_ptr<const Policy> policy;  // The revision that decides.
+  const v1::CheckRequest* request = nullptr;
+  v1::CheckResponse* response = nullptr;      // Filled in by Decide.
+  bool dry_run = false;                       // Decide, but consume no counter.
+  std::vector<std::string>* trace = nullptr;  // Optional: one line per step.
+  Evaluation evaluation;                      // Set by Decide.
+
+  // True once decided when the counters decided (ALLOW or RATE_LIMITED
+  // after the store answered), false when the policy alone did.
+  bool decided_by_limits() const { return !evaluation.final; }
+};
+
+class Decider {
+ public:
+  // `store` must outlive the decider.
+  Decider(CounterStore* store, Engine engine, ArgsLimits limits)
+      : store_(store), engine_(engine), limits_(limits) {}
+
+  // INVALID_ARGUMENT when `request` cannot be decided: no tool, no grant, or
+  // arguments over the size or depth limits (the message says which).
+  absl::Status Validate(const v1::CheckRequest& request) const;
+
+  // Decides `task` (validated before). `done` runs exactly once, when
+  // task.response is complete: on this thread when no counter is needed,
+  // otherwise where the store completes (see CounterStore::Acquire for what
+  // may run there).
+  void Decide(DecisionTask& task, absl::AnyInvocable<void() &&> done) const;
+
+  const Engine& engine() const { return engine_; }
+  const ArgsLimits& limits() const { return limits_; }
+
+ private:
+  CounterStore* const store_;
+  const Engine engine_;
+  const ArgsLimits limits_;
+};
+
+}  // namespace toolgate
+
+#endif  // TOOLGATE_SERVER_DECIDER_DECIDER_H_

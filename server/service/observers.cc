@@ -1,0 +1,75 @@
+#include "server/service/observers.h"
+
+#include <string>
+
+#include "absl/time/clock.h"
+#include "server/base/log.h"
+
+namespace toolgate {
+
+void MetricsObserver::OnDecision(const DecisionRecord& r) {
+  metrics_->RecordCheck(r.response.decision(), r.response.rule(), r.latency);
+}
+
+void MetricsObserver::OnError(absl::StatusCode code, absl::Duration latency) {
+  metrics_->RecordError(code, latency);
+}
+
+ShadowView ShadowComparer::Evaluate(const PolicyRegistry& registry, const Engine& engine,
+                                    const Policy& active, const v1::CheckRequest& request) {
+  ShadowView view;
+  std::shared_ptr<const Policy> shadow = registry.shadow();
+  if (shadow == nullptr || shadow.get() == &active || !request.policy_version().empty()) {
+    return view;
+  }
+  v1::CheckResponse response;
+  const Evaluation e = engine.Evaluate(*shadow, request, &response);
+  view.policy = std::move(shadow);
+  view.decision = e.final ? response.decision() : v1::DECISION_UNSPECIFIED;
+  view.rule = response.rule();
+  return view;
+}
+
+void ShadowComparer::OnDecision(const DecisionRecord& r) {
+  if (r.shadow.policy == nullptr) return;
+  compared_.fetch_add(1, std::memory_order_relaxed);
+  const v1::Decision active = r.response.decision();
+  // Both "allowed subject to limits": the same, whatever the counters said.
+  const bool same = r.shadow.decision == v1::DECISION_UNSPECIFIED
+                        ? r.decided_by_limits
+                        : (!r.decided_by_limits && r.shadow.decision == active);
+  if (same) return;
+  differed_.fetch_add(1, std::memory_order_relaxed);
+  const int64_t second = absl::ToUnixSeconds(absl::Now());
+  if (log_second_.exchange(second) != second) logged_ = 0;
+  if (logged_.fetch_add(1) >= 10) return;
+  LogInfo("shadow revision ", r.shadow.policy->revision(), " would decide ",
+          r.shadow.decision == v1::DECISION_UNSPECIFIED ? std::string("ALLOW (subject to limits)")
+                                                        : v1::Decision_Name(r.shadow.decision),
+          " (", r.shadow.rule, ") where ", r.policy.revision(), " decided ",
+          v1::Decision_Name(active), " (", r.response.rule(), "): tool \"", r.request.tool(),
+          "\" grant \"", r.request.grant(), "\" server \"", r.request.server(), "\"");
+}
+
+void DecisionLogObserver::OnDecision(const DecisionRecord& r) {
+  DecisionLogEntry e;
+  const v1::CheckRequest& req = r.request;
+  const v1::CheckResponse& resp = r.response;
+  e.decision_id = resp.decision_id();
+  e.time = absl::Now();
+  e.tool = req.tool();
+  e.server = req.server();
+  e.grant = req.grant();
+  e.session = req.session();
+  e.request_id = req.request_id();
+  e.decision = std::string(DecisionLabel(resp.decision()));
+  e.reason = resp.reason();
+  e.rule = resp.rule();
+  e.revision = resp.policy_version();
+  e.latency_us = absl::ToInt64Microseconds(r.latency);
+  // The arguments are serialized on the log's writer thread, not here.
+  e.args.CopyFrom(req.args());
+  log_->Log(std::move(e));
+}
+
+}  // namespace toolgate
