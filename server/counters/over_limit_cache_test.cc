@@ -8,11 +8,7 @@ namespace toolgate {
 namespace {
 
 LimitCheck Check(const std::string& key) {
-  LimitCheck c;
-  c.key = key;
-  c.window_ms = 60'000;
-  c.max = 1;
-  return c;
+  return LimitCheck{key, Algorithm::kSlidingWindow, /*window_ms=*/60'000, /*max=*/1};
 }
 
 // What Redis answers for a call with one limit, refused for `retry_after_ms`.

@@ -18,13 +18,7 @@ using ::testing::HasSubstr;
 
 LimitCheck Check(const std::string& key, Algorithm alg, int64_t window, int64_t max,
                  int64_t burst = 0) {
-  LimitCheck c;
-  c.key = key;
-  c.algorithm = alg;
-  c.window_ms = window;
-  c.max = max;
-  c.burst = burst;
-  return c;
+  return LimitCheck{key, alg, window, max, burst};
 }
 
 // A reply of integers, as the script returns it: in RESP, and read.

@@ -81,6 +81,11 @@ class Events {
 
 class RedisPolicyFollowerTest : public ::testing::Test {
  protected:
+  std::unique_ptr<RedisProcess> redis_;
+  RedisUrl url_;
+  std::unique_ptr<RedisPolicyStore> store_;  // To push and activate revisions.
+  Events events_;
+
   void SetUp() override {
     auto redis = RedisProcess::Start();
     ASSERT_TRUE(redis.ok()) << redis.status();
@@ -109,11 +114,6 @@ class RedisPolicyFollowerTest : public ::testing::Test {
     return std::make_unique<RedisPolicyFollower>(url_, interval_ms, current, events_.activate(),
                                                  events_.report());
   }
-
-  std::unique_ptr<RedisProcess> redis_;
-  RedisUrl url_;
-  std::unique_ptr<RedisPolicyStore> store_;
-  Events events_;
 };
 
 TEST_F(RedisPolicyFollowerTest, LoadsTheActiveRevision) {
