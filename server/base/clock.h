@@ -12,7 +12,7 @@ class Clock {
  public:
   virtual ~Clock() = default;
   // Milliseconds since the Unix epoch (wall clock: fixed windows are aligned
-  // to calendar boundaries).
+  // to calendar boundaries); for a SteadyClock, since an arbitrary start.
   virtual int64_t NowMillis() const = 0;
 };
 
@@ -22,6 +22,16 @@ class SystemClock final : public Clock {
   int64_t NowMillis() const override;
   // A process-wide instance.
   static const SystemClock* Get();
+};
+
+// Reads a monotonic clock: milliseconds since an arbitrary start, never
+// going back when the wall clock is set. For deadlines and expiries, not for
+// calendar-aligned windows.
+class SteadyClock final : public Clock {
+ public:
+  int64_t NowMillis() const override;
+  // A process-wide instance.
+  static const SteadyClock* Get();
 };
 
 // A clock that only moves when told to. Thread-safe.

@@ -29,6 +29,11 @@
 // retry_after has passed, and calls using it are refused locally without a
 // round trip. It only ever refuses, and only while Redis itself would refuse,
 // so it can never admit a call that Redis would not.
+//
+// The parts: the script's command and reply in redis_script_codec.h, the
+// over-limit cache in over_limit_cache.h, the connection, protocol and
+// backoff in server/redis/; this class runs the I/O thread (batching,
+// pipelining, deadlines, reconnection).
 #ifndef TOOLGATE_SERVER_COUNTERS_REDIS_STORE_H_
 #define TOOLGATE_SERVER_COUNTERS_REDIS_STORE_H_
 
@@ -39,14 +44,16 @@
 #include <thread>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "server/base/wakeup.h"
 #include "server/counters/counter_store.h"
+#include "server/counters/over_limit_cache.h"
+#include "server/counters/redis_script_codec.h"
+#include "server/redis/backoff.h"
+#include "server/redis/connection.h"
 #include "server/redis/url.h"
-
-struct redisContext;
-struct redisReply;
 
 namespace toolgate {
 
@@ -89,55 +96,52 @@ class RedisCounterStore final : public CounterStore {
   std::string RedisKey(const LimitCheck& check) const;
 
  private:
-  struct Request;
+  struct Request;  // A call: its ScriptCall, callback and deadline.
   struct Pending;  // A command written, waiting for its reply.
 
   void Run();
   void Connect(int64_t now);
-  void Drop(const std::string& why, int64_t now);
+  void Drop(absl::string_view why, int64_t now);
+  // Queues `batch` in as few script runs as the per-command limits allow.
+  void SendAll(std::vector<std::unique_ptr<Request>>& batch);
   void Send(std::vector<std::unique_ptr<Request>> requests, bool use_eval);
   void SendInternal(const std::vector<std::string>& argv);
   void Append(std::vector<std::unique_ptr<Request>> requests);  // Queues command_.
-  void AppendRedisKey(const LimitCheck& check, std::string* out) const;
-  // The script's code for a check's algorithm: s, b, f or t.
-  char AlgorithmLetter(const LimitCheck& check) const;
   void Flush();
   void ReadReplies(int64_t now);
-  void HandleReply(redisReply* reply, int64_t now);
+  void HandleReply(const redisReply& reply, int64_t now);
   void Complete(Request& req, absl::StatusOr<AcquireResult> result);
   void ExpireOverdue(int64_t now);
-  bool RefusedByCache(const std::vector<LimitCheck>& checks, Callback& done);
-  void RememberFull(const Request& req, const AcquireResult& result);
-  void Wake();
+  // How long the I/O thread may sleep: until the next deadline or reconnect.
+  int64_t WaitMs(int64_t now) const;
+  void Shutdown();
+  // The calls of `requests`, as the codec takes them (in calls_).
+  absl::Span<const ScriptCall* const> Calls(const std::vector<std::unique_ptr<Request>>& requests);
 
   const RedisStoreOptions options_;
-  const std::string script_;
-  const std::string script_sha_;
-  std::string command_;  // The command being formatted (I/O thread only).
-  std::string key_;      // A key being formatted (I/O thread only).
+  const RedisScriptCodec codec_;
+  OverLimitCache cache_;
 
   // Submission queue (any thread -> I/O thread).
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Request>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  int wake_fd_ = -1;
-
-  // Over-limit cache: key -> steady-clock millis until which it is full.
-  mutable absl::Mutex cache_mu_;
-  absl::flat_hash_map<std::string, int64_t> full_until_ ABSL_GUARDED_BY(cache_mu_);
-  size_t cache_ops_ ABSL_GUARDED_BY(cache_mu_) = 0;
+  std::unique_ptr<Wakeup> wakeup_;  // Null when it could not be created: no I/O thread.
+  std::string start_error_;         // Then, why.
 
   // I/O thread state.
-  redisContext* ctx_ = nullptr;
+  std::unique_ptr<RedisConnection> conn_;
+  std::string command_;                     // The command being formatted.
+  std::vector<const ScriptCall*> calls_;    // The calls of the command being formatted or read.
   std::deque<std::unique_ptr<Pending>> inflight_;
-  bool want_write_ = false;
   bool wrote_since_flush_ = false;
   size_t commands_since_flush_ = 0;
   int64_t next_connect_at_ = 0;
   int64_t connect_started_ = 0;
-  int backoff_attempts_ = 0;
+  Backoff backoff_;
   std::string last_error_ = "not connected yet";
   int64_t last_error_log_ = 0;
+  bool logged_poll_error_ = false;
   absl::BitGen rng_;
 
   std::atomic<uint64_t> checks_{0}, commands_{0}, round_trips_{0}, cache_hits_{0}, timeouts_{0},

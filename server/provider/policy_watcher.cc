@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -26,6 +25,7 @@
 #include "server/base/digest.h"
 #include "server/base/files.h"
 #include "server/base/log.h"
+#include "server/base/wakeup.h"
 #include "server/policy/loader.h"
 
 namespace toolgate {
@@ -200,10 +200,12 @@ absl::Status PolicyWatcher::Start() {
   if (thread_.joinable() || stopping_) {
     return absl::FailedPreconditionError("policy watcher: already started or stopped");
   }
-  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd_ < 0) {
-    return absl::InternalError(absl::StrCat("policy watcher: eventfd: ", ErrnoText(errno)));
+  absl::StatusOr<std::unique_ptr<Wakeup>> wakeup = Wakeup::Create();
+  if (!wakeup.ok()) {
+    return absl::Status(wakeup.status().code(),
+                        absl::StrCat("policy watcher: ", wakeup.status().message()));
   }
+  wakeup_ = *std::move(wakeup);
   if (options_.use_inotify) {
     inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     if (inotify_fd_ < 0) {
@@ -215,8 +217,8 @@ absl::Status PolicyWatcher::Start() {
     thread_ = std::thread([this] { Run(); });
   } catch (const std::exception& e) {
     if (inotify_fd_ >= 0) ::close(inotify_fd_);
-    ::close(wake_fd_);
-    inotify_fd_ = wake_fd_ = -1;
+    inotify_fd_ = -1;
+    wakeup_.reset();
     return absl::InternalError(absl::StrCat("policy watcher: cannot start thread: ", e.what()));
   }
   return absl::OkStatus();
@@ -224,15 +226,11 @@ absl::Status PolicyWatcher::Start() {
 
 void PolicyWatcher::Stop() {
   stopping_ = true;
-  if (wake_fd_ >= 0) {
-    const uint64_t one = 1;
-    while (::write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {
-    }
-  }
+  if (wakeup_ != nullptr) wakeup_->Wake();
   if (thread_.joinable()) thread_.join();
   if (inotify_fd_ >= 0) ::close(inotify_fd_);
-  if (wake_fd_ >= 0) ::close(wake_fd_);
-  inotify_fd_ = wake_fd_ = -1;
+  inotify_fd_ = -1;
+  wakeup_.reset();
 }
 
 void PolicyWatcher::ReloadNow(absl::string_view trigger) {
@@ -356,16 +354,15 @@ void PolicyWatcher::Run() {
     // Round up, so as not to wake just before the deadline and spin.
     const int timeout_ms = wake_at <= now ? 0 : static_cast<int>(wait.count()) + 1;
 
-    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
-    const int nfds = inotify_fd_ >= 0 ? 2 : 1;
-    const int r = ::poll(fds, nfds, timeout_ms);
+    pollfd fd = {inotify_fd_, POLLIN, 0};  // Without inotify (-1): the wake-up only.
+    const absl::StatusOr<bool> woken = wakeup_->Wait(absl::MakeSpan(&fd, 1), timeout_ms);
     if (stopping_) break;
-    if (r < 0 && errno != EINTR) {
-      LogError("policy watcher: poll: ", ErrnoText(errno), "; stopped watching ", path_);
+    if (!woken.ok()) {
+      LogError("policy watcher: ", woken.status().message(), "; stopped watching ", path_);
       return;
     }
     now = Clock::now();
-    if (r > 0 && nfds == 2 && (fds[1].revents & POLLIN) && DrainEvents()) {
+    if ((fd.revents & POLLIN) && DrainEvents()) {
       if (!pending) first_event = now;
       pending = true;
       last_event = now;

@@ -41,6 +41,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/base/wakeup.h"
 
 namespace toolgate {
 
@@ -79,7 +80,7 @@ class PolicyWatcher {
 
   // Starts the watcher thread. Without inotify it logs a warning and relies
   // on the periodic check; it fails only when the thread or its wake-up
-  // eventfd cannot be created (then nothing is watched).
+  // (server/base/wakeup.h) cannot be created (then nothing is watched).
   absl::Status Start();
 
   // Stops and joins the thread (waits for a callback in progress). Idempotent.
@@ -116,7 +117,7 @@ class PolicyWatcher {
   std::unique_ptr<PolicyHashCache> cache_ ABSL_GUARDED_BY(mu_);
 
   int inotify_fd_ = -1;
-  int wake_fd_ = -1;  // eventfd: Stop() wakes the thread.
+  std::unique_ptr<Wakeup> wakeup_;  // Stop() wakes the thread.
   struct Watch {
     std::string dir;
     std::set<std::string> names;  // Entries that matter; "*" for all.

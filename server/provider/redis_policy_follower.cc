@@ -1,9 +1,6 @@
 #include "server/provider/redis_policy_follower.h"
 
-#include <hiredis/hiredis.h>
 #include <poll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "server/base/log.h"
@@ -28,6 +25,11 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadActivePolicyFromRedis(const Re
   return policy;
 }
 
+namespace {
+// Deadline of connecting the subscriber (and of its SUBSCRIBE).
+constexpr absl::Duration kSubscribeTimeout = absl::Seconds(1);
+}  // namespace
+
 RedisPolicyFollower::RedisPolicyFollower(RedisUrl url, int64_t check_interval_ms,
                                          std::string current, ActivateFn activate,
                                          ReportFn report)
@@ -36,24 +38,24 @@ RedisPolicyFollower::RedisPolicyFollower(RedisUrl url, int64_t check_interval_ms
       activate_(std::move(activate)),
       report_(std::move(report)),
       current_(std::move(current)) {
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  absl::StatusOr<std::unique_ptr<Wakeup>> wakeup = Wakeup::Create();
+  if (!wakeup.ok()) {
+    LogError("policy follower: cannot start: ", wakeup.status().message(),
+             "; the policy from Redis will not be followed");
+    return;
+  }
+  wakeup_ = *std::move(wakeup);
   thread_ = std::thread([this] { Run(); });
 }
 
 RedisPolicyFollower::~RedisPolicyFollower() {
-  stop_ = true;
-  const uint64_t one = 1;
-  ssize_t n = write(wake_fd_, &one, sizeof(one));
-  (void)n;
+  if (wakeup_ == nullptr) return;
+  wakeup_->RequestStop();
   thread_.join();
-  close(wake_fd_);
 }
 
 void RedisPolicyFollower::CheckNow() {
-  check_now_ = true;
-  const uint64_t one = 1;
-  ssize_t n = write(wake_fd_, &one, sizeof(one));
-  (void)n;
+  if (wakeup_ != nullptr) wakeup_->Wake();
 }
 
 void RedisPolicyFollower::Check() {
@@ -85,59 +87,34 @@ void RedisPolicyFollower::Check() {
   activate_(*std::move(policy));
 }
 
+std::unique_ptr<RedisClient> RedisPolicyFollower::Subscribe() {
+  absl::StatusOr<std::unique_ptr<RedisClient>> sub = RedisClient::Connect(url_, kSubscribeTimeout);
+  if (!sub.ok()) return nullptr;
+  if (!(*sub)->Command({"SUBSCRIBE", absl::StrCat(kPolicyKeyPrefix, "events")}).ok()) {
+    return nullptr;
+  }
+  return *std::move(sub);
+}
+
 void RedisPolicyFollower::Run() {
-  const std::string channel = absl::StrCat(kPolicyKeyPrefix, "events");
-  redisContext* sub = nullptr;
-  while (!stop_) {
-    if (sub == nullptr) {
-      const timeval tv{1, 0};
-      sub = redisConnectWithTimeout(url_.host.c_str(), url_.port, tv);
-      bool ok = sub != nullptr && !sub->err;
-      if (ok && !url_.password.empty()) {
-        auto* r = static_cast<redisReply*>(
-            url_.username.empty()
-                ? redisCommand(sub, "AUTH %b", url_.password.data(), url_.password.size())
-                : redisCommand(sub, "AUTH %b %b", url_.username.data(), url_.username.size(),
-                               url_.password.data(), url_.password.size()));
-        ok = r != nullptr && r->type != REDIS_REPLY_ERROR;
-        if (r) freeReplyObject(r);
-      }
-      if (ok) {
-        auto* r = static_cast<redisReply*>(
-            redisCommand(sub, "SUBSCRIBE %b", channel.data(), channel.size()));
-        ok = r != nullptr && r->type != REDIS_REPLY_ERROR;
-        if (r) freeReplyObject(r);
-      }
-      if (!ok) {
-        if (sub) redisFree(sub);
-        sub = nullptr;
-      }
-    }
+  std::unique_ptr<RedisClient> sub;
+  while (!wakeup_->stop_requested()) {
+    if (sub == nullptr) sub = Subscribe();
     Check();
-    check_now_ = false;
     // Wait for an announcement, a wake-up, or the next periodic check.
-    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {sub ? sub->fd : -1, POLLIN, 0}};
-    poll(fds, sub ? 2 : 1, static_cast<int>(interval_ms_));
-    if (fds[0].revents & POLLIN) {
-      uint64_t v;
-      ssize_t n = read(wake_fd_, &v, sizeof(v));
-      (void)n;
+    pollfd fd = {sub != nullptr ? sub->fd() : -1, POLLIN, 0};
+    if (absl::StatusOr<bool> woken = wakeup_->Wait(absl::MakeSpan(&fd, 1), interval_ms_);
+        !woken.ok()) {
+      LogError("policy follower: ", woken.status().message(),
+               "; stopped following the policy in Redis");
+      return;
     }
-    if (sub != nullptr && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-      // Drain the messages; the check at the top of the loop acts on them.
-      if (redisBufferRead(sub) == REDIS_ERR) {
-        redisFree(sub);
-        sub = nullptr;
-        continue;
-      }
-      void* reply = nullptr;
-      while (redisGetReplyFromReader(sub, &reply) == REDIS_OK && reply != nullptr) {
-        freeReplyObject(reply);
-        reply = nullptr;
-      }
+    // Drain the messages; the check at the top of the loop acts on them.
+    if (sub != nullptr && (fd.revents & (POLLIN | POLLHUP | POLLERR)) &&
+        !sub->ReadAvailable().ok()) {
+      sub.reset();
     }
   }
-  if (sub != nullptr) redisFree(sub);
 }
 
 }  // namespace toolgate

@@ -1,5 +1,5 @@
 // Follows the active policy revision stored in Redis (see
-// server/policy/redis_policy_store.h): subscribes to the announcement channel
+// server/provider/redis_policy_store.h): subscribes to the announcement channel
 // and, as a safety net for lost messages or connections, also checks the
 // active pointer every `check_interval_ms`. A new active revision is loaded,
 // validated and handed to `activate`; one that fails is reported through
@@ -7,15 +7,15 @@
 #ifndef TOOLGATE_SERVER_PROVIDER_REDIS_POLICY_FOLLOWER_H_
 #define TOOLGATE_SERVER_PROVIDER_REDIS_POLICY_FOLLOWER_H_
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "server/base/wakeup.h"
 #include "server/policy/policy.h"
+#include "server/redis/client.h"
 #include "server/redis/url.h"
 
 namespace toolgate {
@@ -39,6 +39,9 @@ class RedisPolicyFollower {
  private:
   void Run();
   void Check();
+  // A connection subscribed to the announcement channel; null when Redis
+  // cannot be reached (the periodic check still runs).
+  std::unique_ptr<RedisClient> Subscribe();
 
   const RedisUrl url_;
   const int64_t interval_ms_;
@@ -46,9 +49,7 @@ class RedisPolicyFollower {
   ReportFn report_;
   std::string current_;      // I/O thread only.
   std::string last_failed_;  // Don't report the same broken revision every second.
-  int wake_fd_ = -1;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> check_now_{false};
+  std::unique_ptr<Wakeup> wakeup_;  // Null when it could not be created: no thread.
   std::thread thread_;
 };
 

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace toolgate {
@@ -51,63 +52,29 @@ end
 
 }  // namespace
 
-struct RedisPolicyStore::Conn {
-  redisContext* ctx = nullptr;
-  ~Conn() {
-    if (ctx != nullptr) redisFree(ctx);
-  }
-  // Runs a command; the reply (caller frees) or an error status.
-  absl::StatusOr<redisReply*> Run(const std::vector<std::string>& argv) {
-    std::vector<const char*> ptrs;
-    std::vector<size_t> lens;
-    for (const std::string& a : argv) {
-      ptrs.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    auto* r = static_cast<redisReply*>(
-        redisCommandArgv(ctx, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
-    if (r == nullptr) return absl::UnavailableError(absl::StrCat("redis: ", ctx->errstr));
-    if (r->type == REDIS_REPLY_ERROR) {
-      std::string msg(r->str, r->len);
-      freeReplyObject(r);
-      // Script errors come back as "ERR <text>" (or "<text>", depending on the version).
-      if (absl::EndsWith(msg, "NOTFOUND")) return absl::NotFoundError("revision not found");
-      if (absl::EndsWith(msg, "NOHISTORY")) {
-        return absl::FailedPreconditionError("no previous revision to roll back to");
-      }
-      return absl::InternalError(absl::StrCat("redis: ", msg));
-    }
-    return r;
-  }
-};
-
-RedisPolicyStore::RedisPolicyStore(std::unique_ptr<Conn> conn) : conn_(std::move(conn)) {}
+RedisPolicyStore::RedisPolicyStore(std::unique_ptr<RedisClient> client)
+    : client_(std::move(client)) {}
 RedisPolicyStore::~RedisPolicyStore() = default;
 
 absl::StatusOr<std::unique_ptr<RedisPolicyStore>> RedisPolicyStore::Connect(const RedisUrl& url,
                                                                             absl::Duration timeout) {
-  auto conn = std::make_unique<Conn>();
-  const timeval tv = absl::ToTimeval(timeout);
-  conn->ctx = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
-  if (conn->ctx == nullptr || conn->ctx->err) {
-    return absl::UnavailableError(absl::StrCat("cannot connect to ", url.Redacted(), ": ",
-                                               conn->ctx ? conn->ctx->errstr : "out of memory"));
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = RedisClient::Connect(url, timeout);
+  if (!client.ok()) return client.status();
+  return std::unique_ptr<RedisPolicyStore>(new RedisPolicyStore(*std::move(client)));
+}
+
+absl::StatusOr<RedisReplyPtr> RedisPolicyStore::Run(absl::Span<const std::string> argv) {
+  absl::StatusOr<RedisReplyPtr> reply = client_->Command(argv);
+  // An error reply is INTERNAL "redis: <text>"; a script's error comes back
+  // as "ERR <text>" (or "<text>", depending on the version).
+  if (reply.ok() || !absl::IsInternal(reply.status())) return reply;
+  if (absl::EndsWith(reply.status().message(), "NOTFOUND")) {
+    return absl::NotFoundError("revision not found");
   }
-  redisSetTimeout(conn->ctx, tv);
-  if (!url.password.empty()) {
-    std::vector<std::string> auth = {"AUTH"};
-    if (!url.username.empty()) auth.push_back(url.username);
-    auth.push_back(url.password);
-    auto r = conn->Run(auth);
-    if (!r.ok()) return r.status();
-    freeReplyObject(*r);
+  if (absl::EndsWith(reply.status().message(), "NOHISTORY")) {
+    return absl::FailedPreconditionError("no previous revision to roll back to");
   }
-  if (url.db != 0) {
-    auto r = conn->Run({"SELECT", absl::StrCat(url.db)});
-    if (!r.ok()) return r.status();
-    freeReplyObject(*r);
-  }
-  return std::unique_ptr<RedisPolicyStore>(new RedisPolicyStore(std::move(conn)));
+  return reply;
 }
 
 absl::StatusOr<std::string> RedisPolicyStore::Push(const std::vector<PolicySource>& sources) {
@@ -123,57 +90,45 @@ absl::StatusOr<std::string> RedisPolicyStore::Push(const std::vector<PolicySourc
   // Replace, not merge: a revision is exactly its sources.
   for (const auto& cmd : std::vector<std::vector<std::string>>{
            {"DEL", key}, argv, {"ZADD", Prefix() + "revisions", absl::StrCat(NowMillis()), revision}}) {
-    auto r = conn_->Run(cmd);
-    if (!r.ok()) return r.status();
-    freeReplyObject(*r);
+    if (auto r = Run(cmd); !r.ok()) return r.status();
   }
   return revision;
 }
 
 absl::Status RedisPolicyStore::Activate(const std::string& revision) {
-  auto r = conn_->Run({"EVAL", kActivateScript, "4", Prefix() + "rev:" + revision,
-                       Prefix() + "active", Prefix() + "history", Prefix() + "events", revision});
-  if (!r.ok()) {
-    if (absl::IsNotFound(r.status())) {
-      return absl::NotFoundError(absl::StrCat("revision \"", revision,
-                                              "\" was not pushed (see 'toolgate policy list')"));
-    }
-    return r.status();
+  auto r = Run({"EVAL", kActivateScript, "4", Prefix() + "rev:" + revision, Prefix() + "active",
+                Prefix() + "history", Prefix() + "events", revision});
+  if (absl::IsNotFound(r.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("revision \"", revision, "\" was not pushed (see 'toolgate policy list')"));
   }
-  freeReplyObject(*r);
-  return absl::OkStatus();
+  return r.status();
 }
 
 absl::StatusOr<std::string> RedisPolicyStore::Rollback() {
-  auto r = conn_->Run({"EVAL", kRollbackScript, "3", Prefix() + "active", Prefix() + "history",
-                       Prefix() + "events", Prefix() + "rev:"});
+  auto r = Run({"EVAL", kRollbackScript, "3", Prefix() + "active", Prefix() + "history",
+                Prefix() + "events", Prefix() + "rev:"});
   if (!r.ok()) return r.status();
-  std::string out((*r)->str ? (*r)->str : "", (*r)->str ? (*r)->len : 0);
-  freeReplyObject(*r);
-  return out;
+  return std::string(ReplyText(**r));
 }
 
 absl::StatusOr<std::string> RedisPolicyStore::ActiveRevision() {
-  auto r = conn_->Run({"GET", Prefix() + "active"});
+  auto r = Run({"GET", Prefix() + "active"});
   if (!r.ok()) return r.status();
   if ((*r)->type != REDIS_REPLY_STRING) {
-    freeReplyObject(*r);
     return absl::NotFoundError("no revision is active yet (toolgate policy activate REV)");
   }
-  std::string out((*r)->str, (*r)->len);
-  freeReplyObject(*r);
-  return out;
+  return std::string(ReplyText(**r));
 }
 
 absl::StatusOr<std::vector<PolicySource>> RedisPolicyStore::Sources(const std::string& revision) {
-  auto r = conn_->Run({"HGETALL", Prefix() + "rev:" + revision});
+  auto r = Run({"HGETALL", Prefix() + "rev:" + revision});
   if (!r.ok()) return r.status();
   std::vector<PolicySource> out;
   for (size_t i = 0; i + 1 < (*r)->elements; i += 2) {
-    out.push_back({std::string((*r)->element[i]->str, (*r)->element[i]->len),
-                   std::string((*r)->element[i + 1]->str, (*r)->element[i + 1]->len)});
+    out.push_back({std::string(ReplyText(*(*r)->element[i])),
+                   std::string(ReplyText(*(*r)->element[i + 1]))});
   }
-  freeReplyObject(*r);
   if (out.empty()) return absl::NotFoundError(absl::StrCat("revision \"", revision, "\" is not in Redis"));
   // HGETALL order is arbitrary; sources are in name order, as from a directory.
   std::sort(out.begin(), out.end(),
@@ -183,17 +138,19 @@ absl::StatusOr<std::vector<PolicySource>> RedisPolicyStore::Sources(const std::s
 
 absl::StatusOr<std::vector<StoredRevision>> RedisPolicyStore::List() {
   auto active = ActiveRevision();
-  auto r = conn_->Run({"ZREVRANGE", Prefix() + "revisions", "0", "-1", "WITHSCORES"});
+  auto r = Run({"ZREVRANGE", Prefix() + "revisions", "0", "-1", "WITHSCORES"});
   if (!r.ok()) return r.status();
   std::vector<StoredRevision> out;
   for (size_t i = 0; i + 1 < (*r)->elements; i += 2) {
     StoredRevision s;
-    s.revision = std::string((*r)->element[i]->str, (*r)->element[i]->len);
-    s.pushed_at_ms = std::stoll(std::string((*r)->element[i + 1]->str, (*r)->element[i + 1]->len));
+    s.revision = std::string(ReplyText(*(*r)->element[i]));
+    if (!absl::SimpleAtoi(ReplyText(*(*r)->element[i + 1]), &s.pushed_at_ms)) {
+      return absl::InternalError(absl::StrCat("redis: revision \"", s.revision,
+                                              "\" has no valid push time"));
+    }
     s.active = active.ok() && *active == s.revision;
     out.push_back(std::move(s));
   }
-  freeReplyObject(*r);
   return out;
 }
 

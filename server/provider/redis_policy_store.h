@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/policy/loader.h"
+#include "server/redis/client.h"
 #include "server/redis/url.h"
 
 namespace toolgate {
@@ -33,7 +34,8 @@ struct StoredRevision {
 };
 
 // A short-lived synchronous connection for policy operations (CLI and the
-// server's policy follower; never on the decision path).
+// server's policy follower; never on the decision path). Connecting and each
+// command must be done within `timeout`.
 class RedisPolicyStore {
  public:
   static absl::StatusOr<std::unique_ptr<RedisPolicyStore>> Connect(
@@ -55,9 +57,12 @@ class RedisPolicyStore {
   absl::StatusOr<std::vector<StoredRevision>> List();
 
  private:
-  struct Conn;
-  explicit RedisPolicyStore(std::unique_ptr<Conn> conn);
-  std::unique_ptr<Conn> conn_;
+  explicit RedisPolicyStore(std::unique_ptr<RedisClient> client);
+  // Runs a command; the scripts' own errors as NOT_FOUND (no such revision)
+  // and FAILED_PRECONDITION (nothing to roll back to).
+  absl::StatusOr<RedisReplyPtr> Run(absl::Span<const std::string> argv);
+
+  std::unique_ptr<RedisClient> client_;
 };
 
 }  // namespace toolgate

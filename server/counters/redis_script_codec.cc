@@ -1,0 +1,148 @@
+#include "server/counters/redis_script_codec.h"
+
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+
+#include "absl/strings/str_cat.h"
+#include "server/redis/reply.h"
+#include "server/redis/resp.h"
+
+namespace toolgate {
+namespace {
+
+std::string Sha1Hex(const std::string& s) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : digest) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xf]);
+  }
+  return out;
+}
+
+// Each limit's values in the reply, after its call's `admitted`.
+enum LimitField : size_t { kHasRoom, kRemaining, kResetAfter, kRetryAfter, kFieldsPerLimit };
+
+// How many values of the reply belong to `call`.
+size_t ReplyValues(const ScriptCall& call) { return 1 + kFieldsPerLimit * call.checks.size(); }
+
+// One call's part of a well-formed reply.
+class CallReply {
+ public:
+  explicit CallReply(const redisReply* const* values) : values_(values) {}
+  long long admitted() const { return values_[0]->integer; }
+  long long limit(size_t i, LimitField field) const {
+    return values_[1 + kFieldsPerLimit * i + field]->integer;
+  }
+
+ private:
+  const redisReply* const* values_;
+};
+
+}  // namespace
+
+RedisScriptCodec::RedisScriptCodec(std::string key_prefix, int64_t exact_log_max)
+    : key_prefix_(std::move(key_prefix)),
+      exact_log_max_(exact_log_max),
+      script_(kRedisScript),
+      sha_(Sha1Hex(script_)) {}
+
+char RedisScriptCodec::AlgorithmLetter(const LimitCheck& check) const {
+  switch (check.algorithm) {
+    case Algorithm::kSlidingWindow:
+      return check.max <= exact_log_max_ ? 's' : 'b';
+    case Algorithm::kFixedWindow:
+      return 'f';
+    case Algorithm::kTokenBucket:
+      return 't';
+  }
+  return 's';
+}
+
+std::string RedisScriptCodec::Key(const LimitCheck& check) const {
+  const char alg = AlgorithmLetter(check);
+  return absl::StrCat(key_prefix_, "{", check.key, "}:", absl::string_view(&alg, 1), ":",
+                      check.window_ms);
+}
+
+void RedisScriptCodec::EncodeBatch(absl::Span<const ScriptCall* const> calls, bool use_eval,
+                                   std::string* out) const {
+  size_t keys = 0;
+  for (const ScriptCall* call : calls) keys += call->checks.size();
+  // Command, script, numkeys, the keys, the number of calls, per call its
+  // dry-run flag and number of limits, per limit four values.
+  RespCommand cmd(out, 3 + keys + 1 + 2 * calls.size() + 4 * keys);
+  cmd.Arg(use_eval ? absl::string_view("EVAL") : absl::string_view("EVALSHA"));
+  cmd.Arg(use_eval ? script_ : sha_);
+  cmd.Arg(static_cast<int64_t>(keys));
+  for (const ScriptCall* call : calls) {
+    for (const LimitCheck& c : call->checks) {
+      const char alg = AlgorithmLetter(c);
+      cmd.ArgOfPieces({key_prefix_, "{", c.key, "}:", absl::string_view(&alg, 1), ":",
+                       absl::AlphaNum(c.window_ms).Piece()});
+    }
+  }
+  cmd.Arg(static_cast<int64_t>(calls.size()));
+  for (const ScriptCall* call : calls) {
+    cmd.Arg(call->dry_run ? absl::string_view("1") : absl::string_view("0"));
+    cmd.Arg(static_cast<int64_t>(call->checks.size()));
+    for (const LimitCheck& c : call->checks) {
+      const char alg = AlgorithmLetter(c);
+      cmd.Arg(absl::string_view(&alg, 1));
+      cmd.Arg(c.window_ms);
+      cmd.Arg(c.max);
+      cmd.Arg(c.burst);
+    }
+  }
+}
+
+absl::Status RedisScriptCodec::DecodeBatch(
+    const redisReply& reply, absl::Span<const ScriptCall* const> calls,
+    absl::FunctionRef<void(size_t, absl::StatusOr<AcquireResult>)> done) const {
+  if (IsErrorReply(reply)) return absl::InternalError(absl::StrCat("redis: ", ReplyText(reply)));
+  size_t expected = 0;
+  for (const ScriptCall* call : calls) expected += ReplyValues(*call);
+  bool well_formed = reply.type == REDIS_REPLY_ARRAY && reply.elements == expected;
+  for (size_t i = 0; well_formed && i < reply.elements; ++i) {
+    well_formed = reply.element[i]->type == REDIS_REPLY_INTEGER;
+  }
+  // Each call's `admitted` is 0, 1 or the marker.
+  for (size_t i = 0, at = 0; well_formed && i < calls.size(); ++i) {
+    const long long admitted = reply.element[at]->integer;
+    well_formed = admitted == 0 || admitted == 1 || admitted == kWrongTypeMarker;
+    at += ReplyValues(*calls[i]);
+  }
+  if (!well_formed) return absl::InternalError("redis: unexpected reply to the limits script");
+  for (size_t i = 0, at = 0; i < calls.size(); ++i) {
+    done(i, DecodeCall(reply.element + at, calls[i]->checks));
+    at += ReplyValues(*calls[i]);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AcquireResult> RedisScriptCodec::DecodeCall(
+    const redisReply* const* values, const std::vector<LimitCheck>& checks) const {
+  const CallReply call(values);
+  if (call.admitted() == kWrongTypeMarker) {
+    const long long k = checks.empty() ? 0 : call.limit(0, kHasRoom);
+    const bool known = k >= 1 && static_cast<size_t>(k) <= checks.size();
+    return absl::InternalError(
+        absl::StrCat("redis: counter key ", known ? Key(checks[k - 1]) : std::string("?"),
+                     " holds a value toolgate did not write (WRONGTYPE); nothing counted"));
+  }
+  AcquireResult result;
+  result.admitted = call.admitted() == 1;
+  result.outcomes.resize(checks.size());
+  for (size_t i = 0; i < checks.size(); ++i) {
+    LimitOutcome& o = result.outcomes[i];
+    o.has_room = call.limit(i, kHasRoom) == 1;
+    o.remaining = call.limit(i, kRemaining);
+    o.reset_after_ms = call.limit(i, kResetAfter);
+    o.retry_after_ms = call.limit(i, kRetryAfter);
+  }
+  return result;
+}
+
+}  // namespace toolgate
