@@ -33,13 +33,16 @@ std::optional<AcquireResult> OverLimitCache::Refusal(const std::vector<LimitChec
   return result;
 }
 
-void OverLimitCache::Remember(const std::vector<LimitCheck>& checks, const AcquireResult& result) {
+void OverLimitCache::Remember(const std::vector<LimitCheck>& checks, const AcquireResult& result,
+                              int64_t asked_at) {
   if (result.admitted) return;
   const int64_t now = clock_->NowMillis();
   absl::MutexLock lock(&mu_);
   for (size_t i = 0; i < checks.size() && i < result.outcomes.size(); ++i) {
     const LimitOutcome& o = result.outcomes[i];
-    if (!o.has_room && o.retry_after_ms > 0) full_until_[checks[i].key] = now + o.retry_after_ms;
+    if (!o.has_room && o.retry_after_ms > 0 && asked_at + o.retry_after_ms > now) {
+      full_until_[checks[i].key] = asked_at + o.retry_after_ms;
+    }
   }
   MaybeSweep(now);
 }

@@ -36,9 +36,12 @@ class OverLimitCache {
   std::optional<AcquireResult> Refusal(const std::vector<LimitCheck>& checks);
 
   // Remembers the counters that a refused call's `result` (one outcome per
-  // check) reports full, until their retry_after. Admitted calls teach
-  // nothing.
-  void Remember(const std::vector<LimitCheck>& checks, const AcquireResult& result);
+  // check) reports full, until their retry_after counted from `asked_at`
+  // (clock millis when the call was sent, no later: Redis measured
+  // retry_after at some moment after that, so the entry never outlasts the
+  // refusal Redis would give). Admitted calls teach nothing.
+  void Remember(const std::vector<LimitCheck>& checks, const AcquireResult& result,
+                int64_t asked_at);
 
   // Entries held, expired or not (for tests).
   size_t size() const;

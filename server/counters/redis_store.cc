@@ -42,6 +42,7 @@ constexpr char kShuttingDown[] = "counter store is shutting down";
 
 struct RedisCounterStore::Request : ScriptCall {
   Callback done;
+  int64_t asked_at = 0;  // When Acquire queued it.
   int64_t deadline = 0;
   bool finished = false;
 };
@@ -100,7 +101,8 @@ void RedisCounterStore::Acquire(std::vector<LimitCheck> checks, bool dry_run, Ca
   req->checks = std::move(checks);
   req->dry_run = dry_run;
   req->done = std::move(done);
-  req->deadline = NowMillis() + options_.timeout_ms;
+  req->asked_at = NowMillis();
+  req->deadline = req->asked_at + options_.timeout_ms;
   bool was_empty = false;
   {
     absl::MutexLock lock(&mu_);
@@ -118,7 +120,7 @@ void RedisCounterStore::Complete(Request& req, absl::StatusOr<AcquireResult> res
   if (req.finished) return;
   req.finished = true;
   if (result.ok()) {
-    if (options_.over_limit_cache) cache_.Remember(req.checks, *result);
+    if (options_.over_limit_cache) cache_.Remember(req.checks, *result, req.asked_at);
   } else if (result.status().code() == absl::StatusCode::kDeadlineExceeded) {
     timeouts_.fetch_add(1, std::memory_order_relaxed);
   } else {

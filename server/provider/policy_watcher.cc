@@ -233,9 +233,7 @@ void PolicyWatcher::Stop() {
   wakeup_.reset();
 }
 
-void PolicyWatcher::ReloadNow(absl::string_view trigger) {
-  absl::MutexLock lock(&mu_);
-  last_fingerprint_ = Fingerprint(path_, cache_.get());
+void PolicyWatcher::CallBack(absl::string_view trigger) {
   ++callbacks_;
   try {
     callback_(trigger);
@@ -246,6 +244,12 @@ void PolicyWatcher::ReloadNow(absl::string_view trigger) {
   }
 }
 
+void PolicyWatcher::ReloadNow(absl::string_view trigger) {
+  absl::MutexLock lock(&mu_);
+  last_fingerprint_ = Fingerprint(path_, cache_.get());
+  CallBack(trigger);
+}
+
 void PolicyWatcher::CheckForChange(absl::string_view trigger) {
   absl::MutexLock lock(&mu_);
   ++checks_;
@@ -254,14 +258,7 @@ void PolicyWatcher::CheckForChange(absl::string_view trigger) {
   std::string fingerprint = Fingerprint(path_, cache_.get());
   if (fingerprint == last_fingerprint_) return;
   last_fingerprint_ = std::move(fingerprint);
-  ++callbacks_;
-  try {
-    callback_(trigger);
-  } catch (const std::exception& e) {
-    LogError("policy reload (", trigger, ") failed: ", e.what());
-  } catch (...) {
-    LogError("policy reload (", trigger, ") failed");
-  }
+  CallBack(trigger);
 }
 
 void PolicyWatcher::UpdateWatches() {

@@ -101,6 +101,8 @@ class PolicyWatcher {
 
  private:
   void Run();
+  // Runs the callback (with mu_ held); an exception it throws is logged.
+  void CallBack(absl::string_view trigger) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Computes the fingerprint; calls back when it differs from the last one.
   void CheckForChange(absl::string_view trigger);
   // Brings the inotify watches in line with the directories that matter now.
