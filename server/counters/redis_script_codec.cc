@@ -1,26 +1,14 @@
 #include "server/counters/redis_script_codec.h"
 
 #include <hiredis/hiredis.h>
-#include <openssl/sha.h>
 
 #include "absl/strings/str_cat.h"
+#include "server/base/digest.h"
 #include "server/redis/reply.h"
 #include "server/redis/resp.h"
 
 namespace toolgate {
 namespace {
-
-std::string Sha1Hex(const std::string& s) {
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), digest);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : digest) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 0xf]);
-  }
-  return out;
-}
 
 // Each limit's values in the reply, after its call's `admitted`.
 enum LimitField : size_t { kHasRoom, kRemaining, kResetAfter, kRetryAfter, kFieldsPerLimit };

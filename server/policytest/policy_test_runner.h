@@ -34,8 +34,11 @@
 //   own MemoryCounterStore) driven by a ManualClock, so limits carry over from
 //   case to case, and `advance` steps move time. Each cases file starts with
 //   a fresh store and clock.
-// - A call is decided exactly as toolgated decides it: Engine::Evaluate, then
-//   (when limits apply) the store, then Engine::Complete.
+// - A call is decided exactly as toolgated decides it, by the same Decider
+//   (server/decider/decider.h): the engine, then (when limits apply) the
+//   store, then the engine again. A call toolgated would refuse with
+//   INVALID_ARGUMENT (arguments over the default size or depth limits) fails
+//   its case with that message.
 // - `args` is read with JSON types, as argument schemas are: quoted scalars
 //   are strings; plain true/false booleans, plain null/~ (or nothing) null,
 //   plain decimal numbers numbers, anything else a string; maps and lists

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/policy/loader.h"
 
@@ -133,6 +134,20 @@ TEST_F(PolicyTestRunnerTest, FailingCaseIsReportedWithExpectedAndActual) {
             "expected rule tools.unknown_tool, got default (decision deny, rule default, reason "
             "\"tool \\\"unknown_tool\\\" is not allowed by the policy\")")
       << report->cases[2].message;
+}
+
+TEST_F(PolicyTestRunnerTest, CallsToolgatedWouldRefuseFailTheirCase) {
+  // Arguments nested 40 deep: over the server's default limit of 32.
+  std::string nested = "1";
+  for (int i = 0; i < 40; ++i) nested = "{a: " + nested + "}";
+  auto report = Run("cases:\n  - call: {tool: list_files, grant: g, args: " + nested +
+                    "}\n    expect: {decision: allow}\n");
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->cases.size(), 1u);
+  EXPECT_FALSE(report->cases[0].passed);
+  EXPECT_EQ(report->cases[0].calls, 0);
+  EXPECT_THAT(report->cases[0].message,
+              ::testing::StartsWith("toolgated would refuse this call: args is nested"));
 }
 
 TEST_F(PolicyTestRunnerTest, ViolationsAreComparedAsASet) {

@@ -11,6 +11,7 @@
 #include "server/base/duration.h"
 #include "server/base/yaml_util.h"
 #include "server/counters/memory_store.h"
+#include "server/decider/decider.h"
 #include "server/engine/engine.h"
 
 namespace toolgate {
@@ -155,7 +156,9 @@ PolicyTestReport RunCases(const Policy& policy, const std::string& file_name,
   ManualClock clock;  // Starts at a fixed time unless the file sets start_time.
   if (file.start_ms) clock.Set(*file.start_ms);
   MemoryCounterStore store(&clock);
-  const Engine engine;
+  const Decider decider(&store, Engine(), ArgsLimits());
+  // The policy outlives the run: the task borrows it.
+  const std::shared_ptr<const Policy> borrowed(std::shared_ptr<const Policy>(), &policy);
   for (const Step& step : file.steps) {
     if (step.is_advance) {
       clock.Advance(step.advance_ms);
@@ -165,13 +168,20 @@ PolicyTestReport RunCases(const Policy& policy, const std::string& file_name,
     result.name = step.name;
     result.location = step.location;
     result.passed = true;
+    if (absl::Status s = decider.Validate(step.request); !s.ok()) {
+      result.passed = false;
+      result.message = absl::StrCat("toolgated would refuse this call: ", s.message());
+      continue;
+    }
     for (int64_t i = 0; i < step.repeat; ++i) {
       v1::CheckResponse resp;
-      const Evaluation eval = engine.Evaluate(policy, step.request, &resp);
-      if (!eval.final) {
-        const AcquireResult acquired = store.AcquireNow(eval.checks, step.request.dry_run());
-        engine.Complete(eval, acquired, &resp);
-      }
+      DecisionTask task;
+      task.policy = borrowed;
+      task.request = &step.request;
+      task.response = &resp;
+      task.dry_run = step.request.dry_run();
+      // The in-process store answers at once: decided when Decide returns.
+      decider.Decide(task, [] {});
       ++result.calls;
       std::string diff = CompareResponse(step.expect, resp);
       if (!diff.empty()) {
