@@ -1,6 +1,9 @@
 #include "server/policy/parser.h"
 
 #include <initializer_list>
+#include <optional>
+
+#include <initializer_list>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -14,6 +17,16 @@
 
 namespace toolgate {
 namespace {
+
+// The value of an enum whose name (as `name` gives it) is `text`.
+template <typename E>
+std::optional<E> ByName(absl::string_view text, std::initializer_list<E> values,
+                        absl::string_view (*name)(E)) {
+  for (E e : values) {
+    if (name(e) == text) return e;
+  }
+  return std::nullopt;
+}
 
 constexpr int64_t kMaxLimit = 1'000'000'000;
 
@@ -102,12 +115,9 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
           if (auto m = GetPositiveInt(v, where + ".max", d)) spec.max = *m;
         } else if (key == "scope") {
           if (auto s = GetString(v, where + ".scope", d)) {
-            if (*s == "grant") {
-              spec.scope = Scope::kGrant;
-            } else if (*s == "session") {
-              spec.scope = Scope::kSession;
-            } else if (*s == "global") {
-              spec.scope = Scope::kGlobal;
+            if (auto scope = ByName(*s, {Scope::kGrant, Scope::kSession, Scope::kGlobal},
+                                    ScopeName)) {
+              spec.scope = *scope;
             } else {
               d.Error(v, absl::StrCat(where, ".scope must be grant, session or global, got ",
                                       QuoteText(*s)));
@@ -115,12 +125,11 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
           }
         } else if (key == "algorithm") {
           if (auto s = GetString(v, where + ".algorithm", d)) {
-            if (*s == "sliding_window") {
-              spec.algorithm = Algorithm::kSlidingWindow;
-            } else if (*s == "fixed_window") {
-              spec.algorithm = Algorithm::kFixedWindow;
-            } else if (*s == "token_bucket") {
-              spec.algorithm = Algorithm::kTokenBucket;
+            if (auto alg = ByName(*s,
+                                  {Algorithm::kSlidingWindow, Algorithm::kFixedWindow,
+                                   Algorithm::kTokenBucket},
+                                  AlgorithmName)) {
+              spec.algorithm = *alg;
             } else {
               d.Error(v, absl::StrCat(where,
                                       ".algorithm must be sliding_window, fixed_window or "
