@@ -3,8 +3,6 @@
 #include <initializer_list>
 #include <optional>
 
-#include <initializer_list>
-
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
