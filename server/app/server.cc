@@ -179,9 +179,10 @@ void ToolgateServer::OnPolicy(absl::StatusOr<std::shared_ptr<const Policy>> revi
              " keeps serving (", trigger, "):\n", revision.status().message());
     return;
   }
-  const std::string name = (*revision)->revision();
+  // Logged before it serves, so that whoever sees the new revision also
+  // finds its log line.
+  LogInfo("policy reloaded: revision ", (*revision)->revision(), " (", trigger, ")");
   policies_.Activate(*std::move(revision));
-  LogInfo("policy reloaded: revision ", name, " (", trigger, ")");
 }
 
 void ToolgateServer::ReloadShadow() {
