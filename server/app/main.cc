@@ -2,11 +2,13 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/app/server.h"
 #include "server/base/flags.h"
@@ -28,8 +30,10 @@ constexpr char kUsage[] =
     "and the current revision keeps serving.\n"
     "\n"
     "Signals: SIGHUP reloads the policy (an invalid one is rejected and the\n"
-    "current revision keeps serving); SIGTERM and SIGINT stop accepting calls,\n"
-    "let in-flight calls finish within --shutdown-grace, and exit 0.\n"
+    "current revision keeps serving). SIGTERM and SIGINT: health turns\n"
+    "NOT_SERVING and checks are still served for --shutdown-delay; then new\n"
+    "checks get UNAVAILABLE, checks already started are decided within\n"
+    "--shutdown-grace, connections are closed, and toolgated exits 0.\n"
     "\n"
     "Exit codes: 0 after a clean shutdown, 1 when the policy is invalid or the\n"
     "address cannot be bound, 2 for bad flags.";
@@ -56,7 +60,11 @@ int main(int argc, char** argv) {
   flags.Int("keep-revisions", &config.keep_revisions, 1, 100,
             "Policy revisions kept loaded for requests that pin policy_version.");
   flags.Duration("shutdown-grace", &config.shutdown_grace_ms,
-                 "On SIGTERM, how long in-flight calls may take to finish.");
+                 "On SIGTERM, how long checks already started may take to be decided.");
+  flags.Duration("shutdown-delay", &config.shutdown_delay_ms,
+                 "On SIGTERM, how long health says NOT_SERVING while checks are still served, "
+                 "before new checks are refused (UNAVAILABLE) and connections closed; set it to "
+                 "how long your load balancer takes to stop sending (e.g. 5s in Kubernetes).");
   flags.String("redis", &config.redis_url,
                "Keep counters in Redis, shared by every server using it: "
                "redis://[:password@]host:port[/db]. When empty, counters are kept in process.");
@@ -90,6 +98,9 @@ int main(int argc, char** argv) {
   flags.Int("decision-log-queue", &config.decision_log_queue, 1, 10'000'000,
             "Decision log entries waiting to be written; when full, entries are dropped "
             "(counted), never waited for.");
+  flags.Int("decision-log-queue-bytes", &config.decision_log_queue_bytes, 1 << 16, int64_t{1} << 34,
+            "Bytes the waiting decision log entries may hold (an entry counts its names plus "
+            "twice the serialized size of its arguments); past it entries are dropped (counted).");
   flags.Bool("watch", &config.policy.watch,
              "Watch the policy file or directory and reload it when it changes (including a "
              "Kubernetes ConfigMap update). --no-watch: reload on SIGHUP only.");
@@ -168,11 +179,26 @@ int main(int argc, char** argv) {
       (*server)->Reload("SIGHUP");
       continue;
     }
+    (*server)->StopServing();
+    if (config.shutdown_delay_ms > 0) {
+      toolgate::LogInfo("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                        ": health is NOT_SERVING; still serving for ", config.shutdown_delay_ms,
+                        " ms (--shutdown-delay; a second SIGTERM or SIGINT ends it)");
+      const absl::Time until = absl::Now() + absl::Milliseconds(config.shutdown_delay_ms);
+      for (absl::Duration left; (left = until - absl::Now()) > absl::ZeroDuration();) {
+        const timespec wait = absl::ToTimespec(left);
+        const int again = sigtimedwait(&signals, nullptr, &wait);
+        if (again == SIGTERM || again == SIGINT) break;  // SIGHUP: no reloads while stopping.
+      }
+    }
     toolgate::LogInfo("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                      ": draining in-flight calls");
-    (*server)->Shutdown();
+                      ": draining: new checks get UNAVAILABLE, started ones are answered");
+    (*server)->Drain();
     toolgate::LogInfo("counters ", (*server)->StoreStatsLine());
     toolgate::LogInfo("stopped");
-    return 0;
+    // Exit without gRPC's own shutdown, which would cancel (CANCELLED) the
+    // calls of a client that reconnected after the drain closed its
+    // connection; instead they fail with UNAVAILABLE when the process ends.
+    std::_Exit(0);
   }
 }

@@ -96,6 +96,8 @@ absl::Status ToolgateServer::StartServing() {
     log_options.args_tools = config_.decision_log_args;
     log_options.queue_capacity =
         static_cast<size_t>(std::max<int64_t>(1, config_.decision_log_queue));
+    log_options.queue_bytes =
+        static_cast<size_t>(std::max<int64_t>(1, config_.decision_log_queue_bytes));
     absl::StatusOr<std::unique_ptr<DecisionLog>> log = DecisionLog::Open(std::move(log_options));
     if (!log.ok()) return log.status();
     decision_log_ = *std::move(log);
@@ -146,6 +148,7 @@ absl::Status ToolgateServer::StartServing() {
     sources.store_status = [this] { return store_->Status(); };
     if (decision_log_ != nullptr) {
       sources.decision_log_dropped = [this] { return decision_log_->dropped(); };
+      sources.decision_log_write_errors = [this] { return decision_log_->write_errors(); };
     }
     sources.in_flight = [this] { return service_->in_flight(); };
     metrics_->SetSources(std::move(sources));
@@ -248,34 +251,48 @@ v1::GetStatusResponse ToolgateServer::Status() const {
   return out;
 }
 
-void ToolgateServer::Shutdown() {
-  if (provider_ != nullptr) provider_->Stop();  // No policy changes while draining.
-  if (shut_down_ || server_ == nullptr) return;
-  shut_down_ = true;
-  server_->GetHealthCheckService()->SetServingStatus(false);
+void ToolgateServer::StopServing() {
+  if (provider_ != nullptr) provider_->Stop();  // No policy changes while stopping.
+  if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(false);
+}
+
+void ToolgateServer::Drain() {
+  StopServing();
+  if (drained_ || server_ == nullptr) return;
+  drained_ = true;
+  service_->StartDraining();
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.shutdown_grace_ms);
-  // gRPC's graceful shutdown stops accepting calls at once, lets started
-  // calls finish, and then waits for every client to acknowledge the
-  // GOAWAY, which idle clients may take seconds to do. So: shut down on a
-  // helper thread, and once no check is in flight, close the remaining
-  // (idle) connections instead of waiting for them.
-  std::atomic<bool> done{false};
-  std::thread stopper([&] {
-    server_->Shutdown(std::chrono::system_clock::now() +
-                      std::chrono::milliseconds(config_.shutdown_grace_ms));
-    done = true;
-  });
-  // Let the shutdown begin (listeners closed, GOAWAY sent) before looking.
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  while (!done && service_->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  while (service_->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  if (!done) grpc_server_cancel_all_calls(server_->c_server());
-  stopper.join();
-  server_->Wait();
+  if (const int64_t left = service_->in_flight(); left > 0) {
+    LogWarning(left, " checks were still being decided after --shutdown-grace (",
+               config_.shutdown_grace_ms, " ms); their connections are closed");
+  }
+  // Let the answers just given leave before the connections close (new
+  // calls, answered UNAVAILABLE at once, may keep this above zero).
+  const auto sent_by = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  while (service_->open_calls() > 0 && std::chrono::steady_clock::now() < sent_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  // Close every connection: what a client sent and the server has not read
+  // fails with UNAVAILABLE at the client, never CANCELLED.
+  grpc_server_cancel_all_calls(server_->c_server());
   // Every check has answered: write out the decision log.
   if (decision_log_ != nullptr) decision_log_->Close();
+}
+
+void ToolgateServer::Shutdown() {
+  if (!drained_ && server_ != nullptr) {
+    StopServing();
+    std::this_thread::sleep_for(std::chrono::milliseconds(config_.shutdown_delay_ms));
+  }
+  Drain();
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_->Wait();
 }
 
 }  // namespace toolgate

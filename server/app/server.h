@@ -40,6 +40,9 @@ struct ServerConfig {
   ArgsLimits args_limits;
   int64_t keep_revisions = 5;
   int64_t shutdown_grace_ms = 10'000;
+  // After SIGTERM, how long health says NOT_SERVING while checks are still
+  // served, so that load balancers stop sending first.
+  int64_t shutdown_delay_ms = 0;
   // Counters: in process when empty, else in Redis at this URL.
   std::string redis_url;
   int64_t redis_timeout_ms = 25;
@@ -52,6 +55,7 @@ struct ServerConfig {
   // Tools (names or globs) whose arguments the decision log holds in full.
   std::vector<std::string> decision_log_args;
   int64_t decision_log_queue = 10'000;
+  int64_t decision_log_queue_bytes = 64 << 20;
 };
 
 class ToolgateServer {
@@ -70,8 +74,25 @@ class ToolgateServer {
   // revision keeps serving. With Redis, asks the follower to check now.
   void Reload(absl::string_view trigger);
 
-  // Health turns NOT_SERVING, no new calls are accepted, in-flight calls get
-  // up to the grace period to finish; then the server stops.
+  // Stopping without cancelling a check that was accepted, in three steps:
+  //  1. StopServing(): health turns NOT_SERVING; checks are still served
+  //     (for --shutdown-delay, which the caller waits out, so that load
+  //     balancers see the health change and stop sending first).
+  //  2. Drain(): every new check is answered UNAVAILABLE ("shutting down") at
+  //     once, and the checks already started get up to shutdown_grace_ms to
+  //     be decided and answered; then every connection is closed (a call
+  //     still on its way gets UNAVAILABLE from the client's transport) and
+  //     the decision log is written out.
+  //  3. Shutdown(): gRPC's server stops (in-process users; toolgated exits
+  //     after Drain instead).
+  // gRPC's own graceful shutdown is not used to drain: in gRPC 1.51 it
+  // cancels (CANCELLED) every call whose headers it reads after it began,
+  // including calls a client sent before the signal. All three idempotent.
+  void StopServing();
+  void Drain();
+
+  // StopServing(), the shutdown delay, Drain(), then stop the gRPC server and
+  // wait for it.
   void Shutdown();
 
   const PolicyRegistry& policies() const { return policies_; }
@@ -114,6 +135,7 @@ class ToolgateServer {
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   bool shut_down_ = false;
+  bool drained_ = false;
 };
 
 }  // namespace toolgate

@@ -21,7 +21,12 @@ namespace toolgate {
 // frees it.
 class DecisionServiceImpl::Call final : public grpc::ServerUnaryReactor {
  public:
-  void OnDone() override { delete this; }
+  explicit Call(std::atomic<int64_t>* open_calls) : open_calls_(open_calls) {}
+  void OnDone() override {
+    std::atomic<int64_t>* open_calls = open_calls_;
+    delete this;
+    open_calls->fetch_sub(1, std::memory_order_seq_cst);
+  }
 
   // The request and response live in an arena whose first block is part of
   // this object: a typical call's messages (the args Struct is a map of
@@ -40,6 +45,9 @@ class DecisionServiceImpl::Call final : public grpc::ServerUnaryReactor {
   absl::Duration Elapsed() const {
     return absl::FromChrono(std::chrono::steady_clock::now() - started);
   }
+
+ private:
+  std::atomic<int64_t>* const open_calls_;
 };
 
 namespace {
@@ -78,7 +86,7 @@ std::string DecisionServiceImpl::NextDecisionId() {
 void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
   struct InFlightGuard {
     std::atomic<int64_t>& n;
-    ~InFlightGuard() { n.fetch_sub(1, std::memory_order_release); }
+    ~InFlightGuard() { n.fetch_sub(1, std::memory_order_seq_cst); }
   } guard{in_flight_};
   if (!status.ok()) {
     const absl::Duration latency = call->Elapsed();
@@ -104,10 +112,19 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
 grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext* context,
                                                      const grpc::ByteBuffer* request,
                                                      grpc::ByteBuffer* response) {
-  in_flight_.fetch_add(1, std::memory_order_acq_rel);
-  auto* call = new Call();
+  open_calls_.fetch_add(1, std::memory_order_seq_cst);
+  // Counted before draining_ is read: once a drain sees in_flight() at 0,
+  // every check that read draining_ as false has been answered.
+  in_flight_.fetch_add(1, std::memory_order_seq_cst);
+  auto* call = new Call(&open_calls_);
   call->response_buffer = response;
   grpc::ServerUnaryReactor* reactor = call;
+  if (draining_.load(std::memory_order_seq_cst)) {
+    Finish(call, absl::UnavailableError(
+                     "toolgated is shutting down and takes no new checks; retry on another "
+                     "server"));
+    return reactor;
+  }
 
   // Parse with a recursion limit sized for --max-args-depth.
   {

@@ -33,8 +33,16 @@ class DecisionServiceImpl final
                                   const grpc::ByteBuffer* request,
                                   grpc::ByteBuffer* response) override;
 
-  // Checks started and not finished yet.
-  int64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+  // Checks started and not answered yet.
+  int64_t in_flight() const { return in_flight_.load(std::memory_order_seq_cst); }
+  // Calls gRPC has not released yet (answered calls whose answer is still
+  // being sent count too).
+  int64_t open_calls() const { return open_calls_.load(std::memory_order_seq_cst); }
+
+  // From now on every new check is answered UNAVAILABLE ("shutting down") at
+  // once; checks already started are decided as usual. Once in_flight() is 0
+  // after this, every check that was accepted before it has been answered.
+  void StartDraining() { draining_.store(true, std::memory_order_seq_cst); }
 
  private:
   class Call;
@@ -47,6 +55,8 @@ class DecisionServiceImpl final
   const uint64_t id_prefix_;
   std::atomic<uint64_t> id_counter_{0};
   std::atomic<int64_t> in_flight_{0};
+  std::atomic<int64_t> open_calls_{0};
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace toolgate

@@ -1,5 +1,8 @@
 #include "server/telemetry/decision_log.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -52,33 +55,36 @@ std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args) {
   return out;
 }
 
+size_t DecisionLogEntryBytes(const DecisionLogEntry& e) {
+  return sizeof(DecisionLogEntry) + e.decision_id.size() + e.tool.size() + e.server.size() +
+         e.grant.size() + e.session.size() + e.request_id.size() + e.reason.size() +
+         e.rule.size() + e.revision.size() + 2 * e.args.ByteSizeLong();
+}
+
 absl::StatusOr<std::unique_ptr<DecisionLog>> DecisionLog::Open(DecisionLogOptions options) {
-  std::FILE* file = nullptr;
+  int fd = -1;
   bool owned = false;
   if (options.destination == "stdout") {
-    file = stdout;
+    fd = STDOUT_FILENO;
   } else if (options.destination == "stderr") {
-    file = stderr;
+    fd = STDERR_FILENO;
   } else {
-    file = std::fopen(options.destination.c_str(), "ae");
-    if (file == nullptr) {
+    fd = ::open(options.destination.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
       return absl::InvalidArgumentError(absl::StrCat("cannot open decision log \"",
                                                      options.destination,
                                                      "\": ", std::strerror(errno)));
     }
     owned = true;
   }
-  Sink sink = [file](absl::string_view line) {
-    return std::fwrite(line.data(), 1, line.size(), file) == line.size();
-  };
-  auto log = std::make_unique<DecisionLog>(std::move(options), std::move(sink),
-                                           [file] { std::fflush(file); });
-  if (owned) log->file_ = file;
+  auto log = std::make_unique<DecisionLog>(
+      std::move(options), [fd](absl::string_view lines) { return WriteFully(fd, lines); });
+  if (owned) log->fd_ = fd;
   return log;
 }
 
-DecisionLog::DecisionLog(DecisionLogOptions options, Sink sink, std::function<void()> flush)
-    : options_(std::move(options)), sink_(std::move(sink)), flush_(std::move(flush)) {
+DecisionLog::DecisionLog(DecisionLogOptions options, Sink sink)
+    : options_(std::move(options)), sink_(std::move(sink)) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -92,10 +98,13 @@ bool DecisionLog::LogsArgsOf(absl::string_view tool) const {
 }
 
 bool DecisionLog::Log(DecisionLogEntry entry) {
+  const size_t bytes = DecisionLogEntryBytes(entry);
   {
     absl::MutexLock lock(&mu_);
-    if (!closing_ && queue_.size() < options_.queue_capacity) {
+    if (!closing_ && queue_.size() < options_.queue_capacity &&
+        queued_bytes_ + bytes <= options_.queue_bytes) {
       queue_.push_back(std::move(entry));
+      queued_bytes_ += bytes;
       return true;
     }
   }
@@ -115,6 +124,7 @@ void DecisionLog::Run() {
           },
           this));
       batch.swap(queue_);
+      queued_bytes_ = 0;
       closing = closing_;
     }
     std::string out;
@@ -125,9 +135,17 @@ void DecisionLog::Run() {
       if (sink_(out)) {
         written_.fetch_add(batch.size(), std::memory_order_relaxed);
       } else {
-        write_errors_.fetch_add(batch.size(), std::memory_order_relaxed);
+        const int error = errno;
+        const uint64_t failed =
+            write_errors_.fetch_add(batch.size(), std::memory_order_relaxed) + batch.size();
+        const absl::Time now = absl::Now();
+        if (now - last_error_report_ >= absl::Seconds(10)) {
+          last_error_report_ = now;
+          LogWarning("decision log ", options_.destination,
+                     ": write failed: ", std::strerror(error), " (", failed,
+                     " entries lost so far; reported at most every 10 s)");
+        }
       }
-      if (flush_) flush_();
     }
     batch.clear();
     if (closing) {
@@ -145,10 +163,9 @@ void DecisionLog::Close() {
     closing_ = true;
   }
   if (thread_.joinable()) thread_.join();
-  if (flush_) flush_();
-  if (file_ != nullptr) {
-    std::fclose(file_);
-    file_ = nullptr;
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
   }
   LogInfo("decision log ", options_.destination, ": ", written(), " entries written, ", dropped(),
           " dropped (queue full)",

@@ -8,16 +8,23 @@
 // The arguments themselves (`args`) only for tools named by
 // --decision-log-args (exact names or globs).
 //
-// Writing never blocks a check: Log() puts the entry on a bounded queue that
-// a writer thread drains (serializing and writing outside the lock). When
-// the queue is full the entry is dropped and counted (dropped()). Close()
-// (or the destructor) writes what is queued, flushes, and logs the totals.
+// Writing never blocks a check: Log() puts the entry on a queue that a
+// writer thread drains (serializing and writing outside the lock). The queue
+// is bounded twice: by entries (queue_capacity) and by bytes (queue_bytes,
+// an entry counted as its names plus twice the serialized size of its
+// arguments, roughly what it holds in memory). An entry that does not fit is
+// dropped and counted (dropped()), never waited for.
+//
+// Lines are written with write(2) on the descriptor, unbuffered, so a
+// failure is seen when it happens (a full disk, a reader that went away):
+// the entries of a failed write are counted (write_errors()) and the failure
+// is logged, at most once per 10 s with the count so far. Close() (or the
+// destructor) writes what is queued and logs the totals.
 #ifndef TOOLGATE_SERVER_TELEMETRY_DECISION_LOG_H_
 #define TOOLGATE_SERVER_TELEMETRY_DECISION_LOG_H_
 
 #include <atomic>
 #include <cstdint>
-#include <cstdio>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -49,7 +56,11 @@ struct DecisionLogOptions {
   // Tools (exact names or globs) whose arguments are logged in full.
   std::vector<std::string> args_tools;
   size_t queue_capacity = 10'000;
+  size_t queue_bytes = 64 << 20;
 };
+
+// What an entry is charged against DecisionLogOptions::queue_bytes.
+size_t DecisionLogEntryBytes(const DecisionLogEntry& entry);
 
 // The JSON line of an entry (without the newline). `with_args` adds `args`.
 // args_sha256 is Sha256Hex (server/base/digest.h) of CanonicalJson
@@ -58,29 +69,32 @@ std::string DecisionLogLine(const DecisionLogEntry& entry, bool with_args);
 
 class DecisionLog {
  public:
-  // Writes one line (with its newline). Returns false when writing failed.
-  using Sink = std::function<bool(absl::string_view line)>;
+  // Writes lines (each with its newline). Returns false when writing failed,
+  // with errno saying why.
+  using Sink = std::function<bool(absl::string_view lines)>;
 
   // Opens the destination (errors: a file that cannot be opened).
   static absl::StatusOr<std::unique_ptr<DecisionLog>> Open(DecisionLogOptions options);
-  // With a custom sink (tests). `flush` runs after each batch; may be empty.
-  DecisionLog(DecisionLogOptions options, Sink sink, std::function<void()> flush = {});
+  // With a custom sink (tests).
+  DecisionLog(DecisionLogOptions options, Sink sink);
   ~DecisionLog();
   DecisionLog(const DecisionLog&) = delete;
   DecisionLog& operator=(const DecisionLog&) = delete;
 
-  // Queues the entry; never blocks on I/O. False when dropped (queue full or
-  // closed).
+  // Queues the entry; never blocks on I/O. False when dropped (queue full by
+  // entries or bytes, or closed).
   bool Log(DecisionLogEntry entry);
 
   // True when `tool`'s arguments are logged in full.
   bool LogsArgsOf(absl::string_view tool) const;
 
-  // Writes everything queued, flushes and stops the writer. Idempotent.
+  // Writes everything queued and stops the writer. Idempotent.
   void Close();
 
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   uint64_t written() const { return written_.load(std::memory_order_relaxed); }
+  // Entries lost because their write failed.
+  uint64_t write_errors() const { return write_errors_.load(std::memory_order_relaxed); }
   const std::string& destination() const { return options_.destination; }
 
  private:
@@ -88,15 +102,16 @@ class DecisionLog {
 
   const DecisionLogOptions options_;
   Sink sink_;
-  std::function<void()> flush_;
-  std::FILE* file_ = nullptr;  // Owned when opened from a path.
+  int fd_ = -1;  // Owned when opened from a path.
 
   absl::Mutex mu_;
   std::deque<DecisionLogEntry> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ = false;  // Close() has run (caller's thread only).
 
   std::atomic<uint64_t> dropped_{0}, written_{0}, write_errors_{0};
+  absl::Time last_error_report_ = absl::InfinitePast();  // Writer thread only.
   std::thread thread_;
 };
 

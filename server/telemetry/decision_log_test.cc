@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -26,6 +27,17 @@ google::protobuf::Struct ParseStruct(const std::string& json) {
   const auto status = google::protobuf::util::JsonStringToMessage(json, &s);
   EXPECT_TRUE(status.ok()) << status.ToString() << ": " << json;
   return s;
+}
+
+// Polls `done` every millisecond for up to 30 s.
+template <typename F>
+bool PollUntilTrue(F done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 DecisionLogEntry Entry(const std::string& tool, int n) {
@@ -182,6 +194,66 @@ TEST(DecisionLogTest, WritesToAFileAndFlushesOnClose) {
 
   options.destination = "/nonexistent-dir/x.jsonl";
   EXPECT_FALSE(DecisionLog::Open(options).ok());
+}
+
+TEST(DecisionLogTest, QueueIsBoundedInBytes) {
+  absl::Notification release, writing;
+  DecisionLogOptions options;
+  options.destination = "blocked";
+  options.queue_capacity = 1'000'000;  // Only the bytes bound applies.
+  DecisionLogEntry big = Entry("read_file", 1);
+  (*big.args.mutable_fields())["blob"].set_string_value(std::string(100'000, 'x'));
+  const size_t big_bytes = DecisionLogEntryBytes(big);
+  ASSERT_GT(big_bytes, 200'000u);
+  options.queue_bytes = 5 * big_bytes;
+  DecisionLog log(options, [&](absl::string_view) {
+    if (!writing.HasBeenNotified()) writing.Notify();
+    release.WaitForNotification();
+    return true;
+  });
+  ASSERT_TRUE(log.Log(Entry("read_file", 0)));  // Taken by the writer, which blocks.
+  writing.WaitForNotification();
+  int queued = 0;
+  for (int i = 0; i < 20; ++i) queued += log.Log(big) ? 1 : 0;
+  EXPECT_EQ(queued, 5);
+  EXPECT_EQ(log.dropped(), 15u);
+  release.Notify();
+  log.Close();
+  EXPECT_EQ(log.written(), 6u);
+}
+
+TEST(DecisionLogTest, FailedWritesAreCountedAndLaterWritesStillTried) {
+  std::atomic<int> calls{0};
+  std::atomic<bool> fail{true};
+  DecisionLogOptions options;
+  options.destination = "failing";
+  auto log = std::make_unique<DecisionLog>(options, [&](absl::string_view) {
+    calls.fetch_add(1);
+    if (fail.load()) {
+      errno = ENOSPC;
+      return false;
+    }
+    return true;
+  });
+  ASSERT_TRUE(log->Log(Entry("read_file", 0)));
+  ASSERT_TRUE(PollUntilTrue([&] { return log->write_errors() == 1; }));
+  fail = false;
+  ASSERT_TRUE(log->Log(Entry("read_file", 1)));
+  log->Close();
+  EXPECT_EQ(log->write_errors(), 1u);
+  EXPECT_EQ(log->written(), 1u);
+  EXPECT_EQ(log->dropped(), 0u);
+}
+
+TEST(DecisionLogTest, AFullDiskIsCountedNotSilent) {
+  DecisionLogOptions options;
+  options.destination = "/dev/full";  // Every write fails with ENOSPC.
+  absl::StatusOr<std::unique_ptr<DecisionLog>> log = DecisionLog::Open(options);
+  ASSERT_TRUE(log.ok()) << log.status();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*log)->Log(Entry("read_file", i)));
+  (*log)->Close();
+  EXPECT_EQ((*log)->write_errors(), 3u);
+  EXPECT_EQ((*log)->written(), 0u);
 }
 
 }  // namespace

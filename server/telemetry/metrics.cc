@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "prometheus/exposer.h"
 #include "prometheus/text_serializer.h"
+#include "server/base/log.h"
 #include "server/engine/engine.h"
 
 namespace toolgate {
@@ -265,6 +266,20 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
         Value(MetricType::Counter, static_cast<double>(sources_.decision_log_dropped())));
     out.push_back(std::move(dropped));
   }
+  if (sources_.decision_log_write_errors) {
+    auto failed = Family("toolgate_decision_log_write_errors_total",
+                         "Decision log entries lost because writing them failed (a full disk, a "
+                         "closed pipe).",
+                         MetricType::Counter);
+    failed.metric.push_back(
+        Value(MetricType::Counter, static_cast<double>(sources_.decision_log_write_errors())));
+    out.push_back(std::move(failed));
+  }
+  auto log_errors = Family("toolgate_log_write_errors_total",
+                           "Server log lines lost because writing to stderr failed.",
+                           MetricType::Counter);
+  log_errors.metric.push_back(Value(MetricType::Counter, static_cast<double>(LogWriteErrors())));
+  out.push_back(std::move(log_errors));
   return out;
 }
 

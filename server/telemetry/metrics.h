@@ -20,6 +20,8 @@
 //   redis_pipeline_commands                histogram  commands per pipelined write
 //   redis_connected                        gauge
 //   decision_log_dropped_total             counter  log entries dropped (queue full)
+//   decision_log_write_errors_total        counter  log entries lost to failed writes
+//   log_write_errors_total                 counter  server log lines lost (stderr failed)
 #ifndef TOOLGATE_SERVER_TELEMETRY_METRICS_H_
 #define TOOLGATE_SERVER_TELEMETRY_METRICS_H_
 
@@ -70,6 +72,7 @@ struct MetricsSources {
   std::function<std::string()> active_revision;      // "" when none.
   std::function<CounterStoreStatus()> store_status;  // Redis metrics when its kind is "redis".
   std::function<uint64_t()> decision_log_dropped;    // Only with a decision log.
+  std::function<uint64_t()> decision_log_write_errors;
   std::function<int64_t()> in_flight;
 };
 

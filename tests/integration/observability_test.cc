@@ -1,6 +1,7 @@
 // Metrics (--metrics-listen) and the decision log (--decision-log) of a real
 // toolgated.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -19,6 +20,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -290,4 +293,52 @@ TEST(ObservabilityTest, DecisionLogArgsOnlyForOptedInTools) {
 }
 
 }  // namespace
+// The reader of stdout (the decision log) goes away: toolgated is not killed
+// by SIGPIPE, keeps deciding, and counts (and reports) the lost entries.
+TEST(ObservabilityTest, DecisionLogToAClosedPipeIsCountedAndTheServerLivesOn) {
+  TempDir dir;
+  const std::string path = dir.WriteFile("policy.yaml", kPolicy);
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  auto server = ServerProcess::StartWithStdout({"--listen", "127.0.0.1:0", "--policy", path,
+                                                "--decision-log", "stdout", "--metrics-listen",
+                                                "127.0.0.1:0"},
+                                               fds[1]);
+  close(fds[1]);
+  close(fds[0]);  // The reader is gone: every write now fails with EPIPE.
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = toolgate::Client::Connect((*server)->address());
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<toolgate::v1::CheckResponse> r = client->Check(Req("read_file", R"({"path":"/x"})"));
+    ASSERT_TRUE(r.ok()) << r.status() << "\n" << (*server)->log();
+  }
+  double lost = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while ((lost = Sample(HttpGet(MetricsAddress(**server), "/metrics"),
+                        "toolgate_decision_log_write_errors_total")) < 5 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(lost, 5);
+  EXPECT_TRUE((*server)->Running()) << (*server)->log();
+  EXPECT_THAT((*server)->log(), HasSubstr("write failed: Broken pipe"));
+  EXPECT_TRUE(client->Check(Req("read_file", R"({"path":"/x"})")).ok());
+}
+
+// A decision log on a full disk: the failures are counted, not silent.
+TEST(ObservabilityTest, DecisionLogOnAFullDiskIsCounted) {
+  TempDir dir;
+  const std::string path = dir.WriteFile("policy.yaml", kPolicy);
+  auto server = ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", path,
+                                      "--decision-log", "/dev/full", "--metrics-listen",
+                                      "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = toolgate::Client::Connect((*server)->address());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(client->Check(Req("unlisted")).ok());
+  ASSERT_TRUE((*server)->Signal(SIGTERM));
+  ASSERT_TRUE((*server)->WaitExit(absl::Seconds(15)).has_value());
+  EXPECT_THAT((*server)->log(), HasSubstr("No space left on device"));
+  EXPECT_THAT((*server)->log(), HasSubstr("0 entries written, 0 dropped (queue full), 3 failed to write"));
+}
+
 }  // namespace toolgate_test

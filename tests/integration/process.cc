@@ -227,6 +227,19 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const EnvVars& en
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Spawn(
     const std::vector<std::string>& args, const EnvVars& env) {
+  return SpawnWith(args, env, -1);
+}
+
+absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::StartWithStdout(
+    const std::vector<std::string>& args, int stdout_fd) {
+  absl::StatusOr<std::unique_ptr<ServerProcess>> p = SpawnWith(args, {}, stdout_fd);
+  if (!p.ok()) return p.status();
+  if (absl::Status s = (*p)->WaitListening(absl::Seconds(10)); !s.ok()) return s;
+  return p;
+}
+
+absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::SpawnWith(
+    const std::vector<std::string>& args, const EnvVars& env, int stdout_fd) {
   std::unique_ptr<ServerProcess> p(new ServerProcess());
   p->dir_ = std::make_unique<TempDir>();
   p->log_path_ = p->dir_->path() + "/toolgated.log";
@@ -235,7 +248,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Spawn(
   if (log_fd < 0) return absl::InternalError(absl::StrCat("cannot create ", p->log_path_));
   std::vector<std::string> argv = {ToolgatedBin()};
   argv.insert(argv.end(), args.begin(), args.end());
-  absl::StatusOr<pid_t> pid = ForkExec(argv, env, log_fd, log_fd);
+  absl::StatusOr<pid_t> pid = ForkExec(argv, env, stdout_fd >= 0 ? stdout_fd : log_fd, log_fd);
   close(log_fd);
   if (!pid.ok()) return pid.status();
   p->pid_ = *pid;

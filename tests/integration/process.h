@@ -86,6 +86,11 @@ class ServerProcess {
       const std::vector<std::string>& args, const EnvVars& env = {},
       absl::Duration timeout = absl::Seconds(10));
 
+  // As Start, with the process's stdout on `stdout_fd` instead of the log
+  // (stderr stays the log).
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> StartWithStdout(
+      const std::vector<std::string>& args, int stdout_fd);
+
   // Starts toolgated without waiting for anything (for processes expected
   // to fail at startup).
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Spawn(const std::vector<std::string>& args,
@@ -120,6 +125,8 @@ class ServerProcess {
   bool Running();
 
  private:
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> SpawnWith(
+      const std::vector<std::string>& args, const EnvVars& env, int stdout_fd);
   ServerProcess() = default;
   absl::Status WaitListening(absl::Duration timeout);
 

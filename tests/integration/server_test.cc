@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <condition_variable>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <future>
 #include <iostream>
 #include <memory>
@@ -302,10 +304,10 @@ TEST_F(SeedPolicyTest, RequestsThatCannotBeDecidedGetInvalidArgument) {
 
 // The standard health service, called without generated code: the request
 // is an empty HealthCheckRequest (service ""), the response holds field 1
-// (status) as a varint, SERVING = 1.
-TEST_F(SeedPolicyTest, HealthServiceSaysServing) {
-  grpc::GenericStub stub(
-      grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+// (status) as a varint: SERVING = 1, NOT_SERVING = 2. Returns the status, or
+// -1 when the call failed.
+int HealthStatus(const std::string& address) {
+  grpc::GenericStub stub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   grpc::Slice empty_slice(std::string(""));
@@ -315,12 +317,16 @@ TEST_F(SeedPolicyTest, HealthServiceSaysServing) {
   stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
                  [&done](grpc::Status s) { done.set_value(s); });
   grpc::Status status = done.get_future().get();
-  ASSERT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
+  if (!status.ok()) return -1;
   std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response.Dump(&slices).ok());
+  if (!response.Dump(&slices).ok()) return -1;
   std::string bytes;
   for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  EXPECT_EQ(bytes, std::string("\x08\x01", 2)) << "HealthCheckResponse should be {status: SERVING}";
+  return bytes.size() == 2 && bytes[0] == '\x08' ? bytes[1] : -1;
+}
+
+TEST_F(SeedPolicyTest, HealthServiceSaysServing) {
+  EXPECT_EQ(HealthStatus(server_->address()), 1) << "HealthCheckResponse should be {status: SERVING}";
 }
 
 // ---- a policy written by the test --------------------------------------------
@@ -904,11 +910,13 @@ bool PollUntil(const std::function<bool()>& cond, absl::Duration timeout) {
 // kWhileFrozen: SIGTERM is sent while the server is still frozen, then it is
 // resumed: the drain starts while the calls are still unread bytes.
 //
-// Either way every call must be answered OK, and the server must exit 0.
+// With a --shutdown-delay, either way every call must be answered OK (they
+// are read and decided during the delay); a second SIGTERM ends the delay and
+// the server must exit 0.
 enum class SigtermTiming { kAfterRead, kWhileFrozen };
 
 void RunInFlightShutdown(SigtermTiming timing) {
-  auto server = MustStartWithPolicy(SeedPolicyPath());
+  auto server = MustStartWithPolicy(SeedPolicyPath(), {"--shutdown-delay", "10m"});
   ASSERT_NE(server, nullptr);
   auto client = toolgate::Client::Connect(server->address());
   // Connect first, so the checks below go over an established connection.
@@ -958,6 +966,8 @@ void RunInFlightShutdown(SigtermTiming timing) {
       EXPECT_FALSE(r->decision_id().empty());
     }
   }
+  EXPECT_EQ(HealthStatus(server->address()), 2) << "health should say NOT_SERVING";
+  ASSERT_TRUE(server->Signal(SIGTERM));  // Ends the delay.
   std::optional<int> status = server->WaitExit(kProcessTimeout);
   ASSERT_TRUE(status.has_value()) << "toolgated did not exit after SIGTERM";
   ASSERT_TRUE(WIFEXITED(*status)) << "status " << *status;
@@ -968,14 +978,99 @@ TEST(ShutdownTest, InFlightChecksCompleteOnSigterm) {
   RunInFlightShutdown(SigtermTiming::kAfterRead);
 }
 
-// Known issue (disabled because it fails about half of the time): toolgated
-// calls grpc::Server::Shutdown as soon as SIGTERM arrives, and gRPC cancels
-// (CANCELLED) every call whose headers it processes after that, even calls
-// the client sent over an open connection before the signal. A drain delay
-// (keep serving for a moment after turning health NOT_SERVING) would fix it.
-// Run with --gtest_also_run_disabled_tests --gtest_repeat=20 to see it.
-TEST(ShutdownTest, DISABLED_ChecksQueuedAtTheServerCompleteWhenSigtermArrivesFirst) {
+// The drain starts while the checks are still unread bytes at the server:
+// they are read and decided during --shutdown-delay.
+TEST(ShutdownTest, ChecksQueuedAtTheServerCompleteWhenSigtermArrivesFirst) {
   RunInFlightShutdown(SigtermTiming::kWhileFrozen);
+}
+
+// SIGTERM while 300 checks are in flight over several connections: no check
+// is cancelled. Each is decided, or refused with UNAVAILABLE (by the draining
+// server, or by the client's transport once the connection is closed).
+TEST(ShutdownTest, SigtermUnderLoadCancelsNoCheck) {
+  auto server = MustStartWithPolicy(SeedPolicyPath());
+  ASSERT_NE(server, nullptr);
+  constexpr int kConnections = 6;
+  constexpr int kPerConnection = 50;
+  std::vector<std::unique_ptr<toolgate::Client>> clients;
+  for (int c = 0; c < kConnections; ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt("toolgate.test.connection", c);  // A channel (connection) of its own.
+    clients.push_back(std::make_unique<toolgate::Client>(grpc::CreateCustomChannel(
+        server->address(), grpc::InsecureChannelCredentials(), args)));
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<absl::StatusCode, int> by_code;
+  std::map<std::string, int> messages;
+  int completed = 0, stopped = 0;
+  std::function<void(int)> issue;
+  issue = [&](int worker) {
+    toolgate::Client& client = *clients[worker % kConnections];
+    client.CheckAsync(Req(worker % 2 ? "wait_for_background_task" : "other_tool",
+                          absl::StrCat("load-", worker)),
+                      absl::Seconds(30), [&, worker](absl::StatusOr<CheckResponse> r) {
+                        bool again = false;
+                        {
+                          std::lock_guard<std::mutex> lock(mu);
+                          ++by_code[r.status().code()];
+                          ++completed;
+                          if (!r.ok()) ++messages[std::string(r.status().message())];
+                          again = r.ok();
+                          if (!again) ++stopped;
+                          cv.notify_all();
+                        }
+                        if (again) issue(worker);
+                      });
+  };
+  for (int w = 0; w < kConnections * kPerConnection; ++w) issue(w);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return completed >= 3000; }))
+        << completed << " checks completed; log:\n" << server->log();
+  }
+  ASSERT_TRUE(server->Signal(SIGTERM));
+  std::optional<int> status = server->WaitExit(kWait);
+  ASSERT_TRUE(status.has_value()) << "toolgated did not exit after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    // Every worker ends on its first refusal; with the process gone, that is
+    // at the latest its next call.
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60),
+                            [&] { return stopped == kConnections * kPerConnection; }))
+        << stopped << " workers stopped";
+    std::ostringstream summary;
+    for (const auto& [code, n] : by_code) summary << absl::StatusCodeToString(code) << "=" << n << " ";
+    for (const auto& [message, n] : messages) summary << "\n  " << n << " x " << message;
+    std::cout << "SIGTERM under load: " << summary.str() << "\n";
+    EXPECT_EQ(by_code[absl::StatusCode::kCancelled], 0) << summary.str();
+    for (const auto& [code, n] : by_code) {
+      EXPECT_TRUE(code == absl::StatusCode::kOk || code == absl::StatusCode::kUnavailable)
+          << summary.str();
+    }
+    EXPECT_GE(by_code[absl::StatusCode::kOk], 3000);
+  }
+}
+
+// During --shutdown-delay health says NOT_SERVING and checks are still
+// decided.
+TEST(ShutdownTest, ChecksAreServedDuringTheShutdownDelay) {
+  auto server = MustStartWithPolicy(SeedPolicyPath(), {"--shutdown-delay", "10m"});
+  ASSERT_NE(server, nullptr);
+  auto client = toolgate::Client::Connect(server->address());
+  EXPECT_EQ(HealthStatus(server->address()), 1);
+  ASSERT_TRUE(server->Signal(SIGTERM));
+  ASSERT_TRUE(PollUntil([&] { return HealthStatus(server->address()) == 2; }, kWait))
+      << "health never said NOT_SERVING; log:\n" << server->log();
+  CheckResponse during = MustCheck(*client, Req("wait_for_background_task", "g"));
+  EXPECT_EQ(during.decision(), toolgate::v1::DECISION_ALLOW);
+  EXPECT_TRUE(server->Running());
+  ASSERT_TRUE(server->Signal(SIGTERM));  // A second signal ends the delay.
+  std::optional<int> status = server->WaitExit(kWait);
+  ASSERT_TRUE(status.has_value()) << "toolgated did not exit after the second SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status;
+  EXPECT_THAT(server->log(), HasSubstr("--shutdown-delay"));
 }
 
 constexpr char kRevisionA[] = R"(version: "1"
