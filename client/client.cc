@@ -1,5 +1,6 @@
 #include "toolgate/client.h"
 
+#include <memory>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -85,18 +86,23 @@ void Client::CheckAsync(const v1::CheckRequest& request, absl::Duration timeout,
     v1::CheckResponse response;
     std::function<void(absl::StatusOr<v1::CheckResponse>)> done;
   };
-  auto* state = new State();
+  // Shared by this frame and the callback: gRPC may run the callback inline,
+  // before Check() returns (a call that fails at once), and Check() still
+  // uses the context then.
+  auto state = std::make_shared<State>();
   state->done = std::move(done);
   state->request = request;
   state->ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-  stub_->async()->Check(&state->ctx, &state->request, &state->response, [state](grpc::Status s) {
-    std::unique_ptr<State> owned(state);
-    if (s.ok()) {
-      owned->done(std::move(owned->response));
-    } else {
-      owned->done(FromGrpc(s));
-    }
-  });
+  State* raw = state.get();
+  stub_->async()->Check(&raw->ctx, &raw->request, &raw->response,
+                        [state](grpc::Status s) mutable {
+                          std::shared_ptr<State> owned = std::move(state);
+                          if (s.ok()) {
+                            owned->done(std::move(owned->response));
+                          } else {
+                            owned->done(FromGrpc(s));
+                          }
+                        });
 }
 
 }  // namespace toolgate

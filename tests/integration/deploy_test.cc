@@ -739,8 +739,12 @@ TEST(DeployTest, TheClusterDeploymentHasTheExpectedShape) {
     const auto cmd = cmd_node.as<std::vector<std::string>>();
     if (cmd.size() == 2 && absl::EndsWith(cmd[0], "sleep")) absl::SimpleAtod(cmd[1], &pre_stop);
   }
+  // The delay lets endpoints drop the pod before it refuses calls.
+  ASSERT_TRUE(env.count("TOOLGATE_SHUTDOWN_DELAY"));
+  EXPECT_GE(Seconds(env.at("TOOLGATE_SHUTDOWN_DELAY")), 1);
   EXPECT_GT(pod["terminationGracePeriodSeconds"].as<double>(),
-            Seconds(env.at("TOOLGATE_SHUTDOWN_GRACE")) + pre_stop);
+            Seconds(env.at("TOOLGATE_SHUTDOWN_GRACE")) +
+                Seconds(env.at("TOOLGATE_SHUTDOWN_DELAY")) + pre_stop);
   EXPECT_EQ(env.at("TOOLGATE_POLICY"), "/etc/toolgate");
 
   // A ClusterIP Service with grpc and metrics, and a headless one.

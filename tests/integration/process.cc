@@ -18,6 +18,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 
 extern char** environ;
@@ -97,6 +100,34 @@ std::optional<int> WaitPid(pid_t pid, absl::Duration timeout) {
     if (absl::Now() >= deadline) return std::nullopt;
     absl::SleepFor(kPollInterval);
   }
+}
+
+// gRPC 1.51's C++ callback API runs its callbacks on a process-wide
+// completion queue that is torn down when the last channel that used it is
+// destroyed, and set up again by the next one. That teardown can free the
+// queue twice (seen as "attempting double-free" in grpc_cq_internal_unref on
+// a "nexting_thread" when tests create and destroy many callback channels in
+// a row). Holding one channel that used it, for the life of the test
+// process, keeps the queue from ever being torn down.
+void HoldGrpcCallbackQueue() {
+  struct Holder {
+    std::shared_ptr<grpc::Channel> channel =
+        grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());
+    grpc::GenericStub stub{channel};
+    grpc::ClientContext ctx;
+    grpc::ByteBuffer request, response;
+  };
+  // Never destroyed (reachable from this static, so not a leak).
+  static Holder* const holder = [] {
+    auto* h = new Holder();
+    grpc::Slice empty(std::string(""));
+    h->request = grpc::ByteBuffer(&empty, 1);
+    h->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1));
+    h->stub.UnaryCall(&h->ctx, "/none.None/None", grpc::StubOptions(), &h->request,
+                      &h->response, [](grpc::Status) {});
+    return h;
+  }();
+  (void)holder;
 }
 
 }  // namespace
@@ -240,6 +271,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::StartWithStdout(
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::SpawnWith(
     const std::vector<std::string>& args, const EnvVars& env, int stdout_fd) {
+  HoldGrpcCallbackQueue();
   std::unique_ptr<ServerProcess> p(new ServerProcess());
   p->dir_ = std::make_unique<TempDir>();
   p->log_path_ = p->dir_->path() + "/toolgated.log";
