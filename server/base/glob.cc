@@ -12,13 +12,13 @@ bool IsGlob(absl::string_view name) { return name.find_first_of("*?") != absl::s
 bool GlobMatch(absl::string_view pattern, absl::string_view text) {
   // Classic greedy matcher with a single backtrack point at the last `*`,
   // stepping over characters (UTF-8 sequences, or single stray bytes)
-  // instead of bytes.
+  // instead of bytes. An ASCII byte is always a whole character, so ASCII
+  // compares byte to byte.
   size_t p = 0, t = 0;
   size_t star = absl::string_view::npos, star_t = 0;
   while (t < text.size()) {
-    const size_t tn = Utf8CharLength(text, t);
     if (p < pattern.size()) {
-      const char pc = pattern[p];
+      const unsigned char pc = static_cast<unsigned char>(pattern[p]);
       if (pc == '*') {
         star = p++;
         star_t = t;
@@ -26,14 +26,23 @@ bool GlobMatch(absl::string_view pattern, absl::string_view text) {
       }
       if (pc == '?') {
         ++p;
-        t += tn;
+        t += Utf8CharLength(text, t);
         continue;
       }
-      const size_t pn = Utf8CharLength(pattern, p);
-      if (pn == tn && std::memcmp(pattern.data() + p, text.data() + t, pn) == 0) {
-        p += pn;
-        t += tn;
-        continue;
+      if (pc < 0x80) {
+        if (static_cast<unsigned char>(text[t]) == pc) {
+          ++p;
+          ++t;
+          continue;
+        }
+      } else {
+        const size_t pn = Utf8CharLength(pattern, p);
+        if (pn == Utf8CharLength(text, t) &&
+            std::memcmp(pattern.data() + p, text.data() + t, pn) == 0) {
+          p += pn;
+          t += pn;
+          continue;
+        }
       }
     }
     if (star == absl::string_view::npos) return false;
