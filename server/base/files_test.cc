@@ -139,7 +139,10 @@ TEST(ListPolicyFiles, DanglingPolicySymlinkIsAnError) {
   fs::create_symlink("loop1.yaml", dir / "loop2.yaml");
   auto files = ListPolicyFiles(dir.string());
   ASSERT_FALSE(files.ok());
-  EXPECT_TRUE(HasSubstr(std::string(files.status().message()), "loop1.yaml: symbolic link to loop2.yaml cannot be followed"));
+  const std::string message(files.status().message());
+  EXPECT_TRUE(HasSubstr(message, dir.string() + "/loop")) << message;
+  EXPECT_TRUE(HasSubstr(message, ".yaml: symbolic link to loop")) << message;
+  EXPECT_TRUE(HasSubstr(message, ".yaml cannot be followed: ")) << message;
 }
 
 TEST(ListPolicyFiles, MissingDirectoryIsNotFound) {
