@@ -115,12 +115,12 @@ absl::StatusOr<std::vector<fs::path>> ListPolicyFiles(const std::string& dir) {
       if (status_ec || !fs::exists(st)) {
         std::error_code target_ec;
         const fs::path target = fs::read_symlink(it->path(), target_ec);
-        return absl::NotFoundError(absl::StrCat(
-            it->path().string(), ": symbolic link to ",
-            target_ec ? std::string("?") : target.string(),
-            status_ec && status_ec != std::errc::no_such_file_or_directory
-                ? absl::StrCat(" cannot be followed: ", status_ec.message())
-                : std::string(", which does not exist")));
+        return absl::NotFoundError(
+            absl::StrCat(it->path().string(), ": symbolic link to ",
+                         target_ec ? std::string("?") : target.string(),
+                         status_ec && status_ec != std::errc::no_such_file_or_directory
+                             ? absl::StrCat(" cannot be followed: ", status_ec.message())
+                             : std::string(", which does not exist")));
       }
     }
   }

@@ -33,7 +33,7 @@ inline size_t Utf8CharLength(absl::string_view s, size_t i) {
 struct Utf8Problem {
   enum Kind { kNone, kInvalid, kControl };
   Kind kind = kNone;
-  size_t offset = 0;       // Byte offset of the problem.
+  size_t offset = 0;        // Byte offset of the problem.
   uint32_t code_point = 0;  // The control character, when kControl.
   bool ok() const { return kind == kNone; }
 };

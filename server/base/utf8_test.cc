@@ -22,12 +22,12 @@ TEST(Utf8, ValidTextHasNoProblem) {
 TEST(Utf8, InvalidBytesAreLocated) {
   EXPECT_EQ(Describe("delete_\xE9"), "not valid UTF-8 at byte 7");  // Latin-1 é
   EXPECT_EQ(Describe("\x80"), "not valid UTF-8 at byte 0");
-  EXPECT_EQ(Describe("ab\xC0\xAF"), "not valid UTF-8 at byte 2");          // overlong '/'
-  EXPECT_EQ(Describe("\xE0\x80\xAF"), "not valid UTF-8 at byte 0");        // overlong
-  EXPECT_EQ(Describe("x\xED\xA0\x80"), "not valid UTF-8 at byte 1");       // surrogate
-  EXPECT_EQ(Describe("\xF4\x90\x80\x80"), "not valid UTF-8 at byte 0");    // > U+10FFFF
+  EXPECT_EQ(Describe("ab\xC0\xAF"), "not valid UTF-8 at byte 2");        // overlong '/'
+  EXPECT_EQ(Describe("\xE0\x80\xAF"), "not valid UTF-8 at byte 0");      // overlong
+  EXPECT_EQ(Describe("x\xED\xA0\x80"), "not valid UTF-8 at byte 1");     // surrogate
+  EXPECT_EQ(Describe("\xF4\x90\x80\x80"), "not valid UTF-8 at byte 0");  // > U+10FFFF
   EXPECT_EQ(Describe("\xF5\x80\x80\x80"), "not valid UTF-8 at byte 0");
-  EXPECT_EQ(Describe("ok\xE4\xB8"), "not valid UTF-8 at byte 2");          // truncated
+  EXPECT_EQ(Describe("ok\xE4\xB8"), "not valid UTF-8 at byte 2");  // truncated
   EXPECT_EQ(Describe("\xFF"), "not valid UTF-8 at byte 0");
 }
 

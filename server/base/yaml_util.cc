@@ -122,8 +122,7 @@ bool CheckYamlDocument(const YAML::Node& root, const YamlLimits& limits, Diagnos
       const Utf8Problem p = FindUtf8Problem(s, /*forbid_control=*/false);
       if (!p.ok() && utf8_errors < kMaxReported) {
         ++utf8_errors;
-        diags.Error(n, absl::StrCat("the value ", QuoteText(s), " is ", DescribeUtf8Problem(p),
-                                    " (an escape that is not a Unicode character?)"));
+        diags.Error(n, absl::StrCat("the value ", QuoteText(s), " is ", DescribeUtf8Problem(p)));
       }
     } else if (n.IsMap() || n.IsSequence()) {
       stack.push_back(Frame{n.begin(), n.end(), n.IsMap()});

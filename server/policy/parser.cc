@@ -90,9 +90,9 @@ bool CheckPolicyName(absl::string_view name, absl::string_view what, const YAML:
     return false;
   }
   if (name.size() > kMaxNameBytesCeiling) {
-    d.Error(at, absl::StrCat(what, " is ", name.size(), " bytes, longer than ",
-                             kMaxNameBytesCeiling,
-                             " (the most --max-name-bytes allows): it could never match a call"));
+    d.Error(at,
+            absl::StrCat(what, " is ", name.size(), " bytes, longer than ", kMaxNameBytesCeiling,
+                         " (the most --max-name-bytes allows): it could never match a call"));
     return false;
   }
   return true;

@@ -51,9 +51,8 @@ void ShadowComparer::OnDecision(const DecisionRecord& r) {
                                                         : v1::Decision_Name(r.shadow.decision),
           " (", EscapeForLog(r.shadow.rule), ") where ", EscapeForLog(r.policy.revision()),
           " decided ", v1::Decision_Name(active), " (", EscapeForLog(r.response.rule()),
-          "): tool \"", EscapeForLog(r.request.tool()),
-          "\" grant \"", EscapeForLog(r.request.grant()), "\" server \"",
-          EscapeForLog(r.request.server()), "\"");
+          "): tool \"", EscapeForLog(r.request.tool()), "\" grant \"",
+          EscapeForLog(r.request.grant()), "\" server \"", EscapeForLog(r.request.server()), "\"");
 }
 
 void DecisionLogObserver::OnDecision(const DecisionRecord& r) {

@@ -68,7 +68,8 @@ TEST(CheckRequestWireUtf8, ArgsKeysAndValuesAreLocated) {
   EXPECT_EQ(Problem(Wire(r)), "args.path: string value not valid UTF-8 at byte 5");
 
   r = Req("t");
-  auto& outer = *(*r.mutable_args()->mutable_fields())["a"].mutable_struct_value()->mutable_fields();
+  auto& outer =
+      *(*r.mutable_args()->mutable_fields())["a"].mutable_struct_value()->mutable_fields();
   auto& list = *outer["b"].mutable_list_value();
   list.add_values()->set_number_value(1);
   list.add_values()->set_string_value("x#!");
