@@ -14,6 +14,7 @@
 #include "server/base/flags.h"
 #include "server/base/log.h"
 #include "server/base/runtime.h"
+#include "server/base/utf8.h"
 
 namespace {
 
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   toolgate::ServerConfig config;
   int64_t max_args_bytes = static_cast<int64_t>(config.args_limits.max_bytes);
   int64_t max_args_depth = config.args_limits.max_depth;
+  int64_t max_name_bytes = static_cast<int64_t>(config.args_limits.max_name_bytes);
 
   toolgate::FlagSet flags(kUsage, "TOOLGATE_");
   flags.String("listen", &config.listen,
@@ -57,6 +59,11 @@ int main(int argc, char** argv) {
   flags.Int("max-args-depth", &max_args_depth, 1, 256,
             "Deepest nesting of args accepted (the args object is 1); deeper calls get "
             "INVALID_ARGUMENT.");
+  flags.Int("max-name-bytes", &max_name_bytes, 1,
+            static_cast<int64_t>(toolgate::kMaxNameBytesCeiling),
+            "Longest tool, grant, server, session and policy_version accepted, in bytes "
+            "(request_id: 4 times this); longer ones, and names that are not valid UTF-8 or "
+            "hold control characters, get INVALID_ARGUMENT.");
   flags.Int("keep-revisions", &config.keep_revisions, 1, 100,
             "Policy revisions kept loaded for requests that pin policy_version.");
   flags.Duration("shutdown-grace", &config.shutdown_grace_ms,
@@ -138,6 +145,7 @@ int main(int argc, char** argv) {
   config.policy.watch_interval = absl::Milliseconds(watch_interval_ms);
   config.policy.redis_check_interval = absl::Milliseconds(policy_check_interval_ms);
   config.args_limits.max_depth = static_cast<int>(max_args_depth);
+  config.args_limits.max_name_bytes = static_cast<size_t>(max_name_bytes);
 
   // Signals are taken synchronously by this thread; block them before any
   // other thread exists so that every thread inherits the mask.

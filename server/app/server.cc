@@ -67,6 +67,11 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
   } else if (s->provider_->may_start_empty()) {
     LogWarning("no policy revision yet (", policy.status().message(),
                "): checks get UNAVAILABLE until one is active");
+    // Said in status and in the checks' UNAVAILABLE until one is active.
+    s->policies_.SetLoadError(policy.status().message());
+    absl::MutexLock lock(&s->reload_mu_);
+    s->last_reload_error_ = std::string(policy.status().message());
+    s->last_reload_at_ = absl::Now();
   } else {
     return policy.status();
   }
@@ -178,6 +183,7 @@ void ToolgateServer::OnPolicy(absl::StatusOr<std::shared_ptr<const Policy>> revi
   }
   if (!revision.ok()) {
     const auto active = policies_.active();
+    if (active == nullptr) policies_.SetLoadError(revision.status().message());
     LogError("policy reload rejected; revision ", active ? active->revision() : "(none)",
              " keeps serving (", trigger, "):\n", revision.status().message());
     return;

@@ -98,9 +98,30 @@ absl::StatusOr<std::vector<fs::path>> ListPolicyFiles(const std::string& dir) {
   fs::directory_iterator it(dir, ec);
   for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    std::error_code ignored;  // An entry that vanished or cannot be followed is not a file.
-    if (IsPolicyFileName(name) && fs::is_regular_file(it->path(), ignored)) {
+    if (!IsPolicyFileName(name)) continue;
+    std::error_code status_ec;
+    const fs::file_status st = fs::status(it->path(), status_ec);
+    if (fs::is_regular_file(st)) {
       files.push_back(it->path());
+      continue;
+    }
+    // A policy file's name that is not a readable regular file would drop
+    // its rules without a word: a dangling or looping symlink, or one that
+    // cannot be followed, is an error. (A directory or other special file
+    // so named is left out, as before; a file that vanished since the
+    // listing is not there any more.)
+    std::error_code link_ec;
+    if (fs::is_symlink(it->symlink_status(link_ec)) && !link_ec) {
+      if (status_ec || !fs::exists(st)) {
+        std::error_code target_ec;
+        const fs::path target = fs::read_symlink(it->path(), target_ec);
+        return absl::NotFoundError(
+            absl::StrCat(it->path().string(), ": symbolic link to ",
+                         target_ec ? std::string("?") : target.string(),
+                         status_ec && status_ec != std::errc::no_such_file_or_directory
+                             ? absl::StrCat(" cannot be followed: ", status_ec.message())
+                             : std::string(", which does not exist")));
+      }
     }
   }
   if (ec) return absl::NotFoundError(absl::StrCat(dir, ": ", ec.message()));

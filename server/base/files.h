@@ -61,7 +61,10 @@ bool IsPolicyFileName(const std::string& name);
 
 // The policy files in directory `dir`: the entries whose name passes
 // IsPolicyFileName and that are (or link to) regular files, sorted by name.
-// NOT_FOUND "<dir>: <why>" when the directory cannot be listed.
+// NOT_FOUND "<dir>: <why>" when the directory cannot be listed, and
+// "<dir>/<name>: symbolic link to <target>, which does not exist" (or
+// "cannot be followed: <why>") for a policy file's name that is a dangling
+// or unfollowable symlink: its rules must not silently vanish.
 // Bounded by the directory: it holds every entry's name once.
 absl::StatusOr<std::vector<std::filesystem::path>> ListPolicyFiles(const std::string& dir);
 

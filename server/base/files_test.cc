@@ -110,7 +110,7 @@ TEST(ListPolicyFiles, RegularPolicyFilesSortedByName) {
   WriteFile(dir / ".hidden.yaml", "");
   fs::create_directory(dir / "sub.yaml");                // A directory is not a file.
   fs::create_symlink("a.yaml", dir / "link.yaml");       // A link to a file is one.
-  fs::create_symlink("missing", dir / "dangling.yaml");  // A dangling link is not.
+  fs::create_symlink("missing", dir / "dangling.txt");   // Not a policy file's name.
   auto files = ListPolicyFiles(dir.string());
   ASSERT_TRUE(files.ok()) << files.status();
   std::vector<std::string> names;
@@ -119,6 +119,30 @@ TEST(ListPolicyFiles, RegularPolicyFilesSortedByName) {
     names.push_back(f.filename().string());
   }
   EXPECT_EQ(names, (std::vector<std::string>{"a.yaml", "b.json", "c.yml", "link.yaml"}));
+}
+
+TEST(ListPolicyFiles, DanglingPolicySymlinkIsAnError) {
+  // Its rules would vanish without a word: the listing fails, naming it.
+  for (const std::string name : {"gone.yaml", "gone.yml", "gone.json"}) {
+    const fs::path dir = FreshDir();
+    WriteFile(dir / "a.yaml", "");
+    fs::create_symlink("missing-target.yaml", dir / name);
+    auto files = ListPolicyFiles(dir.string());
+    ASSERT_FALSE(files.ok()) << name;
+    EXPECT_EQ(files.status().code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(files.status().message(),
+              (dir / name).string() + ": symbolic link to missing-target.yaml, which does not exist");
+  }
+  // A loop cannot be followed either.
+  const fs::path dir = FreshDir();
+  fs::create_symlink("loop2.yaml", dir / "loop1.yaml");
+  fs::create_symlink("loop1.yaml", dir / "loop2.yaml");
+  auto files = ListPolicyFiles(dir.string());
+  ASSERT_FALSE(files.ok());
+  const std::string message(files.status().message());
+  EXPECT_TRUE(HasSubstr(message, dir.string() + "/loop")) << message;
+  EXPECT_TRUE(HasSubstr(message, ".yaml: symbolic link to loop")) << message;
+  EXPECT_TRUE(HasSubstr(message, ".yaml cannot be followed: ")) << message;
 }
 
 TEST(ListPolicyFiles, MissingDirectoryIsNotFound) {

@@ -1,5 +1,7 @@
-// Tool-name globs: `*` matches any run of characters (including none), `?`
-// exactly one character; every other character matches itself.
+// Tool-name globs over Unicode code points: `*` matches any run of characters
+// (including none), `?` exactly one character; every other character matches
+// itself. Text and pattern are read as UTF-8; a byte that is not part of a
+// valid UTF-8 sequence counts as one character on its own.
 #ifndef TOOLGATE_SERVER_BASE_GLOB_H_
 #define TOOLGATE_SERVER_BASE_GLOB_H_
 

@@ -1,9 +1,11 @@
 #include "server/base/yaml_util.h"
 
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "server/base/utf8.h"
 
 namespace toolgate {
 
@@ -26,33 +28,7 @@ bool IsQuotedScalar(const YAML::Node& n) {
   return n.Tag() == "!" || n.Tag() == "tag:yaml.org,2002:str";
 }
 
-std::string QuoteText(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppend(&out, "\\x", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
+std::string QuoteText(absl::string_view s) { return absl::StrCat("\"", EscapeForLog(s), "\""); }
 
 bool LooksNumeric(absl::string_view s) {
   size_t i = 0;
@@ -77,15 +53,115 @@ bool LooksNumeric(absl::string_view s) {
   return i == s.size();
 }
 
+namespace {
+
+// Records an error at each of the first few bytes of `text` that are not
+// part of valid UTF-8, located by line and byte column. False when there
+// was one.
+bool CheckTextUtf8(absl::string_view text, Diagnostics& diags) {
+  constexpr int kMaxReported = 10;
+  int reported = 0;
+  size_t line_start = 0, line = 0, i = 0;
+  while (i < text.size() && reported < kMaxReported) {
+    const unsigned char b = static_cast<unsigned char>(text[i]);
+    if (b < 0x80) {
+      if (b == '\n') {
+        ++line;
+        line_start = i + 1;
+      }
+      ++i;
+      continue;
+    }
+    const size_t n = Utf8SequenceLength(text, i);
+    if (n > 0) {
+      i += n;
+      continue;
+    }
+    YAML::Mark mark;
+    mark.pos = static_cast<int>(i);
+    mark.line = static_cast<int>(line);
+    mark.column = static_cast<int>(i - line_start);
+    diags.Error(mark, absl::StrFormat("not valid UTF-8: byte 0x%02X (YAML and JSON text must be "
+                                      "UTF-8; write non-ASCII characters in UTF-8)",
+                                      b));
+    ++reported;
+    ++i;
+  }
+  return reported == 0;
+}
+
+}  // namespace
+
+bool CheckYamlDocument(const YAML::Node& root, const YamlLimits& limits, Diagnostics& diags) {
+  constexpr int kMaxReported = 10;
+  size_t nodes = 0, scalar_bytes = 0;
+  int utf8_errors = 0;
+  // Returns false when the walk must stop (a bound was reached).
+  struct Frame {
+    YAML::const_iterator it, end;
+    bool map;
+  };
+  auto visit = [&](const YAML::Node& n, std::vector<Frame>& stack) {
+    if (++nodes > limits.max_nodes) {
+      diags.Error(n, absl::StrCat("the document is too large with its aliases expanded: more than ",
+                                  limits.max_nodes,
+                                  " nodes (each use of an alias counts every node it repeats)"));
+      return false;
+    }
+    if (n.IsScalar()) {
+      const std::string& s = n.Scalar();
+      scalar_bytes += s.size();
+      if (scalar_bytes > limits.max_scalar_bytes) {
+        diags.Error(n, absl::StrCat("the document is too large with its aliases expanded: more "
+                                    "than ",
+                                    limits.max_scalar_bytes,
+                                    " bytes of scalar text (each use of an alias counts the text "
+                                    "it repeats)"));
+        return false;
+      }
+      const Utf8Problem p = FindUtf8Problem(s, /*forbid_control=*/false);
+      if (!p.ok() && utf8_errors < kMaxReported) {
+        ++utf8_errors;
+        diags.Error(n, absl::StrCat("the value ", QuoteText(s), " is ", DescribeUtf8Problem(p)));
+      }
+    } else if (n.IsMap() || n.IsSequence()) {
+      stack.push_back(Frame{n.begin(), n.end(), n.IsMap()});
+    }
+    return true;
+  };
+  std::vector<Frame> stack;
+  if (!visit(root, stack)) return false;
+  while (!stack.empty()) {
+    Frame& top = stack.back();
+    if (top.it == top.end) {
+      stack.pop_back();
+      continue;
+    }
+    // Copies: yaml-cpp's `it->` yields a temporary, and visiting may grow
+    // the stack.
+    const YAML::detail::iterator_value item = *top.it;
+    const bool pair = top.map;
+    ++top.it;
+    if (pair) {
+      if (!visit(item.first, stack) || !visit(item.second, stack)) return false;
+    } else {
+      if (!visit(item, stack)) return false;
+    }
+  }
+  return utf8_errors == 0;
+}
+
 void ParseSingleDocument(absl::string_view text, absl::string_view empty, absl::string_view extra,
-                         Diagnostics& diags, absl::FunctionRef<void(const YAML::Node&)> fn) {
+                         Diagnostics& diags, absl::FunctionRef<void(const YAML::Node&)> fn,
+                         const YamlLimits& limits) {
+  if (!CheckTextUtf8(text, diags)) return;
   try {
     const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
     if (docs.empty() || docs[0].IsNull()) {
       diags.Error(std::string(empty));
     } else if (docs.size() > 1) {
       diags.Error(docs[1], std::string(extra));
-    } else {
+    } else if (CheckYamlDocument(docs[0], limits, diags)) {
       fn(docs[0]);
     }
   } catch (const YAML::ParserException& e) {

@@ -23,8 +23,8 @@ const char* YamlKindName(const YAML::Node& n);
 // the non-specific tag "!".
 bool IsQuotedScalar(const YAML::Node& n);
 
-// `s` in double quotes, with quotes, backslashes and control characters
-// escaped.
+// `s` in double quotes, with quotes, backslashes, control characters and
+// bytes that are not UTF-8 escaped (EscapeForLog).
 std::string QuoteText(absl::string_view s);
 
 // Decimal numbers as YAML 1.2 (core schema) and JSON write them:
@@ -34,14 +34,39 @@ bool LooksNumeric(absl::string_view s);
 // "file:line:col" (1-based), or "file" for a null mark.
 std::string MarkLocation(const std::string& file, const YAML::Mark& m);
 
+// Bounds on one YAML document as its readers see it, with every alias
+// expanded (an alias repeats the whole node it names, so a few hundred bytes
+// of nested aliases can stand for billions of nodes). Checked by walking the
+// parsed document before anything reads it; the walk itself stops at the
+// bound, so it takes bounded time and no memory beyond the parsed text's.
+struct YamlLimits {
+  // Nodes (maps, lists, scalars, map keys included), counted once per time
+  // they are reached. bench/gen_large_policy.sh's policy scaled to 100,000
+  // tools (1,000 with argument schemas) is about 280,000.
+  size_t max_nodes = 2'000'000;
+  // Bytes of scalar text, counted the same way: twice the largest input file
+  // (kMaxInputFileBytes), so only aliases can reach it.
+  size_t max_scalar_bytes = size_t{32} << 20;
+};
+
 // Loads `text` as exactly one YAML (or JSON) document and calls fn(root).
 // Records in `diags` instead: `empty` when there is no document (or only a
 // null one), `extra` located at a second document, "syntax error: ..." at
-// invalid YAML, and "invalid document: ..." for any other yaml-cpp exception
-// (also one thrown by `fn`). The text is bounded by the caller (files by
-// kMaxInputFileBytes); yaml-cpp bounds nesting.
+// invalid YAML, "invalid document: ..." for any other yaml-cpp exception
+// (also one thrown by `fn`), "not valid UTF-8" at each of the first few
+// bytes of `text` that are not UTF-8 and at each scalar that escapes make
+// invalid (e.g. "\ud800"), and a located error at the node where the
+// document grew past `limits`. fn is not called after any of these. The
+// text is bounded by the caller (files by kMaxInputFileBytes); yaml-cpp
+// bounds nesting.
 void ParseSingleDocument(absl::string_view text, absl::string_view empty, absl::string_view extra,
-                         Diagnostics& diags, absl::FunctionRef<void(const YAML::Node&)> fn);
+                         Diagnostics& diags, absl::FunctionRef<void(const YAML::Node&)> fn,
+                         const YamlLimits& limits = YamlLimits());
+
+// The walk ParseSingleDocument makes before calling fn: records an error and
+// returns false when `root` (aliases expanded) exceeds `limits` or holds a
+// scalar that is not valid UTF-8.
+bool CheckYamlDocument(const YAML::Node& root, const YamlLimits& limits, Diagnostics& diags);
 
 // Visits the pairs of a map node as fn(name, key_node, value_node),
 // rejecting keys not in `allowed` (any key when `allowed` is empty) and

@@ -3,12 +3,47 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/base/utf8.h"
 
 namespace toolgate {
+namespace {
+
+absl::Status CheckName(absl::string_view field, absl::string_view value, size_t max_bytes,
+                       absl::string_view flag_bound) {
+  const Utf8Problem p = FindUtf8Problem(value, /*forbid_control=*/true);
+  if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", DescribeUtf8Problem(p)));
+  if (value.size() > max_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", value.size(), " bytes, longer than ", flag_bound));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status Decider::Validate(const v1::CheckRequest& request) const {
   if (request.tool().empty()) return absl::InvalidArgumentError("tool is required");
   if (request.grant().empty()) return absl::InvalidArgumentError("grant is required");
+  const size_t max = limits_.max_name_bytes;
+  const std::string bound = absl::StrCat("--max-name-bytes (", max, ")");
+  const struct {
+    absl::string_view field;
+    const std::string& value;
+  } names[] = {{"tool", request.tool()},
+               {"grant", request.grant()},
+               {"server", request.server()},
+               {"session", request.session()},
+               {"policy_version", request.policy_version()}};
+  for (const auto& n : names) {
+    if (absl::Status s = CheckName(n.field, n.value, max, bound); !s.ok()) return s;
+  }
+  const size_t max_id = ArgsLimits::kRequestIdFactor * max;
+  if (absl::Status s = CheckName(
+          "request_id", request.request_id(), max_id,
+          absl::StrCat(max_id, " (", ArgsLimits::kRequestIdFactor, " x --max-name-bytes)"));
+      !s.ok()) {
+    return s;
+  }
   return CheckArgsLimits(request.args(), limits_);
 }
 

@@ -40,8 +40,12 @@ class Decider {
   Decider(CounterStore* store, Engine engine, ArgsLimits limits)
       : store_(store), engine_(engine), limits_(limits) {}
 
-  // INVALID_ARGUMENT when `request` cannot be decided: no tool, no grant, or
-  // arguments over the size or depth limits (the message says which).
+  // INVALID_ARGUMENT when `request` cannot be decided: no tool, no grant; a
+  // tool, grant, server, session, policy_version or request_id that is not
+  // valid UTF-8, holds a control character (C0, DEL, C1) or is longer than
+  // limits().max_name_bytes (request_id: kRequestIdFactor times that); or
+  // arguments over the size or depth limits. The message names the field
+  // and the rule broken ("tool: control character U+000A at byte 4").
   absl::Status Validate(const v1::CheckRequest& request) const;
 
   // Decides `task` (validated before). `done` runs exactly once, when

@@ -2,6 +2,7 @@
 // over the in-process counter store and a manual clock.
 #include "server/decider/decider.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,6 +72,77 @@ TEST_F(DeciderTest, ValidateNamesWhatIsMissing) {
   EXPECT_THAT(decider_.Validate(req).message(), HasSubstr("grant is required"));
   req.set_grant("g");
   EXPECT_TRUE(decider_.Validate(req).ok());
+}
+
+TEST_F(DeciderTest, ValidateNamesTheFieldAndTheRule) {
+  auto error = [&](const std::function<void(v1::CheckRequest&)>& set) {
+    v1::CheckRequest req;
+    req.set_tool("t");
+    req.set_grant("g");
+    set(req);
+    const absl::Status s = decider_.Validate(req);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    return std::string(s.message());
+  };
+  EXPECT_EQ(error([](auto& r) { r.set_tool("delete_\xE9x"); }), "tool: not valid UTF-8 at byte 7");
+  EXPECT_EQ(error([](auto& r) { r.set_tool("tool\nINFO forged"); }),
+            "tool: control character U+000A at byte 4");
+  EXPECT_EQ(error([](auto& r) { r.set_grant(std::string(1 << 20, 'g')); }),
+            "grant: 1048576 bytes, longer than --max-name-bytes (256)");
+  EXPECT_EQ(error([](auto& r) { r.set_server("srv\x7F"); }),
+            "server: control character U+007F at byte 3");
+  EXPECT_EQ(error([](auto& r) { r.set_session("s\xC2\x9B"); }),
+            "session: control character U+009B at byte 1");
+  EXPECT_EQ(error([](auto& r) { r.set_policy_version(std::string(257, 'v')); }),
+            "policy_version: 257 bytes, longer than --max-name-bytes (256)");
+  EXPECT_EQ(error([](auto& r) { r.set_request_id(std::string(1025, 'r')); }),
+            "request_id: 1025 bytes, longer than 1024 (4 x --max-name-bytes)");
+  EXPECT_EQ(error([](auto& r) { r.set_request_id("\xF0\x9F\x98"); }),
+            "request_id: not valid UTF-8 at byte 0");
+
+  // At the bounds, and any Unicode character, are fine.
+  v1::CheckRequest req;
+  req.set_tool(std::string(254, 't') + "\xC3\xA9");
+  req.set_grant("\xE4\xB8\xAD\xF0\x9F\x98\x80");
+  req.set_server(std::string(256, 's'));
+  req.set_session(std::string(256, 's'));
+  req.set_policy_version(std::string(256, 'v'));
+  req.set_request_id(std::string(1024, 'r'));
+  EXPECT_TRUE(decider_.Validate(req).ok()) << decider_.Validate(req);
+}
+
+TEST(DeciderLimits, MaxNameBytesIsConfigurable) {
+  ManualClock clock;
+  MemoryCounterStore store(&clock);
+  ArgsLimits limits;
+  limits.max_name_bytes = 8;
+  const Decider decider(&store, Engine(), limits);
+  v1::CheckRequest req;
+  req.set_tool("12345678");
+  req.set_grant("g");
+  req.set_request_id(std::string(32, 'r'));
+  EXPECT_TRUE(decider.Validate(req).ok());
+  req.set_tool("123456789");
+  EXPECT_EQ(decider.Validate(req).message(), "tool: 9 bytes, longer than --max-name-bytes (8)");
+  req.set_tool("t");
+  req.set_request_id(std::string(33, 'r'));
+  EXPECT_EQ(decider.Validate(req).message(),
+            "request_id: 33 bytes, longer than 32 (4 x --max-name-bytes)");
+}
+
+TEST_F(DeciderTest, ExplainAppliesTheNameRules) {
+  v1::CheckRequest req;
+  req.set_tool("delete_repository\r");
+  req.set_grant("g");
+  absl::Status got;
+  bool called = false;
+  ExplainCheck(decider_, policy_, req, [&](absl::StatusOr<v1::ExplainResponse> r) {
+    called = true;
+    got = r.status();
+  });
+  ASSERT_TRUE(called);
+  EXPECT_EQ(got.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(got.message(), "tool: control character U+000D at byte 17");
 }
 
 TEST_F(DeciderTest, LimitsAreConsumedUnlessDryRun) {

@@ -12,6 +12,10 @@ namespace toolgate {
 struct ArgsLimits {
   size_t max_bytes = 64 * 1024;  // Serialized size of `args`.
   int max_depth = 32;            // Nesting of objects and arrays; `{}` is 1.
+  // Longest tool, grant, server, session and policy_version (bytes);
+  // request_id may be kRequestIdFactor times longer. See Decider::Validate.
+  size_t max_name_bytes = 256;
+  static constexpr size_t kRequestIdFactor = 4;
 };
 
 // Nesting depth of an arguments object: the object itself is 1, each nested

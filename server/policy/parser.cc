@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "server/base/duration.h"
 #include "server/base/glob.h"
+#include "server/base/utf8.h"
 #include "server/base/yaml_util.h"
 
 namespace toolgate {
@@ -75,6 +76,26 @@ std::optional<int64_t> ParseWindow(const YAML::Node& n, absl::string_view what, 
     return std::nullopt;
   }
   return *ms;
+}
+
+// Tool, server, grant and class names follow the rules of the names in a
+// request (no control characters), and are at most kMaxNameBytesCeiling
+// bytes: a longer name could never match a request under any
+// --max-name-bytes. Records an error at `at` and returns false otherwise.
+bool CheckPolicyName(absl::string_view name, absl::string_view what, const YAML::Node& at,
+                     Diagnostics& d) {
+  const Utf8Problem p = FindUtf8Problem(name, /*forbid_control=*/true);
+  if (!p.ok()) {
+    d.Error(at, absl::StrCat(what, " ", QuoteText(name), ": ", DescribeUtf8Problem(p)));
+    return false;
+  }
+  if (name.size() > kMaxNameBytesCeiling) {
+    d.Error(at,
+            absl::StrCat(what, " is ", name.size(), " bytes, longer than ", kMaxNameBytesCeiling,
+                         " (the most --max-name-bytes allows): it could never match a call"));
+    return false;
+  }
+  return true;
 }
 
 bool ValidCounterName(absl::string_view s) {
@@ -192,6 +213,7 @@ void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, const s
     d.Error(key, "a tool name must not be empty");
     return;
   }
+  if (!CheckPolicyName(tool.rule.name, "a tool name", key, d)) return;
   const size_t errors_before = d.errors().size();
   // `tool_name: {}` and `tool_name:` (null) both mean "allowed, no limits".
   if (!node.IsNull()) {
@@ -275,6 +297,7 @@ void ParseSections(const YAML::Node& v, const std::string& kind, int& order, Pol
       d.Error(k, absl::StrCat("a name in ", kind, " must not be empty"));
       return;
     }
+    if (!CheckPolicyName(name, absl::StrCat("a name in ", kind), k, d)) return;
     std::initializer_list<absl::string_view> keys_servers = {"default", "tools"};
     std::initializer_list<absl::string_view> keys_grants = {"default", "tools", "bypass_classes"};
     if (body.IsNull()) {
@@ -297,6 +320,10 @@ void ParseSections(const YAML::Node& v, const std::string& kind, int& order, Pol
                    }
                    for (size_t i = 0; i < value.size(); ++i) {
                      if (auto s = GetString(value[i], where + ".bypass_classes[]", d)) {
+                       if (!CheckPolicyName(*s, where + ".bypass_classes[] class name", value[i],
+                                            d)) {
+                         continue;
+                       }
                        section.bypass_classes.push_back(*s);
                        section.bypass_marks.push_back(value[i].Mark());
                      }
@@ -315,6 +342,7 @@ void ParseClasses(const YAML::Node& v, PolicyDocument& doc, Diagnostics& d) {
     c.rule.rule_id = absl::StrCat("classes.", name);
     c.mark = k.Mark();
     const std::string& where = c.rule.rule_id;
+    if (!CheckPolicyName(name, "a class name", k, d)) return;
     bool has_action = false;
     const size_t errors_before = d.errors().size();
     ForEachKey(body, where, {"category", "min_risk", "action", "reason", "description"}, d,
@@ -382,6 +410,9 @@ void ParseRoot(const YAML::Node& root, PolicyDocument& doc, Diagnostics& d) {
                      if (auto s = GetString(v, "revision", d)) {
                        if (s->empty() || s->size() > 128) {
                          d.Error(v, "revision must be 1-128 characters");
+                       } else if (const Utf8Problem p = FindUtf8Problem(*s, true); !p.ok()) {
+                         d.Error(v, absl::StrCat("revision ", QuoteText(*s), ": ",
+                                                 DescribeUtf8Problem(p)));
                        } else {
                          doc.revision = *s;
                          doc.revision_mark = v.Mark();

@@ -6,6 +6,7 @@
 
 #include "gtest/gtest.h"
 #include "server/base/diagnostics.h"
+#include "server/base/yaml_util.h"
 #include "server/policy/loader.h"
 #include "server/policy/policy.h"
 #include "server/policy/policy_testing.h"
@@ -553,6 +554,152 @@ TEST(ParsePolicyDocument, ErrorsGiveNoDocument) {
   EXPECT_EQ(d.errors()[0].line, 3);
   EXPECT_EQ(d.errors()[0].column, 15);
   EXPECT_EQ(d.ToStatus().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------
+// UTF-8, names and the bound on alias expansion.
+
+TEST(PolicyUtf8, Latin1ReasonIsLocated) {
+  const std::string text =
+      "version: \"1\"\ndefault: allow\ntools:\n  delete_x: {action: deny, reason: \"r\xE9sum\xE9\"}\n";
+  const std::string error = LoadError(text);
+  EXPECT_TRUE(HasSubstr(error, "p.yaml:4:38: not valid UTF-8: byte 0xE9")) << error;
+  EXPECT_TRUE(HasSubstr(error, "p.yaml:4:42: not valid UTF-8: byte 0xE9")) << error;
+  // The same in JSON, and in a comment: the text must be UTF-8.
+  EXPECT_TRUE(HasSubstr(
+      LoadError("{\"version\": \"1\", \"tools\": {\"t\": {\"reason\": \"\xFF\"}}}", "p.json"),
+      "p.json:1:45: not valid UTF-8: byte 0xFF"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\n# caf\xE9\n"), "p.yaml:2:6: not valid UTF-8"));
+}
+
+TEST(PolicyUtf8, UnicodeIsAcceptedEverywhere) {
+  auto p = MustLoad(
+      "version: \"1\"\ndefault: allow\ntools:\n"
+      "  \"delete_?\": {action: deny, reason: \"no d\xC3\xA9l\xC3\xA9tion \xE4\xB8\xAD \xF0\x9F\x98\x80\"}\n"
+      "  \"\xE4\xB8\xAD\xE6\x96\x87\": {action: deny}\n");
+  ASSERT_NE(p, nullptr);
+  for (const std::string tool : {"delete_\xC3\xA9", "delete_\xE4\xB8\xAD", "delete_\xF0\x9F\x98\x80"}) {
+    const ToolRule& r = p->Find(tool);
+    EXPECT_EQ(r.rule_id, "tools.delete_?") << tool;
+    EXPECT_EQ(r.action, Action::kDeny) << tool;
+    EXPECT_EQ(r.reason, "no d\xC3\xA9l\xC3\xA9tion \xE4\xB8\xAD \xF0\x9F\x98\x80");
+  }
+  EXPECT_EQ(p->Find("\xE4\xB8\xAD\xE6\x96\x87").action, Action::kDeny);
+  EXPECT_EQ(p->Find("delete_ab").rule_id, "default");
+}
+
+TEST(PolicyUtf8, EscapesThatAreNotCharactersAreRefused) {
+  // A lone surrogate escape would decode to bytes that are not UTF-8 (a
+  // response carrying them could not be read by any client): refused.
+  const std::string error =
+      LoadError("version: \"1\"\ntools:\n  t: {action: deny, reason: \"x\\ud800\"}\n");
+  EXPECT_TRUE(HasSubstr(error, "p.yaml:3:37: syntax error: invalid unicode")) << error;
+  const std::string json = LoadError(
+      "{\"version\": \"1\", \"tools\": {\"t\": {\"args\": {\"enum\": [\"\\udfff\"]}}}}", "p.json");
+  EXPECT_TRUE(HasSubstr(json, "p.json:1:59: syntax error: invalid unicode")) << json;
+}
+
+TEST(PolicyUtf8, ScalarsThatAreNotUtf8AreLocated) {
+  // What the text check cannot see (a document built otherwise) the walk
+  // over the document still finds.
+  YAML::Node root(YAML::NodeType::Map);
+  root["reason"] = "r\xE9sum\xE9";
+  Diagnostics d("f.yaml");
+  EXPECT_FALSE(CheckYamlDocument(root, YamlLimits(), d));
+  EXPECT_TRUE(HasSubstr(d.ToString(), "the value \"r\\xe9sum\\xe9\" is not valid UTF-8 at byte 1"))
+      << d.ToString();
+}
+
+TEST(PolicyNames, ControlCharactersAreRejected) {
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ntools:\n  \"bad\\ntool\": {}\n"),
+                        "p.yaml:3:3: a tool name \"bad\\ntool\": control character U+000A at byte 3"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ngrants:\n  \"g\\x7f\": {}\n"),
+                        "p.yaml:3:3: a name in grants \"g\\x7f\": control character U+007F at byte 1"));
+  EXPECT_TRUE(HasSubstr(
+      LoadError("version: \"1\"\nservers:\n  \"s\\u0085\": {}\n"),
+      "p.yaml:3:3: a name in servers \"s\\xc2\\x85\": control character U+0085 at byte 1"));
+  EXPECT_TRUE(HasSubstr(
+      LoadError("version: \"1\"\nclasses:\n  \"c\\t\": {category: write, action: deny}\n"),
+      "p.yaml:3:3: a class name \"c\\t\": control character U+0009 at byte 1"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\nrevision: \"r\\e[31m\"\n"),
+                        "p.yaml:2:11: revision \"r\\x1b[31m\": control character U+001B at byte 1"));
+}
+
+TEST(PolicyNames, NamesLongerThanAnyRequestMayBeAreRejected) {
+  const std::string longest(1024, 'n');
+  EXPECT_NE(MustLoad("version: \"1\"\ntools:\n  " + longest + ": {}\n"), nullptr);
+  EXPECT_TRUE(HasSubstr(
+      LoadError("version: \"1\"\ntools:\n  ? " + longest + "x\n  : {}\n"),
+      "p.yaml:3:5: a tool name is 1025 bytes, longer than 1024 (the most --max-name-bytes "
+      "allows): it could never match a call"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ngrants:\n  ? " + longest + "x\n  : {}\n"),
+                        "a name in grants is 1025 bytes"));
+}
+
+// Billion laughs: each level lists the previous one ten times, so level k
+// stands for 10^k scalars in a few hundred bytes.
+std::string AliasBomb(const std::string& key, int levels) {
+  std::string text =
+      "version: \"1\"\ntools:\n  t:\n    args:\n      type: object\n      properties:\n"
+      "        l0: {" + key + ": &l0 [x, x, x, x, x, x, x, x, x, x]}\n";
+  for (int i = 1; i <= levels; ++i) {
+    const std::string prev = "*l" + std::to_string(i - 1);
+    text += "        l" + std::to_string(i) + ": {" + key + ": &l" + std::to_string(i) + " [";
+    for (int j = 0; j < 10; ++j) text += (j ? ", " : "") + prev;
+    text += "]}\n";
+  }
+  return text;
+}
+
+TEST(PolicyBudget, AliasBombsAreRefusedWithALocation) {
+  for (const auto& [key, levels] : {std::make_pair("enum", 9), std::make_pair("const", 7)}) {
+    {  // 10^10 and 10^8 scalars
+      const std::string text = AliasBomb(key, levels);
+      EXPECT_LT(text.size(), 1000u);
+      const std::string error = LoadError(text);
+      EXPECT_TRUE(HasSubstr(error, "the document is too large with its aliases expanded: more "
+                                   "than 2000000 nodes"))
+          << key << " " << levels << ": " << error;
+      EXPECT_TRUE(HasSubstr(error, "p.yaml:7:")) << error;  // A scalar of the first anchored list.
+      EXPECT_EQ(CountLines(error), 1u) << error;
+    }
+  }
+  // Long scalars reach the bound on text first.
+  std::string text = "version: \"1\"\ntools:\n  t:\n    args:\n      enum: [&s \"" +
+                     std::string(1 << 20, 'x') + "\"";
+  for (int i = 0; i < 40; ++i) text += ", *s";
+  text += "]\n";
+  const std::string error = LoadError(text);
+  EXPECT_TRUE(HasSubstr(error, "p.yaml:5:14: the document is too large with its aliases "
+                               "expanded: more than 33554432 bytes of scalar text"))
+      << error.substr(0, 300);
+}
+
+TEST(PolicyBudget, ModestAliasUseStillLoads) {
+  // Aliases are fine while the expanded document stays within the bound.
+  auto p = MustLoad(AliasBomb("enum", 4));  // 10^5 scalars
+  ASSERT_NE(p, nullptr);
+}
+
+TEST(PolicyBudget, LimitsApplyToTheWholeDocument) {
+  YamlLimits limits;
+  limits.max_nodes = 10;
+  Diagnostics d("f.yaml");
+  ParseSingleDocument("a: [1, 2, 3]\nb: {c: d}\n", "empty", "extra", d,
+                      [](const YAML::Node&) {}, limits);
+  EXPECT_TRUE(d.ok()) << d.ToString();  // 1 map + 2 keys + list + 3 + map + 2 = 10
+  bool called = false;
+  ParseSingleDocument("a: [1, 2, 3]\nb: {c: d, e: f}\n", "empty", "extra", d,
+                      [&](const YAML::Node&) { called = true; }, limits);
+  EXPECT_FALSE(called);
+  EXPECT_EQ(d.ToString(),
+            "f.yaml:2:11: the document is too large with its aliases expanded: more than 10 nodes "
+            "(each use of an alias counts every node it repeats)");
+  limits = YamlLimits();
+  limits.max_scalar_bytes = 5;
+  Diagnostics d2("f.yaml");
+  ParseSingleDocument("[ab, cd, ef]", "empty", "extra", d2, [](const YAML::Node&) {}, limits);
+  EXPECT_TRUE(HasSubstr(d2.ToString(), "f.yaml:1:10: the document is too large"));
 }
 
 }  // namespace

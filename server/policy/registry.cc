@@ -21,7 +21,11 @@ void PolicyRegistry::Activate(std::shared_ptr<const Policy> policy) {
 
 absl::StatusOr<std::shared_ptr<const Policy>> PolicyRegistry::Get(absl::string_view version) const {
   absl::MutexLock lock(&mu_);
-  if (active_ == nullptr) return absl::UnavailableError("no valid policy is loaded yet");
+  if (active_ == nullptr) {
+    return absl::UnavailableError(
+        load_error_.empty() ? std::string("no valid policy is loaded yet")
+                            : absl::StrCat("no valid policy is loaded yet: ", load_error_));
+  }
   if (version.empty() || version == active_->revision()) return active_;
   for (const LoadedRevision& r : loaded_) {
     if (r.policy->revision() == version) return r.policy;
@@ -31,6 +35,11 @@ absl::StatusOr<std::shared_ptr<const Policy>> PolicyRegistry::Get(absl::string_v
   return absl::NotFoundError(absl::StrCat("policy_version \"", version,
                                           "\" is not loaded (loaded: ", absl::StrJoin(names, ", "),
                                           ")"));
+}
+
+void PolicyRegistry::SetLoadError(absl::string_view error) {
+  absl::MutexLock lock(&mu_);
+  load_error_ = std::string(error.substr(0, kMaxLoadErrorBytes));
 }
 
 std::shared_ptr<const Policy> PolicyRegistry::active() const {

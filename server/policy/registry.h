@@ -35,6 +35,12 @@ class PolicyRegistry {
 
   std::shared_ptr<const Policy> active() const;
 
+  // Why no revision is active yet (e.g. the one in Redis failed to load):
+  // added to the UNAVAILABLE message of Get until a revision is activated.
+  // Kept to its first kMaxLoadErrorBytes.
+  void SetLoadError(absl::string_view error);
+  static constexpr size_t kMaxLoadErrorBytes = 1024;
+
   // A candidate revision evaluated beside the active one (null: none).
   void SetShadow(std::shared_ptr<const Policy> shadow);
   std::shared_ptr<const Policy> shadow() const;
@@ -46,6 +52,7 @@ class PolicyRegistry {
   mutable absl::Mutex mu_;
   std::shared_ptr<const Policy> active_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const Policy> shadow_ ABSL_GUARDED_BY(mu_);
+  std::string load_error_ ABSL_GUARDED_BY(mu_);
   std::deque<LoadedRevision> loaded_ ABSL_GUARDED_BY(mu_);  // Newest first.
 };
 

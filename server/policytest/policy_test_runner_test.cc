@@ -150,6 +150,23 @@ TEST_F(PolicyTestRunnerTest, CallsToolgatedWouldRefuseFailTheirCase) {
               ::testing::StartsWith("toolgated would refuse this call: args is nested"));
 }
 
+TEST_F(PolicyTestRunnerTest, CallsWithBadNamesFailTheirCase) {
+  auto report = Run(
+      "cases:\n"
+      "  - call: {tool: \"list\\nfiles\", grant: g}\n    expect: {decision: allow}\n"
+      "  - call: {tool: list_files, grant: " + std::string(257, 'g') +
+      "}\n    expect: {decision: allow}\n");
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->cases.size(), 2u);
+  EXPECT_FALSE(report->cases[0].passed);
+  EXPECT_EQ(report->cases[0].message,
+            "toolgated would refuse this call: tool: control character U+000A at byte 4");
+  EXPECT_FALSE(report->cases[1].passed);
+  EXPECT_EQ(report->cases[1].message,
+            "toolgated would refuse this call: grant: 257 bytes, longer than --max-name-bytes "
+            "(256)");
+}
+
 TEST_F(PolicyTestRunnerTest, ViolationsAreComparedAsASet) {
   auto report = Run(R"(cases:
   - name: "both"

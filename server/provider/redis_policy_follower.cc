@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/base/log.h"
+#include "server/base/utf8.h"
 #include "server/policy/loader.h"
 #include "server/provider/redis_policy_store.h"
 
@@ -19,8 +20,9 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadActivePolicyFromRedis(const Re
   auto policy = LoadPolicyFromSources(*sources);
   if (!policy.ok()) return policy.status();
   if ((*policy)->revision() != *active) {
-    return absl::InternalError(absl::StrCat("revision \"", *active, "\" in Redis loads as \"",
-                                            (*policy)->revision(), "\""));
+    return absl::InternalError(absl::StrCat("revision \"", EscapeForLog(*active),
+                                            "\" in Redis loads as \"",
+                                            EscapeForLog((*policy)->revision()), "\""));
   }
   return policy;
 }
@@ -72,7 +74,7 @@ void RedisPolicyFollower::Check() {
     if (!loaded.ok()) {
       last_failed_ = *active;
       return absl::Status(loaded.status().code(),
-                          absl::StrCat("revision \"", *active, "\" from Redis: ",
+                          absl::StrCat("revision \"", EscapeForLog(*active), "\" from Redis: ",
                                        loaded.status().message()));
     }
     return loaded;

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/base/utf8.h"
 
 namespace toolgate {
 namespace {
@@ -100,7 +101,8 @@ absl::Status RedisPolicyStore::Activate(const std::string& revision) {
                 Prefix() + "history", Prefix() + "events", revision});
   if (absl::IsNotFound(r.status())) {
     return absl::NotFoundError(
-        absl::StrCat("revision \"", revision, "\" was not pushed (see 'toolgate policy list')"));
+        absl::StrCat("revision \"", EscapeForLog(revision),
+                     "\" was not pushed (see 'toolgate policy list')"));
   }
   return r.status();
 }
@@ -129,7 +131,10 @@ absl::StatusOr<std::vector<PolicySource>> RedisPolicyStore::Sources(const std::s
     out.push_back({std::string(ReplyText(*(*r)->element[i])),
                    std::string(ReplyText(*(*r)->element[i + 1]))});
   }
-  if (out.empty()) return absl::NotFoundError(absl::StrCat("revision \"", revision, "\" is not in Redis"));
+  if (out.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("revision \"", EscapeForLog(revision), "\" is not in Redis"));
+  }
   // HGETALL order is arbitrary; sources are in name order, as from a directory.
   std::sort(out.begin(), out.end(),
             [](const PolicySource& a, const PolicySource& b) { return a.name < b.name; });
@@ -145,7 +150,7 @@ absl::StatusOr<std::vector<StoredRevision>> RedisPolicyStore::List() {
     StoredRevision s;
     s.revision = std::string(ReplyText(*(*r)->element[i]));
     if (!absl::SimpleAtoi(ReplyText(*(*r)->element[i + 1]), &s.pushed_at_ms)) {
-      return absl::InternalError(absl::StrCat("redis: revision \"", s.revision,
+      return absl::InternalError(absl::StrCat("redis: revision \"", EscapeForLog(s.revision),
                                               "\" has no valid push time"));
     }
     s.active = active.ok() && *active == s.revision;

@@ -9,9 +9,9 @@
 #include "absl/time/clock.h"
 #include "google/protobuf/arena.h"
 #include "google/protobuf/io/coded_stream.h"
-#include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/proto_buffer_writer.h"
 #include "server/service/observers.h"
+#include "server/service/request_wire.h"
 #include "server/service/status_util.h"
 
 namespace toolgate {
@@ -126,13 +126,24 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext
     return reactor;
   }
 
-  // Parse with a recursion limit sized for --max-args-depth.
+  // Strings checked as UTF-8 first (see request_wire.h), then parsed with
+  // a recursion limit sized for --max-args-depth.
   {
-    grpc::ByteBuffer copy(*request);
-    grpc::ProtoBufferReader reader(&copy);
-    google::protobuf::io::CodedInputStream input(&reader);
-    input.SetRecursionLimit(RecursionLimitFor(decider_->limits().max_depth));
-    if (!call->request.ParseFromCodedStream(&input)) {
+    const int recursion_limit = RecursionLimitFor(decider_->limits().max_depth);
+    grpc::Slice slice;
+    if (!request->DumpToSingleSlice(&slice).ok()) {
+      Finish(call, absl::InvalidArgumentError("request could not be read"));
+      return reactor;
+    }
+    const absl::string_view wire(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    if (absl::Status s = CheckRequestWireUtf8(wire, recursion_limit); !s.ok()) {
+      Finish(call, s);
+      return reactor;
+    }
+    google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(wire.data()),
+                                                 static_cast<int>(wire.size()));
+    input.SetRecursionLimit(recursion_limit);
+    if (!call->request.ParseFromCodedStream(&input) || !input.ConsumedEntireMessage()) {
       Finish(call, absl::InvalidArgumentError(absl::StrCat(
                        "request could not be parsed: malformed, or args nested far deeper "
                        "than the limit of ",

@@ -4,6 +4,7 @@
 // observer.
 #include "server/service/decision_service.h"
 
+#include <algorithm>
 #include <memory>
 #include <set>
 #include <string>
@@ -396,6 +397,28 @@ tools:
   ASSERT_TRUE(Check(pinned, &resp).ok());
   EXPECT_EQ(shadow_.compared(), 3u);
   EXPECT_EQ(shadow_.differed(), 2u);
+}
+
+TEST(ShadowComparerLog, ValuesAreEscapedSoALineCannotBeForged) {
+  const std::shared_ptr<const Policy> active = MustLoad(kPolicy);
+  ShadowView shadow;
+  shadow.policy = MustLoad("version: \"1\"\nrevision: \"rev-2\"\ndefault: deny\n");
+  shadow.decision = v1::DECISION_DENY;
+  shadow.rule = "default";
+  v1::CheckRequest req;
+  req.set_tool("x\"\n2026-01-01T00:00:00Z INFO forged");
+  req.set_grant("g\x1b[2J");
+  req.set_server("s\xE9");
+  v1::CheckResponse resp;
+  resp.set_decision(v1::DECISION_ALLOW);
+  resp.set_rule("tools.x");
+  ShadowComparer comparer;
+  ::testing::internal::CaptureStderr();
+  comparer.OnDecision(DecisionRecord{req, resp, *active, false, shadow, absl::ZeroDuration()});
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+  EXPECT_THAT(log, HasSubstr("tool \"x\\\"\\n2026-01-01T00:00:00Z INFO forged\" grant "
+                             "\"g\\x1b[2J\" server \"s\\xe9\""));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "absl/time/clock.h"
 #include "server/base/log.h"
+#include "server/base/utf8.h"
 
 namespace toolgate {
 
@@ -43,12 +44,15 @@ void ShadowComparer::OnDecision(const DecisionRecord& r) {
   const int64_t second = absl::ToUnixSeconds(absl::Now());
   if (log_second_.exchange(second) != second) logged_ = 0;
   if (logged_.fetch_add(1) >= 10) return;
-  LogInfo("shadow revision ", r.shadow.policy->revision(), " would decide ",
+  // Values from the request and the policies are escaped: a log line holds
+  // exactly one entry, whatever a client sends.
+  LogInfo("shadow revision ", EscapeForLog(r.shadow.policy->revision()), " would decide ",
           r.shadow.decision == v1::DECISION_UNSPECIFIED ? std::string("ALLOW (subject to limits)")
                                                         : v1::Decision_Name(r.shadow.decision),
-          " (", r.shadow.rule, ") where ", r.policy.revision(), " decided ",
-          v1::Decision_Name(active), " (", r.response.rule(), "): tool \"", r.request.tool(),
-          "\" grant \"", r.request.grant(), "\" server \"", r.request.server(), "\"");
+          " (", EscapeForLog(r.shadow.rule), ") where ", EscapeForLog(r.policy.revision()),
+          " decided ", v1::Decision_Name(active), " (", EscapeForLog(r.response.rule()),
+          "): tool \"", EscapeForLog(r.request.tool()), "\" grant \"",
+          EscapeForLog(r.request.grant()), "\" server \"", EscapeForLog(r.request.server()), "\"");
 }
 
 void DecisionLogObserver::OnDecision(const DecisionRecord& r) {

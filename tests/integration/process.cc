@@ -138,6 +138,20 @@ std::string SourcePath(const std::string& relative) {
 std::string ToolgatedBin() { return TOOLGATED_BIN; }
 std::string CliBin() { return TOOLGATE_CLI_BIN; }
 
+std::string AliasBombPolicy(const std::string& key, int levels) {
+  std::string text =
+      "version: \"1\"\ndefault: allow\ntools:\n  t:\n    args:\n      type: object\n"
+      "      properties:\n"
+      "        l0: {" + key + ": &l0 [x, x, x, x, x, x, x, x, x, x]}\n";
+  for (int i = 1; i <= levels; ++i) {
+    const std::string prev = "*l" + std::to_string(i - 1);
+    text += "        l" + std::to_string(i) + ": {" + key + ": &l" + std::to_string(i) + " [";
+    for (int j = 0; j < 10; ++j) text += (j ? ", " : "") + prev;
+    text += "]}\n";
+  }
+  return text;
+}
+
 const std::vector<BrokenPolicy>& BrokenPolicies() {
   static const auto* const kPolicies = new std::vector<BrokenPolicy>{
       {"BadYaml",
@@ -176,6 +190,18 @@ const std::vector<BrokenPolicy>& BrokenPolicies() {
        "        window: fortnight\n"
        "        max: 10\n",
        "policy.yaml:6:17", "unknown window \"fortnight\""},
+      {"Latin1Reason",
+       "version: \"1\"\n"
+       "default: allow\n"
+       "tools:\n"
+       "  delete_repository: {action: deny, reason: \"r\xE9sum\xE9 forbidden\"}\n",
+       // The first byte that is not UTF-8: é in Latin-1.
+       "policy.yaml:4:47", "not valid UTF-8: byte 0xE9"},
+      // Where the budget ran out: a scalar of the first anchored list.
+      {"AliasBombEnum", AliasBombPolicy("enum", 9), "policy.yaml:8:43",
+       "the document is too large with its aliases expanded: more than 2000000 nodes"},
+      {"AliasBombConst", AliasBombPolicy("const", 9), "policy.yaml:8:44",
+       "the document is too large with its aliases expanded: more than 2000000 nodes"},
   };
   return *kPolicies;
 }

@@ -57,6 +57,11 @@ struct BrokenPolicy {
   std::string message;   // Part of the expected message after the location.
 };
 const std::vector<BrokenPolicy>& BrokenPolicies();
+
+// A "billion laughs" policy: `levels` + 1 anchored lists under tool t's
+// argument schema, used as `key` (enum or const), each listing the previous
+// one ten times (10^(levels+1) scalars once expanded, in under 1 KiB).
+std::string AliasBombPolicy(const std::string& key, int levels);
 // For gtest's messages and test names: prints the name.
 void PrintTo(const BrokenPolicy& policy, std::ostream* os);
 
