@@ -66,7 +66,9 @@ int main(int argc, char** argv) {
   flags.String("redis-failure-mode", &failure_mode,
                "Decision when Redis fails or is late: closed (DENY) or open (ALLOW).");
   flags.Bool("redis-over-limit-cache", &config.over_limit_cache,
-             "Refuse calls on counters Redis reported full, locally, until their retry_after.");
+             "Refuse calls on counters Redis reported full, locally, until their retry_after; "
+             "Redis is asked again every 100 ms per counter, and at once for a limit a reload "
+             "changed.");
   int64_t stats_interval_ms = 60'000;
   flags.Duration("stats-interval", &stats_interval_ms,
                  "How often to log counter-store statistics (when they changed).");
