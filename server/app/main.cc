@@ -12,6 +12,7 @@
 #include "server/base/flags.h"
 #include "server/base/log.h"
 #include "server/base/runtime.h"
+#include "server/redis/url.h"
 
 namespace {
 
@@ -151,8 +152,11 @@ int main(int argc, char** argv) {
                       policy->glob_count(), " globs; counters ",
                       config.redis_url.empty() ? "in process" : "in Redis", ")");
   } else {
+    // (Only a Redis policy may start empty: its URL, without the password.)
+    const absl::StatusOr<toolgate::RedisUrl> url = toolgate::ParseRedisUrl(config.policy.path);
     toolgate::LogInfo("toolgated listening on ", (*server)->address(),
-                      " with no policy revision yet (following ", config.policy.path, ")");
+                      " with no policy revision yet (following ",
+                      url.ok() ? url->Redacted() : std::string("the policy source"), ")");
   }
 
   std::string last_stats;

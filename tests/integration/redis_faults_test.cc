@@ -241,5 +241,31 @@ TEST_F(RedisFaultsTest, AuthenticationFailureBacksOffAndSaysSo) {
   }
 }
 
+// The policy follower (--policy redis://...) with a wrong password: it tries
+// once every --policy-check-interval (1 s), saying "authentication failed".
+TEST_F(RedisFaultsTest, PolicyFollowerAuthenticationFailureSaysSo) {
+  ASSERT_TRUE(redis_->Command({"CONFIG", "SET", "requirepass", "right-pass"}).ok());
+  const std::string url = RedisUrl(":wrong-pass@");
+  auto started = ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", url, "--redis", url});
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<ServerProcess> server = *std::move(started);
+  const absl::Time start = absl::Now();
+  absl::SleepFor(absl::Seconds(5));  // A count of lines over 5 s.
+  const std::string log = server->log();
+  int lines = 0, auth_failed = 0;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (line.empty()) continue;
+    ++lines;
+    if (absl::StrContains(line, "authentication failed")) ++auth_failed;
+  }
+  std::cout << "policy follower and counters: " << lines << " log lines in "
+            << absl::ToInt64Milliseconds(absl::Now() - start) << " ms (" << auth_failed
+            << " 'authentication failed')\n";
+  EXPECT_LE(lines, 30) << log;
+  EXPECT_GE(auth_failed, 2) << log;  // The policy and the counters.
+  EXPECT_THAT(log, Not(HasSubstr("connected to")));
+  EXPECT_THAT(log, Not(HasSubstr("wrong-pass")));
+}
+
 }  // namespace
 }  // namespace toolgate_test
