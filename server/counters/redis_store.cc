@@ -283,7 +283,8 @@ void RedisCounterStore::HandleReply(const redisReply& reply, int64_t now) {
     // A refused AUTH, or NOAUTH for any command: the calls with it fail, and
     // the connection is dropped and tried again after the backoff.
     const std::string why = AuthFailure(error);
-    for (auto& req : p->requests) Complete(*req, absl::UnavailableError(absl::StrCat("redis: ", why)));
+    const absl::Status failed = absl::UnavailableError(absl::StrCat("redis: ", why));
+    for (auto& req : p->requests) Complete(*req, failed);
     Drop(why, now);
     return;
   }

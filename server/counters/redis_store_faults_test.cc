@@ -138,34 +138,45 @@ std::vector<Corruption> Corruptions() {
   // A fixed window of ten years: the test's window index stays Redis's.
   constexpr int64_t kDecade = 10 * 365 * 24 * kHour;
   return {
-      {"log entry not a number", MakeCheck("c1|*", Algorithm::kSlidingWindow, kMinute, 2),
+      {"log entry not a number",
+       MakeCheck("c1|*", Algorithm::kSlidingWindow, kMinute, 2),
        {{"RPUSH", "KEY", "not-a-time", "x"}}},
-      {"log entry NaN", MakeCheck("c2|*", Algorithm::kSlidingWindow, kMinute, 2),
+      {"log entry NaN",
+       MakeCheck("c2|*", Algorithm::kSlidingWindow, kMinute, 2),
        {{"RPUSH", "KEY", "nan", "inf", "-inf"}}},
       {"log entries in the far future",
        MakeCheck("c3|*", Algorithm::kSlidingWindow, kMinute, 2),
        {{"RPUSH", "KEY", future, future, future}}},
-      {"log entry negative", MakeCheck("c4|*", Algorithm::kSlidingWindow, kMinute, 2),
+      {"log entry negative",
+       MakeCheck("c4|*", Algorithm::kSlidingWindow, kMinute, 2),
        {{"RPUSH", "KEY", "-5"}}},
-      {"bucket count not a number", MakeCheck("c5|*", Algorithm::kSlidingWindow, kMinute, 5000),
+      {"bucket count not a number",
+       MakeCheck("c5|*", Algorithm::kSlidingWindow, kMinute, 5000),
        {{"HSET", "KEY", "1", "lots"}}},
-      {"bucket count negative", MakeCheck("c6|*", Algorithm::kSlidingWindow, kMinute, 5000),
+      {"bucket count negative",
+       MakeCheck("c6|*", Algorithm::kSlidingWindow, kMinute, 5000),
        {{"HSET", "KEY", "1", "-1000000"}}},
       {"too many buckets", MakeCheck("c7|*", Algorithm::kSlidingWindow, kMinute, 5000), {}},
       {"fixed window count not an integer",
        MakeCheck("c8|*", Algorithm::kFixedWindow, kDecade, 5),
        {{"HSET", "KEY", "w", "NOW_WINDOW", "c", "1.5"}}},
-      {"fixed window count negative", MakeCheck("c9|*", Algorithm::kFixedWindow, kDecade, 5),
+      {"fixed window count negative",
+       MakeCheck("c9|*", Algorithm::kFixedWindow, kDecade, 5),
        {{"HSET", "KEY", "w", "NOW_WINDOW", "c", "-99999999"}}},
-      {"fixed window index garbage", MakeCheck("c10|*", Algorithm::kFixedWindow, kHour, 5),
+      {"fixed window index garbage",
+       MakeCheck("c10|*", Algorithm::kFixedWindow, kHour, 5),
        {{"HSET", "KEY", "w", "yesterday", "c", "1"}}},
-      {"token bucket level NaN", MakeCheck("c11|*", Algorithm::kTokenBucket, kMinute, 5),
+      {"token bucket level NaN",
+       MakeCheck("c11|*", Algorithm::kTokenBucket, kMinute, 5),
        {{"HSET", "KEY", "u", "nan", "t", "1"}}},
-      {"token bucket level huge", MakeCheck("c12|*", Algorithm::kTokenBucket, kMinute, 5),
+      {"token bucket level huge",
+       MakeCheck("c12|*", Algorithm::kTokenBucket, kMinute, 5),
        {{"HSET", "KEY", "u", "1e308", "t", "1"}}},
-      {"token bucket time missing", MakeCheck("c13|*", Algorithm::kTokenBucket, kMinute, 5),
+      {"token bucket time missing",
+       MakeCheck("c13|*", Algorithm::kTokenBucket, kMinute, 5),
        {{"HSET", "KEY", "u", "5"}}},
-      {"token bucket level negative", MakeCheck("c14|*", Algorithm::kTokenBucket, kMinute, 5),
+      {"token bucket level negative",
+       MakeCheck("c14|*", Algorithm::kTokenBucket, kMinute, 5),
        {{"HSET", "KEY", "u", "-99999999999", "t", "1"}}},
   };
 }
@@ -205,8 +216,8 @@ TEST_F(RedisStoreFaultsTest, CorruptKeyFailsOnlyTheCallsUsingIt) {
     std::vector<int> good(kThreads, 0);
     std::vector<std::thread> threads;
     auto other_of = [&](int t) {
-      return MakeCheck(absl::StrCat(c.check.key, "-ok|g|", t), c.check.algorithm,
-                       c.check.window_ms, 1000);
+      return MakeCheck(absl::StrCat(c.check.key, "-ok|g|", t), c.check.algorithm, c.check.window_ms,
+                       1000);
     };
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&, t] {
@@ -221,8 +232,8 @@ TEST_F(RedisStoreFaultsTest, CorruptKeyFailsOnlyTheCallsUsingIt) {
             failed_ok.fetch_add(1);
           } else if (bad || !r.ok() || !r->admitted) {
             wrong.fetch_add(1);
-            ADD_FAILURE() << (bad ? "corrupt" : "good") << " call: "
-                          << (r.ok() ? std::string("decided") : r.status().ToString());
+            ADD_FAILURE() << (bad ? "corrupt" : "good")
+                          << " call: " << (r.ok() ? std::string("decided") : r.status().ToString());
           }
         }
       });
@@ -258,14 +269,15 @@ TEST_F(RedisStoreFaultsTest, HugeLogIsCutToItsNewestEntries) {
   const LimitCheck check = MakeCheck("huge|*", Algorithm::kSlidingWindow, kMinute, 3);
   const std::string key = store->RedisKey(check);
   // 200,000 expired entries, then 2 current ones (Redis's own clock).
-  ASSERT_TRUE(redis_
-                  ->Command({"EVAL",
-                             "for i = 1, 200000 do redis.call('RPUSH', KEYS[1], '1000') end "
-                             "local t = redis.call('TIME') "
-                             "local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000)) "
-                             "redis.call('RPUSH', KEYS[1], now, now) return 1",
-                             "1", key})
-                  .ok());
+  ASSERT_TRUE(
+      redis_
+          ->Command({"EVAL",
+                     "for i = 1, 200000 do redis.call('RPUSH', KEYS[1], '1000') end "
+                     "local t = redis.call('TIME') "
+                     "local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000)) "
+                     "redis.call('RPUSH', KEYS[1], now, now) return 1",
+                     "1", key})
+          .ok());
   auto r = AcquireSync(*store, {check});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->admitted);
@@ -273,13 +285,14 @@ TEST_F(RedisStoreFaultsTest, HugeLogIsCutToItsNewestEntries) {
   EXPECT_EQ(redis_->Command({"LLEN", key}).value_or("?"), "3") << "expired entries cut";
   EXPECT_FALSE(AcquireSync(*store, {check})->admitted);
   // 200,000 current entries: full, decided from the newest three.
-  ASSERT_TRUE(redis_
-                  ->Command({"EVAL",
-                             "local t = redis.call('TIME') "
-                             "local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000)) "
-                             "for i = 1, 200000 do redis.call('RPUSH', KEYS[1], now) end return 1",
-                             "1", key})
-                  .ok());
+  ASSERT_TRUE(
+      redis_
+          ->Command({"EVAL",
+                     "local t = redis.call('TIME') "
+                     "local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000)) "
+                     "for i = 1, 200000 do redis.call('RPUSH', KEYS[1], now) end return 1",
+                     "1", key})
+          .ok());
   r = AcquireSync(*store, {check});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->admitted);

@@ -156,7 +156,8 @@ TEST(RedisClientTest, NoAuthOnACommandIsNamedAsSuch) {
   ASSERT_TRUE(client.ok()) << client.status();
   auto reply = (*client)->Command({"GET", "k"});
   ASSERT_FALSE(reply.ok());
-  EXPECT_EQ(reply.status().message(), "redis: authentication failed: NOAUTH Authentication required.");
+  EXPECT_EQ(reply.status().message(),
+            "redis: authentication failed: NOAUTH Authentication required.");
 }
 
 TEST(RedisClientTest, ErrorReplyIsInternalAndTheClientStaysUsable) {

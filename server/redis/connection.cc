@@ -21,8 +21,8 @@ std::vector<std::vector<std::string>> HandshakeCommands(const RedisUrl& url) {
 }
 
 bool IsAuthError(absl::string_view error) {
-  for (absl::string_view prefix : {"NOAUTH", "WRONGPASS", "ERR invalid password", "ERR AUTH ",
-                                   "ERR Client sent AUTH"}) {
+  for (absl::string_view prefix :
+       {"NOAUTH", "WRONGPASS", "ERR invalid password", "ERR AUTH ", "ERR Client sent AUTH"}) {
     if (absl::StartsWith(error, prefix)) return true;
   }
   return false;

@@ -45,8 +45,10 @@ std::string Policy(const std::string& revision, int max) {
   return absl::StrCat("version: \"1\"\nrevision: \"", revision,
                       "\"\ntools:\n  limited:\n    limits: [{counter: per_grant, window: hour, "
                       "max: ",
-                      max, ", scope: grant}]\n  bucketed:\n    limits: [{counter: bucket, window: "
-                      "hour, max: ", max, ", scope: grant, algorithm: token_bucket}]\n");
+                      max,
+                      ", scope: grant}]\n  bucketed:\n    limits: [{counter: bucket, window: "
+                      "hour, max: ",
+                      max, ", scope: grant, algorithm: token_bucket}]\n");
 }
 
 // The Redis key of grant `grant`'s counter (README: Keys).
@@ -63,8 +65,8 @@ class RedisFaultsTest : public ::testing::Test {
   }
   std::unique_ptr<ServerProcess> Start(const std::string& policy_path, const std::string& url,
                                        std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--policy", policy_path,
-                                     "--watch=false", "--redis", url};
+    std::vector<std::string> args = {"--listen",      "127.0.0.1:0", "--policy", policy_path,
+                                     "--watch=false", "--redis",     url};
     args.insert(args.end(), extra.begin(), extra.end());
     auto s = ServerProcess::Start(args);
     if (!s.ok()) {
@@ -239,8 +241,8 @@ TEST_F(RedisFaultsTest, AuthenticationFailureBacksOffAndSaysSo) {
     const std::string log = server->log();
     const RedisLines n = CountRedisLines(log);
     std::cout << (auth.empty() ? "no password" : "wrong password") << ": " << n.total
-              << " Redis log lines in " << absl::ToInt64Milliseconds(absl::Now() - start)
-              << " ms (" << n.auth_failed << " 'authentication failed')\n";
+              << " Redis log lines in " << absl::ToInt64Milliseconds(absl::Now() - start) << " ms ("
+              << n.auth_failed << " 'authentication failed')\n";
     EXPECT_LE(n.total, 20) << log;
     EXPECT_GE(n.auth_failed, 1) << log;
     EXPECT_EQ(n.connected, 0) << log;
