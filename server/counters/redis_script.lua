@@ -21,7 +21,7 @@
 -- position of that key; a call whose key is of the right type but holds
 -- what toolgate never writes (corrupt: a log entry or count that is not a
 -- time or count of the Redis clock's range, a negative, fractional, NaN or
--- huge number, more log entries or buckets than a limit ever keeps) gets
+-- huge number, more buckets than a limit ever keeps) gets
 -- admitted = 3 and that key's position (0: not known). Either way nothing
 -- of that call is counted, and the other calls are decided as usual: each
 -- call runs under pcall, so not even an unforeseen error in one call's
@@ -29,10 +29,12 @@
 --
 -- Bounded whatever a key holds: a stored number is read only if it has at
 -- most 16 digits (no sign, point or exponent) and is at most 2^53; a log
--- longer than the call's max is cut at its newest max entries (the older
--- ones are expired when the log has room: one LTRIM) and never walked; a
--- bucket hash with more than 128 fields (at most 65 are ever written) is
--- corrupt; a time more than one window past the Redis clock is corrupt.
+-- longer than the call's max is never walked: its entry max places from
+-- the end decides (in the window: full; else it and all before it have
+-- expired and go in one LTRIM, leaving fewer than max entries); a bucket
+-- hash with more than 128 fields (at most 65 are ever written) is corrupt;
+-- a time more than one window past the Redis clock is corrupt. Retry and
+-- reset times are at most one window (a bucket more for "b").
 --
 -- Every check runs this script, so it is written for speed: one script run
 -- serves many calls (a script run costs Redis more than the work in it),
