@@ -15,6 +15,7 @@
 #include "server/base/log.h"
 #include "server/base/runtime.h"
 #include "server/base/utf8.h"
+#include "server/redis/url.h"
 
 namespace {
 
@@ -81,7 +82,9 @@ int main(int argc, char** argv) {
   flags.String("redis-failure-mode", &failure_mode,
                "Decision when Redis fails or is late: closed (DENY) or open (ALLOW).");
   flags.Bool("redis-over-limit-cache", &config.over_limit_cache,
-             "Refuse calls on counters Redis reported full, locally, until their retry_after.");
+             "Refuse calls on counters Redis reported full, locally, until their retry_after; "
+             "Redis is asked again every 100 ms per counter, and at once for a limit a reload "
+             "changed.");
   int64_t stats_interval_ms = 60'000;
   flags.Duration("stats-interval", &stats_interval_ms,
                  "How often to log counter-store statistics (when they changed).");
@@ -168,8 +171,11 @@ int main(int argc, char** argv) {
                       policy->glob_count(), " globs; counters ",
                       config.redis_url.empty() ? "in process" : "in Redis", ")");
   } else {
+    // (Only a Redis policy may start empty: its URL, without the password.)
+    const absl::StatusOr<toolgate::RedisUrl> url = toolgate::ParseRedisUrl(config.policy.path);
     toolgate::LogInfo("toolgated listening on ", (*server)->address(),
-                      " with no policy revision yet (following ", config.policy.path, ")");
+                      " with no policy revision yet (following ",
+                      url.ok() ? url->Redacted() : std::string("the policy source"), ")");
   }
 
   std::string last_stats;

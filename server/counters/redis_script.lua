@@ -18,7 +18,23 @@
 -- Returns, call after call: admitted, and per key: has_room, remaining,
 -- reset_after_ms, retry_after_ms. A call whose key holds a value of another
 -- type gets admitted = 2 and, in place of the first key's has_room, the
--- position of that key; the other calls are decided as usual.
+-- position of that key; a call whose key is of the right type but holds
+-- what toolgate never writes (corrupt: a log entry or count that is not a
+-- time or count of the Redis clock's range, a negative, fractional, NaN or
+-- huge number, more buckets than a limit ever keeps) gets
+-- admitted = 3 and that key's position (0: not known). Either way nothing
+-- of that call is counted, and the other calls are decided as usual: each
+-- call runs under pcall, so not even an unforeseen error in one call's
+-- keys fails the batch.
+--
+-- Bounded whatever a key holds: a stored number is read only if it has at
+-- most 16 digits (no sign, point or exponent) and is at most 2^53; a log
+-- longer than the call's max is never walked: its entry max places from
+-- the end decides (in the window: full; else it and all before it have
+-- expired and go in one LTRIM, leaving fewer than max entries); a bucket
+-- hash with more than 128 fields (at most 65 are ever written) is corrupt;
+-- a time more than one window past the Redis clock is corrupt. Retry and
+-- reset times are at most one window (a bucket more for "b").
 --
 -- Every check runs this script, so it is written for speed: one script run
 -- serves many calls (a script run costs Redis more than the work in it),
@@ -29,23 +45,36 @@
 -- with "%.17g", which costs more than the call itself, and an integer formats
 -- faster with "%d". Times in a log are compared as strings (digit strings of
 -- equal length compare like numbers), which saves parsing them.
-local call, try, tonumber, format, floor =
-  redis.call, redis.pcall, tonumber, string.format, math.floor
+local call, try, tonumber, format, floor, find, pcall, min, max_of =
+  redis.call, redis.pcall, tonumber, string.format, math.floor, string.find, pcall, math.min,
+  math.max
 local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local now_s = format('%d', now)
 local out = {0, 0, 0, 0, 0}  -- Sized for one call with one limit, the common case.
 local s1 = {}  -- per key of a call: "s" length; "b" bucket size; "f" window index; "t" level
 local s2 = {}  -- per key of a call: "f" count; "t" capacity
-local k0 = 0   -- keys of the calls before this one
-local a0 = 2   -- ARGV index of this call's dry-run flag
-local base = 0 -- values in out before this call's
+local max_buckets = 128  -- "b": fields a bucket hash may hold (65 at most are written)
 
-for _ = 1, tonumber(ARGV[1]) do
+-- A number as toolgate stores it: digits only, at most 16 of them and at
+-- most 2^53 (exact in a Lua number); nil for anything else.
+local function num(s)
+  if type(s) ~= 'string' or #s == 0 or #s > 16 or find(s, '%D') then return nil end
+  local v = tonumber(s)
+  if v > 9007199254740992 then return nil end
+  return v
+end
+
+-- Raised (through pcall) when key i of the call holds a value of another
+-- type (2) or content toolgate never writes (3).
+local function fail(marker, i) error({marker = marker, key = i}, 0) end
+
+-- Decides one call: its dry-run flag at ARGV[a0], its n keys after the k0
+-- keys of the calls before it, its values from out[base + 1] on.
+local function decide(a0, k0, base)
   local dry = ARGV[a0] == '1'
   local n = tonumber(ARGV[a0 + 1])
   out[base + 1] = 1  -- admitted; then key i's four values at base + 4i - 2 ..
-  local bad = 0      -- the first key holding another type of value, if any
 
   for i = 1, n do
     local key = KEYS[k0 + i]
@@ -53,39 +82,73 @@ for _ = 1, tonumber(ARGV[1]) do
     local alg = ARGV[a]
     local window = tonumber(ARGV[a + 1])
     local max = tonumber(ARGV[a + 2])
+    local latest = now + window  -- No stored time may be later.
     local room, remaining, reset, retry = 0, 0, 0, 0
     if alg == 's' then
       local cutoff = format('%d', now - window)
       local len = try('LLEN', key)
-      if type(len) == 'table' then bad = i; break end
-      while len > 0 do
-        local head = call('LINDEX', key, '0')
-        if #head > #cutoff or (#head == #cutoff and head > cutoff) then break end
-        call('LPOP', key)
-        len = len - 1
+      if type(len) == 'table' then fail(2, i) end
+      if len > max then
+        -- More entries than max (a revision with a larger max shares the
+        -- log, or the log is corrupt): only the newest max can decide.
+        local pivot = num(call('LINDEX', key, format('%d', len - max)))
+        if not pivot or pivot > latest then fail(3, i) end
+        if pivot > now - window then
+          -- The newest max entries are all in the window: full. (The log
+          -- is in time order.)
+          local last = num(call('LINDEX', key, '-1'))
+          if not last or last > latest then fail(3, i) end
+          s1[i] = len
+          remaining = 0
+          reset = min(window, last + window - now)
+          retry = min(window, pivot + window - now)
+        else
+          -- The pivot and everything before it have expired.
+          call('LTRIM', key, format('%d', len - max + 1), '-1')
+          len = max - 1
+        end
       end
-      s1[i] = len
-      if len < max then
-        room = 1
-        remaining = max - len
-        -- reset_after: only needed when the call is refused (see below);
-        -- an admitted call's is the window.
-      else
-        remaining = 0
-        reset = tonumber(call('LINDEX', key, '-1')) + window - now
-        retry = tonumber(call('LINDEX', key, format('%d', len - max))) + window - now
+      if len <= max then
+        while len > 0 do
+          local head = call('LINDEX', key, '0')
+          if #head > #cutoff or (#head == #cutoff and head > cutoff) then
+            local v = num(head)
+            if not v or v > latest then fail(3, i) end
+            break
+          end
+          if #head == 0 or find(head, '%D') then fail(3, i) end
+          call('LPOP', key)
+          len = len - 1
+        end
+        s1[i] = len
+        if len < max then
+          room = 1
+          remaining = max - len
+          -- reset_after: only needed when the call is refused (see below);
+          -- an admitted call's is the window.
+        else
+          local last = num(call('LINDEX', key, '-1'))
+          local first = num(call('LINDEX', key, format('%d', len - max)))
+          if not last or last > latest or not first or first > latest then fail(3, i) end
+          remaining = 0
+          reset = min(window, last + window - now)
+          retry = min(window, first + window - now)
+        end
       end
     elseif alg == 'b' then
       local bs = floor((window + 63) / 64)
       if bs < 1 then bs = 1 end
       s1[i] = bs
-      local flat = try('HGETALL', key)
-      if flat.err then bad = i; break end
+      local fields = try('HLEN', key)
+      if type(fields) == 'table' then fail(2, i) end
+      if fields > max_buckets then fail(3, i) end
+      local flat = call('HGETALL', key)
       local buckets = {}
       local count = 0
       for j = 1, #flat, 2 do
-        local b = tonumber(flat[j])
-        local c = tonumber(flat[j + 1])
+        local b = num(flat[j])
+        local c = num(flat[j + 1])
+        if not b or not c or b * bs > latest then fail(3, i) end
         if (b + 1) * bs - 1 > now - window then
           buckets[#buckets + 1] = {b, c}
           count = count + c
@@ -95,14 +158,16 @@ for _ = 1, tonumber(ARGV[1]) do
       end
       table.sort(buckets, function(x, y) return x[1] < y[1] end)
       if count < max then room = 1 end
-      remaining = math.max(0, max - count)
-      if #buckets > 0 then reset = (buckets[#buckets][1] + 1) * bs - 1 + window - now end
+      remaining = max_of(0, max - count)
+      if #buckets > 0 then
+        reset = min(window + bs, (buckets[#buckets][1] + 1) * bs - 1 + window - now)
+      end
       if room == 0 then
         local left = count
         for _, bc in ipairs(buckets) do
           left = left - bc[2]
           if left < max then
-            retry = (bc[1] + 1) * bs - 1 + window - now
+            retry = min(window + bs, (bc[1] + 1) * bs - 1 + window - now)
             break
           end
         end
@@ -110,28 +175,38 @@ for _ = 1, tonumber(ARGV[1]) do
     elseif alg == 'f' then
       local idx = floor(now / window)
       local v = try('HMGET', key, 'w', 'c')
-      if v.err then bad = i; break end
+      if v.err then fail(2, i) end
       local count = 0
-      if v[1] and tonumber(v[1]) == idx then count = tonumber(v[2]) end
+      if v[1] then
+        local w = num(v[1])
+        if not w then fail(3, i) end
+        -- Another window's count (an earlier one, or one of a clock that
+        -- went back) is replaced on the next admission.
+        if w == idx then
+          count = num(v[2])
+          if not count then fail(3, i) end
+        end
+      end
       s1[i] = idx
       s2[i] = count
       local wend = (idx + 1) * window
       if count < max then room = 1 end
-      remaining = math.max(0, max - count)
+      remaining = max_of(0, max - count)
       if count > 0 then reset = wend - now end
       if room == 0 then retry = wend - now end
     else -- 't'
       local burst = tonumber(ARGV[a + 3])
       local cap = burst * window
       local v = try('HMGET', key, 'u', 't')
-      if v.err then bad = i; break end
+      if v.err then fail(2, i) end
       local units = cap
-      if v[1] then
-        units = tonumber(v[1])
-        local last = tonumber(v[2])
-        if now > last then units = math.min(cap, units + (now - last) * max) end
+      if v[1] or v[2] then
+        units = num(v[1])
+        local last = num(v[2])
+        if not units or not last or last > latest then fail(3, i) end
+        if now > last then units = min(cap, units + (now - last) * max) end
       end
-      units = math.min(units, cap)
+      units = min(units, cap)
       s1[i] = units
       s2[i] = cap
       if units >= window then room = 1 end
@@ -147,21 +222,16 @@ for _ = 1, tonumber(ARGV[1]) do
     out[o + 3] = retry
   end
 
-  if bad > 0 then
-    -- A key holds a value of another type (WRONGTYPE: not written by
-    -- toolgate). This call alone fails, with nothing consumed: 2, the key's
-    -- position, zeros.
-    for j = base + 1, base + 1 + 4 * n do out[j] = 0 end
-    out[base + 1] = 2
-    out[base + 2] = bad
-  elseif out[base + 1] == 0 then
+  if out[base + 1] == 0 then
     -- Refused: nothing is consumed. A sliding window's reset_after is when its
     -- newest entry leaves the window.
     for i = 1, n do
       local a = a0 + 2 + (i - 1) * 4
       if ARGV[a] == 's' and s1[i] > 0 and out[base + 4 * i - 2] == 1 then
-        out[base + 4 * i] =
-          tonumber(call('LINDEX', KEYS[k0 + i], '-1')) + tonumber(ARGV[a + 1]) - now
+        local window = tonumber(ARGV[a + 1])
+        local last = num(call('LINDEX', KEYS[k0 + i], '-1'))
+        if not last or last > now + window then fail(3, i) end
+        out[base + 4 * i] = min(window, last + window - now)
       end
     end
   else
@@ -193,7 +263,7 @@ for _ = 1, tonumber(ARGV[1]) do
         out[o + 2] = wend - now
         if not dry then
           call('HSET', key, 'w', format('%d', idx), 'c', format('%d', s2[i] + 1))
-          call('PEXPIRE', key, format('%d', math.max(1, wend - now)))
+          call('PEXPIRE', key, format('%d', max_of(1, wend - now)))
         end
       else
         local max = tonumber(ARGV[a + 2])
@@ -203,12 +273,30 @@ for _ = 1, tonumber(ARGV[1]) do
         out[o + 2] = reset
         if not dry then
           call('HSET', key, 'u', format('%d', units), 't', now_s)
-          call('PEXPIRE', key, format('%d', math.max(1, reset)))
+          call('PEXPIRE', key, format('%d', max_of(1, reset)))
         end
       end
     end
   end
+end
 
+local k0 = 0   -- keys of the calls before this one
+local a0 = 2   -- ARGV index of this call's dry-run flag
+local base = 0 -- values in out before this call's
+for _ = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a0 + 1])
+  local ok, err = pcall(decide, a0, k0, base)
+  if not ok then
+    -- This call alone fails, with nothing consumed (every check comes before
+    -- the first write): the marker, the key's position, zeros.
+    for j = base + 1, base + 1 + 4 * n do out[j] = 0 end
+    if type(err) == 'table' and err.marker then
+      out[base + 1] = err.marker
+      out[base + 2] = err.key
+    else
+      out[base + 1] = 3  -- An error no check foresaw: a key's content, at an unknown key.
+    end
+  end
   k0 = k0 + n
   a0 = a0 + 2 + 4 * n
   base = base + 1 + 4 * n

@@ -99,7 +99,8 @@ absl::Status RedisScriptCodec::DecodeBatch(
   // Each call's `admitted` is 0, 1 or the marker.
   for (size_t i = 0, at = 0; well_formed && i < calls.size(); ++i) {
     const long long admitted = reply.element[at]->integer;
-    well_formed = admitted == 0 || admitted == 1 || admitted == kWrongTypeMarker;
+    well_formed = admitted == 0 || admitted == 1 || admitted == kWrongTypeMarker ||
+                  admitted == kCorruptMarker;
     at += ReplyValues(*calls[i]);
   }
   if (!well_formed) return absl::InternalError("redis: unexpected reply to the limits script");
@@ -113,12 +114,15 @@ absl::Status RedisScriptCodec::DecodeBatch(
 absl::StatusOr<AcquireResult> RedisScriptCodec::DecodeCall(
     const redisReply* const* values, const std::vector<LimitCheck>& checks) const {
   const CallReply call(values);
-  if (call.admitted() == kWrongTypeMarker) {
+  if (call.admitted() == kWrongTypeMarker || call.admitted() == kCorruptMarker) {
     const long long k = checks.empty() ? 0 : call.limit(0, kHasRoom);
     const bool known = k >= 1 && static_cast<size_t>(k) <= checks.size();
-    return absl::InternalError(
-        absl::StrCat("redis: counter key ", known ? Key(checks[k - 1]) : std::string("?"),
-                     " holds a value toolgate did not write (WRONGTYPE); nothing counted"));
+    return absl::InternalError(absl::StrCat(
+        "redis: counter key ", known ? Key(checks[k - 1]) : std::string("?"),
+        call.admitted() == kWrongTypeMarker
+            ? " holds a value toolgate did not write (WRONGTYPE); nothing counted"
+            : " holds content toolgate did not write (corrupt: not its numbers, or more "
+              "entries than a limit keeps); nothing counted"));
   }
   AcquireResult result;
   result.admitted = call.admitted() == 1;

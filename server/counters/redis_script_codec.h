@@ -13,6 +13,11 @@
 // `retry_after_ms`. A call one of whose keys holds a value of another type
 // has `admitted` = 2 (kWrongTypeMarker) and, in place of the first limit's
 // has_room, the 1-based position of that key; nothing of it was counted.
+// A call one of whose keys is of the right type but holds content toolgate
+// never writes (kCorruptMarker: not a number, negative, fractional, huge, a
+// time past the Redis clock, more entries than a limit keeps) is reported
+// the same way with `admitted` = 3 (position 0 when the script could not
+// tell which key).
 //
 // Keys: `<prefix>{<counter instance>}:<algorithm>:<window_ms>` (see
 // redis_store.h); the window and the algorithm are part of the key, so that
@@ -48,6 +53,8 @@ class RedisScriptCodec {
  public:
   // `admitted` of a call one of whose keys holds a value of another type.
   static constexpr int64_t kWrongTypeMarker = 2;
+  // `admitted` of a call one of whose keys holds corrupt content.
+  static constexpr int64_t kCorruptMarker = 3;
 
   // Sliding windows with a max up to `exact_log_max` use an exact log ("s"),
   // larger ones 64 buckets ("b").
@@ -68,7 +75,7 @@ class RedisScriptCodec {
 
   // Reads the reply to EncodeBatch(calls): `done(i, result)` for each call
   // in order, with its result or, for a call whose key holds another type of
-  // value, INTERNAL naming that key. An error reply, or a reply of the wrong
+  // value or corrupt content, INTERNAL naming that key. An error reply, or a reply of the wrong
   // shape, is returned instead (INTERNAL), and `done` is not called.
   absl::Status DecodeBatch(
       const redisReply& reply, absl::Span<const ScriptCall* const> calls,

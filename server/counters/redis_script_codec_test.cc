@@ -168,6 +168,29 @@ TEST_F(RedisScriptCodecTest, WrongTypeAtAnUnknownPosition) {
   }
 }
 
+TEST_F(RedisScriptCodecTest, CorruptKeyFailsOnlyItsCallAndNamesTheKey) {
+  // Call 2: its only key holds content toolgate never writes (marker 3).
+  RedisReplyPtr reply = Integers({0, 0, 0, 2000, 1500, 1, 4999, 86'000, 0,
+                                  RedisScriptCodec::kCorruptMarker, 1, 0, 0, 0});
+  Decoded d = Decode(codec_, *reply, calls_);
+  ASSERT_TRUE(d.status.ok()) << d.status;
+  ASSERT_EQ(d.calls.size(), 2u);
+  ASSERT_TRUE(d.calls[0].ok());
+  EXPECT_FALSE(d.calls[0]->admitted);
+  ASSERT_FALSE(d.calls[1].ok());
+  EXPECT_EQ(d.calls[1].status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(d.calls[1].status().message()),
+              HasSubstr("counter key tg:{msgs|s|x}:t:60000 holds content toolgate did not "
+                        "write (corrupt"));
+  // An error the script did not foresee: no position.
+  reply = Integers({RedisScriptCodec::kCorruptMarker, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 9, 6000, 0});
+  d = Decode(codec_, *reply, calls_);
+  ASSERT_TRUE(d.status.ok()) << d.status;
+  ASSERT_FALSE(d.calls[0].ok());
+  EXPECT_THAT(std::string(d.calls[0].status().message()), HasSubstr("counter key ? holds content"));
+  EXPECT_TRUE(d.calls[1].ok());
+}
+
 TEST_F(RedisScriptCodecTest, CallWithoutLimits) {
   const std::vector<ScriptCall> calls = {{{}, false}};
   Decoded d = Decode(codec_, *Integers({1}), calls);
@@ -188,8 +211,8 @@ TEST_F(RedisScriptCodecTest, MalformedRepliesFailTheWholeBatch) {
       // A string among the integers.
       "*14\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:1\r\n:1\r\n:0\r\n:0\r\n"
       ":1\r\n:1\r\n$1\r\n9\r\n:6000\r\n:0\r\n",
-      // `admitted` neither 0, 1 nor 2, for either call.
-      IntegersResp({3, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 9, 6000, 0}),
+      // `admitted` neither 0, 1, 2 nor 3, for either call.
+      IntegersResp({4, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 9, 6000, 0}),
       IntegersResp({0, 0, 0, 0, 0, 1, 1, 0, 0, -1, 1, 9, 6000, 0}),
   };
   for (const std::string& resp : malformed) {

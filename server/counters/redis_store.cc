@@ -38,6 +38,9 @@ constexpr size_t kMaxKeysPerCommand = 256;
 
 constexpr char kShuttingDown[] = "counter store is shutting down";
 
+// Calls failed by a counter key's content are logged at most this often.
+constexpr int64_t kKeyErrorLogMillis = 10'000;
+
 }  // namespace
 
 struct RedisCounterStore::Request : ScriptCall {
@@ -58,7 +61,7 @@ struct RedisCounterStore::Pending {
 RedisCounterStore::RedisCounterStore(RedisStoreOptions options)
     : options_(std::move(options)),
       codec_(options_.key_prefix, options_.exact_log_max),
-      cache_(SteadyClock::Get()) {
+      cache_(SteadyClock::Get(), options_.over_limit_recheck_ms) {
   absl::StatusOr<std::unique_ptr<Wakeup>> wakeup = Wakeup::Create();
   if (!wakeup.ok()) {
     start_error_ = absl::StrCat("cannot start the I/O thread: ", wakeup.status().message());
@@ -129,6 +132,20 @@ void RedisCounterStore::Complete(Request& req, absl::StatusOr<AcquireResult> res
   std::move(req.done)(std::move(result));
 }
 
+void RedisCounterStore::LogKeyError(const absl::Status& error, int64_t now) {
+  if (last_key_error_log_ != 0 && now - last_key_error_log_ < kKeyErrorLogMillis) {
+    ++key_errors_unlogged_;
+    return;
+  }
+  LogWarning(error.message(), "; the calls using it fail",
+             key_errors_unlogged_ == 0
+                 ? std::string()
+                 : absl::StrCat(" (", key_errors_unlogged_, " more such failures in the last ",
+                                (now - last_key_error_log_) / 1000, " s)"));
+  last_key_error_log_ = now;
+  key_errors_unlogged_ = 0;
+}
+
 void RedisCounterStore::Connect(int64_t now) {
   absl::StatusOr<std::unique_ptr<RedisConnection>> conn = RedisConnection::Open(options_.url);
   reconnects_.fetch_add(1, std::memory_order_relaxed);
@@ -138,20 +155,28 @@ void RedisCounterStore::Connect(int64_t now) {
   }
   conn_ = *std::move(conn);
   connect_started_ = now;
-  for (const std::vector<std::string>& argv : HandshakeCommands(options_.url)) SendInternal(argv);
+  setup_pending_ = 0;
+  for (const std::vector<std::string>& argv : HandshakeCommands(options_.url)) {
+    SendInternal(argv);
+    ++setup_pending_;
+  }
   // Load the script up front, so that calls can use EVALSHA from the start
   // (NOSCRIPT is still handled: the cache can be flushed at any time).
   SendInternal({"SCRIPT", "LOAD", codec_.script()});
+  ++setup_pending_;
 }
 
 void RedisCounterStore::Drop(absl::string_view why, int64_t now) {
   conn_.reset();
   // Log transitions, and while Redis stays unreachable, a reminder now and then.
+  // (An authentication failure says so, not "unreachable".)
+  const absl::string_view what =
+      absl::StartsWith(why, "authentication failed") ? "" : "unreachable: ";
   if (connected_.exchange(false)) {
     LogWarning("redis: connection lost: ", why);
     last_error_log_ = now;
   } else if (why != last_error_ || now - last_error_log_ > 30'000) {
-    LogWarning("redis: unreachable: ", why);
+    LogWarning("redis: ", what, why);
     last_error_log_ = now;
   }
   last_error_ = std::string(why);
@@ -253,11 +278,26 @@ void RedisCounterStore::HandleReply(const redisReply& reply, int64_t now) {
   }
   std::unique_ptr<Pending> p = std::move(inflight_.front());
   inflight_.pop_front();
-  backoff_.Reset();
-  if (!connected_.exchange(true)) LogInfo("redis: connected to ", options_.url.Redacted());
   const absl::string_view error = IsErrorReply(reply) ? ReplyText(reply) : absl::string_view();
+  if (IsAuthError(error)) {
+    // A refused AUTH, or NOAUTH for any command: the calls with it fail, and
+    // the connection is dropped and tried again after the backoff.
+    const std::string why = AuthFailure(error);
+    const absl::Status failed = absl::UnavailableError(absl::StrCat("redis: ", why));
+    for (auto& req : p->requests) Complete(*req, failed);
+    Drop(why, now);
+    return;
+  }
   if (p->requests.empty()) {  // AUTH, SELECT or SCRIPT LOAD.
-    if (IsErrorReply(reply)) Drop(absl::StrCat("connection setup failed: ", error), now);
+    if (IsErrorReply(reply)) {
+      Drop(absl::StrCat("connection setup failed: ", error), now);
+      return;
+    }
+    // Connected once every setup command succeeded, not before.
+    if (setup_pending_ > 0 && --setup_pending_ == 0) {
+      backoff_.Reset();
+      if (!connected_.exchange(true)) LogInfo("redis: connected to ", options_.url.Redacted());
+    }
     return;
   }
   if (options_.observer != nullptr && p->sent_us != 0) {
@@ -287,6 +327,7 @@ void RedisCounterStore::HandleReply(const redisReply& reply, int64_t now) {
   const absl::Status decoded = codec_.DecodeBatch(
       reply, Calls(p->requests),
       [&](size_t i, absl::StatusOr<AcquireResult> result) {
+        if (!result.ok()) LogKeyError(result.status(), now);
         Complete(*p->requests[i], std::move(result));
       });
   if (!decoded.ok()) {

@@ -26,9 +26,16 @@
 // Cluster hash tag: all of one counter instance's data is in one slot.
 //
 // Over-limit cache: a key Redis reported full is remembered until its
-// retry_after has passed, and calls using it are refused locally without a
-// round trip. It only ever refuses, and only while Redis itself would refuse,
-// so it can never admit a call that Redis would not.
+// retry_after has passed, and calls using it (with the same limit
+// definition) are refused locally without a round trip; every
+// `over_limit_recheck_ms` (100 ms) one call on it asks Redis again, whose
+// answer renews or drops the entry (over_limit_cache.h). It only ever
+// refuses, so it can never admit a call that Redis would not.
+//
+// Connection setup: AUTH and SELECT as the URL asks, then SCRIPT LOAD; the
+// connection counts as connected (logged, backoff reset) only once all of
+// them succeeded. A refused AUTH (or NOAUTH) drops it with "authentication
+// failed" and the usual backoff.
 //
 // The parts: the script's command and reply in redis_script_codec.h, the
 // over-limit cache in over_limit_cache.h, the connection, protocol and
@@ -73,6 +80,8 @@ struct RedisStoreOptions {
   RedisStoreObserver* observer = nullptr;  // Not owned; outlives the store. May be null.
   int64_t timeout_ms = 25;        // Deadline of each call, from Acquire().
   bool over_limit_cache = true;   // Refuse known-full keys locally.
+  // How often a cached refusal is checked with Redis again.
+  int64_t over_limit_recheck_ms = OverLimitCache::kDefaultRecheckMs;
   std::string key_prefix = "toolgate:";
   // Sliding windows up to this max use an exact log; larger ones use 64
   // buckets per window (bounded memory, never over-admits).
@@ -111,6 +120,9 @@ class RedisCounterStore final : public CounterStore {
   void ReadReplies(int64_t now);
   void HandleReply(const redisReply& reply, int64_t now);
   void Complete(Request& req, absl::StatusOr<AcquireResult> result);
+  // Logs a call failed by a counter key's content (WRONGTYPE, corrupt), at
+  // most once every kKeyErrorLogMillis, with how many more there were.
+  void LogKeyError(const absl::Status& error, int64_t now);
   void ExpireOverdue(int64_t now);
   // How long the I/O thread may sleep: until the next deadline or reconnect.
   int64_t WaitMs(int64_t now) const;
@@ -138,6 +150,11 @@ class RedisCounterStore final : public CounterStore {
   size_t commands_since_flush_ = 0;
   int64_t next_connect_at_ = 0;
   int64_t connect_started_ = 0;
+  // Replies still due to the connection's setup commands (AUTH, SELECT,
+  // SCRIPT LOAD); connected once none is.
+  size_t setup_pending_ = 0;
+  int64_t last_key_error_log_ = 0;
+  uint64_t key_errors_unlogged_ = 0;
   Backoff backoff_;
   std::string last_error_ = "not connected yet";
   int64_t last_error_log_ = 0;

@@ -129,6 +129,9 @@ TEST_F(RedisStoreTest, ReloadsTheScriptAfterTheCacheIsFlushed) {
 }
 
 TEST_F(RedisStoreTest, OverLimitCacheRefusesLocallyUntilRetryAfter) {
+  // No re-check with Redis during the test (redis_store_faults_test.cc
+  // tests the re-check), however slow the machine.
+  options_.over_limit_recheck_ms = kHour;
   auto store = MakeStore();
   const LimitCheck check = MakeCheck("hot|*", Algorithm::kSlidingWindow, kMinute, 1);
   ASSERT_TRUE(AcquireSync(*store, {check})->admitted);

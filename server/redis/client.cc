@@ -58,7 +58,9 @@ absl::StatusOr<RedisReplyPtr> RedisClient::Command(absl::Span<const std::string>
     if (!reply.ok()) return Fail(reply.status());
     if (*reply != nullptr) {
       if (IsErrorReply(**reply)) {
-        return absl::InternalError(absl::StrCat("redis: ", ReplyText(**reply)));
+        const absl::string_view error = ReplyText(**reply);
+        return absl::InternalError(
+            absl::StrCat("redis: ", IsAuthError(error) ? AuthFailure(error) : std::string(error)));
       }
       return reply;
     }

@@ -9,7 +9,9 @@
 // Failures are statuses:
 //   UNAVAILABLE        Redis cannot be reached, or the connection was lost;
 //   DEADLINE_EXCEEDED  no reply within the timeout;
-//   INTERNAL           Redis answered with an error ("redis: <its text>").
+//   INTERNAL           Redis answered with an error ("redis: <its text>"; for
+//                      refused credentials, "redis: authentication failed:
+//                      <its text>", see IsAuthError).
 // After UNAVAILABLE or DEADLINE_EXCEEDED the connection is out of step with
 // its replies: every later call fails with the same status.
 #ifndef TOOLGATE_SERVER_REDIS_CLIENT_H_

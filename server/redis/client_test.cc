@@ -130,7 +130,34 @@ TEST(RedisClientTest, RejectedAuthFailsTheConnect) {
   auto client = RedisClient::Connect(redis.Url("wrong@"), kGenerous);
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.status().code(), absl::StatusCode::kInternal);
-  EXPECT_EQ(client.status().message(), "redis: WRONGPASS invalid username-password pair");
+  EXPECT_EQ(client.status().message(),
+            "redis: authentication failed: WRONGPASS invalid username-password pair");
+}
+
+TEST(RedisClientTest, AuthErrorsAreNamedAsSuch) {
+  for (absl::string_view error :
+       {"NOAUTH Authentication required.", "WRONGPASS invalid username-password pair",
+        "ERR invalid password",
+        "ERR AUTH <password> called without any password configured for the default user.",
+        "ERR Client sent AUTH, but no password is set"}) {
+    EXPECT_TRUE(IsAuthError(error)) << error;
+    EXPECT_EQ(AuthFailure(error), absl::StrCat("authentication failed: ", error));
+  }
+  for (absl::string_view error : {"ERR unknown command", "NOSCRIPT No matching script",
+                                  "ERR DB index is out of range", "WRONGTYPE Operation", ""}) {
+    EXPECT_FALSE(IsAuthError(error)) << error;
+  }
+}
+
+TEST(RedisClientTest, NoAuthOnACommandIsNamedAsSuch) {
+  FakeRedis redis;
+  redis.Serve({{{"GET", "k"}, "-NOAUTH Authentication required.\r\n"}});
+  auto client = RedisClient::Connect(redis.Url(), kGenerous);
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto reply = (*client)->Command({"GET", "k"});
+  ASSERT_FALSE(reply.ok());
+  EXPECT_EQ(reply.status().message(),
+            "redis: authentication failed: NOAUTH Authentication required.");
 }
 
 TEST(RedisClientTest, ErrorReplyIsInternalAndTheClientStaysUsable) {

@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace toolgate {
@@ -17,6 +18,18 @@ std::vector<std::vector<std::string>> HandshakeCommands(const RedisUrl& url) {
   }
   if (url.db != 0) out.push_back({"SELECT", absl::StrCat(url.db)});
   return out;
+}
+
+bool IsAuthError(absl::string_view error) {
+  for (absl::string_view prefix :
+       {"NOAUTH", "WRONGPASS", "ERR invalid password", "ERR AUTH ", "ERR Client sent AUTH"}) {
+    if (absl::StartsWith(error, prefix)) return true;
+  }
+  return false;
+}
+
+std::string AuthFailure(absl::string_view error) {
+  return absl::StrCat("authentication failed: ", error);
 }
 
 absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::Open(const RedisUrl& url) {

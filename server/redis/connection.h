@@ -27,6 +27,16 @@ namespace toolgate {
 // the user, if any) when there is a password, SELECT when the db is not 0.
 std::vector<std::vector<std::string>> HandshakeCommands(const RedisUrl& url);
 
+// True for an error reply that refuses the connection's credentials: NOAUTH
+// (a password is required and none was given), WRONGPASS, "ERR invalid
+// password", AUTH sent to a server without a password ("ERR AUTH ... called
+// without any password configured", "ERR Client sent AUTH, but no password
+// is set").
+bool IsAuthError(absl::string_view error);
+// What to say of such a reply: "authentication failed: <Redis's text>"
+// (Redis's text never holds the password).
+std::string AuthFailure(absl::string_view error);
+
 class RedisConnection {
  public:
   // Starts connecting to `url`'s host and port (the handshake is the

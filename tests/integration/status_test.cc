@@ -92,10 +92,13 @@ TEST(StatusTest, ReportsTheRedisStoreAndItsFailures) {
   EXPECT_EQ(cs.address(), absl::StrCat("redis://127.0.0.1:", (*redis)->port(), "/0"));
   EXPECT_TRUE(cs.connected());
   EXPECT_EQ(cs.checks(), 5u);
-  // Calls 4 and 5 were refused from the over-limit cache after call 3.
-  EXPECT_EQ(cs.cache_hits(), 2u);
+  // Calls 4 and 5 were refused from the over-limit cache after call 3, or,
+  // when one came more than its 100 ms re-check interval later (a busy
+  // machine), by Redis: every call is one or the other.
+  EXPECT_LE(cs.cache_hits(), 2u);
+  EXPECT_EQ(cs.cache_hits() + (cs.commands() - 1), 5u) << "SCRIPT LOAD, then one EVALSHA a call";
   EXPECT_GE(cs.round_trips(), 1u);
-  EXPECT_LE(cs.round_trips(), 3u + 1u);
+  EXPECT_LE(cs.round_trips(), 1u + (5u - cs.cache_hits()));
 
   (*redis)->Kill();
   ASSERT_TRUE(client->Check(Req("other_tool_denied_anyway")).ok());
