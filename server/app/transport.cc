@@ -62,7 +62,7 @@ int64_t RaiseOpenFileLimit() {
 namespace {
 
 constexpr size_t kPrefaceSize = 24;  // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-constexpr uint8_t kFrameHeaders = 0x1, kFrameRstStream = 0x3;
+constexpr uint8_t kFrameHeaders = 0x1, kFrameRstStream = 0x3, kFrameSettings = 0x4;
 constexpr size_t kReadChunk = 64 * 1024;
 // After accept() fails for want of descriptors (or memory), the listeners
 // rest this long before trying again.
@@ -126,6 +126,9 @@ class FrameWatcher {
   uint64_t opened() const { return opened_; }
   uint64_t resets() const { return resets_; }
   uint32_t last_stream() const { return last_stream_; }
+  // Whether the client acknowledged the server's SETTINGS (from then on
+  // gRPC enforces MAX_CONCURRENT_STREAMS on it).
+  bool settings_acked() const { return settings_acked_; }
 
  private:
   void OnFrame() {
@@ -139,6 +142,8 @@ class FrameWatcher {
       ++opened_;
     } else if (type == kFrameRstStream) {
       ++resets_;
+    } else if (type == kFrameSettings && (header_[4] & 0x1) != 0) {
+      settings_acked_ = true;
     }
   }
 
@@ -148,6 +153,7 @@ class FrameWatcher {
   size_t header_len_ = 0;
   uint64_t opened_ = 0, resets_ = 0;
   uint32_t last_stream_ = 0;
+  bool settings_acked_ = false;
 };
 
 // Follows the server's side frame by frame, only to know whether a frame
@@ -461,22 +467,33 @@ class ConnectionGate::Loop {
     return true;
   }
 
-  // The rapid-reset check; cuts `c` off (true) when it fails.
+  // The rapid-reset check, and MAX_CONCURRENT_STREAMS for a client that
+  // has not acknowledged it (gRPC 1.51 enforces it only once acknowledged);
+  // cuts `c` off (true) when either fails.
   bool ResetTooMuch(Conn* c) {
-    const uint64_t opened = c->watcher.opened() - c->checked_opened;
-    if (opened < static_cast<uint64_t>(limits_.reset_check_streams)) return false;
-    const uint64_t resets = c->watcher.resets() - c->checked_resets;
-    c->checked_opened = c->watcher.opened();
-    c->checked_resets = c->watcher.resets();
-    if (resets * 2 < opened) return false;
-    ++cut_off_;
-    reset_log_.Warn("gRPC connection cut off (GOAWAY ENHANCE_YOUR_CALM): the client reset ",
-                    resets, " of the last ", opened, " streams it opened");
+    const char* why = "too many reset streams";
+    if (!c->watcher.settings_acked() &&
+        c->watcher.opened() > static_cast<uint64_t>(limits_.max_concurrent_streams)) {
+      ++cut_off_;
+      reset_log_.Warn("gRPC connection cut off (GOAWAY ENHANCE_YOUR_CALM): the client opened ",
+                      c->watcher.opened(), " streams without acknowledging SETTINGS");
+      why = "too many streams before acknowledging SETTINGS";
+    } else {
+      const uint64_t opened = c->watcher.opened() - c->checked_opened;
+      if (opened < static_cast<uint64_t>(limits_.reset_check_streams)) return false;
+      const uint64_t resets = c->watcher.resets() - c->checked_resets;
+      c->checked_opened = c->watcher.opened();
+      c->checked_resets = c->watcher.resets();
+      if (resets * 2 < opened) return false;
+      ++cut_off_;
+      reset_log_.Warn("gRPC connection cut off (GOAWAY ENHANCE_YOUR_CALM): the client reset ",
+                      resets, " of the last ", opened, " streams it opened");
+    }
     c->cut = true;
     // The GOAWAY goes after what gRPC has sent, if that ends on a frame
     // boundary; otherwise the connection is just closed.
     if (c->server_frames.at_boundary()) {
-      c->to_client.append(GoawayFrame(c->watcher.last_stream(), "too many reset streams"));
+      c->to_client.append(GoawayFrame(c->watcher.last_stream(), why));
     }
     // What the client sent in this read and after is dropped.
     c->to_grpc.clear();
