@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
                  "events missed.");
 
   // gRPC transport limits (server/app/transport.h).
+  toolgate::LimitAllocatorArenas();  // Before any thread starts.
   toolgate::TransportLimits& transport = config.transport;
   flags.Int("max-concurrent-streams", &transport.max_concurrent_streams, 1, 100'000,
             "Calls one gRPC connection may have open at once (announced to clients as "

@@ -1,6 +1,7 @@
 #include "server/app/transport.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -12,6 +13,8 @@
 
 #include <cerrno>
 #include <chrono>
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 
@@ -57,6 +60,12 @@ int64_t RaiseOpenFileLimit() {
     if (setrlimit(RLIMIT_NOFILE, &raised) == 0) r = raised;
   }
   return r.rlim_cur == RLIM_INFINITY ? INT64_MAX : static_cast<int64_t>(r.rlim_cur);
+}
+
+void LimitAllocatorArenas() {
+  if (getenv("MALLOC_ARENA_MAX") != nullptr) return;
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  mallopt(M_ARENA_MAX, std::clamp(cores, 2, 4));
 }
 
 namespace {
@@ -634,7 +643,7 @@ absl::StatusOr<std::unique_ptr<ConnectionGate>> ConnectionGate::Bind(
         reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_port = htons(gate->port_);
       }
     }
-    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd, SOMAXCONN) != 0) {
       error = strerror(errno);
       close(fd);
       continue;

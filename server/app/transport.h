@@ -71,6 +71,12 @@ void ApplyTransportLimits(const TransportLimits& limits, grpc::ServerBuilder* bu
 // limit in effect.
 int64_t RaiseOpenFileLimit();
 
+// Caps the allocator's arenas (glibc: at most 4, fewer with fewer cores)
+// unless MALLOC_ARENA_MAX is set, so that a burst of work spread over gRPC's
+// threads (e.g. a flood of connections) does not leave each thread's arena
+// holding its peak. Call before any thread starts.
+void LimitAllocatorArenas();
+
 class ConnectionGate {
  public:
   // What the gate has done so far.

@@ -234,7 +234,7 @@ absl::Status H2Connection::Flush(absl::Duration timeout) {
 }
 
 RapidResetResult RapidReset(int port, absl::Duration duration, const std::string& message,
-                            bool reconnect) {
+                            bool reconnect, bool wait_for_settings) {
   RapidResetResult r;
   const absl::Time start = absl::Now();
   const absl::Time end = start + duration;
@@ -247,6 +247,15 @@ RapidResetResult RapidReset(int port, absl::Duration duration, const std::string
       continue;
     }
     H2Connection& conn = **c;
+    if (wait_for_settings) {
+      // The server's SETTINGS, acknowledged (as a real client does).
+      (void)conn.Flush();
+      const absl::Time settings_deadline = absl::Now() + absl::Seconds(2);
+      while (!conn.settings_seen() && !conn.closed() && absl::Now() < settings_deadline) {
+        conn.Poll(absl::Milliseconds(10));
+      }
+      (void)conn.Flush();
+    }
     uint32_t stream = 1;
     bool cut = false;
     while (absl::Now() < end && stream < 0x7fff0000u) {

@@ -97,9 +97,11 @@ struct RapidResetResult {
 // RST_STREAM, in a loop, for `duration` or until the server cuts the
 // connection off. With `reconnect`, opens a new connection each time one is
 // cut off and keeps going until `duration` is over (the result describes the
-// first connection; `streams` counts all).
+// first connection; `streams` counts all). With `wait_for_settings`, each
+// connection first waits for the server's SETTINGS and acknowledges them,
+// as a real client does; otherwise it starts at once.
 RapidResetResult RapidReset(int port, absl::Duration duration, const std::string& message,
-                            bool reconnect = false);
+                            bool reconnect = false, bool wait_for_settings = true);
 
 // The resident set size and its peak of process `pid`, in KiB (from
 // /proc/PID/status VmRSS and VmHWM); -1 when unreadable.

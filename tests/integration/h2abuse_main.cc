@@ -3,14 +3,15 @@
 // its pid). For measurements by hand; the integration tests use the same
 // code (h2_abuse.h).
 //
-//   toolgate_h2abuse rapid-reset PORT SECONDS [--data] [--reconnect] [--pid PID]
+//   toolgate_h2abuse rapid-reset PORT SECONDS [--data] [--reconnect] [--no-ack] [--pid PID]
 //   toolgate_h2abuse idle PORT CONNECTIONS SECONDS [--no-preface] [--pid PID]
 //   toolgate_h2abuse silent PORT CONNECTIONS STREAMS SECONDS [--pid PID]
 //   toolgate_h2abuse good PORT SECONDS [CONCURRENCY]
 //
 // rapid-reset: HEADERS (+ DATA with a CheckRequest with --data) + RST_STREAM
 //   in a loop on one connection (with --reconnect: a new one whenever the
-//   server cuts one off).
+//   server cuts one off). Each connection first waits for the server's
+//   SETTINGS and acknowledges them, unless --no-ack.
 // idle: opens CONNECTIONS connections that send nothing more (not even the
 //   preface with --no-preface) and reports how many the server still holds.
 // silent: opens CONNECTIONS connections with STREAMS streams each that send
@@ -36,7 +37,7 @@ using toolgate_test::H2Connection;
 
 int Usage() {
   std::cerr << "usage:\n"
-               "  toolgate_h2abuse rapid-reset PORT SECONDS [--data] [--reconnect] [--pid PID]\n"
+               "  toolgate_h2abuse rapid-reset PORT SECONDS [--data] [--reconnect] [--no-ack] [--pid PID]\n"
                "  toolgate_h2abuse idle PORT CONNECTIONS SECONDS [--no-preface] [--pid PID]\n"
                "  toolgate_h2abuse silent PORT CONNECTIONS STREAMS SECONDS [--pid PID]\n"
                "  toolgate_h2abuse good PORT SECONDS [CONCURRENCY]\n";
@@ -74,12 +75,12 @@ void WithMemoryWatch(int pid, F run) {
   if (pid > 0) std::cout << "peak rss during the run: " << peak / 1024 << " MiB\n";
 }
 
-int RapidResetMode(int port, int seconds, bool data, bool reconnect, int pid) {
+int RapidResetMode(int port, int seconds, bool data, bool reconnect, bool ack, int pid) {
   std::cout << "before:" << Memory(pid) << "\n";
   toolgate_test::RapidResetResult r;
   WithMemoryWatch(pid, [&] {
     r = toolgate_test::RapidReset(port, absl::Seconds(seconds), data ? CheckMessage() : "",
-                                  reconnect);
+                                  reconnect, ack);
   });
   std::cout << "streams opened and reset: " << r.streams << "\n";
   if (!r.error.empty()) std::cout << "error: " << r.error << "\n";
@@ -187,7 +188,7 @@ int GoodMode(int port, int seconds, int concurrency) {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   int pid = 0;
-  bool data = false, reconnect = false, preface = true;
+  bool data = false, reconnect = false, preface = true, ack = true;
   std::vector<int> nums;
   std::string mode;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -197,6 +198,8 @@ int main(int argc, char** argv) {
       data = true;
     } else if (args[i] == "--reconnect") {
       reconnect = true;
+    } else if (args[i] == "--no-ack") {
+      ack = false;
     } else if (args[i] == "--no-preface") {
       preface = false;
     } else if (mode.empty()) {
@@ -208,7 +211,7 @@ int main(int argc, char** argv) {
     }
   }
   if (mode == "rapid-reset" && nums.size() == 2) {
-    return RapidResetMode(nums[0], nums[1], data, reconnect, pid);
+    return RapidResetMode(nums[0], nums[1], data, reconnect, ack, pid);
   }
   if (mode == "idle" && nums.size() == 3) return IdleMode(nums[0], nums[1], nums[2], preface, pid);
   if (mode == "silent" && nums.size() == 4) {
