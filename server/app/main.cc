@@ -126,6 +126,10 @@ int main(int argc, char** argv) {
             "Rapid-reset protection: every time a client has opened this many streams on a "
             "connection, if it reset at least half of them itself, the connection is sent "
             "GOAWAY (ENHANCE_YOUR_CALM) and closed.");
+  flags.Int("max-stream-resets", &transport.max_stream_resets_per_second, 1, 10'000'000,
+            "Rapid-reset protection across connections: streams all clients together may "
+            "reset per second (one second's worth at once); past it, a connection that resets "
+            "a stream is sent GOAWAY (ENHANCE_YOUR_CALM) and closed.");
 
   std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<std::vector<std::string>> positional = flags.Parse(args);

@@ -464,8 +464,9 @@ class ConnectionGate::Loop {
         return false;  // ECONNRESET and the like.
       }
       if (from_client) {
+        const uint64_t resets_before = c->watcher.resets();
         c->watcher.Feed(buf, static_cast<size_t>(n));
-        if (ResetTooMuch(c)) return true;
+        if (ResetTooMuch(c, c->watcher.resets() - resets_before)) return true;
       } else {
         c->server_frames.Feed(buf, static_cast<size_t>(n));
       }
@@ -476,17 +477,22 @@ class ConnectionGate::Loop {
     return true;
   }
 
-  // The rapid-reset check, and MAX_CONCURRENT_STREAMS for a client that
+  // The rapid-reset checks, and MAX_CONCURRENT_STREAMS for a client that
   // has not acknowledged it (gRPC 1.51 enforces it only once acknowledged);
-  // cuts `c` off (true) when either fails.
-  bool ResetTooMuch(Conn* c) {
+  // cuts `c` off (true) when one fails. `new_resets`: the streams reset in
+  // what was just read.
+  bool ResetTooMuch(Conn* c, uint64_t new_resets) {
     const char* why = "too many reset streams";
     if (!c->watcher.settings_acked() &&
         c->watcher.opened() > static_cast<uint64_t>(limits_.max_concurrent_streams)) {
-      ++cut_off_;
       reset_log_.Warn("gRPC connection cut off (GOAWAY ENHANCE_YOUR_CALM): the client opened ",
                       c->watcher.opened(), " streams without acknowledging SETTINGS");
       why = "too many streams before acknowledging SETTINGS";
+    } else if (new_resets > 0 && !TakeResets(new_resets)) {
+      reset_log_.Warn("gRPC connection cut off (GOAWAY ENHANCE_YOUR_CALM): clients reset more "
+                      "than --max-stream-resets=",
+                      limits_.max_stream_resets_per_second, " streams a second");
+      why = "too many reset streams on this server";
     } else {
       const uint64_t opened = c->watcher.opened() - c->checked_opened;
       if (opened < static_cast<uint64_t>(limits_.reset_check_streams)) return false;
@@ -494,10 +500,10 @@ class ConnectionGate::Loop {
       c->checked_opened = c->watcher.opened();
       c->checked_resets = c->watcher.resets();
       if (resets * 2 < opened) return false;
-      ++cut_off_;
       reset_log_.Warn("gRPC connection cut off (GOAWAY ENHANCE_YOUR_CALM): the client reset ",
                       resets, " of the last ", opened, " streams it opened");
     }
+    ++cut_off_;
     c->cut = true;
     // The GOAWAY goes after what gRPC has sent, if that ends on a frame
     // boundary; otherwise the connection is just closed.
@@ -553,6 +559,20 @@ class ConnectionGate::Loop {
     epoll_ctl(epoll_, EPOLL_CTL_MOD, c->client, &ev);
   }
 
+  // Takes `n` from the server-wide budget of stream resets (refilled at
+  // --max-stream-resets a second, holding at most one second's worth);
+  // false when there are not that many left.
+  bool TakeResets(uint64_t n) {
+    const auto now = std::chrono::steady_clock::now();
+    const double rate = static_cast<double>(limits_.max_stream_resets_per_second);
+    reset_tokens_ = std::min(
+        rate, reset_tokens_ + rate * std::chrono::duration<double>(now - reset_refill_).count());
+    reset_refill_ = now;
+    if (reset_tokens_ < static_cast<double>(n)) return false;
+    reset_tokens_ -= static_cast<double>(n);
+    return true;
+  }
+
   // Reads and drops the client's input; false at its end (or an error).
   bool Discard(Conn* c) {
     char buf[kReadChunk];
@@ -595,6 +615,8 @@ class ConnectionGate::Loop {
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
   absl::flat_hash_set<Conn*> dead_;
   absl::flat_hash_set<Conn*> lingering_;
+  double reset_tokens_ = static_cast<double>(limits_.max_stream_resets_per_second);
+  std::chrono::steady_clock::time_point reset_refill_ = std::chrono::steady_clock::now();
   RateLimitedLog accept_log_, cap_log_, reset_log_;
   std::atomic<int64_t> open_{0};
   std::atomic<uint64_t> accepted_{0}, over_cap_{0}, accept_errors_{0}, cut_off_{0};

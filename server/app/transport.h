@@ -9,9 +9,10 @@
 //   descriptors are free again, and caps the number of connections) and
 //   relays each one to the gRPC server through a socket pair, reading the
 //   client's HTTP/2 frame headers on the way: a client that resets the
-//   streams it opens (rapid reset, CVE-2023-44487) is sent GOAWAY
-//   (ENHANCE_YOUR_CALM) and disconnected, which the gRPC in Debian 12 (1.51)
-//   does not do by itself.
+//   streams it opens (rapid reset, CVE-2023-44487), or that resets streams
+//   while all clients together reset more than a server-wide rate, is sent
+//   GOAWAY (ENHANCE_YOUR_CALM) and disconnected, which the gRPC in Debian 12
+//   (1.51) does not do by itself.
 //
 // The gate sees HTTP/2 frames only in plaintext. A TLS listener (not
 // offered yet) would use gRPC's own listener (AddListeningPort) with
@@ -59,6 +60,11 @@ struct TransportLimits {
   // connection, if it reset at least half of them itself, the connection
   // is cut off.
   int64_t reset_check_streams = 200;
+  // Rapid reset from many connections (a new one each time one is cut
+  // off): streams all clients together may reset per second (at most one
+  // second's worth at once); a connection that resets a stream past it is
+  // cut off.
+  int64_t max_stream_resets_per_second = 1000;
 };
 
 inline constexpr int kMaxPingStrikes = 2;
