@@ -399,7 +399,8 @@ class ConnectionGate::Loop {
     // Read a side only while the other has nothing pending from it
     // (back-pressure: a client cannot push faster than gRPC reads).
     const uint32_t client =
-        want(!c->cut && !c->client_eof && c->to_grpc.empty(), !c->to_client.empty());
+        want(!c->cut && !c->client_eof && c->grpc >= 0 && c->to_grpc.empty(),
+             !c->to_client.empty());
     const uint32_t grpc =
         want(!c->cut && !c->grpc_eof && c->to_client.empty(), !c->to_grpc.empty() && !c->cut);
     if (client != c->client_events) {
@@ -409,7 +410,7 @@ class ConnectionGate::Loop {
       epoll_ctl(epoll_, EPOLL_CTL_MOD, c->client, &ev);
       c->client_events = client;
     }
-    if (grpc != c->grpc_events) {
+    if (c->grpc >= 0 && grpc != c->grpc_events) {
       epoll_event ev{};
       ev.events = grpc;
       ev.data.ptr = &c->grpc_side;
@@ -448,6 +449,7 @@ class ConnectionGate::Loop {
   // Reads what `from` has and passes it on to `to` (keeping the rest in
   // `pending`); false when the connection must be closed now.
   bool Pump(Conn* c, bool from_client) {
+    if (c->grpc < 0) return !from_client || c->to_grpc.empty();  // gRPC has gone.
     const int from = from_client ? c->client : c->grpc;
     const int to = from_client ? c->grpc : c->client;
     std::string* pending = from_client ? &c->to_grpc : &c->to_client;
@@ -525,6 +527,13 @@ class ConnectionGate::Loop {
       return;
     }
     if (events & EPOLLERR) return Close(c);
+    // A hang-up is reported whatever the interest, so it is dealt with at
+    // once: the client gone, the connection closes; gRPC gone, what it sent
+    // last goes to the client first.
+    if (events & EPOLLHUP) {
+      if (is_client) return Close(c);
+      if (!TakeLastFromGrpc(c) || c->to_client.empty()) return Close(c);
+    }
     if (events & EPOLLOUT) {
       std::string* pending = is_client ? &c->to_client : &c->to_grpc;
       if (!Drain(is_client ? c->client : c->grpc, pending)) return Close(c);
@@ -543,14 +552,38 @@ class ConnectionGate::Loop {
     SetInterest(c);
   }
 
+  // gRPC closed its end: reads what is left into to_client and closes
+  // it; false on an error.
+  bool TakeLastFromGrpc(Conn* c) {
+    char buf[kReadChunk];
+    bool ok = true;
+    while (true) {
+      const ssize_t n = read(c->grpc, buf, sizeof(buf));
+      if (n > 0) {
+        c->to_client.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      ok = n == 0 || errno == EAGAIN || errno == EWOULDBLOCK;
+      break;
+    }
+    c->grpc_eof = true;
+    epoll_ctl(epoll_, EPOLL_CTL_DEL, c->grpc, nullptr);
+    close(c->grpc);
+    c->grpc = -1;
+    return ok;
+  }
+
   // After a cut: the GOAWAY written (as far as it goes), no more writes, the
   // gRPC side closed.
   void BeginLinger(Conn* c) {
     if (!Drain(c->client, &c->to_client)) return Close(c);
     shutdown(c->client, SHUT_WR);
-    epoll_ctl(epoll_, EPOLL_CTL_DEL, c->grpc, nullptr);
-    close(c->grpc);
-    c->grpc = -1;
+    if (c->grpc >= 0) {
+      epoll_ctl(epoll_, EPOLL_CTL_DEL, c->grpc, nullptr);
+      close(c->grpc);
+      c->grpc = -1;
+    }
     c->linger_until = std::chrono::steady_clock::now() + kCutLinger;
     lingering_.insert(c);
     epoll_event ev{};
