@@ -11,17 +11,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpc/grpc.h"
 #include "grpcpp/resource_quota.h"
@@ -212,8 +214,8 @@ std::string GoawayFrame(uint32_t last_stream, absl::string_view debug) {
 
 }  // namespace
 
-// The gate's thread: accepts, relays, watches. Everything but the stats and
-// the stop request is touched by that thread only.
+// The gate's thread: accepts, relays, watches. Everything but the stop
+// request is touched by that thread only.
 class ConnectionGate::Loop {
  public:
   Loop(std::vector<int> listeners, const TransportLimits& limits, grpc::Server* server)
@@ -272,16 +274,6 @@ class ConnectionGate::Loop {
     }
   }
 
-  Stats stats() const {
-    Stats s;
-    s.open = open_.load();
-    s.accepted = accepted_.load();
-    s.over_cap = over_cap_.load();
-    s.accept_errors = accept_errors_.load();
-    s.cut_off = cut_off_.load();
-    return s;
-  }
-
  private:
   struct Conn;
   struct Side {
@@ -325,8 +317,7 @@ class ConnectionGate::Loop {
   // head of the queue and close it (so that the client learns at once,
   // rather than waiting in the backlog), then rest a while.
   void Shed(int listener, int err) {
-    ++accept_errors_;
-    accept_log_.Warn("cannot accept gRPC connections: ", strerror(err), " (", open_.load(),
+    accept_log_.Warn("cannot accept gRPC connections: ", strerror(err), " (", open_,
                      " open; the limit on open files is ", OpenFileLimit(),
                      "); closing new connections and retrying every ",
                      kAcceptBackoff.count(), " ms");
@@ -357,8 +348,7 @@ class ConnectionGate::Loop {
           }
           continue;  // ECONNABORTED, EINTR, EPROTO...: the next one.
         }
-        if (open_.load() >= limits_.max_connections) {
-          ++over_cap_;
+        if (open_ >= limits_.max_connections) {
           cap_log_.Warn("gRPC connection closed: --max-connections=", limits_.max_connections,
                         " connections are open");
           close(fd);
@@ -380,7 +370,6 @@ class ConnectionGate::Loop {
         Conn* c = conn.get();
         conns_.emplace(c->id, std::move(conn));
         ++open_;
-        ++accepted_;
         // gRPC owns pair[1] from here on.
         grpc::AddInsecureChannelFromFd(server_, pair[1]);
         c->client_events = EPOLLIN | EPOLLRDHUP;
@@ -505,7 +494,6 @@ class ConnectionGate::Loop {
       reset_log_.Warn("gRPC connection cut off (GOAWAY ENHANCE_YOUR_CALM): the client reset ",
                       resets, " of the last ", opened, " streams it opened");
     }
-    ++cut_off_;
     c->cut = true;
     // The GOAWAY goes after what gRPC has sent, if that ends on a frame
     // boundary; otherwise the connection is just closed.
@@ -651,8 +639,7 @@ class ConnectionGate::Loop {
   double reset_tokens_ = static_cast<double>(limits_.max_stream_resets_per_second);
   std::chrono::steady_clock::time_point reset_refill_ = std::chrono::steady_clock::now();
   RateLimitedLog accept_log_, cap_log_, reset_log_;
-  std::atomic<int64_t> open_{0};
-  std::atomic<uint64_t> accepted_{0}, over_cap_{0}, accept_errors_{0}, cut_off_{0};
+  int64_t open_ = 0;  // Connections relayed now (lingering ones included).
 };
 
 absl::StatusOr<std::unique_ptr<ConnectionGate>> ConnectionGate::Bind(
@@ -723,10 +710,6 @@ absl::StatusOr<std::unique_ptr<ConnectionGate>> ConnectionGate::Bind(
 void ConnectionGate::Start(grpc::Server* server) {
   loop_ = std::make_unique<Loop>(listeners_, limits_, server);
   thread_ = std::thread([this] { loop_->Run(); });
-}
-
-ConnectionGate::Stats ConnectionGate::stats() const {
-  return loop_ != nullptr ? loop_->stats() : Stats();
 }
 
 ConnectionGate::~ConnectionGate() {

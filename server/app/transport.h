@@ -22,7 +22,6 @@
 #ifndef TOOLGATE_SERVER_APP_TRANSPORT_H_
 #define TOOLGATE_SERVER_APP_TRANSPORT_H_
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -85,15 +84,6 @@ void LimitAllocatorArenas();
 
 class ConnectionGate {
  public:
-  // What the gate has done so far.
-  struct Stats {
-    int64_t open = 0;           // Connections relayed now.
-    uint64_t accepted = 0;      // Connections handed to gRPC in all.
-    uint64_t over_cap = 0;      // Closed at once: --max-connections reached.
-    uint64_t accept_errors = 0; // accept() or socketpair() failed (EMFILE...).
-    uint64_t cut_off = 0;       // Closed for resetting their streams.
-  };
-
   // Binds `listen` (HOST:PORT; port 0 picks a free one; every address HOST
   // resolves to). UNAVAILABLE when it cannot be bound.
   static absl::StatusOr<std::unique_ptr<ConnectionGate>> Bind(const std::string& listen,
@@ -109,8 +99,6 @@ class ConnectionGate {
   // Starts accepting; connections are handed to `server` (built without a
   // listening port, with ApplyTransportLimits).
   void Start(grpc::Server* server);
-
-  Stats stats() const;
 
  private:
   class Loop;

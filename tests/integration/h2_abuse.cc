@@ -133,6 +133,13 @@ void H2Connection::QueueRstStream(uint32_t stream_id, uint32_t error_code) {
   QueueFrame(kRstStream, 0, stream_id, payload);
 }
 
+void H2Connection::QueuePing(uint64_t opaque) {
+  std::string payload;
+  PutU32(&payload, static_cast<uint32_t>(opaque >> 32));
+  PutU32(&payload, static_cast<uint32_t>(opaque));
+  QueueFrame(kPing, 0, 0, payload);
+}
+
 void H2Connection::HandleInput() {
   size_t at = 0;
   while (in_.size() - at >= 9) {

@@ -39,6 +39,8 @@ class H2Connection {
   // DATA carrying one gRPC message (5-byte prefix + `message`).
   void QueueMessage(uint32_t stream_id, const std::string& message, bool end_stream);
   void QueueRstStream(uint32_t stream_id, uint32_t error_code = 8 /* CANCEL */);
+  // PING (not an acknowledgement) with 8 bytes of `opaque`.
+  void QueuePing(uint64_t opaque);
   size_t queued() const { return out_.size(); }
 
   // Writes the queue, waiting (up to `timeout`) while the socket is full and

@@ -331,6 +331,38 @@ TEST(TransportTest, SilentStreamsEndWithTheConnectionAge) {
   EXPECT_TRUE(conns.front()->goaway_seen());
 }
 
+// Keepalive pings closer together than --keepalive-min-interval are
+// strikes; past two the connection is sent GOAWAY (too_many_pings) and
+// closed.
+TEST(TransportTest, PingFloodIsCutOff) {
+  auto server = MustStart({"--keepalive-min-interval", "10s"});
+  ASSERT_NE(server, nullptr);
+  auto conn = H2Connection::Connect(server->port());
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  H2Connection& c = **conn;
+  (void)c.Flush();
+  const absl::Time deadline = absl::Now() + kWait;
+  while (!c.settings_seen() && !c.closed() && absl::Now() < deadline) c.Poll(absl::Milliseconds(20));
+  for (uint64_t i = 1; i <= 10; ++i) c.QueuePing(i);
+  (void)c.Flush();
+  while (!c.closed() && absl::Now() < deadline) {
+    c.Poll(absl::Milliseconds(20));
+    (void)c.Flush();
+  }
+  EXPECT_TRUE(c.closed());
+  EXPECT_TRUE(c.goaway_seen());
+  EXPECT_EQ(c.goaway_error(), 11u);  // ENHANCE_YOUR_CALM
+  EXPECT_THAT(c.goaway_debug(), HasSubstr("too_many_pings"));
+  // Pings at the allowed pace (here: one) are fine.
+  auto calm = H2Connection::Connect(server->port());
+  ASSERT_TRUE(calm.ok());
+  (*calm)->QueuePing(1);
+  ASSERT_TRUE((*calm)->Flush().ok());
+  EXPECT_TRUE(ChecksSucceed(server->port(), kWait));
+  (*calm)->Poll(absl::Milliseconds(100));
+  EXPECT_FALSE((*calm)->goaway_seen());
+}
+
 // Idle connections to the metrics port (more than the old two workers, and
 // sending nothing) do not keep a scrape from being answered.
 TEST(TransportTest, MetricsServedWithIdleConnectionsOpen) {
