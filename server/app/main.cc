@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
   toolgate::TransportLimits& transport = config.transport;
   flags.Int("max-concurrent-streams", &transport.max_concurrent_streams, 1, 100'000,
             "Calls one gRPC connection may have open at once (announced to clients as "
-            "MAX_CONCURRENT_STREAMS); a stream past it is refused.");
+            "MAX_CONCURRENT_STREAMS). A client that opens more is disconnected, also before it "
+            "has acknowledged the setting.");
   flags.Int("max-memory", &transport.max_memory_mib, 16, 1 << 20,
             "MiB of memory gRPC may use for connections and calls (its resource quota). Past "
             "it, idle connections are sent GOAWAY and calls are cancelled with "
@@ -122,7 +123,7 @@ int main(int argc, char** argv) {
   flags.Duration("keepalive-min-interval", &transport.keepalive_min_interval_ms,
                  "Client keepalive pings closer together than this are strikes; after 2 "
                  "strikes the connection is sent GOAWAY (too_many_pings) and closed.");
-  flags.Int("max-reset-streams", &transport.reset_check_streams, 10, 1'000'000,
+  flags.Int("reset-check-window", &transport.reset_check_streams, 10, 1'000'000,
             "Rapid-reset protection: every time a client has opened this many streams on a "
             "connection, if it reset at least half of them itself, the connection is sent "
             "GOAWAY (ENHANCE_YOUR_CALM) and closed.");
