@@ -119,6 +119,40 @@ int main(int argc, char** argv) {
                  "How often the watched policy is also checked for changes that file-system "
                  "events missed.");
 
+  // gRPC transport limits (server/app/transport.h).
+  toolgate::LimitAllocatorArenas();  // Before any thread starts.
+  toolgate::TransportLimits& transport = config.transport;
+  flags.Int("max-concurrent-streams", &transport.max_concurrent_streams, 1, 100'000,
+            "Calls one gRPC connection may have open at once (announced to clients as "
+            "MAX_CONCURRENT_STREAMS). A client that opens more is disconnected, also before it "
+            "has acknowledged the setting.");
+  flags.Int("max-memory", &transport.max_memory_mib, 16, 1 << 20,
+            "MiB of memory gRPC may use for connections and calls (its resource quota). Past "
+            "it, idle connections are sent GOAWAY and calls are cancelled with "
+            "RESOURCE_EXHAUSTED. Keep it well under the container's memory limit.");
+  flags.Int("max-connections", &transport.max_connections, 1, 1'000'000,
+            "gRPC connections open at once; past it a new connection is closed at once "
+            "(logged, rate-limited). Each takes 3 file descriptors.");
+  flags.Duration("max-connection-idle", &transport.max_connection_idle_ms,
+                 "A gRPC connection without calls for this long is sent GOAWAY and closed.");
+  flags.Duration("max-connection-age", &transport.max_connection_age_ms,
+                 "A gRPC connection this old (+-10%) is sent GOAWAY, so that clients "
+                 "reconnect (and rebalance); its calls get --max-connection-age-grace.");
+  flags.Duration("max-connection-age-grace", &transport.max_connection_age_grace_ms,
+                 "How long calls on a connection past --max-connection-age may take before it "
+                 "is closed (which also bounds a stream that never sends its request).");
+  flags.Duration("keepalive-min-interval", &transport.keepalive_min_interval_ms,
+                 "Client keepalive pings closer together than this are strikes; after 2 "
+                 "strikes the connection is sent GOAWAY (too_many_pings) and closed.");
+  flags.Int("reset-check-window", &transport.reset_check_streams, 10, 1'000'000,
+            "Rapid-reset protection: every time a client has opened this many streams on a "
+            "connection, if it reset at least half of them itself, the connection is sent "
+            "GOAWAY (ENHANCE_YOUR_CALM) and closed.");
+  flags.Int("max-stream-resets", &transport.max_stream_resets_per_second, 1, 10'000'000,
+            "Rapid-reset protection across connections: streams all clients together may "
+            "reset per second (one second's worth at once); past it, a connection that resets "
+            "a stream is sent GOAWAY (ENHANCE_YOUR_CALM) and closed.");
+
   std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<std::vector<std::string>> positional = flags.Parse(args);
   if (!positional.ok()) {

@@ -122,8 +122,19 @@ absl::Status ToolgateServer::StartServing() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port);
+  // toolgated owns the listening socket (ConnectionGate) and hands gRPC
+  // each connection; gRPC gets the per-connection limits.
+  ApplyTransportLimits(config_.transport, &builder);
+  const int64_t open_files = RaiseOpenFileLimit();
+  if (open_files < config_.transport.max_connections * 3 + 64) {
+    LogWarning("the limit on open files (", open_files, ") is below what --max-connections=",
+               config_.transport.max_connections,
+               " needs (3 per connection, plus 64); connections past it are closed at once");
+  }
+  absl::StatusOr<std::unique_ptr<ConnectionGate>> gate =
+      ConnectionGate::Bind(config_.listen, config_.transport);
+  if (!gate.ok()) return gate.status();
+  const int port = (*gate)->port();
   builder.RegisterService(service_.get());
   admin_ = std::make_unique<AdminServiceImpl>(
       [this] { return Status(); },
@@ -137,9 +148,11 @@ absl::Status ToolgateServer::StartServing() {
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::min<size_t>(config_.args_limits.max_bytes * 2 + (1 << 20), INT32_MAX)));
   server_ = builder.BuildAndStart();
-  if (server_ == nullptr || port == 0) {
+  if (server_ == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen));
   }
+  gate_ = *std::move(gate);
+  gate_->Start(server_.get());
   const std::string host = config_.listen.substr(0, config_.listen.rfind(':'));
   address_ = absl::StrCat(host, ":", port);
   server_->GetHealthCheckService()->SetServingStatus(true);

@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
+#include "server/app/transport.h"
 #include "server/counters/counter_store.h"
 #include "server/decider/decider.h"
 #include "server/engine/args_limits.h"
@@ -30,6 +31,8 @@ namespace toolgate {
 
 struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
+  // Limits on gRPC clients (streams, memory, connections, idle and age).
+  TransportLimits transport;
   // Where revisions come from: a file or directory (watched unless
   // `policy.watch` is false), "redis://..." (the revision active in Redis),
   // or empty (the embedded example policy).
@@ -133,6 +136,9 @@ class ToolgateServer {
   std::string last_reload_error_ ABSL_GUARDED_BY(reload_mu_);
   absl::Time last_reload_at_ ABSL_GUARDED_BY(reload_mu_);
   std::unique_ptr<grpc::Server> server_;
+  // Accepts the gRPC connections and hands them to server_; declared after
+  // it so that it stops first.
+  std::unique_ptr<ConnectionGate> gate_;
   std::string address_;
   bool shut_down_ = false;
   bool drained_ = false;

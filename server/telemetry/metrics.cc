@@ -303,9 +303,15 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
   e->metrics_ = std::move(metrics);
   try {
     // civetweb: "HOST:PORT" binds one address; IPv6 hosts go in brackets
-    // already ("[::1]:9464").
-    e->exposer_ = std::make_unique<prometheus::Exposer>(
-        std::vector<std::string>{"listening_ports", listen, "num_threads", "2"});
+    // already ("[::1]:9464"). Each worker serves one connection at a time,
+    // so connections that send nothing must not hold the workers for long:
+    // kMetricsWorkers of them, a connection silent for
+    // kMetricsRequestTimeoutMs is closed, and none is kept alive after its
+    // response.
+    e->exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", listen, "num_threads", std::to_string(kMetricsWorkers),
+        "request_timeout_ms", std::to_string(kMetricsRequestTimeoutMs), "enable_keep_alive",
+        "no", "connection_queue", std::to_string(kMetricsConnectionQueue)});
   } catch (const std::exception& ex) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve metrics on ", listen, ": ", ex.what()));

@@ -131,7 +131,13 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
 };
 
 // Serves `metrics` on http://`listen`/metrics (HOST:PORT; port 0 picks a
-// free one) until destroyed.
+// free one) until destroyed. kMetricsWorkers connections are served at
+// once; up to kMetricsConnectionQueue more wait for a worker; a connection
+// that sends no complete request within kMetricsRequestTimeoutMs is closed;
+// no connection is kept alive after its response.
+inline constexpr int kMetricsWorkers = 16;
+inline constexpr int kMetricsConnectionQueue = 64;
+inline constexpr int kMetricsRequestTimeoutMs = 5000;
 class MetricsEndpoint {
  public:
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(const std::string& listen,
