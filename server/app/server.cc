@@ -8,6 +8,7 @@
 #include "grpc/grpc.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "server/base/clock.h"
 #include "server/base/log.h"
@@ -122,19 +123,29 @@ absl::Status ToolgateServer::StartServing() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  // toolgated owns the listening socket (ConnectionGate) and hands gRPC
-  // each connection; gRPC gets the per-connection limits.
+  // By default toolgated owns the listening socket (ConnectionGate) and hands
+  // gRPC each connection; gRPC gets the per-connection limits either way.
   ApplyTransportLimits(config_.transport, &builder);
-  const int64_t open_files = RaiseOpenFileLimit();
-  if (open_files < config_.transport.max_connections * 3 + 64) {
-    LogWarning("the limit on open files (", open_files, ") is below what --max-connections=",
-               config_.transport.max_connections,
-               " needs (3 per connection, plus 64); connections past it are closed at once");
+  int port = 0;
+  std::unique_ptr<ConnectionGate> gate;
+  if (config_.connection_gate) {
+    const int64_t open_files = RaiseOpenFileLimit();
+    if (open_files < config_.transport.max_connections * 3 + 64) {
+      LogWarning("the limit on open files (", open_files, ") is below what --max-connections=",
+                 config_.transport.max_connections,
+                 " needs (3 per connection, plus 64); connections past it are closed at once");
+    }
+    absl::StatusOr<std::unique_ptr<ConnectionGate>> bound =
+        ConnectionGate::Bind(config_.listen, config_.transport);
+    if (!bound.ok()) return bound.status();
+    gate = *std::move(bound);
+    port = gate->port();
+  } else {
+    LogWarning("--no-connection-gate: gRPC listens directly; no connection cap, no recovery "
+               "from running out of descriptors, no HTTP/2 rapid-reset cut-off (use a proxy "
+               "that has them)");
+    builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port);
   }
-  absl::StatusOr<std::unique_ptr<ConnectionGate>> gate =
-      ConnectionGate::Bind(config_.listen, config_.transport);
-  if (!gate.ok()) return gate.status();
-  const int port = (*gate)->port();
   builder.RegisterService(service_.get());
   admin_ = std::make_unique<AdminServiceImpl>(
       [this] { return Status(); },
@@ -148,11 +159,13 @@ absl::Status ToolgateServer::StartServing() {
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::min<size_t>(config_.args_limits.max_bytes * 2 + (1 << 20), INT32_MAX)));
   server_ = builder.BuildAndStart();
-  if (server_ == nullptr) {
+  if (server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen));
   }
-  gate_ = *std::move(gate);
-  gate_->Start(server_.get());
+  if (gate != nullptr) {
+    gate_ = std::move(gate);
+    gate_->Start(server_.get());
+  }
   const std::string host = config_.listen.substr(0, config_.listen.rfind(':'));
   address_ = absl::StrCat(host, ":", port);
   server_->GetHealthCheckService()->SetServingStatus(true);
@@ -295,8 +308,10 @@ void ToolgateServer::Drain() {
   while (service_->open_calls() > 0 && std::chrono::steady_clock::now() < sent_by) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  // Close every connection: what a client sent and the server has not read
-  // fails with UNAVAILABLE at the client, never CANCELLED.
+  // Stop accepting and close every connection: what a client sent and the
+  // server has not read fails with UNAVAILABLE at the client, never
+  // CANCELLED; a client that reconnects is refused.
+  gate_.reset();
   grpc_server_cancel_all_calls(server_->c_server());
   // Every check has answered: write out the decision log.
   if (decision_log_ != nullptr) decision_log_->Close();

@@ -33,6 +33,9 @@ struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
   // Limits on gRPC clients (streams, memory, connections, idle and age).
   TransportLimits transport;
+  // Accept gRPC connections through a ConnectionGate (connection cap,
+  // descriptor recovery, rapid-reset cut-off); false: gRPC's own listener.
+  bool connection_gate = true;
   // Where revisions come from: a file or directory (watched unless
   // `policy.watch` is false), "redis://..." (the revision active in Redis),
   // or empty (the embedded example policy).

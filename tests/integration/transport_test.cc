@@ -152,6 +152,30 @@ TEST(TransportTest, AnnouncesMaxConcurrentStreams) {
   EXPECT_EQ((*conn)->max_concurrent_streams(), 37u);
 }
 
+// Without the gate gRPC listens directly: calls are served and the
+// gRPC-level limits (here MAX_CONCURRENT_STREAMS) still apply.
+TEST(TransportTest, WithoutTheGateGrpcListensDirectly) {
+  auto server = MustStart({"--no-connection-gate", "--max-concurrent-streams", "41"});
+  ASSERT_NE(server, nullptr);
+  EXPECT_THAT(server->log(), HasSubstr("--no-connection-gate"));
+  auto client = toolgate::Client::Connect(server->address());
+  toolgate::v1::CheckRequest req;
+  req.set_tool("wait_for_background_task");
+  req.set_grant("g");
+  absl::StatusOr<toolgate::v1::CheckResponse> r = client->Check(req, absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NE(r->decision(), toolgate::v1::DECISION_UNSPECIFIED);
+  auto conn = H2Connection::Connect(server->port());
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  ASSERT_TRUE((*conn)->Flush().ok());
+  const absl::Time deadline = absl::Now() + kWait;
+  while (!(*conn)->settings_seen() && !(*conn)->closed() && absl::Now() < deadline) {
+    (*conn)->Poll(absl::Milliseconds(50));
+  }
+  ASSERT_TRUE((*conn)->settings_seen());
+  EXPECT_EQ((*conn)->max_concurrent_streams(), 41u);
+}
+
 // The CVE-2023-44487 pattern for 10 s (a new connection each time one is
 // cut off) while a well-behaved client keeps calling: the abusive
 // connection is cut off, the server's memory stays bounded, and every
