@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "google/protobuf/stubs/logging.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
 #include "server/base/clock.h"
@@ -45,6 +46,8 @@ std::shared_ptr<const Policy> Load(const char* file) {
 }  // namespace toolgate
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  // libprotobuf logs each string field with invalid UTF-8; not a finding.
+  google::protobuf::SetLogHandler(nullptr);
   toolgate::policies = new std::vector<std::shared_ptr<const toolgate::Policy>>{
       toolgate::Load("policy.yaml"), toolgate::Load("scoped-policy.yaml")};
   return 0;
