@@ -70,8 +70,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (s.code() != absl::StatusCode::kInvalidArgument || s.message().empty()) __builtin_trap();
     return 0;
   }
-  // Validated args are within the limits the decision relies on.
+  // Validated names and args are within the limits the decision relies on.
   if (ArgsDepth(request.args()) > limits.max_depth) __builtin_trap();
+  for (const std::string* name : {&request.tool(), &request.grant(), &request.server(),
+                                  &request.session(), &request.policy_version()}) {
+    if (name->size() > limits.max_name_bytes) __builtin_trap();
+  }
   for (const std::shared_ptr<const Policy>& policy : *policies) {
     v1::CheckResponse response;
     DecisionTask task;
