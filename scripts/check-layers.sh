@@ -16,7 +16,7 @@ if [ "${1:-}" = "--self-test" ]; then
   src="$(cd "${2:-$(dirname "$0")/..}" && pwd)"
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$src" && tar cf - scripts server client tests bench) | (cd "$tmp" && tar xf -)
+  (cd "$src" && tar cf - scripts server client tests bench fuzz) | (cd "$tmp" && tar xf -)
   bash "$tmp/scripts/check-layers.sh" "$tmp" >/dev/null 2>&1 ||
     { echo "self-test: the unmodified tree already fails the check" >&2; exit 1; }
   # The engine (layer 5) reaching up into the gRPC service (layer 8).
@@ -54,6 +54,7 @@ declare -A LAYER=(
   [client/cli]=11
   [tests/integration]=12
   [bench]=12
+  [fuzz]=12
 )
 
 # The folder a path belongs to: the longest key of LAYER that is a prefix.
@@ -93,6 +94,6 @@ while IFS= read -r file; do
     fi
   done < <(grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$file" |
            sed 's/^\([0-9]*\):[^"]*"\([^"]*\)".*/\1:\2/')
-done < <(find server client tests bench -type f \( -name '*.h' -o -name '*.cc' -o -name '*.in' \) | sort)
+done < <(find server client tests bench fuzz -type f \( -name '*.h' -o -name '*.cc' -o -name '*.in' \) | sort)
 if [ "$status" -eq 0 ]; then echo "check-layers: every include points down the layers"; fi
 exit "$status"

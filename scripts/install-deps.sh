@@ -10,6 +10,7 @@ PACKAGES=(
   prometheus-cpp-dev
   redis-server
   googletest libgtest-dev libgmock-dev
+  clang libfuzzer-14-dev
 )
 
 missing=()

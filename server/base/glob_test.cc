@@ -99,6 +99,19 @@ TEST(GlobMatch, Backtracking) {
   EXPECT_FALSE(GlobMatch("a*b?d*e", "abxbcdxxf"));
 }
 
+// Found by fuzz/glob_fuzzer.cc: a `*` in the pattern was taken as a literal
+// where the text had a `*`, so `delete_*` did not match "delete_*x" and a
+// deny rule could be stepped around with such a name.
+TEST(GlobMatch, WildcardsInTheTextAreOrdinaryCharacters) {
+  EXPECT_TRUE(GlobMatch("a*", "a*b"));
+  EXPECT_TRUE(GlobMatch("delete_*", "delete_*x"));
+  EXPECT_TRUE(GlobMatch("*", "**"));
+  EXPECT_TRUE(GlobMatch("a*c", "a*bc"));
+  EXPECT_TRUE(GlobMatch("?*", "?x"));
+  EXPECT_TRUE(GlobMatch("a*", "a*"));
+  EXPECT_FALSE(GlobMatch("a*c", "a*b"));
+}
+
 TEST(GlobMatch, PathologicalInputIsFast) {
   // Exponential for a naive recursive matcher; linear-ish here.
   const std::string text(5000, 'a');

@@ -1,13 +1,50 @@
 #include "server/base/yaml_util.h"
 
+#include <optional>
+#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "server/base/utf8.h"
+#include "yaml-cpp/eventhandler.h"
 
 namespace toolgate {
+
+namespace {
+
+// Notes where a document's root node is, and keeps nothing else.
+class RootMark final : public YAML::EventHandler {
+ public:
+  std::optional<YAML::Mark> mark;
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { Note(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { Note(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Note(m);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Note(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Note(m);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Note(const YAML::Mark& m) {
+    if (!mark) mark = m;
+  }
+};
+
+}  // namespace
 
 const char* YamlKindName(const YAML::Node& n) {
   switch (n.Type()) {
@@ -156,13 +193,24 @@ void ParseSingleDocument(absl::string_view text, absl::string_view empty, absl::
                          const YamlLimits& limits) {
   if (!CheckTextUtf8(text, diags)) return;
   try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.empty() || docs[0].IsNull()) {
+    // Not YAML::LoadAll: for a comma at the top level ("[a],", "\"a\",",
+    // ",") yaml-cpp 0.7 yields an empty document without consuming the
+    // comma, again and again, so LoadAll never returns and allocates until
+    // memory runs out. Whether there is a second document is all we need,
+    // so at most two are read (events only), then the first one is loaded.
+    const std::string input(text);
+    std::istringstream in(input);
+    YAML::Parser parser(in);
+    RootMark first, second;
+    const bool has_first = parser.HandleNextDocument(first);
+    const bool has_second = has_first && parser.HandleNextDocument(second);
+    const YAML::Node root = has_first ? YAML::Load(input) : YAML::Node();
+    if (!has_first || root.IsNull()) {
       diags.Error(std::string(empty));
-    } else if (docs.size() > 1) {
-      diags.Error(docs[1], std::string(extra));
-    } else if (CheckYamlDocument(docs[0], limits, diags)) {
-      fn(docs[0]);
+    } else if (has_second) {
+      diags.Error(second.mark.value_or(YAML::Mark::null_mark()), std::string(extra));
+    } else if (CheckYamlDocument(root, limits, diags)) {
+      fn(root);
     }
   } catch (const YAML::ParserException& e) {
     diags.Error(e.mark, absl::StrCat("syntax error: ", e.msg));

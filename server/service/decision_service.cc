@@ -64,6 +64,28 @@ int RecursionLimitFor(int max_depth) { return 3 * max_depth + 16; }
 
 }  // namespace
 
+absl::Status ParseCheckRequest(const grpc::ByteBuffer& bytes, int max_args_depth,
+                               v1::CheckRequest* request) {
+  // Strings checked as UTF-8 first (see request_wire.h), then parsed with
+  // a recursion limit sized for --max-args-depth.
+  const int recursion_limit = RecursionLimitFor(max_args_depth);
+  grpc::Slice slice;
+  if (!bytes.DumpToSingleSlice(&slice).ok()) {
+    return absl::InvalidArgumentError("request could not be read");
+  }
+  const absl::string_view wire(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  if (absl::Status s = CheckRequestWireUtf8(wire, recursion_limit); !s.ok()) return s;
+  google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(wire.data()),
+                                               static_cast<int>(wire.size()));
+  input.SetRecursionLimit(recursion_limit);
+  if (!request->ParseFromCodedStream(&input) || !input.ConsumedEntireMessage()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request could not be parsed: malformed, or args nested far deeper than the limit of ",
+        max_args_depth, " (--max-args-depth)"));
+  }
+  return absl::OkStatus();
+}
+
 DecisionServiceImpl::DecisionServiceImpl(const PolicyRegistry* policies, const Decider* decider,
                                          std::vector<DecisionObserver*> observers)
     : policies_(policies),
@@ -126,30 +148,11 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext
     return reactor;
   }
 
-  // Strings checked as UTF-8 first (see request_wire.h), then parsed with
-  // a recursion limit sized for --max-args-depth.
-  {
-    const int recursion_limit = RecursionLimitFor(decider_->limits().max_depth);
-    grpc::Slice slice;
-    if (!request->DumpToSingleSlice(&slice).ok()) {
-      Finish(call, absl::InvalidArgumentError("request could not be read"));
-      return reactor;
-    }
-    const absl::string_view wire(reinterpret_cast<const char*>(slice.begin()), slice.size());
-    if (absl::Status s = CheckRequestWireUtf8(wire, recursion_limit); !s.ok()) {
-      Finish(call, s);
-      return reactor;
-    }
-    google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(wire.data()),
-                                                 static_cast<int>(wire.size()));
-    input.SetRecursionLimit(recursion_limit);
-    if (!call->request.ParseFromCodedStream(&input) || !input.ConsumedEntireMessage()) {
-      Finish(call, absl::InvalidArgumentError(absl::StrCat(
-                       "request could not be parsed: malformed, or args nested far deeper "
-                       "than the limit of ",
-                       decider_->limits().max_depth, " (--max-args-depth)")));
-      return reactor;
-    }
+  if (absl::Status s =
+          ParseCheckRequest(*request, decider_->limits().max_depth, &call->request);
+      !s.ok()) {
+    Finish(call, s);
+    return reactor;
   }
   const v1::CheckRequest& req = call->request;
   if (absl::Status s = decider_->Validate(req); !s.ok()) {

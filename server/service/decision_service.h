@@ -14,12 +14,23 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "server/decider/decider.h"
 #include "server/policy/registry.h"
 #include "server/service/decision_observer.h"
 #include "toolgate/v1/decision.grpc.pb.h"
 
 namespace toolgate {
+
+// Parses a Check request's bytes as the handler does: every string field
+// checked as UTF-8 first (request_wire.h), then parsed with a protobuf
+// recursion limit sized for `max_args_depth` (--max-args-depth), so that
+// anything parseable is then measured by Decider::Validate. INVALID_ARGUMENT
+// naming the field for invalid UTF-8, or when the bytes are malformed or
+// nested far deeper than the limit.
+absl::Status ParseCheckRequest(const grpc::ByteBuffer& bytes, int max_args_depth,
+                               v1::CheckRequest* request);
 
 class DecisionServiceImpl final
     : public v1::DecisionService::WithRawCallbackMethod_Check<v1::DecisionService::Service> {
