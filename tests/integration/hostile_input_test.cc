@@ -215,12 +215,16 @@ TEST(RedisRevisionTest, ServerStartsOnAnAliasBombRevisionAndServesTheNextGoodOne
   TempDir dir;
   const std::string bomb_path = dir.WriteFile("bomb.yaml", bomb);
   CommandResult refused =
-      RunCommand({CliBin(), "policy", "push", bomb_path, "--redis", redis->url()});
+      RunCommand({CliBin(), "policy", "push", bomb_path, "--redis", redis->url()}, {},
+                 absl::Seconds(120));
   EXPECT_NE(refused.exit_code, 0) << refused.out;
   EXPECT_THAT(refused.err, HasSubstr("too large with its aliases expanded"));
 
+  // Generous: refusing the bomb walks its whole node budget, which takes
+  // seconds in a sanitizer build on a busy machine.
   auto server_or = ServerProcess::Start(
-      {"--listen", "127.0.0.1:0", "--policy", redis->url(), "--policy-check-interval", "200ms"});
+      {"--listen", "127.0.0.1:0", "--policy", redis->url(), "--policy-check-interval", "200ms"},
+      {}, absl::Seconds(120));
   ASSERT_TRUE(server_or.ok()) << server_or.status();
   std::unique_ptr<ServerProcess> server = *std::move(server_or);
   auto client = toolgate::Client::Connect(server->address());
