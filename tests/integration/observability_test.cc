@@ -341,4 +341,62 @@ TEST(ObservabilityTest, DecisionLogOnAFullDiskIsCounted) {
   EXPECT_THAT((*server)->log(), HasSubstr("0 entries written, 0 dropped (queue full), 3 failed to write"));
 }
 
+// The reader of stderr (the server log) goes away: toolgated is not killed by
+// SIGPIPE, keeps deciding, and counts the lines it could not write.
+TEST(ObservabilityTest, ServerLogToAClosedPipeIsCountedAndTheServerLivesOn) {
+  TempDir dir;
+  const std::string path = dir.WriteFile("policy.yaml", kPolicy);
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  const int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  ASSERT_GE(null_fd, 0);
+  const std::string bin = ToolgatedBin();
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(null_fd, 0);
+    dup2(null_fd, 1);
+    dup2(fds[1], 2);
+    execl(bin.c_str(), bin.c_str(), "--listen", "127.0.0.1:0", "--policy", path.c_str(),
+          "--metrics-listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(fds[1]);
+  close(null_fd);
+  // Read the log until both addresses are known, then stop reading.
+  std::string log, address, metrics;
+  auto find = [&](const std::string& needle) {
+    const size_t at = log.find(needle);
+    if (at == std::string::npos) return std::string();
+    const size_t start = at + needle.size();
+    const size_t end = log.find_first_of(" \n", start);
+    return end == std::string::npos ? std::string() : log.substr(start, end - start);
+  };
+  while (address.empty() || metrics.empty()) {
+    char buf[4096];
+    const ssize_t n = read(fds[0], buf, sizeof buf);  // Ends at EOF if it exits.
+    if (n <= 0) break;
+    log.append(buf, static_cast<size_t>(n));
+    address = find("toolgated listening on ");
+    metrics = find("metrics listening on ");
+  }
+  close(fds[0]);  // The reader is gone: every log line now fails with EPIPE.
+  ASSERT_FALSE(address.empty()) << log;
+  ASSERT_FALSE(metrics.empty()) << log;
+  ASSERT_EQ(kill(pid, SIGHUP), 0);  // A reload logs a line.
+  double lost = 0;
+  const absl::Time until = absl::Now() + absl::Seconds(60);
+  while ((lost = Sample(HttpGet(metrics, "/metrics"), "toolgate_log_write_errors_total")) < 1 &&
+         absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_GE(lost, 1);
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "toolgated exited, status " << status;
+  auto client = toolgate::Client::Connect(address);
+  EXPECT_TRUE(client->Check(Req("read_file", R"({"path":"/x"})")).ok());
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+}
+
 }  // namespace toolgate_test
