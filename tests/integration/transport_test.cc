@@ -146,18 +146,29 @@ int PortOf(const std::string& host_port) {
 
 // ---- tests -------------------------------------------------------------------
 
-TEST(TransportTest, AnnouncesMaxConcurrentStreams) {
-  auto server = MustStart({"--max-concurrent-streams", "37"});
-  ASSERT_NE(server, nullptr);
-  auto conn = H2Connection::Connect(server->port());
-  ASSERT_TRUE(conn.ok()) << conn.status();
-  ASSERT_TRUE((*conn)->Flush().ok());
+// The MAX_CONCURRENT_STREAMS the server at `port` announces in its first
+// SETTINGS; -1 when it sent none (with the reason as a test failure).
+int64_t AnnouncedMaxConcurrentStreams(int port) {
+  auto conn = H2Connection::Connect(port);
+  if (!conn.ok() || !(*conn)->Flush().ok()) {
+    ADD_FAILURE() << "cannot connect: " << conn.status();
+    return -1;
+  }
   const absl::Time deadline = absl::Now() + kWait;
   while (!(*conn)->settings_seen() && !(*conn)->closed() && absl::Now() < deadline) {
     (*conn)->Poll(absl::Milliseconds(50));
   }
-  ASSERT_TRUE((*conn)->settings_seen());
-  EXPECT_EQ((*conn)->max_concurrent_streams(), 37u);
+  if (!(*conn)->settings_seen()) {
+    ADD_FAILURE() << "no SETTINGS from the server";
+    return -1;
+  }
+  return static_cast<int64_t>((*conn)->max_concurrent_streams());
+}
+
+TEST(TransportTest, AnnouncesMaxConcurrentStreams) {
+  auto server = MustStart({"--max-concurrent-streams", "37"});
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(AnnouncedMaxConcurrentStreams(server->port()), 37);
 }
 
 // Without the gate gRPC listens directly: calls are served and the
@@ -173,15 +184,7 @@ TEST(TransportTest, WithoutTheGateGrpcListensDirectly) {
   absl::StatusOr<toolgate::v1::CheckResponse> r = client->Check(req, absl::Seconds(10));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_NE(r->decision(), toolgate::v1::DECISION_UNSPECIFIED);
-  auto conn = H2Connection::Connect(server->port());
-  ASSERT_TRUE(conn.ok()) << conn.status();
-  ASSERT_TRUE((*conn)->Flush().ok());
-  const absl::Time deadline = absl::Now() + kWait;
-  while (!(*conn)->settings_seen() && !(*conn)->closed() && absl::Now() < deadline) {
-    (*conn)->Poll(absl::Milliseconds(50));
-  }
-  ASSERT_TRUE((*conn)->settings_seen());
-  EXPECT_EQ((*conn)->max_concurrent_streams(), 41u);
+  EXPECT_EQ(AnnouncedMaxConcurrentStreams(server->port()), 41);
 }
 
 // The CVE-2023-44487 pattern for 10 s (a new connection each time one is
