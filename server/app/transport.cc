@@ -108,6 +108,42 @@ class RateLimitedLog {
   uint64_t suppressed_ = 0;
 };
 
+// Splits one direction of an HTTP/2 connection into frames: skips the
+// client's connection preface (when told to), hands each 9-byte frame header
+// to `on_header`, and skips the payloads.
+class FrameSplitter {
+ public:
+  explicit FrameSplitter(size_t preface) : preface_left_(preface) {}
+
+  template <typename OnHeader>
+  void Feed(const char* data, size_t size, OnHeader on_header) {
+    size_t at = 0;
+    while (at < size) {
+      if (preface_left_ > 0 || payload_left_ > 0) {
+        size_t& left = preface_left_ > 0 ? preface_left_ : payload_left_;
+        const size_t n = std::min(left, size - at);
+        left -= n;
+        at += n;
+      } else {
+        header_[header_len_++] = static_cast<unsigned char>(data[at++]);
+        if (header_len_ == 9) {
+          header_len_ = 0;
+          payload_left_ = (size_t{header_[0]} << 16) | (size_t{header_[1]} << 8) | header_[2];
+          on_header(header_);
+        }
+      }
+    }
+  }
+  // Between two frames: a frame of our own (GOAWAY) may be inserted here.
+  bool at_boundary() const { return preface_left_ == 0 && payload_left_ == 0 && header_len_ == 0; }
+
+ private:
+  size_t preface_left_;
+  size_t payload_left_ = 0;
+  unsigned char header_[9] = {};
+  size_t header_len_ = 0;
+};
+
 // Reads the client's side of an HTTP/2 connection frame header by frame
 // header (payloads are skipped) and counts the streams it opens and the
 // streams it resets.
@@ -115,24 +151,7 @@ class FrameWatcher {
  public:
   // Feeds the next bytes the client sent.
   void Feed(const char* data, size_t size) {
-    size_t at = 0;
-    while (at < size) {
-      if (preface_left_ > 0) {
-        const size_t n = std::min(preface_left_, size - at);
-        preface_left_ -= n;
-        at += n;
-      } else if (payload_left_ > 0) {
-        const size_t n = std::min(payload_left_, size - at);
-        payload_left_ -= n;
-        at += n;
-      } else {
-        header_[header_len_++] = static_cast<unsigned char>(data[at++]);
-        if (header_len_ == 9) {
-          header_len_ = 0;
-          OnFrame();
-        }
-      }
-    }
+    frames_.Feed(data, size, [this](const unsigned char* header) { OnFrame(header); });
   }
   uint64_t opened() const { return opened_; }
   uint64_t resets() const { return resets_; }
@@ -142,57 +161,25 @@ class FrameWatcher {
   bool settings_acked() const { return settings_acked_; }
 
  private:
-  void OnFrame() {
-    payload_left_ = (size_t{header_[0]} << 16) | (size_t{header_[1]} << 8) | header_[2];
-    const uint8_t type = header_[3];
-    const uint32_t stream = ((uint32_t{header_[5]} << 24) | (uint32_t{header_[6]} << 16) |
-                             (uint32_t{header_[7]} << 8) | header_[8]) &
+  void OnFrame(const unsigned char* header) {
+    const uint8_t type = header[3];
+    const uint32_t stream = ((uint32_t{header[5]} << 24) | (uint32_t{header[6]} << 16) |
+                             (uint32_t{header[7]} << 8) | header[8]) &
                             0x7fffffffu;
     if (type == kFrameHeaders && stream > last_stream_) {
       last_stream_ = stream;
       ++opened_;
     } else if (type == kFrameRstStream) {
       ++resets_;
-    } else if (type == kFrameSettings && (header_[4] & 0x1) != 0) {
+    } else if (type == kFrameSettings && (header[4] & 0x1) != 0) {
       settings_acked_ = true;
     }
   }
 
-  size_t preface_left_ = kPrefaceSize;
-  size_t payload_left_ = 0;
-  unsigned char header_[9] = {};
-  size_t header_len_ = 0;
+  FrameSplitter frames_{kPrefaceSize};
   uint64_t opened_ = 0, resets_ = 0;
   uint32_t last_stream_ = 0;
   bool settings_acked_ = false;
-};
-
-// Follows the server's side frame by frame, only to know whether a frame
-// of our own (GOAWAY) may be inserted after what has been forwarded.
-class FrameBoundary {
- public:
-  void Feed(const char* data, size_t size) {
-    size_t at = 0;
-    while (at < size) {
-      if (payload_left_ > 0) {
-        const size_t n = std::min(payload_left_, size - at);
-        payload_left_ -= n;
-        at += n;
-      } else {
-        header_[header_len_++] = static_cast<unsigned char>(data[at++]);
-        if (header_len_ == 9) {
-          header_len_ = 0;
-          payload_left_ = (size_t{header_[0]} << 16) | (size_t{header_[1]} << 8) | header_[2];
-        }
-      }
-    }
-  }
-  bool at_boundary() const { return payload_left_ == 0 && header_len_ == 0; }
-
- private:
-  size_t payload_left_ = 0;
-  unsigned char header_[9] = {};
-  size_t header_len_ = 0;
 };
 
 std::string GoawayFrame(uint32_t last_stream, absl::string_view debug) {
@@ -288,7 +275,9 @@ class ConnectionGate::Loop {
     bool client_eof = false, grpc_eof = false;
     bool cut = false;  // Cut off: flushing what is pending to the client, then closing.
     FrameWatcher watcher;
-    FrameBoundary server_frames;
+    // The server's side, followed only to know where a GOAWAY of our own
+    // may be inserted.
+    FrameSplitter server_frames{0};
     uint64_t checked_opened = 0, checked_resets = 0;
     uint32_t client_events = 0, grpc_events = 0;  // Registered interest.
     std::chrono::steady_clock::time_point linger_until;
@@ -459,7 +448,7 @@ class ConnectionGate::Loop {
         c->watcher.Feed(buf, static_cast<size_t>(n));
         if (ResetTooMuch(c, c->watcher.resets() - resets_before)) return true;
       } else {
-        c->server_frames.Feed(buf, static_cast<size_t>(n));
+        c->server_frames.Feed(buf, static_cast<size_t>(n), [](const unsigned char*) {});
       }
       pending->assign(buf, static_cast<size_t>(n));
       if (!Drain(to, pending)) return false;

@@ -8,13 +8,18 @@
 namespace toolgate {
 namespace {
 
+// The bound is described only when it is broken: a valid call builds no
+// message.
 absl::Status CheckName(absl::string_view field, absl::string_view value, size_t max_bytes,
-                       absl::string_view flag_bound) {
+                       bool is_request_id) {
   const Utf8Problem p = FindUtf8Problem(value, /*forbid_control=*/true);
   if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", DescribeUtf8Problem(p)));
   if (value.size() > max_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": ", value.size(), " bytes, longer than ", flag_bound));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", value.size(), " bytes, longer than ",
+        is_request_id ? absl::StrCat(max_bytes, " (", ArgsLimits::kRequestIdFactor,
+                                     " x --max-name-bytes)")
+                      : absl::StrCat("--max-name-bytes (", max_bytes, ")")));
   }
   return absl::OkStatus();
 }
@@ -25,7 +30,6 @@ absl::Status Decider::Validate(const v1::CheckRequest& request) const {
   if (request.tool().empty()) return absl::InvalidArgumentError("tool is required");
   if (request.grant().empty()) return absl::InvalidArgumentError("grant is required");
   const size_t max = limits_.max_name_bytes;
-  const std::string bound = absl::StrCat("--max-name-bytes (", max, ")");
   const struct {
     absl::string_view field;
     const std::string& value;
@@ -35,12 +39,10 @@ absl::Status Decider::Validate(const v1::CheckRequest& request) const {
                {"session", request.session()},
                {"policy_version", request.policy_version()}};
   for (const auto& n : names) {
-    if (absl::Status s = CheckName(n.field, n.value, max, bound); !s.ok()) return s;
+    if (absl::Status s = CheckName(n.field, n.value, max, false); !s.ok()) return s;
   }
-  const size_t max_id = ArgsLimits::kRequestIdFactor * max;
-  if (absl::Status s = CheckName(
-          "request_id", request.request_id(), max_id,
-          absl::StrCat(max_id, " (", ArgsLimits::kRequestIdFactor, " x --max-name-bytes)"));
+  if (absl::Status s = CheckName("request_id", request.request_id(),
+                                 ArgsLimits::kRequestIdFactor * max, true);
       !s.ok()) {
     return s;
   }
