@@ -52,6 +52,24 @@ int main(int argc, char** argv) {
   toolgate::FlagSet flags(kUsage, "TOOLGATE_");
   flags.String("listen", &config.listen,
                "Address to serve gRPC on, HOST:PORT (port 0 picks a free one).");
+  flags.String("admin-listen", &config.admin_listen,
+               "Address to serve AdminService (status, explain) and health on, HOST:PORT; empty "
+               "turns it off. The decision port (--listen) serves DecisionService and health "
+               "only.");
+  flags.String("tls-cert", &config.tls.cert_file,
+               "PEM certificate (and chain): serve TLS on both listeners. Re-read when the file "
+               "changes (new connections use the new one).");
+  flags.String("tls-key", &config.tls.key_file, "PEM private key of --tls-cert.");
+  flags.String("tls-client-ca", &config.tls.client_ca_file,
+               "PEM CA certificates: require client certificates issued by them (mTLS); "
+               "connections without one fail their handshake.");
+  flags.List("allow-peer", &config.allow_peers,
+             "With --tls-client-ca: a client identity (glob; the certificate's URI SAN, else DNS "
+             "SAN, else subject CN) admitted on both listeners; other callers get "
+             "PERMISSION_DENIED. Repeatable; none admits every verified client.");
+  flags.String("admin-token-file", &config.admin_token_file,
+               "File holding a token that admin calls must carry (authorization: Bearer TOKEN); "
+               "others get UNAUTHENTICATED. Re-read when the file changes.");
   flags.String("policy", &config.policy.path,
                "Policy file (YAML or JSON) or directory of policy files. When empty, the example "
                "policy compiled into the binary is used.");
@@ -204,8 +222,14 @@ int main(int argc, char** argv) {
     std::cerr << "toolgated: cannot start:\n" << server.status().message() << "\n";
     return 1;
   }
+  if (!(*server)->admin_address().empty()) {
+    toolgate::LogInfo("toolgated admin listening on ", (*server)->admin_address(),
+                      config.admin_token_file.empty() ? "" : " (token required)");
+  }
   if (const auto policy = (*server)->policies().active()) {
-    toolgate::LogInfo("toolgated listening on ", (*server)->address(), " with policy revision ",
+    toolgate::LogInfo("toolgated listening on ", (*server)->address(),
+                      config.tls.enabled() ? (config.tls.client_ca_file.empty() ? " (TLS)" : " (mTLS)") : "",
+                      " with policy revision ",
                       policy->revision(), " (", policy->exact_count(), " exact entries, ",
                       policy->glob_count(), " globs; counters ",
                       config.redis_url.empty() ? "in process" : "in Redis", ")");
@@ -213,6 +237,7 @@ int main(int argc, char** argv) {
     // (Only a Redis policy may start empty: its URL, without the password.)
     const absl::StatusOr<toolgate::RedisUrl> url = toolgate::ParseRedisUrl(config.policy.path);
     toolgate::LogInfo("toolgated listening on ", (*server)->address(),
+                      config.tls.enabled() ? (config.tls.client_ca_file.empty() ? " (TLS)" : " (mTLS)") : "",
                       " with no policy revision yet (following ",
                       url.ok() ? url->Redacted() : std::string("the policy source"), ")");
   }

@@ -95,6 +95,42 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
   return s;
 }
 
+absl::Status ToolgateServer::StartListener(const std::string& listen, grpc::Service* service,
+                                           Listener* out) {
+  grpc::ServerBuilder builder;
+  // By default toolgated owns the listening socket (ConnectionGate) and hands
+  // gRPC each connection; gRPC gets the per-connection limits either way.
+  ApplyTransportLimits(config_.transport, &builder);
+  int port = 0;
+  std::unique_ptr<ConnectionGate> gate;
+  if (config_.connection_gate) {
+    absl::StatusOr<std::unique_ptr<ConnectionGate>> bound =
+        ConnectionGate::Bind(listen, config_.transport);
+    if (!bound.ok()) return bound.status();
+    gate = *std::move(bound);
+    port = gate->port();
+  } else {
+    builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  }
+  builder.RegisterService(service);
+  // Room for the largest allowed args plus the rest of the request.
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<size_t>(config_.args_limits.max_bytes * 2 + (1 << 20), INT32_MAX)));
+  out->server = builder.BuildAndStart();
+  if (out->server == nullptr || port == 0) {
+    out->server.reset();
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
+  }
+  if (gate != nullptr) {
+    out->gate = std::move(gate);
+    out->gate->Start(out->server.get(), tls_, &identities_);
+  }
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  out->address = absl::StrCat(host, ":", port);
+  out->server->GetHealthCheckService()->SetServingStatus(true);
+  return absl::OkStatus();
+}
+
 absl::Status ToolgateServer::StartServing() {
   if (!config_.decision_log.empty()) {
     DecisionLogOptions log_options;
@@ -117,17 +153,45 @@ absl::Status ToolgateServer::StartServing() {
   // The order the observers see a decision in: counted, compared, logged.
   std::vector<DecisionObserver*> observers = {&metrics_observer_, &shadow_comparer_};
   if (log_observer_ != nullptr) observers.push_back(log_observer_.get());
-  service_ =
-      std::make_unique<DecisionServiceImpl>(&policies_, decider_.get(), std::move(observers));
+  if (config_.tls.enabled()) {
+    if (!config_.connection_gate) {
+      return absl::InvalidArgumentError(
+          "--tls-cert: TLS is served by the connection gate; drop --no-connection-gate");
+    }
+    absl::StatusOr<std::shared_ptr<TlsServerContext>> tls = TlsServerContext::Load(config_.tls);
+    if (!tls.ok()) return tls.status();
+    tls_ = *std::move(tls);
+  } else if (!config_.tls.key_file.empty() || !config_.tls.client_ca_file.empty()) {
+    return absl::InvalidArgumentError("--tls-key and --tls-client-ca need --tls-cert");
+  }
+  if (!config_.allow_peers.empty() && config_.tls.client_ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--allow-peer needs --tls-client-ca: only client certificates name callers");
+  }
+  for (const std::string& pattern : config_.allow_peers) {
+    if (pattern.empty()) return absl::InvalidArgumentError("--allow-peer: empty pattern");
+  }
+  callers_ = std::make_unique<CallerCheck>(
+      tls_ != nullptr && tls_->requires_client_certificate() ? &identities_ : nullptr,
+      config_.allow_peers);
+  if (!config_.admin_token_file.empty()) {
+    absl::StatusOr<std::unique_ptr<AdminToken>> token = AdminToken::Load(config_.admin_token_file);
+    if (!token.ok()) return token.status();
+    admin_token_ = *std::move(token);
+  }
+  service_ = std::make_unique<DecisionServiceImpl>(&policies_, decider_.get(),
+                                                   std::move(observers), callers_.get());
+  admin_ = std::make_unique<AdminServiceImpl>(
+      [this] { return Status(); },
+      [this](v1::CheckRequest req, ExplainCallback done) {
+        absl::StatusOr<std::shared_ptr<const Policy>> policy = policies_.Get(req.policy_version());
+        if (!policy.ok()) return done(policy.status());
+        ExplainCheck(*decider_, *std::move(policy), std::move(req), std::move(done));
+      },
+      callers_.get(), admin_token_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  // By default toolgated owns the listening socket (ConnectionGate) and hands
-  // gRPC each connection; gRPC gets the per-connection limits either way.
-  ApplyTransportLimits(config_.transport, &builder);
-  int port = 0;
-  std::unique_ptr<ConnectionGate> gate;
   if (config_.connection_gate) {
     const int64_t open_files = RaiseOpenFileLimit();
     if (open_files < config_.transport.max_connections * 3 + 64) {
@@ -135,40 +199,19 @@ absl::Status ToolgateServer::StartServing() {
                  config_.transport.max_connections,
                  " needs (3 per connection, plus 64); connections past it are closed at once");
     }
-    absl::StatusOr<std::unique_ptr<ConnectionGate>> bound =
-        ConnectionGate::Bind(config_.listen, config_.transport);
-    if (!bound.ok()) return bound.status();
-    gate = *std::move(bound);
-    port = gate->port();
   } else {
     LogWarning("--no-connection-gate: gRPC listens directly; no connection cap, no recovery "
                "from running out of descriptors, no HTTP/2 rapid-reset cut-off (use a proxy "
                "that has them)");
-    builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port);
   }
-  builder.RegisterService(service_.get());
-  admin_ = std::make_unique<AdminServiceImpl>(
-      [this] { return Status(); },
-      [this](v1::CheckRequest req, ExplainCallback done) {
-        absl::StatusOr<std::shared_ptr<const Policy>> policy = policies_.Get(req.policy_version());
-        if (!policy.ok()) return done(policy.status());
-        ExplainCheck(*decider_, *std::move(policy), std::move(req), std::move(done));
-      });
-  builder.RegisterService(admin_.get());
-  // Room for the largest allowed args plus the rest of the request.
-  builder.SetMaxReceiveMessageSize(
-      static_cast<int>(std::min<size_t>(config_.args_limits.max_bytes * 2 + (1 << 20), INT32_MAX)));
-  server_ = builder.BuildAndStart();
-  if (server_ == nullptr || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.listen));
+  // Decisions and health on --listen; AdminService and health on
+  // --admin-listen. Each listener is its own gRPC server, so that neither
+  // serves (nor lists in reflection) the other's services.
+  absl::Status started = StartListener(config_.listen, service_.get(), &decision_);
+  if (started.ok() && !config_.admin_listen.empty()) {
+    started = StartListener(config_.admin_listen, admin_.get(), &admin_listener_);
   }
-  if (gate != nullptr) {
-    gate_ = std::move(gate);
-    gate_->Start(server_.get());
-  }
-  const std::string host = config_.listen.substr(0, config_.listen.rfind(':'));
-  address_ = absl::StrCat(host, ":", port);
-  server_->GetHealthCheckService()->SetServingStatus(true);
+  if (!started.ok()) return started;
 
   if (!config_.metrics_listen.empty()) {
     MetricsSources sources;
@@ -285,12 +328,14 @@ v1::GetStatusResponse ToolgateServer::Status() const {
 
 void ToolgateServer::StopServing() {
   if (provider_ != nullptr) provider_->Stop();  // No policy changes while stopping.
-  if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(false);
+  for (Listener* l : {&decision_, &admin_listener_}) {
+    if (l->server != nullptr) l->server->GetHealthCheckService()->SetServingStatus(false);
+  }
 }
 
 void ToolgateServer::Drain() {
   StopServing();
-  if (drained_ || server_ == nullptr) return;
+  if (drained_ || decision_.server == nullptr) return;
   drained_ = true;
   service_->StartDraining();
   const auto deadline =
@@ -311,22 +356,27 @@ void ToolgateServer::Drain() {
   // Stop accepting and close every connection: what a client sent and the
   // server has not read fails with UNAVAILABLE at the client, never
   // CANCELLED; a client that reconnects is refused.
-  gate_.reset();
-  grpc_server_cancel_all_calls(server_->c_server());
+  for (Listener* l : {&decision_, &admin_listener_}) {
+    l->gate.reset();
+    if (l->server != nullptr) grpc_server_cancel_all_calls(l->server->c_server());
+  }
   // Every check has answered: write out the decision log.
   if (decision_log_ != nullptr) decision_log_->Close();
 }
 
 void ToolgateServer::Shutdown() {
-  if (!drained_ && server_ != nullptr) {
+  if (!drained_ && decision_.server != nullptr) {
     StopServing();
     std::this_thread::sleep_for(std::chrono::milliseconds(config_.shutdown_delay_ms));
   }
   Drain();
-  if (shut_down_ || server_ == nullptr) return;
+  if (shut_down_ || decision_.server == nullptr) return;
   shut_down_ = true;
-  server_->Shutdown(std::chrono::system_clock::now());
-  server_->Wait();
+  for (Listener* l : {&decision_, &admin_listener_}) {
+    if (l->server == nullptr) continue;
+    l->server->Shutdown(std::chrono::system_clock::now());
+    l->server->Wait();
+  }
 }
 
 }  // namespace toolgate

@@ -30,7 +30,18 @@
 namespace toolgate {
 
 struct ServerConfig {
+  // DecisionService and health.
   std::string listen = "0.0.0.0:50051";
+  // AdminService and health; empty: not served.
+  std::string admin_listen = "127.0.0.1:50052";
+  // TLS on both listeners (off unless tls.cert_file is set); mTLS with
+  // tls.client_ca_file.
+  TlsServerOptions tls;
+  // With mTLS: certificate identities (glob patterns) admitted on both
+  // listeners; empty: every caller with a valid certificate.
+  std::vector<std::string> allow_peers;
+  // The bearer token admin calls must carry; empty: none needed.
+  std::string admin_token_file;
   // Limits on gRPC clients (streams, memory, connections, idle and age).
   TransportLimits transport;
   // Accept gRPC connections through a ConnectionGate (connection cap,
@@ -73,7 +84,9 @@ class ToolgateServer {
   ~ToolgateServer();
 
   // The address actually bound ("127.0.0.1:50051"; the real port when 0 was asked).
-  const std::string& address() const { return address_; }
+  const std::string& address() const { return decision_.address; }
+  // The admin listener's address (the real port); empty when not served.
+  const std::string& admin_address() const { return admin_listener_.address; }
 
   // Loads the policy again (and the shadow policy, if any), as for SIGHUP.
   // The outcome is logged and recorded in status; on error the current
@@ -114,6 +127,15 @@ class ToolgateServer {
  private:
   explicit ToolgateServer(const ServerConfig& config);
   absl::Status StartServing();
+  struct Listener {
+    std::unique_ptr<grpc::Server> server;
+    // Accepts the connections and hands them to `server`; declared after
+    // it so that it stops first.
+    std::unique_ptr<ConnectionGate> gate;
+    std::string address;  // "HOST:PORT", the real port.
+  };
+  // Binds `listen` and serves `service` (and health, and reflection) there.
+  absl::Status StartListener(const std::string& listen, grpc::Service* service, Listener* out);
   // Every revision or failure from the provider (and from Reload) ends here:
   // activated or rejected, recorded for status and metrics, logged.
   void OnPolicy(absl::StatusOr<std::shared_ptr<const Policy>> revision, absl::string_view trigger);
@@ -138,11 +160,13 @@ class ToolgateServer {
   mutable absl::Mutex reload_mu_;
   std::string last_reload_error_ ABSL_GUARDED_BY(reload_mu_);
   absl::Time last_reload_at_ ABSL_GUARDED_BY(reload_mu_);
-  std::unique_ptr<grpc::Server> server_;
-  // Accepts the gRPC connections and hands them to server_; declared after
-  // it so that it stops first.
-  std::unique_ptr<ConnectionGate> gate_;
-  std::string address_;
+  // Before the listeners, whose gates use them.
+  std::shared_ptr<TlsServerContext> tls_;  // Null: plaintext.
+  ConnectionIdentities identities_;
+  std::unique_ptr<CallerCheck> callers_;
+  std::unique_ptr<AdminToken> admin_token_;
+  Listener decision_;
+  Listener admin_listener_;
   bool shut_down_ = false;
   bool drained_ = false;
 };

@@ -28,7 +28,11 @@
 #include "grpc/grpc.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/server_posix.h"
+#include "openssl/err.h"
+#include "openssl/ssl.h"
+#include "server/app/tls.h"
 #include "server/base/log.h"
+#include "server/base/utf8.h"
 
 namespace toolgate {
 
@@ -75,6 +79,8 @@ namespace {
 constexpr size_t kPrefaceSize = 24;  // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 constexpr uint8_t kFrameHeaders = 0x1, kFrameRstStream = 0x3, kFrameSettings = 0x4;
 constexpr size_t kReadChunk = 64 * 1024;
+// A TLS client has this long from connecting to finishing its handshake.
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 // After accept() fails for want of descriptors (or memory), the listeners
 // rest this long before trying again.
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
@@ -205,8 +211,13 @@ std::string GoawayFrame(uint32_t last_stream, absl::string_view debug) {
 // request is touched by that thread only.
 class ConnectionGate::Loop {
  public:
-  Loop(std::vector<int> listeners, const TransportLimits& limits, grpc::Server* server)
-      : listeners_(std::move(listeners)), limits_(limits), server_(server) {
+  Loop(std::vector<int> listeners, const TransportLimits& limits, grpc::Server* server,
+       std::shared_ptr<TlsServerContext> tls, ConnectionIdentities* identities)
+      : listeners_(std::move(listeners)),
+        limits_(limits),
+        server_(server),
+        tls_(std::move(tls)),
+        identities_(identities) {
     epoll_ = epoll_create1(EPOLL_CLOEXEC);
     wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     reserve_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -218,6 +229,8 @@ class ConnectionGate::Loop {
     for (auto& [id, conn] : conns_) {
       if (conn->client >= 0) close(conn->client);
       if (conn->grpc >= 0) close(conn->grpc);
+      if (conn->grpc_end >= 0) close(conn->grpc_end);
+      if (conn->ssl != nullptr) SSL_free(conn->ssl);
     }
     if (reserve_ >= 0) close(reserve_);
     close(wake_);
@@ -233,7 +246,7 @@ class ConnectionGate::Loop {
   void Run() {
     epoll_event events[64];
     while (!stopping_) {
-      int timeout_ms = ExpireLingering();
+      int timeout_ms = ExpireDeadlines();
       if (paused_) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             resume_at_ - std::chrono::steady_clock::now());
@@ -281,6 +294,12 @@ class ConnectionGate::Loop {
     uint64_t checked_opened = 0, checked_resets = 0;
     uint32_t client_events = 0, grpc_events = 0;  // Registered interest.
     std::chrono::steady_clock::time_point linger_until;
+    // TLS: the connection's state (memory BIOs: the gate reads and writes
+    // the socket itself), and gRPC's end of the socket pair, handed to gRPC
+    // once the handshake is done (-1 from then on).
+    SSL* ssl = nullptr;
+    int grpc_end = -1;
+    std::chrono::steady_clock::time_point handshake_until;
   };
 
   void Add(int fd, uint32_t events, void* tag) {
@@ -356,11 +375,33 @@ class ConnectionGate::Loop {
         conn->id = next_id_++;
         conn->client = fd;
         conn->grpc = pair[0];
+        if (tls_ != nullptr) {
+          conn->ssl = tls_->NewConnection();
+          BIO* in = BIO_new(BIO_s_mem());
+          BIO* out = BIO_new(BIO_s_mem());
+          if (conn->ssl == nullptr || in == nullptr || out == nullptr) {
+            BIO_free(in);
+            BIO_free(out);
+            if (conn->ssl != nullptr) SSL_free(conn->ssl);
+            for (int f : {fd, pair[0], pair[1]}) close(f);
+            ERR_clear_error();
+            Shed(listener, ENOMEM);
+            return;
+          }
+          SSL_set_bio(conn->ssl, in, out);
+          SSL_set_accept_state(conn->ssl);
+          conn->grpc_end = pair[1];
+          conn->handshake_until = std::chrono::steady_clock::now() + kHandshakeTimeout;
+        }
         Conn* c = conn.get();
         conns_.emplace(c->id, std::move(conn));
         ++open_;
-        // gRPC owns pair[1] from here on.
-        grpc::AddInsecureChannelFromFd(server_, pair[1]);
+        if (c->ssl != nullptr) {
+          handshaking_.insert(c);
+        } else {
+          // gRPC owns pair[1] from here on.
+          grpc::AddInsecureChannelFromFd(server_, pair[1]);
+        }
         c->client_events = EPOLLIN | EPOLLRDHUP;
         c->grpc_events = EPOLLIN | EPOLLRDHUP;
         Add(c->client, c->client_events, &c->client_side);
@@ -405,7 +446,12 @@ class ConnectionGate::Loop {
       close(fd);
     }
     c->client = c->grpc = -1;
+    if (c->grpc_end >= 0) close(c->grpc_end);
+    c->grpc_end = -1;
+    if (c->ssl != nullptr) SSL_free(c->ssl);
+    c->ssl = nullptr;
     lingering_.erase(c);
+    handshaking_.erase(c);
     --open_;
     dead_.insert(c);
   }
@@ -428,6 +474,7 @@ class ConnectionGate::Loop {
   // `pending`); false when the connection must be closed now.
   bool Pump(Conn* c, bool from_client) {
     if (c->grpc < 0) return !from_client || c->to_grpc.empty();  // gRPC has gone.
+    if (c->ssl != nullptr && from_client) return PumpTlsFromClient(c);
     const int from = from_client ? c->client : c->grpc;
     const int to = from_client ? c->grpc : c->client;
     std::string* pending = from_client ? &c->to_grpc : &c->to_client;
@@ -450,7 +497,11 @@ class ConnectionGate::Loop {
       } else {
         c->server_frames.Feed(buf, static_cast<size_t>(n), [](const unsigned char*) {});
       }
-      pending->assign(buf, static_cast<size_t>(n));
+      if (!from_client && c->ssl != nullptr) {
+        if (!SendToClient(c, absl::string_view(buf, static_cast<size_t>(n)))) return false;
+      } else {
+        pending->assign(buf, static_cast<size_t>(n));
+      }
       if (!Drain(to, pending)) return false;
       if (static_cast<size_t>(n) < sizeof(buf)) return true;
     }
@@ -487,7 +538,7 @@ class ConnectionGate::Loop {
     // The GOAWAY goes after what gRPC has sent, if that ends on a frame
     // boundary; otherwise the connection is just closed.
     if (c->server_frames.at_boundary()) {
-      c->to_client.append(GoawayFrame(c->watcher.last_stream(), why));
+      (void)SendToClient(c, GoawayFrame(c->watcher.last_stream(), why));
     }
     // What the client sent in this read and after is dropped.
     c->to_grpc.clear();
@@ -514,6 +565,9 @@ class ConnectionGate::Loop {
     if (events & EPOLLOUT) {
       std::string* pending = is_client ? &c->to_client : &c->to_grpc;
       if (!Drain(is_client ? c->client : c->grpc, pending)) return Close(c);
+      // TLS: what was already read from the client and not yet decrypted
+      // (held back while gRPC could not take more) goes on now.
+      if (!is_client && c->ssl != nullptr && c->to_grpc.empty() && !Decrypt(c)) return Close(c);
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
       if (!Pump(c, is_client)) return Close(c);
@@ -537,7 +591,11 @@ class ConnectionGate::Loop {
     while (true) {
       const ssize_t n = read(c->grpc, buf, sizeof(buf));
       if (n > 0) {
-        c->to_client.append(buf, static_cast<size_t>(n));
+        if (c->ssl != nullptr) {
+          if (!SendToClient(c, absl::string_view(buf, static_cast<size_t>(n)))) ok = false;
+        } else {
+          c->to_client.append(buf, static_cast<size_t>(n));
+        }
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
@@ -594,28 +652,142 @@ class ConnectionGate::Loop {
     }
   }
 
-  // Closes the cut-off connections whose linger time is over; returns how
-  // long until the next one's (-1: none).
-  int ExpireLingering() {
+  // Closes the cut-off connections whose linger time is over, and the TLS
+  // connections whose handshake took too long; returns how long until the
+  // next such deadline (-1: none).
+  int ExpireDeadlines() {
     const auto now = std::chrono::steady_clock::now();
     int next = -1;
-    const std::vector<Conn*> lingering(lingering_.begin(), lingering_.end());
-    for (Conn* c : lingering) {
-      if (c->linger_until <= now) {
-        Close(c);
-      } else {
-        const int ms = static_cast<int>(
-            std::chrono::duration_cast<std::chrono::milliseconds>(c->linger_until - now).count() +
-            1);
-        next = next < 0 ? ms : std::min(next, ms);
+    auto expire = [&](const absl::flat_hash_set<Conn*>& set,
+                      std::chrono::steady_clock::time_point Conn::*deadline, bool handshake) {
+      const std::vector<Conn*> conns(set.begin(), set.end());
+      for (Conn* c : conns) {
+        if (c->*deadline <= now) {
+          if (handshake) {
+            tls_log_.Warn("TLS connection closed: no handshake within ",
+                          absl::FormatDuration(absl::FromChrono(kHandshakeTimeout)));
+          }
+          Close(c);
+        } else {
+          const int ms = static_cast<int>(
+              std::chrono::duration_cast<std::chrono::milliseconds>(c->*deadline - now).count() +
+              1);
+          next = next < 0 ? ms : std::min(next, ms);
+        }
       }
-    }
+    };
+    expire(lingering_, &Conn::linger_until, false);
+    expire(handshaking_, &Conn::handshake_until, true);
     return next;
+  }
+
+  // TLS: encrypts `plain` for the client (appended to to_client); false on
+  // a TLS error.
+  bool SendToClient(Conn* c, absl::string_view plain) {
+    if (c->ssl == nullptr) {
+      c->to_client.append(plain.data(), plain.size());
+      return true;
+    }
+    while (!plain.empty()) {
+      const int n = SSL_write(c->ssl, plain.data(),
+                              static_cast<int>(std::min<size_t>(plain.size(), INT32_MAX)));
+      if (n <= 0) {
+        ERR_clear_error();
+        return false;
+      }
+      plain.remove_prefix(static_cast<size_t>(n));
+    }
+    FlushTls(c);
+    return true;
+  }
+
+  // TLS: moves what OpenSSL wrote (records, handshake messages, alerts) to
+  // to_client.
+  static void FlushTls(Conn* c) {
+    BIO* out = SSL_get_wbio(c->ssl);
+    for (size_t pending = BIO_ctrl_pending(out); pending > 0; pending = BIO_ctrl_pending(out)) {
+      const size_t at = c->to_client.size();
+      c->to_client.resize(at + pending);
+      const int n = BIO_read(out, &c->to_client[at], static_cast<int>(pending));
+      c->to_client.resize(at + static_cast<size_t>(std::max(n, 0)));
+      if (n <= 0) break;
+    }
+  }
+
+  // TLS, the client's side: reads what the socket has into OpenSSL and
+  // decrypts it; false when the connection must be closed now.
+  bool PumpTlsFromClient(Conn* c) {
+    char buf[kReadChunk];
+    BIO* in = SSL_get_rbio(c->ssl);
+    while (c->to_grpc.empty() && !c->cut) {
+      const ssize_t n = read(c->client, buf, sizeof(buf));
+      if (n == 0) {
+        c->client_eof = true;
+        return true;
+      }
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK;
+      }
+      BIO_write(in, buf, static_cast<int>(n));
+      if (!Decrypt(c)) return false;
+      if (static_cast<size_t>(n) < sizeof(buf)) break;
+    }
+    return true;
+  }
+
+  // TLS: advances the handshake (handing the connection to gRPC once it is
+  // done), then decrypts what OpenSSL holds into to_grpc while gRPC takes
+  // it; false when the connection must be closed now.
+  bool Decrypt(Conn* c) {
+    if (c->cut || c->grpc < 0) return true;
+    if (c->grpc_end >= 0) {
+      const int r = SSL_do_handshake(c->ssl);
+      FlushTls(c);
+      if (r != 1) {
+        const int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return true;
+        const unsigned long why = ERR_peek_error();
+        tls_log_.Warn("TLS handshake failed: ",
+                      why != 0 ? ERR_reason_error_string(why) : "connection closed");
+        ERR_clear_error();
+        (void)Drain(c->client, &c->to_client);  // The alert, as far as it goes.
+        return false;
+      }
+      // The caller's identity, recorded before gRPC can see a call.
+      if (identities_ != nullptr) identities_->Set(c->grpc_end, PeerIdentity(c->ssl));
+      handshaking_.erase(c);
+      grpc::AddInsecureChannelFromFd(server_, c->grpc_end);  // gRPC owns it from here on.
+      c->grpc_end = -1;
+    }
+    char buf[kReadChunk];
+    while (c->to_grpc.empty()) {
+      const int n = SSL_read(c->ssl, buf, sizeof(buf));
+      if (n <= 0) {
+        const int e = SSL_get_error(c->ssl, n);
+        FlushTls(c);
+        ERR_clear_error();
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return true;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+          c->client_eof = true;  // close_notify.
+          return true;
+        }
+        return false;
+      }
+      const uint64_t resets_before = c->watcher.resets();
+      c->watcher.Feed(buf, static_cast<size_t>(n));
+      if (ResetTooMuch(c, c->watcher.resets() - resets_before)) return true;
+      c->to_grpc.assign(buf, static_cast<size_t>(n));
+      if (!Drain(c->grpc, &c->to_grpc)) return false;
+    }
+    return true;
   }
 
   const std::vector<int> listeners_;
   const TransportLimits limits_;
   grpc::Server* const server_;
+  const std::shared_ptr<TlsServerContext> tls_;  // Null: plaintext.
+  ConnectionIdentities* const identities_;        // Null: not recorded.
   int epoll_ = -1, wake_ = -1, reserve_ = -1;
   int wake_tag_ = 0, listener_tag_ = 0;
   std::atomic<bool> stopping_{false};
@@ -625,9 +797,10 @@ class ConnectionGate::Loop {
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
   absl::flat_hash_set<Conn*> dead_;
   absl::flat_hash_set<Conn*> lingering_;
+  absl::flat_hash_set<Conn*> handshaking_;  // TLS handshake not done yet.
   double reset_tokens_ = static_cast<double>(limits_.max_stream_resets_per_second);
   std::chrono::steady_clock::time_point reset_refill_ = std::chrono::steady_clock::now();
-  RateLimitedLog accept_log_, cap_log_, reset_log_;
+  RateLimitedLog accept_log_, cap_log_, reset_log_, tls_log_;
   int64_t open_ = 0;  // Connections relayed now (lingering ones included).
 };
 
@@ -696,8 +869,9 @@ absl::StatusOr<std::unique_ptr<ConnectionGate>> ConnectionGate::Bind(
   return gate;
 }
 
-void ConnectionGate::Start(grpc::Server* server) {
-  loop_ = std::make_unique<Loop>(listeners_, limits_, server);
+void ConnectionGate::Start(grpc::Server* server, std::shared_ptr<TlsServerContext> tls,
+                           ConnectionIdentities* identities) {
+  loop_ = std::make_unique<Loop>(listeners_, limits_, server, std::move(tls), identities);
   thread_ = std::thread([this] { loop_->Run(); });
 }
 

@@ -14,11 +14,11 @@
 //   GOAWAY (ENHANCE_YOUR_CALM) and disconnected, which the gRPC in Debian 12
 //   (1.51) does not do by itself.
 //
-// The gate sees HTTP/2 frames only in plaintext. A TLS listener (not
-// offered yet) would use gRPC's own listener (AddListeningPort) with
-// ApplyTransportLimits() only: no connection cap, no EMFILE recovery and no
-// rapid-reset cut-off, so it should be fronted by a proxy that has them
-// (e.g. Envoy).
+// With TLS, the gate terminates it (OpenSSL, tls.h): it does the handshake,
+// records the client certificate's identity for the connection
+// (ConnectionIdentities), hands the connection to gRPC only once the
+// handshake is done, and reads the same HTTP/2 frames inside TLS. A client
+// that has not finished its handshake within 10 s is disconnected.
 #ifndef TOOLGATE_SERVER_APP_TRANSPORT_H_
 #define TOOLGATE_SERVER_APP_TRANSPORT_H_
 
@@ -31,6 +31,8 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "server/app/tls.h"
+#include "server/service/callers.h"
 
 namespace toolgate {
 
@@ -97,8 +99,12 @@ class ConnectionGate {
   int port() const { return port_; }
 
   // Starts accepting; connections are handed to `server` (built without a
-  // listening port, with ApplyTransportLimits).
-  void Start(grpc::Server* server);
+  // listening port, with ApplyTransportLimits). With `tls`, connections are
+  // TLS (each gets tls->NewConnection()) and, when `identities` is not null,
+  // each connection's client certificate identity is recorded there before
+  // gRPC sees it. `identities` must outlive the gate.
+  void Start(grpc::Server* server, std::shared_ptr<TlsServerContext> tls = nullptr,
+             ConnectionIdentities* identities = nullptr);
 
  private:
   class Loop;

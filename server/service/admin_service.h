@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "server/decider/explain.h"
+#include "server/service/callers.h"
 #include "server/service/status_util.h"
 #include "toolgate/v1/admin.grpc.pb.h"
 
@@ -16,15 +17,25 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   using ExplainFn = std::function<void(v1::CheckRequest, ExplainCallback)>;
 
   // `status` builds GetStatus's answer (fast, thread-safe); `explain`
-  // answers Explain asynchronously.
-  AdminServiceImpl(std::function<v1::GetStatusResponse()> status, ExplainFn explain)
-      : status_(std::move(status)), explain_(std::move(explain)) {}
+  // answers Explain asynchronously. `callers` (--allow-peer) and `token`
+  // (--admin-token-file) are checked on every call when not null; both must
+  // outlive the service.
+  AdminServiceImpl(std::function<v1::GetStatusResponse()> status, ExplainFn explain,
+                   const CallerCheck* callers = nullptr, const AdminToken* token = nullptr)
+      : status_(std::move(status)),
+        explain_(std::move(explain)),
+        callers_(callers),
+        token_(token) {}
 
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const v1::GetStatusRequest* request,
                                       v1::GetStatusResponse* response) override {
-    *response = status_();
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (absl::Status admitted = Admit(*context); !admitted.ok()) {
+      reactor->Finish(ToGrpcStatus(admitted));
+      return reactor;
+    }
+    *response = status_();
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
@@ -33,6 +44,10 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                     const v1::CheckRequest* request,
                                     v1::ExplainResponse* response) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (absl::Status admitted = Admit(*context); !admitted.ok()) {
+      reactor->Finish(ToGrpcStatus(admitted));
+      return reactor;
+    }
     explain_(*request, [reactor, response](absl::StatusOr<v1::ExplainResponse> r) {
       if (!r.ok()) {
         reactor->Finish(ToGrpcStatus(r.status()));
@@ -45,8 +60,20 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   }
 
  private:
+  // The caller admitted by --allow-peer and holding the admin token.
+  absl::Status Admit(const grpc::ServerContextBase& context) const {
+    if (callers_ != nullptr) {
+      if (absl::StatusOr<std::string> who = callers_->Admit(context); !who.ok()) {
+        return who.status();
+      }
+    }
+    return token_ != nullptr ? token_->Check(context) : absl::OkStatus();
+  }
+
   std::function<v1::GetStatusResponse()> status_;
   ExplainFn explain_;
+  const CallerCheck* const callers_;
+  const AdminToken* const token_;
 };
 
 }  // namespace toolgate

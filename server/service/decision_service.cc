@@ -41,6 +41,7 @@ class DecisionServiceImpl::Call final : public grpc::ServerUnaryReactor {
   grpc::ByteBuffer* response_buffer = nullptr;
   DecisionTask task;
   ShadowView shadow;
+  std::string peer;  // The caller's certificate identity (mTLS); empty without.
 
   absl::Duration Elapsed() const {
     return absl::FromChrono(std::chrono::steady_clock::now() - started);
@@ -87,10 +88,12 @@ absl::Status ParseCheckRequest(const grpc::ByteBuffer& bytes, int max_args_depth
 }
 
 DecisionServiceImpl::DecisionServiceImpl(const PolicyRegistry* policies, const Decider* decider,
-                                         std::vector<DecisionObserver*> observers)
+                                         std::vector<DecisionObserver*> observers,
+                                         const CallerCheck* callers)
     : policies_(policies),
       decider_(decider),
       observers_(std::move(observers)),
+      callers_(callers),
       id_prefix_(RandomPrefix()) {}
 
 // 32 lowercase hex digits: the process's random prefix, then a counter.
@@ -146,6 +149,15 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext
                      "toolgated is shutting down and takes no new checks; retry on another "
                      "server"));
     return reactor;
+  }
+
+  if (callers_ != nullptr) {
+    absl::StatusOr<std::string> admitted = callers_->Admit(*context);
+    if (!admitted.ok()) {
+      Finish(call, admitted.status());
+      return reactor;
+    }
+    call->peer = *std::move(admitted);
   }
 
   if (absl::Status s =

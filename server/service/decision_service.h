@@ -18,6 +18,7 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "server/decider/decider.h"
 #include "server/policy/registry.h"
+#include "server/service/callers.h"
 #include "server/service/decision_observer.h"
 #include "toolgate/v1/decision.grpc.pb.h"
 
@@ -35,10 +36,12 @@ absl::Status ParseCheckRequest(const grpc::ByteBuffer& bytes, int max_args_depth
 class DecisionServiceImpl final
     : public v1::DecisionService::WithRawCallbackMethod_Check<v1::DecisionService::Service> {
  public:
-  // The registry, the decider and the observers must outlive the service.
-  // Observers run in the order given.
+  // The registry, the decider, the observers and `callers` must outlive the
+  // service. Observers run in the order given. `callers` (null: everyone)
+  // admits callers by --allow-peer and names them (mTLS).
   DecisionServiceImpl(const PolicyRegistry* policies, const Decider* decider,
-                      std::vector<DecisionObserver*> observers);
+                      std::vector<DecisionObserver*> observers,
+                      const CallerCheck* callers = nullptr);
 
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer* request,
@@ -63,6 +66,7 @@ class DecisionServiceImpl final
   const PolicyRegistry* const policies_;
   const Decider* const decider_;
   const std::vector<DecisionObserver*> observers_;
+  const CallerCheck* const callers_;
   const uint64_t id_prefix_;
   std::atomic<uint64_t> id_counter_{0};
   std::atomic<int64_t> in_flight_{0};
