@@ -1,7 +1,8 @@
 #include "toolgate/client.h"
 
-#include <memory>
 #include <chrono>
+#include <fstream>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -10,6 +11,7 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
 
 namespace toolgate {
 namespace {
@@ -37,14 +39,60 @@ absl::string_view DecisionName(v1::Decision d) {
   return name;
 }
 
+absl::StatusOr<std::string> ReadClientFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot be opened"));
+  std::string out(kMaxClientFileBytes + 1, '\0');
+  in.read(&out[0], static_cast<std::streamsize>(out.size()));
+  if (in.bad()) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot be read"));
+  out.resize(static_cast<size_t>(in.gcount()));
+  if (out.size() > kMaxClientFileBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": larger than ", kMaxClientFileBytes, " bytes"));
+  }
+  return out;
+}
+
 std::unique_ptr<Client> Client::Connect(const std::string& target) {
   return std::make_unique<Client>(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
 }
 
-Client::Client(std::shared_ptr<grpc::Channel> channel)
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& target,
+                                                        const ClientOptions& options) {
+  if (!options.tls()) {
+    if (!options.tls_key_file.empty()) {
+      return absl::InvalidArgumentError("--tls-key needs --tls-cert");
+    }
+    return std::make_unique<Client>(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()),
+                                     options.admin_token);
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  grpc::SslCredentialsOptions ssl;
+  struct File {
+    const std::string& path;
+    std::string* into;
+  };
+  for (const File& f : {File{options.tls_ca_file, &ssl.pem_root_certs},
+                        File{options.tls_cert_file, &ssl.pem_cert_chain},
+                        File{options.tls_key_file, &ssl.pem_private_key}}) {
+    if (f.path.empty()) continue;
+    absl::StatusOr<std::string> text = ReadClientFile(f.path);
+    if (!text.ok()) return text.status();
+    *f.into = *std::move(text);
+  }
+  grpc::ChannelArguments args;
+  if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
+  return std::make_unique<Client>(
+      grpc::CreateCustomChannel(target, grpc::SslCredentials(ssl), args), options.admin_token);
+}
+
+Client::Client(std::shared_ptr<grpc::Channel> channel, std::string admin_token)
     : channel_(std::move(channel)),
       stub_(v1::DecisionService::NewStub(channel_)),
-      admin_(v1::AdminService::NewStub(channel_)) {}
+      admin_(v1::AdminService::NewStub(channel_)),
+      admin_token_(std::move(admin_token)) {}
 
 namespace {
 
@@ -53,8 +101,10 @@ template <typename Stub, typename Request, typename Response>
 absl::StatusOr<Response> CallUnary(Stub& stub,
                                    grpc::Status (Stub::*method)(grpc::ClientContext*,
                                                                 const Request&, Response*),
-                                   const Request& request, absl::Duration timeout) {
+                                   const Request& request, absl::Duration timeout,
+                                   const std::string& bearer = "") {
   grpc::ClientContext ctx;
+  if (!bearer.empty()) ctx.AddMetadata("authorization", "Bearer " + bearer);
   ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
   Response response;
   grpc::Status s = (stub.*method)(&ctx, request, &response);
@@ -66,11 +116,12 @@ absl::StatusOr<Response> CallUnary(Stub& stub,
 
 absl::StatusOr<v1::ExplainResponse> Client::Explain(const v1::CheckRequest& request,
                                                     absl::Duration timeout) {
-  return CallUnary(*admin_, &v1::AdminService::Stub::Explain, request, timeout);
+  return CallUnary(*admin_, &v1::AdminService::Stub::Explain, request, timeout, admin_token_);
 }
 
 absl::StatusOr<v1::GetStatusResponse> Client::GetStatus(absl::Duration timeout) {
-  return CallUnary(*admin_, &v1::AdminService::Stub::GetStatus, v1::GetStatusRequest(), timeout);
+  return CallUnary(*admin_, &v1::AdminService::Stub::GetStatus, v1::GetStatusRequest(), timeout,
+                   admin_token_);
 }
 
 absl::StatusOr<v1::CheckResponse> Client::Check(const v1::CheckRequest& request,

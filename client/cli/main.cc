@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -51,7 +52,11 @@ constexpr char kMainUsage[] =
     "  toolgate policy push|activate|rollback|list --redis URL ...\n"
     "      Store policy revisions in Redis and move the fleet's active revision.\n"
     "  toolgate status --target HOST:PORT\n"
-    "      Show a server's policy revisions, reload state, counter store and counts.\n"
+    "      Show a server's policy revisions, reload state, counter store and counts\n"
+    "      (asks the admin listener, by default localhost:50052).\n"
+    "\n"
+    "check and status take --tls-ca, --tls-cert, --tls-key and --tls-server-name for a\n"
+    "server that serves TLS or mTLS, and --admin-token-file for its admin listener.\n"
     "\n"
     "Run 'toolgate COMMAND --help' for a command's flags.\n"
     "\n"
@@ -60,14 +65,58 @@ constexpr char kMainUsage[] =
     "Exit codes of lint: 0 every policy is valid, 1 errors found, 2 bad usage.\n"
     "Exit codes of test: 0 every case passed, 1 a case failed or a file is invalid, 2 bad usage.";
 
+// --tls-* and --admin-token-file: how to reach a server that serves TLS,
+// mTLS, or an admin listener that needs a token.
+struct ConnectionFlags {
+  toolgate::ClientOptions options;
+  std::string admin_token_file;
+
+  void Register(toolgate::FlagSet& flags, bool admin) {
+    flags.String("tls-ca", &options.tls_ca_file,
+                 "PEM CA certificates that issued the server's certificate (turns TLS on).");
+    flags.String("tls-cert", &options.tls_cert_file,
+                 "PEM client certificate, for a server with --tls-client-ca (turns TLS on).");
+    flags.String("tls-key", &options.tls_key_file, "PEM private key of --tls-cert.");
+    flags.String("tls-server-name", &options.tls_server_name,
+                 "Name the server's certificate must carry, when it is not the target's host "
+                 "(turns TLS on).");
+    if (admin) {
+      flags.String("admin-token-file", &admin_token_file,
+                   "File holding the token of the server's --admin-token-file.");
+    }
+  }
+
+  // A client for `target`; nullptr after printing the error.
+  std::unique_ptr<toolgate::Client> Connect(const std::string& command,
+                                            const std::string& target) {
+    if (!admin_token_file.empty()) {
+      absl::StatusOr<std::string> token = toolgate::ReadClientFile(admin_token_file);
+      if (!token.ok()) {
+        std::cerr << "toolgate " << command << ": --admin-token-file: " << token.status().message()
+                  << "\n";
+        return nullptr;
+      }
+      options.admin_token = std::string(absl::StripAsciiWhitespace(*token));
+    }
+    absl::StatusOr<std::unique_ptr<toolgate::Client>> client =
+        toolgate::Client::Connect(target, options);
+    if (!client.ok()) {
+      std::cerr << "toolgate " << command << ": " << client.status().message() << "\n";
+      return nullptr;
+    }
+    return *std::move(client);
+  }
+};
+
 std::string FormatDuration(const google::protobuf::Duration& d) {
   const int64_t ms = d.seconds() * 1000 + d.nanos() / 1'000'000;
   return absl::StrCat(ms / 1000, ".", absl::StrFormat("%03d", ms % 1000), "s");
 }
 
 int RunCheck(const std::vector<std::string>& args) {
-  std::string target = "localhost:50051", tool, grant, args_json, server, session, version,
-              request_id, output = "text", policy_path;
+  std::string target = "localhost:50051", admin_target = "localhost:50052", tool, grant,
+              args_json, server, session, version, request_id, output = "text", policy_path;
+  ConnectionFlags connection;
   bool dry_run = false, explain = false;
   int64_t timeout_ms = 2000;
   toolgate::FlagSet flags(
@@ -89,11 +138,16 @@ int RunCheck(const std::vector<std::string>& args) {
   flags.String("output", &output, "text or json.");
   flags.Bool("explain", &explain,
              "Show how the decision is made: entries consulted, class rules, schema checks, "
-             "limits. Asks the server's AdminService/Explain (a dry run).");
+             "limits. Asks the server's AdminService/Explain (a dry run) on --admin-target.");
+  flags.String("admin-target", &admin_target,
+               "toolgated admin address (--admin-listen), for --explain (env "
+               "TOOLGATE_ADMIN_TARGET).");
+  connection.Register(flags, /*admin=*/true);
   flags.String("policy", &policy_path,
                "Decide offline against this policy file or directory instead of a server "
                "(fresh in-process counters; with --explain, shows the steps).");
   if (const char* t = std::getenv("TOOLGATE_TARGET"); t != nullptr && *t) target = t;
+  if (const char* t = std::getenv("TOOLGATE_ADMIN_TARGET"); t != nullptr && *t) admin_target = t;
   auto positional = flags.Parse(args);
   if (!positional.ok()) {
     std::cerr << "toolgate check: " << positional.status().message() << "\n";
@@ -150,8 +204,9 @@ int RunCheck(const std::vector<std::string>& args) {
       resp = explained.status();
     }
   } else if (explain) {
-    auto explained =
-        toolgate::Client::Connect(target)->Explain(req, absl::Milliseconds(timeout_ms));
+    std::unique_ptr<toolgate::Client> client = connection.Connect("check", admin_target);
+    if (client == nullptr) return kExitUsage;
+    auto explained = client->Explain(req, absl::Milliseconds(timeout_ms));
     if (explained.ok()) {
       resp = explained->decision();
       steps.assign(explained->steps().begin(), explained->steps().end());
@@ -159,7 +214,9 @@ int RunCheck(const std::vector<std::string>& args) {
       resp = explained.status();
     }
   } else {
-    resp = toolgate::Client::Connect(target)->Check(req, absl::Milliseconds(timeout_ms));
+    std::unique_ptr<toolgate::Client> client = connection.Connect("check", target);
+    if (client == nullptr) return kExitUsage;
+    resp = client->Check(req, absl::Milliseconds(timeout_ms));
   }
   if (!resp.ok()) {
     std::cerr << "toolgate check: " << absl::StatusCodeToString(resp.status().code()) << ": "
@@ -216,17 +273,20 @@ std::string FormatTime(const google::protobuf::Timestamp& t) {
 }
 
 int RunStatus(const std::vector<std::string>& args) {
-  std::string target = "localhost:50051", output = "text";
+  std::string target = "localhost:50052", output = "text";
   int64_t timeout_ms = 2000;
+  ConnectionFlags connection;
   toolgate::FlagSet flags(
       "Usage: toolgate status --target HOST:PORT [--output text|json]\n"
       "\n"
       "Shows a toolgated's policy revisions, last reload, counter store and decision counts.",
       "");
-  flags.String("target", &target, "toolgated address (env TOOLGATE_TARGET).");
+  flags.String("target", &target,
+               "toolgated admin address, its --admin-listen (env TOOLGATE_ADMIN_TARGET).");
   flags.Duration("timeout", &timeout_ms, "Deadline of the call.");
   flags.String("output", &output, "text or json.");
-  if (const char* t = std::getenv("TOOLGATE_TARGET"); t != nullptr && *t) target = t;
+  connection.Register(flags, /*admin=*/true);
+  if (const char* t = std::getenv("TOOLGATE_ADMIN_TARGET"); t != nullptr && *t) target = t;
   auto positional = flags.Parse(args);
   if (!positional.ok()) {
     std::cerr << "toolgate status: " << positional.status().message() << "\n";
@@ -240,7 +300,9 @@ int RunStatus(const std::vector<std::string>& args) {
     std::cerr << "toolgate status: unexpected arguments (see --help)\n";
     return kExitUsage;
   }
-  auto status = toolgate::Client::Connect(target)->GetStatus(absl::Milliseconds(timeout_ms));
+  std::unique_ptr<toolgate::Client> client = connection.Connect("status", target);
+  if (client == nullptr) return kExitUsage;
+  auto status = client->GetStatus(absl::Milliseconds(timeout_ms));
   if (!status.ok()) {
     std::cerr << "toolgate status: " << absl::StatusCodeToString(status.status().code()) << ": "
               << status.status().message() << "\n";

@@ -34,12 +34,47 @@ absl::StatusOr<google::protobuf::Struct> ParseArgsJson(absl::string_view json);
 // "DECISION_ALLOW" -> "ALLOW".
 absl::string_view DecisionName(v1::Decision d);
 
+// How to reach a toolgated that serves TLS (--tls-cert) or mTLS
+// (--tls-client-ca), and the token its admin listener may require.
+struct ClientOptions {
+  // PEM CA certificates that issued the server's certificate. Setting this,
+  // tls_cert_file or tls_server_name turns TLS on; with TLS on and this
+  // empty, the system's roots are used.
+  std::string tls_ca_file;
+  // PEM client certificate (and chain) and its key, for mTLS.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // The name the server's certificate must carry, when it is not the
+  // target's host (e.g. connecting by IP address).
+  std::string tls_server_name;
+  // Sent with admin calls (GetStatus, Explain) as "authorization: Bearer
+  // ...", for a server started with --admin-token-file.
+  std::string admin_token;
+
+  bool tls() const {
+    return !tls_ca_file.empty() || !tls_cert_file.empty() || !tls_server_name.empty();
+  }
+};
+
+// Files the client reads (certificates, keys, token) may be at most this
+// large.
+inline constexpr size_t kMaxClientFileBytes = 1 << 20;
+
+// Reads a file for ClientOptions (at most kMaxClientFileBytes); an error
+// naming the file otherwise.
+absl::StatusOr<std::string> ReadClientFile(const std::string& path);
+
 class Client {
  public:
   // Opens an insecure channel to `target` ("host:port", or any gRPC target
   // such as "dns:///toolgate.default.svc:50051").
   static std::unique_ptr<Client> Connect(const std::string& target);
-  explicit Client(std::shared_ptr<grpc::Channel> channel);
+  // Opens a channel with `options` (TLS when options.tls()). INVALID_ARGUMENT
+  // naming the file when a certificate or key cannot be read, or when only
+  // one of tls_cert_file and tls_key_file is given.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& target,
+                                                         const ClientOptions& options);
+  explicit Client(std::shared_ptr<grpc::Channel> channel, std::string admin_token = "");
 
   // Blocking check with a deadline.
   absl::StatusOr<v1::CheckResponse> Check(const v1::CheckRequest& request,
@@ -62,6 +97,7 @@ class Client {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::DecisionService::Stub> stub_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
+  const std::string admin_token_;
 };
 
 }  // namespace toolgate
