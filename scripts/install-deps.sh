@@ -8,7 +8,7 @@ PACKAGES=(
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libabsl-dev libre2-dev libyaml-cpp-dev libssl-dev libhiredis-dev
   prometheus-cpp-dev
-  redis-server
+  redis-server openssl
   googletest libgtest-dev libgmock-dev
   clang libfuzzer-14-dev
 )

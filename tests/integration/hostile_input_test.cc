@@ -66,6 +66,7 @@ class HostileInputTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     client_ = toolgate::Client::Connect(server_->address());
+    admin_ = toolgate::Client::Connect(server_->admin_address());
   }
 
   // The status of a check that must fail.
@@ -78,6 +79,7 @@ class HostileInputTest : public ::testing::Test {
   TempDir dir_;
   std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<toolgate::Client> client_;
+  std::unique_ptr<toolgate::Client> admin_;  // On the admin listener.
 };
 
 TEST_F(HostileInputTest, NonAsciiToolNamesAreDeniedByTheGlob) {
@@ -157,7 +159,7 @@ TEST_F(HostileInputTest, BadNamesGetInvalidArgumentNamingTheField) {
   EXPECT_THAT(server_->log(), Not(HasSubstr("INFO forged line")));
 
   // Explain applies the same rules.
-  auto explained = client_->Explain(Req("tool\tx"), absl::Seconds(10));
+  auto explained = admin_->Explain(Req("tool\tx"), absl::Seconds(10));
   ASSERT_FALSE(explained.ok());
   EXPECT_EQ(explained.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(explained.status().message(), "tool: control character U+0009 at byte 4");
@@ -228,16 +230,18 @@ TEST(RedisRevisionTest, ServerStartsOnAnAliasBombRevisionAndServesTheNextGoodOne
   ASSERT_TRUE(server_or.ok()) << server_or.status();
   std::unique_ptr<ServerProcess> server = *std::move(server_or);
   auto client = toolgate::Client::Connect(server->address());
+  auto admin = toolgate::Client::Connect(server->admin_address());
 
   auto r = client->Check(Req("read_file"), absl::Seconds(10));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("too large with its aliases expanded"));
-  auto status = client->GetStatus(absl::Seconds(10));
+  auto status = admin->GetStatus(absl::Seconds(10));
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(status->active_revision(), "");
   EXPECT_THAT(status->last_reload_error(), HasSubstr("too large with its aliases expanded"));
-  CommandResult cli_status = RunCommand({CliBin(), "status", "--target", server->address()});
+  CommandResult cli_status =
+      RunCommand({CliBin(), "status", "--target", server->admin_address()});
   EXPECT_THAT(cli_status.out + cli_status.err, HasSubstr("too large with its aliases expanded"));
   ASSERT_TRUE(server->Running());
 
@@ -254,7 +258,7 @@ TEST(RedisRevisionTest, ServerStartsOnAnAliasBombRevisionAndServesTheNextGoodOne
       },
       kWait))
       << server->log();
-  auto after = client->GetStatus(absl::Seconds(10));
+  auto after = admin->GetStatus(absl::Seconds(10));
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->active_revision(), "good-1");
   EXPECT_EQ(after->last_reload_error(), "");

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -305,6 +306,14 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::SpawnWith(
       open(p->log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) return absl::InternalError(absl::StrCat("cannot create ", p->log_path_));
   std::vector<std::string> argv = {ToolgatedBin()};
+  // The admin listener's default port would be shared by every server the
+  // tests start at once: a free one unless the test chose.
+  const bool admin_chosen =
+      std::any_of(args.begin(), args.end(),
+                  [](const std::string& a) { return absl::StartsWith(a, "--admin-listen"); }) ||
+      std::any_of(env.begin(), env.end(),
+                  [](const auto& kv) { return kv.first == "TOOLGATE_ADMIN_LISTEN"; });
+  if (!admin_chosen) argv.push_back("--admin-listen=127.0.0.1:0");
   argv.insert(argv.end(), args.begin(), args.end());
   absl::StatusOr<pid_t> pid = ForkExec(argv, env, stdout_fd >= 0 ? stdout_fd : log_fd, log_fd);
   close(log_fd);
@@ -347,6 +356,11 @@ absl::Status ServerProcess::WaitListening(absl::Duration timeout) {
   }
   address_ = address;
   port_ = port;
+  static constexpr char kAdminNeedle[] = "toolgated admin listening on ";
+  if (const size_t admin = text.find(kAdminNeedle); admin != std::string::npos) {
+    const size_t from = admin + sizeof(kAdminNeedle) - 1;
+    admin_address_ = text.substr(from, text.find_first_of(" \n", from) - from);
+  }
   return absl::OkStatus();
 }
 

@@ -110,6 +110,10 @@ class ServerProcess {
   // "127.0.0.1:PORT" once listening (empty before).
   const std::string& address() const { return address_; }
   int port() const { return port_; }
+  // The admin listener's "HOST:PORT" (empty when it has none). Unless the
+  // arguments or environment set --admin-listen, the server is started with
+  // --admin-listen=127.0.0.1:0.
+  const std::string& admin_address() const { return admin_address_; }
 
   // Everything the process wrote so far.
   std::string log() const;
@@ -139,6 +143,7 @@ class ServerProcess {
   std::optional<int> wait_status_;
   std::string log_path_;
   std::string address_;
+  std::string admin_address_;
   int port_ = 0;
   std::unique_ptr<TempDir> dir_;
 };

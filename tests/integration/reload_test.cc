@@ -176,6 +176,7 @@ TEST(HotReloadTest, InvalidEditIsRejectedAndTheOldRevisionKeepsServing) {
   auto server = MustStart(path);
   ASSERT_NE(server, nullptr);
   auto client = toolgate::Client::Connect(server->address());
+  auto admin = toolgate::Client::Connect(server->admin_address());
   ASSERT_TRUE(WaitForRevision(*client, "good-1", absl::Now()).has_value());
 
   dir.WriteFile("policy.yaml", "version: \"1\"\ntools:\n  x: {action: maybe}\n");
@@ -187,7 +188,7 @@ TEST(HotReloadTest, InvalidEditIsRejectedAndTheOldRevisionKeepsServing) {
     ASSERT_TRUE(r.ok()) << r.status();
     ASSERT_EQ(r->policy_version(), "good-1");
     ASSERT_EQ(r->decision(), toolgate::v1::DECISION_ALLOW);
-    status = client->GetStatus();
+    status = admin->GetStatus();
     ASSERT_TRUE(status.ok()) << status.status();
     if (!status->last_reload_error().empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -209,7 +210,7 @@ TEST(HotReloadTest, InvalidEditIsRejectedAndTheOldRevisionKeepsServing) {
   std::optional<absl::Duration> latency = WaitForRevision(*client, "good-2", saved);
   ASSERT_TRUE(latency.has_value()) << server->log();
   EXPECT_LE(*latency, kPickup);
-  status = client->GetStatus();
+  status = admin->GetStatus();
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(status->active_revision(), "good-2");
   EXPECT_EQ(status->last_reload_error(), "");

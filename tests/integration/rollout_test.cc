@@ -182,7 +182,7 @@ TEST(ShadowRevisionTest, CountsAndLogsTheCallsTheCandidateWouldDecideOtherwise) 
     EXPECT_EQ(r->policy_version(), "live");
   }
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(client->Check(Req("read_file")).ok());
-  auto status = client->GetStatus();
+  auto status = toolgate::Client::Connect((*s)->admin_address())->GetStatus();
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status->shadow_revision(), "candidate");
   EXPECT_EQ(status->shadow_compared(), 5u);

@@ -35,11 +35,12 @@ TEST(StatusTest, ReportsRevisionsDecisionsAndInProcessCounters) {
   auto server = ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", path});
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = toolgate::Client::Connect((*server)->address());
+  auto admin = toolgate::Client::Connect((*server)->admin_address());
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(client->Check(Req("limited")).ok());
   ASSERT_TRUE(client->Check(Req("other")).ok());
   ASSERT_FALSE(client->Check(Req("")).ok());
 
-  auto status = client->GetStatus();
+  auto status = admin->GetStatus();
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(status->active_revision(), "status-1");
   ASSERT_EQ(status->loaded_size(), 1);
@@ -59,13 +60,13 @@ TEST(StatusTest, ReportsRevisionsDecisionsAndInProcessCounters) {
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (status->last_reload_error().empty() && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(5));
-    status = client->GetStatus();
+    status = admin->GetStatus();
     ASSERT_TRUE(status.ok());
   }
   EXPECT_THAT(status->last_reload_error(), HasSubstr("policy.yaml:3:15"));
   EXPECT_EQ(status->active_revision(), "status-1");
 
-  CommandResult cli = RunCommand({CliBin(), "status", "--target", (*server)->address()});
+  CommandResult cli = RunCommand({CliBin(), "status", "--target", (*server)->admin_address()});
   EXPECT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_THAT(cli.out, HasSubstr("active revision:  status-1"));
   EXPECT_THAT(cli.out, HasSubstr("reload error:"));
@@ -83,9 +84,10 @@ TEST(StatusTest, ReportsTheRedisStoreAndItsFailures) {
                                       (*redis)->url(), "--redis-timeout", "5s"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = toolgate::Client::Connect((*server)->address());
+  auto admin = toolgate::Client::Connect((*server)->admin_address());
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(client->Check(Req("limited"), absl::Seconds(5)).ok());
 
-  auto status = client->GetStatus();
+  auto status = admin->GetStatus();
   ASSERT_TRUE(status.ok()) << status.status();
   const auto& cs = status->counter_store();
   EXPECT_EQ(cs.kind(), "redis");
@@ -108,7 +110,7 @@ TEST(StatusTest, ReportsTheRedisStoreAndItsFailures) {
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (absl::Now() < deadline) {
     ASSERT_TRUE(client->Check(fresh).ok());
-    status = client->GetStatus();
+    status = admin->GetStatus();
     ASSERT_TRUE(status.ok());
     if (!status->counter_store().connected()) break;
     absl::SleepFor(absl::Milliseconds(5));
@@ -130,8 +132,9 @@ TEST(ExplainTest, OnlineExplainIsADryRunThatNamesItsSteps) {
   auto server = ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", path});
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = toolgate::Client::Connect((*server)->address());
+  auto admin = toolgate::Client::Connect((*server)->admin_address());
   for (int i = 0; i < 3; ++i) {
-    auto e = client->Explain(Req("limited"));
+    auto e = admin->Explain(Req("limited"));
     ASSERT_TRUE(e.ok()) << e.status();
     EXPECT_EQ(e->decision().decision(), toolgate::v1::DECISION_ALLOW);
     EXPECT_EQ(e->decision().limits(0).remaining(), 1) << "explain must not consume";
@@ -141,10 +144,11 @@ TEST(ExplainTest, OnlineExplainIsADryRunThatNamesItsSteps) {
     EXPECT_THAT(steps, HasSubstr("limit c (2 per 1h"));
     EXPECT_THAT(steps, HasSubstr("dry run: no counter consumed"));
   }
-  EXPECT_EQ(client->Explain(Req("")).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(admin->Explain(Req("")).status().code(), absl::StatusCode::kInvalidArgument);
 
-  CommandResult cli = RunCommand({CliBin(), "check", "--target", (*server)->address(), "--tool",
-                                  "limited", "--grant", "g", "--explain"});
+  CommandResult cli =
+      RunCommand({CliBin(), "check", "--admin-target", (*server)->admin_address(), "--tool",
+                  "limited", "--grant", "g", "--explain"});
   EXPECT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_THAT(cli.out, HasSubstr("steps:"));
   EXPECT_THAT(cli.out, HasSubstr("tools.limited decides: allow"));
