@@ -195,7 +195,8 @@ TEST_F(TlsTest, RotatedCertificateIsServedWithoutRestartAndNoCallFails) {
   std::thread caller([&] {
     auto kept = with_name("toolgate");
     while (!stop.load()) {
-      for (auto* c : {kept.get(), with_name("toolgate").get()}) {
+      auto fresh = with_name("toolgate");
+      for (toolgate::Client* c : {kept.get(), fresh.get()}) {
         auto r = c->Check(Req(), absl::Seconds(30));
         ++calls;
         if (!r.ok() && failures++ == 0) first_failure = r.status().ToString();
@@ -415,7 +416,9 @@ TEST(AdminListenerTest, AdminCallsNeedTheTokenWhenOneIsSet) {
   EXPECT_EQ(with_token("s3cret-token-1")->GetStatus(absl::Seconds(10)).status().code(),
             absl::StatusCode::kUnauthenticated);
   // A rotation to an empty file keeps the current token.
+  // (The file is looked at on each admin call.)
   dir.WriteFile("admin-token", "\n");
+  EXPECT_TRUE(with_token("s3cret-token-2")->GetStatus(absl::Seconds(10)).ok());
   EXPECT_TRUE((*server)->WaitForLog("the previous admin token stays in use", kWait));
   EXPECT_TRUE(with_token("s3cret-token-2")->GetStatus(absl::Seconds(10)).ok());
 }
