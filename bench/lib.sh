@@ -56,7 +56,8 @@ stop() {
 }
 
 # start_server NAME CMD... : starts CMD (output to $WORK/NAME.log) and waits
-# for "listening on HOST:PORT"; sets SRV_PID and SRV_ADDR.
+# for "listening on HOST:PORT"; sets SRV_PID and SRV_ADDR (and SRV_ADMIN, the
+# address of toolgated's admin listener, when it has one).
 start_server() {
   local name=$1
   shift
@@ -67,7 +68,10 @@ start_server() {
   PIDS+=("$SRV_PID")
   local i
   for i in $(seq 600); do  # 30 s: enough under valgrind too.
-    SRV_ADDR=$(grep -o 'listening on [^ ]*' "$log" 2>/dev/null | head -1 | cut -d' ' -f3 || true)
+    SRV_ADDR=$(grep -v 'admin listening on' "$log" 2>/dev/null | grep -o 'listening on [^ ]*' |
+      head -1 | cut -d' ' -f3 || true)
+    SRV_ADMIN=$(grep -o 'admin listening on [^ ]*' "$log" 2>/dev/null | head -1 | cut -d' ' -f4 ||
+      true)
     [[ -n "$SRV_ADDR" ]] && return 0
     if ! kill -0 "$SRV_PID" 2>/dev/null; then break; fi
     sleep 0.05

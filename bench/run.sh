@@ -260,8 +260,9 @@ run_scenario() {
   start_server "noop-$scen" $(pin_prefix 0) "$NOOP" --listen 127.0.0.1:0
   local noop_pid=$SRV_PID noop_addr=$SRV_ADDR
   # shellcheck disable=SC2086  # flags are words.
-  start_server "toolgated-$scen" $(pin_prefix 0) "$TOOLGATED" --listen 127.0.0.1:0 --no-watch $flags
-  local tg_pid=$SRV_PID tg_addr=$SRV_ADDR
+  start_server "toolgated-$scen" $(pin_prefix 0) "$TOOLGATED" --listen 127.0.0.1:0 \
+    --admin-listen 127.0.0.1:0 --no-watch $flags
+  local tg_pid=$SRV_PID tg_addr=$SRV_ADDR tg_admin=$SRV_ADMIN
   TG_ADDR=$tg_addr
   if [[ -n "${PRIME:-}" ]]; then
     local rc=0
@@ -276,10 +277,10 @@ $(tr '\n' ' ' <"$WORK/prime-$scen.txt")"
   for conc in $CONCURRENCIES; do
     for ROUND in $(seq "$ROUNDS"); do
       measure "$scen" noop "$noop_pid" "$noop_addr" "$conc" UNSPECIFIED "$@"
-      status_json "$before_status" "$tg_addr"
+      status_json "$before_status" "$tg_admin"
       if [[ -n "${REDIS_PORT:-}" ]]; then evalsha_before=$(redis_evalsha_calls); fi
       measure "$scen" toolgate "$tg_pid" "$tg_addr" "$conc" "$expect" "$@"
-      status_json "$after_status" "$tg_addr"
+      status_json "$after_status" "$tg_admin"
       # Server and Redis counters: summed over the rounds.
       local key="$scen,toolgate,$conc" field
       for field in checks commands roundTrips cacheHits timeouts failures; do
@@ -292,7 +293,7 @@ $(tr '\n' ' ' <"$WORK/prime-$scen.txt")"
     done
   done
   # Read before and after each toolgated run (the differences are reported):
-  record "$CLI" status --target "$tg_addr" --output json
+  record "$CLI" status --target "$tg_admin" --output json
   if [[ -n "${REDIS_PORT:-}" ]]; then record redis-cli -p "$REDIS_PORT" info commandstats; fi
   R[$scen,rss_kb]=$(rss_kb "$tg_pid")
   stop "$noop_pid"

@@ -188,10 +188,12 @@ start_redis() {
 }
 
 # Starts toolgated number $1 on port 0 (and metrics on port 0), and reads
-# the addresses it got from its log; sets SERVER_ADDR (and METRICS_ADDR).
+# the addresses it got from its log; sets SERVER_ADDR and ADMIN_ADDR (and
+# METRICS_ADDR).
 start_server() {
   local n="$1" pid i addr="" logf="$STATE_DIR/toolgated-$n.log"
-  local -a args=(--listen 127.0.0.1:0 --policy "$POLICY" --redis "redis://127.0.0.1:$REDIS_PORT")
+  local -a args=(--listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --policy "$POLICY"
+    --redis "redis://127.0.0.1:$REDIS_PORT")
   [ "$HAS_METRICS" -eq 1 ] && args+=(--metrics-listen 127.0.0.1:0)
   METRICS_ADDR=""
   # TOOLGATE_* of the caller's shell would change every server: drop them.
@@ -201,6 +203,7 @@ start_server() {
   # Until it says where it listens (30 s: far more than it needs, even when busy).
   for i in $(seq 1 600); do
     addr="$(sed -n 's/.*toolgated listening on \([0-9.]*:[0-9]*\).*/\1/p' "$logf" 2>/dev/null | head -n 1)"
+    ADMIN_ADDR="$(sed -n 's/.*toolgated admin listening on \([0-9.]*:[0-9]*\).*/\1/p' "$logf" 2>/dev/null | head -n 1)"
     [ -n "$addr" ] && break
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
@@ -247,16 +250,17 @@ start_all() {
   if ! start_redis; then
     log "start failed"; stop_all; exit 1
   fi
-  local servers="" metrics="" target="" n
+  local servers="" metrics="" target="" n TOPOLOGY_ADMIN_1=""
   local -a lines=()
   for n in $(seq 1 "$SERVERS"); do
     if ! start_server "$n"; then
       log "start failed: stopping what was started"; stop_all; exit 1
     fi
     servers="${servers:+$servers,}$SERVER_ADDR"
+    [ "$n" = 1 ] && TOPOLOGY_ADMIN_1="$ADMIN_ADDR"
     target="${target:+$target,}$SERVER_ADDR"
     [ -n "$METRICS_ADDR" ] && metrics="${metrics:+$metrics,}$METRICS_ADDR"
-    lines+=("TOPOLOGY_SERVER_$n=$SERVER_ADDR")
+    lines+=("TOPOLOGY_SERVER_$n=$SERVER_ADDR" "TOPOLOGY_ADMIN_$n=$ADMIN_ADDR")
   done
   {
     echo "# written by scripts/local-topology.sh; stop with: scripts/local-topology.sh stop --state-dir $STATE_DIR"
@@ -267,6 +271,7 @@ start_all() {
     echo "TOPOLOGY_METRICS=$metrics"
     echo "TOPOLOGY_GRPC_TARGET=ipv4:$target"
     echo "TOOLGATE_TARGET=${servers%%,*}"
+    echo "TOOLGATE_ADMIN_TARGET=$TOPOLOGY_ADMIN_1"
   } >"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 

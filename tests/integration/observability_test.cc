@@ -357,8 +357,8 @@ TEST(ObservabilityTest, ServerLogToAClosedPipeIsCountedAndTheServerLivesOn) {
     dup2(null_fd, 0);
     dup2(null_fd, 1);
     dup2(fds[1], 2);
-    execl(bin.c_str(), bin.c_str(), "--listen", "127.0.0.1:0", "--policy", path.c_str(),
-          "--metrics-listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+    execl(bin.c_str(), bin.c_str(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+          "--policy", path.c_str(), "--metrics-listen", "127.0.0.1:0", static_cast<char*>(nullptr));
     _exit(127);
   }
   close(fds[1]);
