@@ -11,6 +11,9 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/impl/codegen/client_unary_call.h"
+#include "grpcpp/impl/codegen/rpc_method.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/channel_arguments.h"
 
 namespace toolgate {
@@ -122,6 +125,25 @@ absl::StatusOr<v1::ExplainResponse> Client::Explain(const v1::CheckRequest& requ
 absl::StatusOr<v1::GetStatusResponse> Client::GetStatus(absl::Duration timeout) {
   return CallUnary(*admin_, &v1::AdminService::Stub::GetStatus, v1::GetStatusRequest(), timeout,
                    admin_token_);
+}
+
+absl::StatusOr<bool> Client::Serving(absl::Duration timeout) {
+  // Without grpc.health.v1's generated code: the request (service "") is
+  // empty, and the answer is HealthCheckResponse{status (1): SERVING = 1}.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+  const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Check",
+                                         grpc::internal::RpcMethod::NORMAL_RPC);
+  grpc::ByteBuffer request, response;
+  grpc::Slice empty;
+  request = grpc::ByteBuffer(&empty, 1);
+  grpc::Status s = grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+      channel_.get(), method, &ctx, request, &response);
+  if (!s.ok()) return FromGrpc(s);
+  grpc::Slice slice;
+  if (!response.DumpToSingleSlice(&slice).ok()) return false;
+  const absl::string_view bytes(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  return bytes == absl::string_view("\x08\x01", 2);
 }
 
 absl::StatusOr<v1::CheckResponse> Client::Check(const v1::CheckRequest& request,

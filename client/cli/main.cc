@@ -54,8 +54,10 @@ constexpr char kMainUsage[] =
     "  toolgate status --target HOST:PORT\n"
     "      Show a server's policy revisions, reload state, counter store and counts\n"
     "      (asks the admin listener, by default localhost:50052).\n"
+    "  toolgate health --target HOST:PORT\n"
+    "      Ask a listener's health check (exit 0 SERVING), e.g. for probes over TLS.\n"
     "\n"
-    "check and status take --tls-ca, --tls-cert, --tls-key and --tls-server-name for a\n"
+    "check, status and health take --tls-ca, --tls-cert, --tls-key and --tls-server-name for a\n"
     "server that serves TLS or mTLS, and --admin-token-file for its admin listener.\n"
     "\n"
     "Run 'toolgate COMMAND --help' for a command's flags.\n"
@@ -270,6 +272,44 @@ std::string FormatTime(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "never";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(t.seconds()),
                           absl::UTCTimeZone());
+}
+
+int RunHealth(const std::vector<std::string>& args) {
+  std::string target = "localhost:50051";
+  int64_t timeout_ms = 2000;
+  ConnectionFlags connection;
+  toolgate::FlagSet flags(
+      "Usage: toolgate health --target HOST:PORT [TLS flags]\n"
+      "\n"
+      "Asks a toolgated listener's standard health check (grpc.health.v1), e.g. for a\n"
+      "Kubernetes exec probe on a TLS listener, which native gRPC probes cannot reach.\n"
+      "Exit codes: 0 SERVING, 1 NOT_SERVING (e.g. shutting down), 6 not reached, 2 usage.",
+      "");
+  flags.String("target", &target, "toolgated address (env TOOLGATE_TARGET).");
+  flags.Duration("timeout", &timeout_ms, "Deadline of the call.");
+  connection.Register(flags, /*admin=*/false);
+  if (const char* t = std::getenv("TOOLGATE_TARGET"); t != nullptr && *t) target = t;
+  auto positional = flags.Parse(args);
+  if (!positional.ok() || (positional.ok() && !positional->empty())) {
+    std::cerr << "toolgate health: "
+              << (positional.ok() ? "unexpected arguments" : positional.status().message())
+              << "\n";
+    return kExitUsage;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return kExitAllow;
+  }
+  std::unique_ptr<toolgate::Client> client = connection.Connect("health", target);
+  if (client == nullptr) return kExitUsage;
+  absl::StatusOr<bool> serving = client->Serving(absl::Milliseconds(timeout_ms));
+  if (!serving.ok()) {
+    std::cerr << "toolgate health: " << absl::StatusCodeToString(serving.status().code()) << ": "
+              << serving.status().message() << "\n";
+    return kExitRpcError;
+  }
+  std::cout << (*serving ? "SERVING" : "NOT_SERVING") << "\n";
+  return *serving ? kExitAllow : kExitFailure;
 }
 
 int RunStatus(const std::vector<std::string>& args) {
@@ -564,6 +604,7 @@ int main(int argc, char** argv) {
   if (command == "lint") return RunLint(args);
   if (command == "test") return RunTest(args);
   if (command == "status") return RunStatus(args);
+  if (command == "health") return RunHealth(args);
   if (command == "policy") return RunPolicy(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kMainUsage << "\n";

@@ -249,6 +249,19 @@ TEST_F(TlsTest, CliChecksAndReportsStatusOverMtls) {
   EXPECT_EQ(reported.exit_code, 0) << reported.out << reported.err;
   EXPECT_THAT(reported.out, HasSubstr("active revision:  tls-1"));
 
+  // Health, for exec probes (kubelet's gRPC probes speak no TLS): on both
+  // listeners.
+  for (const std::string& target : {server->address(), server->admin_address()}) {
+    std::vector<std::string> health = {CliBin(), "health", "--target", target, "--timeout", "10s"};
+    health.insert(health.end(), tls.begin(), tls.end());
+    CommandResult healthy = RunCommand(health);
+    EXPECT_EQ(healthy.exit_code, 0) << target << ": " << healthy.out << healthy.err;
+    EXPECT_EQ(healthy.out, "SERVING\n");
+  }
+  CommandResult unreachable =
+      RunCommand({CliBin(), "health", "--target", server->address(), "--timeout", "5s"});
+  EXPECT_EQ(unreachable.exit_code, 6) << "plaintext to a TLS listener";
+
   // Without a client certificate the CLI cannot get a decision.
   CommandResult refused =
       RunCommand({CliBin(), "check", "--target", server->address(), "--tool", "read_file",

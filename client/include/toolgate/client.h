@@ -91,6 +91,11 @@ class Client {
   absl::StatusOr<v1::ExplainResponse> Explain(const v1::CheckRequest& request,
                                               absl::Duration timeout = absl::Seconds(2));
 
+  // The standard health check (grpc.health.v1.Health/Check, whole server):
+  // true while SERVING, false when NOT_SERVING (e.g. draining), an error
+  // when it cannot be asked.
+  absl::StatusOr<bool> Serving(absl::Duration timeout = absl::Seconds(2));
+
   grpc::Channel* channel() const { return channel_.get(); }
 
  private:
