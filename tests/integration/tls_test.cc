@@ -2,7 +2,14 @@
 // certificate rotation, and the admin listener (--admin-listen,
 // --admin-token-file), against real toolgated processes with certificates
 // made at test time.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -274,6 +281,58 @@ TEST_F(TlsTest, CliChecksAndReportsStatusOverMtls) {
                                   pki_.Cert("ci-bot"), "--tls-key", "/nonexistent/key.pem"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("/nonexistent/key.pem"));
+}
+
+// Connects to 127.0.0.1:`port`; -1 on failure.
+int ConnectTcp(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True when the server closes `fd` within `timeout` (what it sends first is
+// read and dropped).
+bool ClosedByServer(int fd, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  char buf[4096];
+  while (absl::Now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
+  }
+  return false;
+}
+
+TEST_F(TlsTest, ClientsThatDoNotSpeakTlsAreDisconnected) {
+  auto server = Start(MtlsFlags());
+  ASSERT_NE(server, nullptr);
+  // Plaintext HTTP/2 (a gRPC client without TLS): closed at once.
+  const int h2c = ConnectTcp(server->port());
+  ASSERT_GE(h2c, 0);
+  const std::string preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  ASSERT_EQ(write(h2c, preface.data(), preface.size()), static_cast<ssize_t>(preface.size()));
+  EXPECT_TRUE(ClosedByServer(h2c, kWait));
+  close(h2c);
+  // A client that connects and says nothing holds its connection for the
+  // handshake timeout (10 s) at most; others are served meanwhile.
+  const int silent = ConnectTcp(server->port());
+  ASSERT_GE(silent, 0);
+  auto ci = Connect(server->address(), "ci-bot");
+  auto r = ci->Check(Req(), absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(ClosedByServer(silent, kWait));
+  close(silent);
+  EXPECT_TRUE(server->WaitForLog("TLS connection closed: no handshake within 10s", kWait))
+      << server->log();
+  ASSERT_TRUE(ci->Check(Req(), absl::Seconds(10)).ok());
 }
 
 TEST_F(TlsTest, BadTlsConfigurationStopsTheServerAtStart) {
