@@ -222,6 +222,24 @@ int main(int argc, char** argv) {
     std::cerr << "toolgated: cannot start:\n" << server.status().message() << "\n";
     return 1;
   }
+  // Who can reach a plaintext listener can assert any grant (and, on the
+  // admin listener, read the server's state): say so when that is anyone.
+  auto loopback = [](const std::string& listen) {
+    const std::string host = listen.substr(0, listen.rfind(':'));
+    return host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]";
+  };
+  if (config.tls.client_ca_file.empty() && !loopback(config.listen)) {
+    toolgate::LogWarning("the decision listener ", config.listen,
+                         " takes calls from anyone who can reach it, for any grant they name; "
+                         "use --tls-client-ca with --allow-peer (or grants.<name>.peers), or "
+                         "listen on localhost (sidecar)");
+  }
+  if (!config.admin_listen.empty() && !loopback(config.admin_listen) &&
+      config.admin_token_file.empty() && config.allow_peers.empty()) {
+    toolgate::LogWarning("the admin listener ", config.admin_listen,
+                         " is open to anyone who can reach it; set --admin-token-file or "
+                         "--allow-peer");
+  }
   if (!(*server)->admin_address().empty()) {
     toolgate::LogInfo("toolgated admin listening on ", (*server)->admin_address(),
                       config.admin_token_file.empty() ? "" : " (token required)");
