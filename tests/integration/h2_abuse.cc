@@ -6,6 +6,8 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -63,7 +65,8 @@ int64_t StatusKib(const std::string& status, const std::string& key) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<H2Connection>> H2Connection::Connect(int port, bool preface,
-                                                                    absl::Duration timeout) {
+                                                                    absl::Duration timeout,
+                                                                    const H2Tls* tls) {
   std::unique_ptr<H2Connection> c(new H2Connection());
   c->fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (c->fd_ < 0) return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
@@ -86,6 +89,9 @@ absl::StatusOr<std::unique_ptr<H2Connection>> H2Connection::Connect(int port, bo
   }
   const int one = 1;
   setsockopt(c->fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (tls != nullptr) {
+    if (absl::Status s = c->Handshake(*tls, timeout); !s.ok()) return s;
+  }
   if (preface) {
     c->out_.append(kPreface, sizeof(kPreface) - 1);
     c->QueueFrame(kSettings, 0, 0, "");
@@ -94,7 +100,72 @@ absl::StatusOr<std::unique_ptr<H2Connection>> H2Connection::Connect(int port, bo
 }
 
 H2Connection::~H2Connection() {
+  if (ssl_ != nullptr) SSL_free(static_cast<SSL*>(ssl_));
+  if (ssl_ctx_ != nullptr) SSL_CTX_free(static_cast<SSL_CTX*>(ssl_ctx_));
   if (fd_ >= 0) close(fd_);
+}
+
+absl::Status H2Connection::Handshake(const H2Tls& tls, absl::Duration timeout) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  ssl_ctx_ = ctx;
+  if (SSL_CTX_load_verify_locations(ctx, tls.ca_file.c_str(), nullptr) != 1 ||
+      (!tls.cert_file.empty() &&
+       (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1))) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("cannot load the TLS files");
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  static const unsigned char kH2[] = {2, 'h', '2'};
+  SSL_CTX_set_alpn_protos(ctx, kH2, sizeof(kH2));
+  SSL* ssl = SSL_new(ctx);
+  ssl_ = ssl;
+  SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_set_fd(ssl, fd_);
+  SSL_set_connect_state(ssl);
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const int r = SSL_do_handshake(ssl);
+    if (r == 1) return absl::OkStatus();
+    const int e = SSL_get_error(ssl, r);
+    if ((e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) || absl::Now() >= deadline) {
+      ERR_clear_error();
+      return absl::UnavailableError("TLS handshake failed");
+    }
+    pollfd p{fd_, static_cast<short>(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+    poll(&p, 1, 50);
+  }
+}
+
+ssize_t H2Connection::ReadSome(char* buf, size_t size) {
+  if (ssl_ == nullptr) return read(fd_, buf, size);
+  SSL* ssl = static_cast<SSL*>(ssl_);
+  const int n = SSL_read(ssl, buf, static_cast<int>(size));
+  if (n > 0) return n;
+  const int e = SSL_get_error(ssl, n);
+  ERR_clear_error();
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  if (e == SSL_ERROR_ZERO_RETURN) return 0;
+  errno = ECONNRESET;
+  return -1;
+}
+
+ssize_t H2Connection::WriteSome(const char* buf, size_t size) {
+  if (ssl_ == nullptr) return send(fd_, buf, size, MSG_NOSIGNAL);
+  SSL* ssl = static_cast<SSL*>(ssl_);
+  const int n = SSL_write(ssl, buf, static_cast<int>(size));
+  if (n > 0) return n;
+  const int e = SSL_get_error(ssl, n);
+  ERR_clear_error();
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  errno = EPIPE;
+  return -1;
 }
 
 void H2Connection::QueueFrame(uint8_t type, uint8_t flags, uint32_t stream_id,
@@ -187,10 +258,13 @@ void H2Connection::HandleInput() {
 bool H2Connection::Poll(absl::Duration timeout) {
   if (closed_) return false;
   pollfd p{fd_, POLLIN, 0};
-  if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) <= 0) return true;
+  const bool buffered = ssl_ != nullptr && SSL_pending(static_cast<SSL*>(ssl_)) > 0;
+  if (!buffered && poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) <= 0) {
+    return true;
+  }
   char buf[16384];
   while (true) {
-    const ssize_t n = read(fd_, buf, sizeof(buf));
+    const ssize_t n = ReadSome(buf, sizeof(buf));
     if (n > 0) {
       in_.append(buf, static_cast<size_t>(n));
       continue;
@@ -209,7 +283,7 @@ absl::Status H2Connection::Flush(absl::Duration timeout) {
   size_t sent = 0;
   while (sent < out_.size()) {
     if (closed_) return absl::UnavailableError("closed by the server");
-    const ssize_t n = send(fd_, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL);
+    const ssize_t n = WriteSome(out_.data() + sent, out_.size() - sent);
     if (n > 0) {
       sent += static_cast<size_t>(n);
       continue;
@@ -241,13 +315,14 @@ absl::Status H2Connection::Flush(absl::Duration timeout) {
 }
 
 RapidResetResult RapidReset(int port, absl::Duration duration, const std::string& message,
-                            bool reconnect, bool wait_for_settings) {
+                            bool reconnect, bool wait_for_settings, const H2Tls* tls) {
   RapidResetResult r;
   const absl::Time start = absl::Now();
   const absl::Time end = start + duration;
   bool first = true;
   while (absl::Now() < end) {
-    absl::StatusOr<std::unique_ptr<H2Connection>> c = H2Connection::Connect(port);
+    absl::StatusOr<std::unique_ptr<H2Connection>> c =
+        H2Connection::Connect(port, /*preface=*/true, absl::Seconds(5), tls);
     if (!c.ok()) {
       if (first) r.error = std::string(c.status().message());
       if (!reconnect || first) return r;

@@ -20,14 +20,25 @@ namespace toolgate_test {
 // The gRPC path every abusive stream asks for.
 inline constexpr char kCheckPath[] = "/toolgate.v1.DecisionService/Check";
 
+// TLS for an H2Connection: the CA that issued the server's certificate, and
+// a client certificate and key (for mTLS; empty: none).
+struct H2Tls {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+};
+
 // One HTTP/2 connection written frame by frame. Not thread-safe.
 class H2Connection {
  public:
   // Connects to 127.0.0.1:`port` (TCP). With `preface`, sends the client
   // connection preface and an empty SETTINGS frame.
+  // With `tls`, does a TLS handshake first (ALPN h2) and speaks HTTP/2
+  // inside it.
   static absl::StatusOr<std::unique_ptr<H2Connection>> Connect(int port, bool preface = true,
                                                                absl::Duration timeout =
-                                                                   absl::Seconds(5));
+                                                                   absl::Seconds(5),
+                                                               const H2Tls* tls = nullptr);
   ~H2Connection();
   H2Connection(const H2Connection&) = delete;
   H2Connection& operator=(const H2Connection&) = delete;
@@ -71,8 +82,15 @@ class H2Connection {
   H2Connection() = default;
   void QueueFrame(uint8_t type, uint8_t flags, uint32_t stream_id, const std::string& payload);
   void HandleInput();
+  // read(2) and send(2) on the socket, through TLS when there is a session
+  // (with errno EAGAIN when TLS must wait for the socket).
+  ssize_t ReadSome(char* buf, size_t size);
+  ssize_t WriteSome(const char* buf, size_t size);
+  absl::Status Handshake(const H2Tls& tls, absl::Duration timeout);
 
   int fd_ = -1;
+  void* ssl_ctx_ = nullptr;  // SSL_CTX*, SSL* (OpenSSL): null without TLS.
+  void* ssl_ = nullptr;
   std::string out_;
   std::string in_;
   bool goaway_seen_ = false;
@@ -103,7 +121,8 @@ struct RapidResetResult {
 // connection first waits for the server's SETTINGS and acknowledges them,
 // as a real client does; otherwise it starts at once.
 RapidResetResult RapidReset(int port, absl::Duration duration, const std::string& message,
-                            bool reconnect = false, bool wait_for_settings = true);
+                            bool reconnect = false, bool wait_for_settings = true,
+                            const H2Tls* tls = nullptr);
 
 // The resident set size and its peak of process `pid`, in KiB (from
 // /proc/PID/status VmRSS and VmHWM); -1 when unreadable.

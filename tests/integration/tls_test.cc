@@ -19,6 +19,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "tests/integration/h2_abuse.h"
 #include "tests/integration/pki.h"
 #include "tests/integration/process.h"
 #include "toolgate/client.h"
@@ -333,6 +334,40 @@ TEST_F(TlsTest, ClientsThatDoNotSpeakTlsAreDisconnected) {
   EXPECT_TRUE(server->WaitForLog("TLS connection closed: no handshake within 10s", kWait))
       << server->log();
   ASSERT_TRUE(ci->Check(Req(), absl::Seconds(10)).ok());
+}
+
+// The gate's HTTP/2 checks hold inside TLS: a client that resets every
+// stream it opens is sent GOAWAY (ENHANCE_YOUR_CALM) through the TLS
+// session and disconnected, and a well-behaved client is served after it.
+TEST_F(TlsTest, RapidResetInsideTlsIsCutOff) {
+  auto server = Start(MtlsFlags());
+  ASSERT_NE(server, nullptr);
+  const H2Tls tls{pki_.Cert("ca"), pki_.Cert("ci-bot"), pki_.Key("ci-bot")};
+  // A plain HTTP/2 exchange works through the TLS relay first.
+  auto probe = H2Connection::Connect(server->port(), true, absl::Seconds(10), &tls);
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  ASSERT_TRUE((*probe)->Flush().ok());
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        (*probe)->Poll(absl::Milliseconds(50));
+        return (*probe)->settings_seen();
+      },
+      kWait));
+  EXPECT_EQ((*probe)->max_concurrent_streams(), 100u);
+
+  toolgate::v1::CheckRequest abusive = Req("abuser");
+  const RapidResetResult r = RapidReset(server->port(), absl::Seconds(30),
+                                        abusive.SerializeAsString(), /*reconnect=*/false,
+                                        /*wait_for_settings=*/true, &tls);
+  EXPECT_TRUE(r.error.empty()) << r.error;
+  EXPECT_TRUE(r.goaway) << "streams: " << r.streams;
+  EXPECT_EQ(r.goaway_error, 0xbu);
+  EXPECT_EQ(r.goaway_debug, "too many reset streams");
+  EXPECT_TRUE(r.closed);
+  EXPECT_LT(r.streams, 100'000u) << "cut off long before the test's 30 s";
+  auto after = Connect(server->address(), "ci-bot")->Check(Req(), absl::Seconds(10));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE(server->WaitForLog("gRPC connection cut off (GOAWAY ENHANCE_YOUR_CALM)", kWait));
 }
 
 TEST_F(TlsTest, BadTlsConfigurationStopsTheServerAtStart) {
