@@ -3,7 +3,9 @@
 // and, as a safety net for lost messages or connections, also checks the
 // active pointer every `check_interval_ms`. A new active revision is loaded,
 // validated and handed to `activate`; one that fails is reported through
-// `report` and the current revision keeps serving.
+// `report` and the current revision keeps serving. Every revision is checked
+// against its recorded digest, and with verify keys, its signature
+// (revision_signature.h) before it is handed over.
 #ifndef TOOLGATE_SERVER_PROVIDER_REDIS_POLICY_FOLLOWER_H_
 #define TOOLGATE_SERVER_PROVIDER_REDIS_POLICY_FOLLOWER_H_
 
@@ -11,8 +13,10 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "server/base/ed25519.h"
 #include "server/base/wakeup.h"
 #include "server/policy/policy.h"
 #include "server/redis/client.h"
@@ -20,8 +24,20 @@
 
 namespace toolgate {
 
-// Loads the active revision from Redis (NOT_FOUND when none is active).
-absl::StatusOr<std::shared_ptr<const Policy>> LoadActivePolicyFromRedis(const RedisUrl& url);
+class RedisPolicyStore;
+
+// Loads `revision` from `store`: its sources, checked by VerifyRevision
+// against what was recorded at push with `keys`, then compiled; it must load
+// as `revision`. Errors name the revision; a refusal carries its reason
+// (RevisionRejectionReason).
+absl::StatusOr<std::shared_ptr<const Policy>> LoadRevisionFromRedis(
+    RedisPolicyStore& store, const std::string& revision,
+    const std::vector<Ed25519PublicKey>& keys);
+
+// Loads the active revision from Redis (NOT_FOUND when none is active), as
+// LoadRevisionFromRedis.
+absl::StatusOr<std::shared_ptr<const Policy>> LoadActivePolicyFromRedis(
+    const RedisUrl& url, const std::vector<Ed25519PublicKey>& keys = {});
 
 class RedisPolicyFollower {
  public:
@@ -29,8 +45,11 @@ class RedisPolicyFollower {
   using ReportFn = std::function<void(const absl::Status&)>;
 
   // `current` is the revision already serving (may be empty).
+  // A revision refused once is tried again on an announcement or CheckNow
+  // (not on every periodic check).
   RedisPolicyFollower(RedisUrl url, int64_t check_interval_ms, std::string current,
-                      ActivateFn activate, ReportFn report);
+                      ActivateFn activate, ReportFn report,
+                      std::vector<Ed25519PublicKey> keys = {});
   ~RedisPolicyFollower();
 
   // Checks the active pointer now (SIGHUP).
@@ -38,13 +57,15 @@ class RedisPolicyFollower {
 
  private:
   void Run();
-  void Check();
+  // `retry_failed`: load the active revision even if it failed last time.
+  void Check(bool retry_failed);
   // A connection subscribed to the announcement channel; null when Redis
   // cannot be reached (the periodic check still runs).
   std::unique_ptr<RedisClient> Subscribe();
 
   const RedisUrl url_;
   const int64_t interval_ms_;
+  const std::vector<Ed25519PublicKey> keys_;
   ActivateFn activate_;
   ReportFn report_;
   std::string current_;      // I/O thread only.
