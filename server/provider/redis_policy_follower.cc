@@ -11,26 +11,45 @@
 
 namespace toolgate {
 
-absl::StatusOr<std::shared_ptr<const Policy>> LoadRevisionFromRedis(
-    RedisPolicyStore& store, const std::string& revision,
-    const std::vector<Ed25519PublicKey>& keys) {
+absl::StatusOr<RevisionFromRedis> ReadRevisionFromRedis(RedisPolicyStore& store,
+                                                        const std::string& revision) {
+  RevisionFromRedis out;
   auto sources = store.Sources(revision);
   if (!sources.ok()) return sources.status();
+  out.sources = *std::move(sources);
   absl::StatusOr<std::optional<RevisionMetadata>> meta = store.Metadata(revision);
   if (absl::IsInternal(meta.status())) {
-    // A reply Redis gives for a key of another type: not what push writes.
+    // What Redis answers for a key of another type: not what push writes.
+    out.unreadable_metadata = std::string(meta.status().message());
+  } else if (!meta.ok()) {
+    return meta.status();
+  } else {
+    out.metadata = *std::move(meta);
+  }
+  return out;
+}
+
+std::string RevisionFromRedis::Fingerprint() const {
+  return absl::StrCat(RevisionDigest(sources), "/", metadata ? metadata->digest : "-", "/",
+                      metadata ? metadata->signature : "-", "/", unreadable_metadata);
+}
+
+absl::StatusOr<std::shared_ptr<const Policy>> LoadRevisionFromRedis(
+    const std::string& revision, const RevisionFromRedis& read,
+    const std::vector<Ed25519PublicKey>& keys) {
+  if (!read.unreadable_metadata.empty()) {
     return WithRejectionReason(
         absl::FailedPreconditionError(absl::StrCat("revision \"", EscapeForLog(revision),
                                                    "\" from Redis refused: its metadata is "
                                                    "unreadable: ",
-                                                   meta.status().message())),
+                                                   read.unreadable_metadata)),
         "metadata");
   }
-  if (!meta.ok()) return meta.status();
-  if (absl::Status verified = VerifyRevision(revision, *sources, *meta, keys); !verified.ok()) {
+  if (absl::Status verified = VerifyRevision(revision, read.sources, read.metadata, keys);
+      !verified.ok()) {
     return verified;
   }
-  auto policy = LoadPolicyFromSources(*sources);
+  auto policy = LoadPolicyFromSources(read.sources);
   if (!policy.ok()) {
     return absl::Status(policy.status().code(),
                         absl::StrCat("revision \"", EscapeForLog(revision), "\" from Redis: ",
@@ -52,7 +71,9 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadActivePolicyFromRedis(
   if (!store.ok()) return store.status();
   auto active = (*store)->ActiveRevision();
   if (!active.ok()) return active.status();
-  return LoadRevisionFromRedis(**store, *active, keys);
+  auto read = ReadRevisionFromRedis(**store, *active);
+  if (!read.ok()) return read.status();
+  return LoadRevisionFromRedis(*active, *read, keys);
 }
 
 namespace {
@@ -89,19 +110,25 @@ void RedisPolicyFollower::CheckNow() {
   if (wakeup_ != nullptr) wakeup_->Wake();
 }
 
-void RedisPolicyFollower::Check(bool retry_failed) {
+void RedisPolicyFollower::Check() {
   absl::StatusOr<std::shared_ptr<const Policy>> policy = [&]() -> absl::StatusOr<std::shared_ptr<const Policy>> {
     auto store = RedisPolicyStore::Connect(url_);
     if (!store.ok()) return store.status();
     auto active = (*store)->ActiveRevision();
     if (!active.ok()) return active.status();
     if (*active == current_) return std::shared_ptr<const Policy>();  // Nothing new.
-    if (*active == last_failed_ && !retry_failed) return std::shared_ptr<const Policy>();
-    auto loaded = LoadRevisionFromRedis(**store, *active, keys_);
-    // Unreachable Redis or missing sources: tried again at the next check.
-    if (!loaded.ok() && !absl::IsUnavailable(loaded.status()) &&
-        !absl::IsDeadlineExceeded(loaded.status()) && !absl::IsNotFound(loaded.status())) {
+    auto read = ReadRevisionFromRedis(**store, *active);
+    if (!read.ok()) return read.status();
+    // A revision refused before is tried again only when what is stored
+    // changed (content restored, signature added).
+    const std::string fingerprint = read->Fingerprint();
+    if (*active == last_failed_ && fingerprint == last_failed_fingerprint_) {
+      return std::shared_ptr<const Policy>();
+    }
+    auto loaded = LoadRevisionFromRedis(*active, *read, keys_);
+    if (!loaded.ok()) {
       last_failed_ = *active;
+      last_failed_fingerprint_ = fingerprint;
     }
     return loaded;
   }();
@@ -112,6 +139,7 @@ void RedisPolicyFollower::Check(bool retry_failed) {
   if (*policy == nullptr) return;
   current_ = (*policy)->revision();
   last_failed_.clear();
+  last_failed_fingerprint_.clear();
   activate_(*std::move(policy));
 }
 
@@ -126,11 +154,9 @@ std::unique_ptr<RedisClient> RedisPolicyFollower::Subscribe() {
 
 void RedisPolicyFollower::Run() {
   std::unique_ptr<RedisClient> sub;
-  bool retry_failed = false;
   while (!wakeup_->stop_requested()) {
     if (sub == nullptr) sub = Subscribe();
-    Check(retry_failed);
-    retry_failed = false;
+    Check();
     // Wait for an announcement, a wake-up, or the next periodic check.
     pollfd fd = {sub != nullptr ? sub->fd() : -1, POLLIN, 0};
     if (absl::StatusOr<bool> woken = wakeup_->Wait(absl::MakeSpan(&fd, 1), interval_ms_);
@@ -138,13 +164,11 @@ void RedisPolicyFollower::Run() {
       LogError("policy follower: ", woken.status().message(),
                "; stopped following the policy in Redis");
       return;
-    } else if (*woken) {
-      retry_failed = true;  // CheckNow (SIGHUP).
     }
     // Drain the messages; the check at the top of the loop acts on them.
-    if (sub != nullptr && (fd.revents & (POLLIN | POLLHUP | POLLERR))) {
-      retry_failed = true;  // An announcement (activate, rollback).
-      if (!sub->ReadAvailable().ok()) sub.reset();
+    if (sub != nullptr && (fd.revents & (POLLIN | POLLHUP | POLLERR)) &&
+        !sub->ReadAvailable().ok()) {
+      sub.reset();
     }
   }
 }

@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,7 +19,9 @@
 #include "absl/status/status.h"
 #include "server/base/ed25519.h"
 #include "server/base/wakeup.h"
+#include "server/policy/loader.h"
 #include "server/policy/policy.h"
+#include "server/provider/revision_signature.h"
 #include "server/redis/client.h"
 #include "server/redis/url.h"
 
@@ -26,12 +29,22 @@ namespace toolgate {
 
 class RedisPolicyStore;
 
-// Loads `revision` from `store`: its sources, checked by VerifyRevision
-// against what was recorded at push with `keys`, then compiled; it must load
-// as `revision`. Errors name the revision; a refusal carries its reason
-// (RevisionRejectionReason).
+// A revision as read from Redis: its sources and what was recorded at push.
+struct RevisionFromRedis {
+  std::vector<PolicySource> sources;
+  std::optional<RevisionMetadata> metadata;  // None recorded: nullopt.
+  std::string unreadable_metadata;           // Why the record could not be read.
+  // Changes whenever any of the above does.
+  std::string Fingerprint() const;
+};
+absl::StatusOr<RevisionFromRedis> ReadRevisionFromRedis(RedisPolicyStore& store,
+                                                        const std::string& revision);
+
+// Checks `read` with VerifyRevision (against `keys`) and compiles it; it
+// must load as `revision`. Errors name the revision; a refusal carries its
+// reason (RevisionRejectionReason).
 absl::StatusOr<std::shared_ptr<const Policy>> LoadRevisionFromRedis(
-    RedisPolicyStore& store, const std::string& revision,
+    const std::string& revision, const RevisionFromRedis& read,
     const std::vector<Ed25519PublicKey>& keys);
 
 // Loads the active revision from Redis (NOT_FOUND when none is active), as
@@ -45,8 +58,8 @@ class RedisPolicyFollower {
   using ReportFn = std::function<void(const absl::Status&)>;
 
   // `current` is the revision already serving (may be empty).
-  // A revision refused once is tried again on an announcement or CheckNow
-  // (not on every periodic check).
+  // A revision refused is reported once; it is tried again when what is
+  // stored for it changes (read at each check while it is the active one).
   RedisPolicyFollower(RedisUrl url, int64_t check_interval_ms, std::string current,
                       ActivateFn activate, ReportFn report,
                       std::vector<Ed25519PublicKey> keys = {});
@@ -57,8 +70,7 @@ class RedisPolicyFollower {
 
  private:
   void Run();
-  // `retry_failed`: load the active revision even if it failed last time.
-  void Check(bool retry_failed);
+  void Check();
   // A connection subscribed to the announcement channel; null when Redis
   // cannot be reached (the periodic check still runs).
   std::unique_ptr<RedisClient> Subscribe();
@@ -70,6 +82,7 @@ class RedisPolicyFollower {
   ReportFn report_;
   std::string current_;      // I/O thread only.
   std::string last_failed_;  // Don't report the same broken revision every second.
+  std::string last_failed_fingerprint_;  // RevisionFromRedis::Fingerprint of it.
   std::unique_ptr<Wakeup> wakeup_;  // Null when it could not be created: no thread.
   std::thread thread_;
 };
