@@ -122,7 +122,7 @@ absl::Status WithRejectionReason(absl::Status error, absl::string_view reason) {
 }
 
 std::optional<std::string> RevisionRejectionReason(const absl::Status& status) {
-  std::optional<absl::Cord> reason = status.GetPayload(kReasonPayload);
+  auto reason = status.GetPayload(kReasonPayload);
   if (!reason.has_value()) return std::nullopt;
   return std::string(*reason);
 }
