@@ -9,7 +9,6 @@ PACKAGES=(
   libabsl-dev libre2-dev libyaml-cpp-dev libssl-dev libhiredis-dev
   prometheus-cpp-dev
   redis-server
-  openssl  # the openssl command: tests generate keys with it
   googletest libgtest-dev libgmock-dev
   clang libfuzzer-14-dev
 )
