@@ -15,7 +15,9 @@
 namespace toolgate {
 namespace {
 
-std::shared_ptr<EVP_PKEY> Own(EVP_PKEY* key) { return std::shared_ptr<EVP_PKEY>(key, EVP_PKEY_free); }
+std::shared_ptr<EVP_PKEY> Own(EVP_PKEY* key) {
+  return std::shared_ptr<EVP_PKEY>(key, EVP_PKEY_free);
+}
 
 // Never asks for a passphrase (an encrypted key is an error, not a prompt).
 int NoPassphrase(char*, int, int, void*) { return -1; }
@@ -64,16 +66,15 @@ absl::StatusOr<std::shared_ptr<EVP_PKEY>> ReadKey(absl::string_view pem, absl::s
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(
       BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
   if (bio == nullptr) std::abort();
-  EVP_PKEY* key = want_private
-                      ? PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr)
-                      : PEM_read_bio_PUBKEY(bio.get(), nullptr, NoPassphrase, nullptr);
+  EVP_PKEY* key = want_private ? PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr)
+                               : PEM_read_bio_PUBKEY(bio.get(), nullptr, NoPassphrase, nullptr);
   ERR_clear_error();
   if (key == nullptr) return invalid("not a valid PEM key");
   std::shared_ptr<EVP_PKEY> owned = Own(key);
   if (EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
-    return invalid(absl::StrCat("a ", EVP_PKEY_get0_type_name(key) ? EVP_PKEY_get0_type_name(key)
-                                                                   : "non-Ed25519",
-                                " key, not Ed25519"));
+    return invalid(absl::StrCat(
+        "a ", EVP_PKEY_get0_type_name(key) ? EVP_PKEY_get0_type_name(key) : "non-Ed25519",
+        " key, not Ed25519"));
   }
   return owned;
 }
@@ -88,8 +89,7 @@ std::string RawPublic(EVP_PKEY* key) {
 absl::StatusOr<std::string> ReadKeyFile(const std::string& path) {
   absl::StatusOr<std::string> text = ReadRegularFile(path, kMaxKeyFileBytes);
   if (!text.ok()) {
-    return absl::Status(text.status().code(),
-                        absl::StrCat("key file: ", text.status().message()));
+    return absl::Status(text.status().code(), absl::StrCat("key file: ", text.status().message()));
   }
   return text;
 }
@@ -97,9 +97,9 @@ absl::StatusOr<std::string> ReadKeyFile(const std::string& path) {
 std::string WritePem(EVP_PKEY* key, bool private_key) {
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
   if (bio == nullptr) std::abort();
-  const int ok = private_key ? PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0,
-                                                        nullptr, nullptr)
-                             : PEM_write_bio_PUBKEY(bio.get(), key);
+  const int ok =
+      private_key ? PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr)
+                  : PEM_write_bio_PUBKEY(bio.get(), key);
   if (ok != 1) std::abort();
   char* data = nullptr;
   const long len = BIO_get_mem_data(bio.get(), &data);
@@ -151,8 +151,8 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPem(absl::string_view p
   if (!key.ok()) return key.status();
   Ed25519PrivateKey out;
   out.key_ = *std::move(key);
-  absl::StatusOr<Ed25519PublicKey> pub = Ed25519PublicKey::FromPem(WritePem(out.key_.get(), false),
-                                                                   name);
+  absl::StatusOr<Ed25519PublicKey> pub =
+      Ed25519PublicKey::FromPem(WritePem(out.key_.get(), false), name);
   if (!pub.ok()) return pub.status();
   out.public_key_ = *std::move(pub);
   return out;
@@ -172,8 +172,7 @@ std::string Ed25519PrivateKey::Sign(absl::string_view message) const {
   unsigned char sig[kEd25519SignatureBytes];
   size_t len = sizeof(sig);
   // These fail only when OpenSSL cannot allocate.
-  if (ctx == nullptr ||
-      EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) != 1 ||
+  if (ctx == nullptr || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) != 1 ||
       EVP_DigestSign(ctx.get(), sig, &len, reinterpret_cast<const unsigned char*>(message.data()),
                      message.size()) != 1 ||
       len != sizeof(sig)) {

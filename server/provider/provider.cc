@@ -7,11 +7,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "server/base/ed25519.h"
+#include "server/base/log.h"
 #include "server/policy/loader.h"
 #include "server/provider/embedded_policy.h"
 #include "server/provider/policy_watcher.h"
-#include "server/base/ed25519.h"
-#include "server/base/log.h"
 #include "server/provider/redis_policy_follower.h"
 #include "server/provider/redis_policy_store.h"
 #include "server/redis/url.h"
@@ -136,9 +136,9 @@ class RedisProvider final : public PolicyProvider {
   std::string Describe() const override {
     return absl::StrCat("the active revision in Redis at ", url_.Redacted(),
                         " (announcements, and every ", absl::FormatDuration(check_interval_), "; ",
-                        keys_.empty() ? std::string("signatures not required")
-                                      : absl::StrCat("signed by one of ", keys_.size(),
-                                                     " verify key(s)"),
+                        keys_.empty()
+                            ? std::string("signatures not required")
+                            : absl::StrCat("signed by one of ", keys_.size(), " verify key(s)"),
                         ")");
   }
 
@@ -173,11 +173,13 @@ absl::StatusOr<std::unique_ptr<PolicyProvider>> MakePolicyProvider(const Provide
       keys.push_back(*std::move(key));
     }
     if (keys.empty()) {
-      LogWarning("policy revisions from Redis are not verified: anyone who can write to the "
-                 "policy keys in Redis (", kPolicyKeyPrefix,
-                 "*) controls the policy of every server following it. Push revisions with "
-                 "'toolgate policy push --signing-key KEY.pem' and start servers with "
-                 "--policy-verify-key PUBLIC.pem");
+      LogWarning(
+          "policy revisions from Redis are not verified: anyone who can write to the "
+          "policy keys in Redis (",
+          kPolicyKeyPrefix,
+          "*) controls the policy of every server following it. Push revisions with "
+          "'toolgate policy push --signing-key KEY.pem' and start servers with "
+          "--policy-verify-key PUBLIC.pem");
     }
     return std::make_unique<RedisProvider>(*std::move(url), options.redis_check_interval,
                                            std::move(keys));

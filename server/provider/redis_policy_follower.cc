@@ -52,14 +52,14 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadRevisionFromRedis(
   auto policy = LoadPolicyFromSources(read.sources);
   if (!policy.ok()) {
     return absl::Status(policy.status().code(),
-                        absl::StrCat("revision \"", EscapeForLog(revision), "\" from Redis: ",
-                                     policy.status().message()));
+                        absl::StrCat("revision \"", EscapeForLog(revision),
+                                     "\" from Redis: ", policy.status().message()));
   }
   if ((*policy)->revision() != revision) {
     return WithRejectionReason(
-        absl::FailedPreconditionError(absl::StrCat(
-            "revision \"", EscapeForLog(revision), "\" from Redis refused: its sources load as \"",
-            EscapeForLog((*policy)->revision()), "\"")),
+        absl::FailedPreconditionError(absl::StrCat("revision \"", EscapeForLog(revision),
+                                                   "\" from Redis refused: its sources load as \"",
+                                                   EscapeForLog((*policy)->revision()), "\"")),
         "revision");
   }
   return policy;
@@ -82,8 +82,8 @@ constexpr absl::Duration kSubscribeTimeout = absl::Seconds(1);
 }  // namespace
 
 RedisPolicyFollower::RedisPolicyFollower(RedisUrl url, int64_t check_interval_ms,
-                                         std::string current, ActivateFn activate,
-                                         ReportFn report, std::vector<Ed25519PublicKey> keys)
+                                         std::string current, ActivateFn activate, ReportFn report,
+                                         std::vector<Ed25519PublicKey> keys)
     : url_(std::move(url)),
       interval_ms_(check_interval_ms),
       keys_(std::move(keys)),

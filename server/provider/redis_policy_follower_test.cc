@@ -127,8 +127,8 @@ class RedisPolicyFollowerTest : public ::testing::Test {
                                "policy.yaml", content})
                     .ok());
     ASSERT_TRUE(redis_->Command({"SET", absl::StrCat(kPolicyKeyPrefix, "active"), revision}).ok());
-    ASSERT_TRUE(redis_->Command({"PUBLISH", absl::StrCat(kPolicyKeyPrefix, "events"), revision})
-                    .ok());
+    ASSERT_TRUE(
+        redis_->Command({"PUBLISH", absl::StrCat(kPolicyKeyPrefix, "events"), revision}).ok());
   }
 };
 

@@ -116,17 +116,23 @@ absl::StatusOr<std::string> RedisPolicyStore::Push(const std::vector<PolicySourc
   for (size_t i = 1; i < sources.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
       if (sources[i].name == sources[j].name) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "two policy files are named \"", EscapeForLog(sources[i].name), "\""));
+        return absl::InvalidArgumentError(
+            absl::StrCat("two policy files are named \"", EscapeForLog(sources[i].name), "\""));
       }
     }
   }
   const std::string revision = (*policy)->revision();
   const RevisionMetadata meta = MakeRevisionMetadata(revision, sources, signing_key);
-  std::vector<std::string> argv = {"EVAL",         kPushScript,    "3",
-                                   Prefix() + "rev:" + revision,  Prefix() + "meta:" + revision,
-                                   Prefix() + "revisions",        revision,
-                                   meta.digest,    meta.signature, meta.key,
+  std::vector<std::string> argv = {"EVAL",
+                                   kPushScript,
+                                   "3",
+                                   Prefix() + "rev:" + revision,
+                                   Prefix() + "meta:" + revision,
+                                   Prefix() + "revisions",
+                                   revision,
+                                   meta.digest,
+                                   meta.signature,
+                                   meta.key,
                                    absl::StrCat(NowMillis())};
   for (const PolicySource& s : sources) {
     argv.push_back(s.name);

@@ -151,8 +151,10 @@ TEST_F(RedisPolicyStoreTest, PushingTheSameContentAgainIsIdempotentAndCanAddASig
 TEST_F(RedisPolicyStoreTest, PushingTheSameContentAgainRestoresContentChangedInRedis) {
   ASSERT_EQ(store_->Push(Revision("r")).value_or(""), "r");
   const std::string key = absl::StrCat(kPolicyKeyPrefix, "rev:r");
-  ASSERT_TRUE(redis_->Command({"HSET", key, "policy.yaml", "version: \"1\"\nrevision: \"r\"\n"
-                                                           "default: deny\n"})
+  ASSERT_TRUE(redis_
+                  ->Command({"HSET", key, "policy.yaml",
+                             "version: \"1\"\nrevision: \"r\"\n"
+                             "default: deny\n"})
                   .ok());
   ASSERT_TRUE(redis_->Command({"HSET", key, "extra.yaml", "version: \"1\"\n"}).ok());
   ASSERT_EQ(store_->Push(Revision("r")).value_or(""), "r");
@@ -189,9 +191,9 @@ TEST_F(RedisPolicyStoreTest, OfConcurrentPushesOfDifferentContentExactlyOneWins)
     std::vector<std::thread> threads;
     for (int i = 0; i < kPushers; ++i) {
       threads.emplace_back([&, i] {
-        results[i] = stores[i]->Push({{"policy.yaml",
-                                       absl::StrCat("version: \"1\"\nrevision: \"", name,
-                                                    "\"\n# pusher ", i, "\n")}});
+        results[i] =
+            stores[i]->Push({{"policy.yaml", absl::StrCat("version: \"1\"\nrevision: \"", name,
+                                                          "\"\n# pusher ", i, "\n")}});
       });
     }
     for (std::thread& t : threads) t.join();
@@ -201,7 +203,8 @@ TEST_F(RedisPolicyStoreTest, OfConcurrentPushesOfDifferentContentExactlyOneWins)
         EXPECT_EQ(won, -1) << "two pushes of different content both won";
         won = i;
       } else {
-        EXPECT_EQ(results[i].status().code(), absl::StatusCode::kAlreadyExists) << results[i].status();
+        EXPECT_EQ(results[i].status().code(), absl::StatusCode::kAlreadyExists)
+            << results[i].status();
       }
     }
     ASSERT_NE(won, -1);

@@ -22,8 +22,7 @@ bool IsLowerHex(absl::string_view s) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-absl::Status Refuse(absl::string_view revision, absl::string_view reason,
-                    absl::string_view why) {
+absl::Status Refuse(absl::string_view revision, absl::string_view reason, absl::string_view why) {
   return WithRejectionReason(
       absl::FailedPreconditionError(
           absl::StrCat("revision \"", EscapeForLog(revision), "\" from Redis refused: ", why)),
@@ -47,8 +46,8 @@ std::string RevisionDigest(const std::vector<PolicySource>& sources) {
   }
   std::vector<absl::string_view> parts = {"toolgate-policy-sources-v1\n", prefixes[0]};
   for (size_t i = 0; i < sorted.size(); ++i) {
-    parts.insert(parts.end(), {prefixes[1 + 2 * i], sorted[i]->name, prefixes[2 + 2 * i],
-                               sorted[i]->content});
+    parts.insert(parts.end(),
+                 {prefixes[1 + 2 * i], sorted[i]->name, prefixes[2 + 2 * i], sorted[i]->content});
   }
   return Sha256Hex(parts);
 }
@@ -91,7 +90,8 @@ absl::Status VerifyRevision(absl::string_view revision, const std::vector<Policy
   if (digest != metadata->digest) {
     return Refuse(revision, "digest",
                   absl::StrCat("its content in Redis does not match the digest recorded when it "
-                               "was pushed (", metadata->digest.substr(0, 16), "..., content ",
+                               "was pushed (",
+                               metadata->digest.substr(0, 16), "..., content ",
                                digest.substr(0, 16), "...): changed after the push"));
   }
   if (keys.empty()) return absl::OkStatus();

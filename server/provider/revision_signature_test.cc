@@ -83,8 +83,8 @@ TEST(VerifyRevisionTest, SignedRevisionVerifiesWithItsKey) {
 TEST(VerifyRevisionTest, WrongKeyIsRefused) {
   const Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
   const Ed25519PrivateKey other = Ed25519PrivateKey::Generate();
-  const absl::Status s =
-      VerifyRevision("r", kSources, MakeRevisionMetadata("r", kSources, &other), {key.public_key()});
+  const absl::Status s = VerifyRevision("r", kSources, MakeRevisionMetadata("r", kSources, &other),
+                                        {key.public_key()});
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), HasSubstr("does not verify with any of the 1 --policy-verify-key"));
   EXPECT_THAT(RevisionRejectionReason(s), Optional(std::string("signature")));
@@ -92,8 +92,8 @@ TEST(VerifyRevisionTest, WrongKeyIsRefused) {
 
 TEST(VerifyRevisionTest, SignatureOfAnotherNameIsRefused) {
   const Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
-  const absl::Status s = VerifyRevision("r2", kSources, MakeRevisionMetadata("r", kSources, &key),
-                                        {key.public_key()});
+  const absl::Status s =
+      VerifyRevision("r2", kSources, MakeRevisionMetadata("r", kSources, &key), {key.public_key()});
   EXPECT_THAT(RevisionRejectionReason(s), Optional(std::string("signature")));
 }
 
@@ -121,9 +121,9 @@ TEST(VerifyRevisionTest, UnsignedAndUnrecordedRevisions) {
   const RevisionMetadata unsigned_meta = MakeRevisionMetadata("r", kSources, nullptr);
   EXPECT_TRUE(unsigned_meta.signature.empty());
   EXPECT_TRUE(VerifyRevision("r", kSources, unsigned_meta, {}).ok());
-  EXPECT_THAT(RevisionRejectionReason(
-                  VerifyRevision("r", kSources, unsigned_meta, {key.public_key()})),
-              Optional(std::string("unsigned")));
+  EXPECT_THAT(
+      RevisionRejectionReason(VerifyRevision("r", kSources, unsigned_meta, {key.public_key()})),
+      Optional(std::string("unsigned")));
   // Pushed by an older toolgate: accepted only without keys.
   EXPECT_TRUE(VerifyRevision("r", kSources, std::nullopt, {}).ok());
   const absl::Status s = VerifyRevision("r", kSources, std::nullopt, {key.public_key()});
@@ -183,11 +183,12 @@ TEST(Ed25519KeyTest, BadKeyFilesAreClearErrorsNamingTheFile) {
 
 TEST(Ed25519KeyTest, KeysOfAnotherAlgorithmAreRefused) {
   // An EC P-256 public key (SubjectPublicKeyInfo).
-  const std::string ec = WriteTemp("ec.pem",
-                                   "-----BEGIN PUBLIC KEY-----\n"
-                                   "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEtmalDK9GJ5Nv68YCUkEZmT5rSWJg\n"
-                                   "x6zVHn9wbA+Kj1l0No9D5JBCVQ061akYMeC7gEk9Xh8v95pV0lZ3sAXOhw==\n"
-                                   "-----END PUBLIC KEY-----\n");
+  const std::string ec =
+      WriteTemp("ec.pem",
+                "-----BEGIN PUBLIC KEY-----\n"
+                "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEtmalDK9GJ5Nv68YCUkEZmT5rSWJg\n"
+                "x6zVHn9wbA+Kj1l0No9D5JBCVQ061akYMeC7gEk9Xh8v95pV0lZ3sAXOhw==\n"
+                "-----END PUBLIC KEY-----\n");
   auto key = Ed25519PublicKey::FromPemFile(ec);
   ASSERT_FALSE(key.ok());
   EXPECT_THAT(key.status().message(), HasSubstr(ec));

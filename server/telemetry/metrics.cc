@@ -153,7 +153,7 @@ void Metrics::RecordPolicyReload(bool ok) {
 }
 
 namespace {
-constexpr absl::string_view kPolicyRejectionReasons[] = {"metadata", "digest", "unsigned",
+constexpr absl::string_view kPolicyRejectionReasons[] = {"metadata",  "digest",   "unsigned",
                                                          "signature", "revision", "other"};
 }  // namespace
 
@@ -234,9 +234,9 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
                          "signature checks), by reason.",
                          MetricType::Counter);
   for (int i = 0; i < kRejectionReasons; ++i) {
-    rejected.metric.push_back(
-        Value(MetricType::Counter, static_cast<double>(rejected_[i].load(std::memory_order_relaxed)),
-              {{"reason", std::string(kPolicyRejectionReasons[i])}}));
+    rejected.metric.push_back(Value(
+        MetricType::Counter, static_cast<double>(rejected_[i].load(std::memory_order_relaxed)),
+        {{"reason", std::string(kPolicyRejectionReasons[i])}}));
   }
   out.push_back(std::move(rejected));
 

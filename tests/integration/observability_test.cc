@@ -22,10 +22,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "google/protobuf/util/json_util.h"
 #include "gmock/gmock.h"
-#include "server/base/ed25519.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "server/base/ed25519.h"
 #include "tests/integration/process.h"
 #include "tests/support/redis_process.h"
 #include "toolgate/client.h"
@@ -416,9 +416,9 @@ TEST(ObservabilityTest, RefusedPolicyRevisionsAreCountedByReason) {
     return RunCommand(argv).exit_code;
   };
   ASSERT_EQ(push("signed", {"--signing-key", key, "--activate"}), 0);
-  auto server = ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", (*redis)->url(),
-                                      "--policy-verify-key", pub, "--metrics-listen",
-                                      "127.0.0.1:0"});
+  auto server =
+      ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", (*redis)->url(),
+                            "--policy-verify-key", pub, "--metrics-listen", "127.0.0.1:0"});
   ASSERT_TRUE(server.ok()) << server.status();
   const std::string metrics = MetricsAddress(**server);
   auto wait_for = [&](const std::string& series, double want) {
@@ -437,9 +437,9 @@ TEST(ObservabilityTest, RefusedPolicyRevisionsAreCountedByReason) {
                   ->Command({"HSET", "toolgate:policy:rev:changed", "changed.yaml",
                              "version: \"1\"\nrevision: \"changed\"\ndefault: allow\n"})
                   .ok());
-  ASSERT_EQ(RunCommand({CliBin(), "policy", "activate", "changed", "--redis", (*redis)->url()})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      RunCommand({CliBin(), "policy", "activate", "changed", "--redis", (*redis)->url()}).exit_code,
+      0);
   EXPECT_TRUE(wait_for("toolgate_policy_rejected_total{reason=\"digest\"}", 1));
   EXPECT_THAT(HttpGet(metrics, "/metrics"),
               HasSubstr("toolgate_policy_info{revision=\"signed\"} 1"));

@@ -15,8 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
-#include "server/base/ed25519.h"
 #include "gtest/gtest.h"
+#include "server/base/ed25519.h"
 #include "tests/integration/process.h"
 #include "tests/support/redis_process.h"
 #include "toolgate/client.h"
@@ -205,7 +205,8 @@ TEST_F(SignedRevisionTest, TakeoversThroughRedisAreRefusedByEveryServer) {
   const std::string changed = dir_.WriteFile("changed.yaml", PolicyText("rev-a", "allow"));
   CommandResult refused = Policy({"push", changed, "--signing-key", key.private_pem});
   EXPECT_EQ(refused.exit_code, 1);
-  EXPECT_THAT(refused.err, HasSubstr("revision \"rev-a\" was already pushed with different content"));
+  EXPECT_THAT(refused.err,
+              HasSubstr("revision \"rev-a\" was already pushed with different content"));
 
   // A properly signed push and activation is taken up everywhere.
   PushAndActivate("rev-b", PolicyText("rev-b", "allow"), key.private_pem);
