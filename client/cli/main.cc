@@ -316,7 +316,7 @@ int RunPolicy(const std::vector<std::string>& args) {
       "                          validate a policy file or directory and store it with its\n"
       "                          content digest, signed with the Ed25519 private key (PEM)\n"
       "                          when given (servers with --policy-verify-key require it);\n"
-      "                          a revision name already pushed with other content is refused"
+      "                          a revision name already pushed with other content is refused\n"
       "  activate REVISION       make a stored revision active everywhere\n"
       "  rollback                re-activate the previously active revision\n"
       "  list                    stored revisions, newest first (* = active), signed or not\n"

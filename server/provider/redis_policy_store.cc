@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -113,12 +114,12 @@ absl::StatusOr<std::string> RedisPolicyStore::Push(const std::vector<PolicySourc
                                                    const Ed25519PrivateKey* signing_key) {
   absl::StatusOr<std::shared_ptr<const Policy>> policy = LoadPolicyFromSources(sources);
   if (!policy.ok()) return policy.status();
-  for (size_t i = 1; i < sources.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      if (sources[i].name == sources[j].name) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("two policy files are named \"", EscapeForLog(sources[i].name), "\""));
-      }
+  // A hash holds one content per name: two files of one name cannot be stored.
+  std::set<absl::string_view> names;
+  for (const PolicySource& s : sources) {
+    if (!names.insert(s.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("two policy files are named \"", EscapeForLog(s.name), "\""));
     }
   }
   const std::string revision = (*policy)->revision();
