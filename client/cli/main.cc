@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
+#include "server/base/ed25519.h"
 #include "server/base/flags.h"
 #include "server/base/clock.h"
 #include "server/policy/loader.h"
@@ -412,10 +414,14 @@ int RunPolicy(const std::vector<std::string>& args) {
       "Fleet-wide rollout: servers started with --policy redis://... follow the active\n"
       "revision stored in Redis.\n"
       "\n"
-      "  push PATH [--activate]  validate a policy file or directory and store it\n"
+      "  push PATH [--activate] [--signing-key KEY.pem]\n"
+      "                          validate a policy file or directory and store it with its\n"
+      "                          content digest, signed with the Ed25519 private key (PEM)\n"
+      "                          when given (servers with --policy-verify-key require it);\n"
+      "                          a revision name already pushed with other content is refused\n"
       "  activate REVISION       make a stored revision active everywhere\n"
       "  rollback                re-activate the previously active revision\n"
-      "  list                    stored revisions, newest first (* = active)\n"
+      "  list                    stored revisions, newest first (* = active), signed or not\n"
       "\n"
       "Exit codes: 0 done, 1 failed (invalid policy, unknown revision, Redis error), 2 usage.";
   if (args.empty()) {
@@ -428,6 +434,10 @@ int RunPolicy(const std::vector<std::string>& args) {
   toolgate::FlagSet flags(kUsage, "");
   flags.String("redis", &redis_url, "Redis URL, redis://[:password@]host:port[/db] (env TOOLGATE_REDIS).");
   flags.Bool("activate", &activate, "With push: also make the revision active.");
+  std::string signing_key_file;
+  flags.String("signing-key", &signing_key_file,
+               "With push: sign the revision with this Ed25519 private key (PEM, openssl genpkey "
+               "-algorithm ed25519).");
   if (const char* t = std::getenv("TOOLGATE_REDIS"); t != nullptr && *t) redis_url = t;
   auto positional = flags.Parse(std::vector<std::string>(args.begin() + 1, args.end()));
   if (!positional.ok()) {
@@ -453,6 +463,19 @@ int RunPolicy(const std::vector<std::string>& args) {
     std::cerr << "toolgate policy: " << url.status().message() << "\n";
     return kExitUsage;
   }
+  std::optional<toolgate::Ed25519PrivateKey> signing_key;
+  if (!signing_key_file.empty()) {
+    if (command != "push") {
+      std::cerr << "toolgate policy: --signing-key applies to push only\n";
+      return kExitUsage;
+    }
+    auto key = toolgate::Ed25519PrivateKey::FromPemFile(signing_key_file);
+    if (!key.ok()) {
+      std::cerr << "toolgate policy: --signing-key: " << key.status().message() << "\n";
+      return kExitFailure;
+    }
+    signing_key = *std::move(key);
+  }
   auto store = toolgate::RedisPolicyStore::Connect(*url);
   if (!store.ok()) {
     std::cerr << "toolgate policy: " << store.status().message() << "\n";
@@ -465,12 +488,16 @@ int RunPolicy(const std::vector<std::string>& args) {
   if (command == "push") {
     auto sources = ReadSources((*positional)[0]);
     if (!sources.ok()) return fail(sources.status());
-    auto revision = (*store)->Push(*sources);
+    auto revision = (*store)->Push(*sources, signing_key ? &*signing_key : nullptr);
     if (!revision.ok()) {
       std::cerr << revision.status().message() << "\n";
       return kExitFailure;
     }
-    std::cout << "pushed " << *revision << "\n";
+    std::cout << "pushed " << *revision
+              << (signing_key ? absl::StrCat(" (signed by key ",
+                                             signing_key->public_key().Fingerprint(), ")")
+                              : std::string(" (unsigned)"))
+              << "\n";
     if (activate) {
       if (auto s = (*store)->Activate(*revision); !s.ok()) return fail(s);
       std::cout << "active " << *revision << "\n";
@@ -494,6 +521,9 @@ int RunPolicy(const std::vector<std::string>& args) {
     std::cout << (r.active ? "* " : "  ") << r.revision << "  pushed "
               << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(r.pushed_at_ms),
                                   absl::UTCTimeZone())
+              << (!r.signed_by.empty() ? absl::StrCat("  signed by key ", r.signed_by)
+                  : r.has_digest       ? std::string("  unsigned")
+                                       : std::string("  unsigned, no digest (older toolgate)"))
               << "\n";
   }
   return kExitAllow;

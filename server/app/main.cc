@@ -114,6 +114,13 @@ int main(int argc, char** argv) {
   flags.Duration("policy-check-interval", &policy_check_interval_ms,
                  "With --policy redis://...: how often the active revision is also polled "
                  "(changes are announced by pub/sub at once).");
+  flags.List("policy-verify-key", &config.policy.verify_key_files,
+             "With --policy redis://...: an Ed25519 public key (PEM) that policy revisions must "
+             "be signed with ('toolgate policy push --signing-key'); unsigned, wrongly signed or "
+             "changed revisions are refused and the current one keeps deciding. Repeatable (key "
+             "rotation: any one key suffices). A file that is not an Ed25519 public key stops "
+             "the start. Without it, anyone who can write the policy keys in Redis controls "
+             "the policy.");
   flags.String("metrics-listen", &config.metrics_listen,
                "Serve Prometheus metrics on http://HOST:PORT/metrics (port 0 picks a free one). "
                "When empty, metrics are off.");

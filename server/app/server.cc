@@ -15,6 +15,7 @@
 #include "server/counters/memory_store.h"
 #include "server/counters/redis_store.h"
 #include "server/policy/loader.h"
+#include "server/provider/revision_signature.h"
 #include "server/redis/url.h"
 
 namespace toolgate {
@@ -70,6 +71,9 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
                "): checks get UNAVAILABLE until one is active");
     // Said in status and in the checks' UNAVAILABLE until one is active.
     s->policies_.SetLoadError(policy.status().message());
+    if (auto reason = RevisionRejectionReason(policy.status())) {
+      s->metrics_->RecordPolicyRejected(*reason);
+    }
     absl::MutexLock lock(&s->reload_mu_);
     s->last_reload_error_ = std::string(policy.status().message());
     s->last_reload_at_ = absl::Now();
@@ -245,6 +249,9 @@ absl::Status ToolgateServer::StartServing() {
 void ToolgateServer::OnPolicy(absl::StatusOr<std::shared_ptr<const Policy>> revision,
                               absl::string_view trigger) {
   metrics_->RecordPolicyReload(revision.ok());
+  if (auto reason = RevisionRejectionReason(revision.status())) {
+    metrics_->RecordPolicyRejected(*reason);
+  }
   {
     absl::MutexLock lock(&reload_mu_);
     last_reload_at_ = absl::Now();

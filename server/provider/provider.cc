@@ -7,10 +7,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "server/base/ed25519.h"
+#include "server/base/log.h"
 #include "server/policy/loader.h"
 #include "server/provider/embedded_policy.h"
 #include "server/provider/policy_watcher.h"
 #include "server/provider/redis_policy_follower.h"
+#include "server/provider/redis_policy_store.h"
 #include "server/redis/url.h"
 
 namespace toolgate {
@@ -106,12 +109,12 @@ class FileProvider final : public PolicyProvider {
 
 class RedisProvider final : public PolicyProvider {
  public:
-  RedisProvider(RedisUrl url, absl::Duration check_interval)
-      : url_(std::move(url)), check_interval_(check_interval) {}
+  RedisProvider(RedisUrl url, absl::Duration check_interval, std::vector<Ed25519PublicKey> keys)
+      : url_(std::move(url)), check_interval_(check_interval), keys_(std::move(keys)) {}
   ~RedisProvider() override { Stop(); }
 
   absl::StatusOr<std::shared_ptr<const Policy>> Load() override {
-    return LoadActivePolicyFromRedis(url_);
+    return LoadActivePolicyFromRedis(url_, keys_);
   }
   bool may_start_empty() const override { return true; }
   absl::Status Watch(std::shared_ptr<const Policy> current, Listener listener) override {
@@ -120,7 +123,7 @@ class RedisProvider final : public PolicyProvider {
         url_, absl::ToInt64Milliseconds(check_interval_),
         current != nullptr ? current->revision() : std::string(),
         [this](std::shared_ptr<const Policy> p) { listener_.Report(std::move(p), "Redis"); },
-        [this](const absl::Status& error) { listener_.Report(error, "Redis"); });
+        [this](const absl::Status& error) { listener_.Report(error, "Redis"); }, keys_);
     return absl::OkStatus();
   }
   void Reload(absl::string_view trigger) override {
@@ -132,12 +135,17 @@ class RedisProvider final : public PolicyProvider {
   }
   std::string Describe() const override {
     return absl::StrCat("the active revision in Redis at ", url_.Redacted(),
-                        " (announcements, and every ", absl::FormatDuration(check_interval_), ")");
+                        " (announcements, and every ", absl::FormatDuration(check_interval_), "; ",
+                        keys_.empty()
+                            ? std::string("signatures not required")
+                            : absl::StrCat("signed by one of ", keys_.size(), " verify key(s)"),
+                        ")");
   }
 
  private:
   const RedisUrl url_;
   const absl::Duration check_interval_;
+  const std::vector<Ed25519PublicKey> keys_;
   ListenerSlot listener_;
   std::unique_ptr<RedisPolicyFollower> follower_;
 };
@@ -146,10 +154,35 @@ class RedisProvider final : public PolicyProvider {
 
 absl::StatusOr<std::unique_ptr<PolicyProvider>> MakePolicyProvider(const ProviderOptions& options) {
   if (options.path.empty()) return std::make_unique<EmbeddedProvider>();
-  if (absl::StartsWith(options.path, "redis://")) {
+  const bool redis = absl::StartsWith(options.path, "redis://");
+  if (!redis && !options.verify_key_files.empty()) {
+    return absl::InvalidArgumentError(
+        "--policy-verify-key applies only to a policy in Redis (--policy redis://...)");
+  }
+  if (redis) {
     absl::StatusOr<RedisUrl> url = ParseRedisUrl(options.path);
     if (!url.ok()) return url.status();
-    return std::make_unique<RedisProvider>(*std::move(url), options.redis_check_interval);
+    std::vector<Ed25519PublicKey> keys;
+    for (const std::string& file : options.verify_key_files) {
+      absl::StatusOr<Ed25519PublicKey> key = Ed25519PublicKey::FromPemFile(file);
+      if (!key.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--policy-verify-key: ", key.status().message()));
+      }
+      LogInfo("policy verify key ", key->Fingerprint(), " from ", file);
+      keys.push_back(*std::move(key));
+    }
+    if (keys.empty()) {
+      LogWarning(
+          "policy revisions from Redis are not verified: anyone who can write to the "
+          "policy keys in Redis (",
+          kPolicyKeyPrefix,
+          "*) controls the policy of every server following it. Push revisions with "
+          "'toolgate policy push --signing-key KEY.pem' and start servers with "
+          "--policy-verify-key PUBLIC.pem");
+    }
+    return std::make_unique<RedisProvider>(*std::move(url), options.redis_check_interval,
+                                           std::move(keys));
   }
   return std::make_unique<FileProvider>(options);
 }

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -36,6 +37,10 @@ struct ProviderOptions {
   // Redis: how often the active pointer is also polled (announcements
   // arrive by pub/sub at once).
   absl::Duration redis_check_interval = absl::Seconds(1);
+  // Redis: Ed25519 public key files (PEM). With any, a revision is activated
+  // only when signed by one of them (revision_signature.h). Several keys
+  // allow rotating the signing key.
+  std::vector<std::string> verify_key_files;
 };
 
 class PolicyProvider {
@@ -74,7 +79,9 @@ class PolicyProvider {
   virtual std::string Describe() const = 0;
 };
 
-// The provider `options.path` names. Errors: an invalid redis:// URL.
+// The provider `options.path` names. Errors (INVALID_ARGUMENT): an invalid
+// redis:// URL; a verify key file that is not an Ed25519 public key (naming
+// the file); verify keys without a redis:// path.
 absl::StatusOr<std::unique_ptr<PolicyProvider>> MakePolicyProvider(const ProviderOptions& options);
 
 }  // namespace toolgate

@@ -7,24 +7,73 @@
 #include "server/base/utf8.h"
 #include "server/policy/loader.h"
 #include "server/provider/redis_policy_store.h"
+#include "server/provider/revision_signature.h"
 
 namespace toolgate {
 
-absl::StatusOr<std::shared_ptr<const Policy>> LoadActivePolicyFromRedis(const RedisUrl& url) {
+absl::StatusOr<RevisionFromRedis> ReadRevisionFromRedis(RedisPolicyStore& store,
+                                                        const std::string& revision) {
+  RevisionFromRedis out;
+  auto sources = store.Sources(revision);
+  if (!sources.ok()) return sources.status();
+  out.sources = *std::move(sources);
+  absl::StatusOr<std::optional<RevisionMetadata>> meta = store.Metadata(revision);
+  if (absl::IsInternal(meta.status())) {
+    // What Redis answers for a key of another type: not what push writes.
+    out.unreadable_metadata = std::string(meta.status().message());
+  } else if (!meta.ok()) {
+    return meta.status();
+  } else {
+    out.metadata = *std::move(meta);
+  }
+  return out;
+}
+
+std::string RevisionFromRedis::Fingerprint() const {
+  return absl::StrCat(RevisionDigest(sources), "/", metadata ? metadata->digest : "-", "/",
+                      metadata ? metadata->signature : "-", "/", unreadable_metadata);
+}
+
+absl::StatusOr<std::shared_ptr<const Policy>> LoadRevisionFromRedis(
+    const std::string& revision, const RevisionFromRedis& read,
+    const std::vector<Ed25519PublicKey>& keys) {
+  if (!read.unreadable_metadata.empty()) {
+    return WithRejectionReason(
+        absl::FailedPreconditionError(absl::StrCat("revision \"", EscapeForLog(revision),
+                                                   "\" from Redis refused: its metadata is "
+                                                   "unreadable: ",
+                                                   read.unreadable_metadata)),
+        "metadata");
+  }
+  if (absl::Status verified = VerifyRevision(revision, read.sources, read.metadata, keys);
+      !verified.ok()) {
+    return verified;
+  }
+  auto policy = LoadPolicyFromSources(read.sources);
+  if (!policy.ok()) {
+    return absl::Status(policy.status().code(),
+                        absl::StrCat("revision \"", EscapeForLog(revision),
+                                     "\" from Redis: ", policy.status().message()));
+  }
+  if ((*policy)->revision() != revision) {
+    return WithRejectionReason(
+        absl::FailedPreconditionError(absl::StrCat("revision \"", EscapeForLog(revision),
+                                                   "\" from Redis refused: its sources load as \"",
+                                                   EscapeForLog((*policy)->revision()), "\"")),
+        "revision");
+  }
+  return policy;
+}
+
+absl::StatusOr<std::shared_ptr<const Policy>> LoadActivePolicyFromRedis(
+    const RedisUrl& url, const std::vector<Ed25519PublicKey>& keys) {
   auto store = RedisPolicyStore::Connect(url);
   if (!store.ok()) return store.status();
   auto active = (*store)->ActiveRevision();
   if (!active.ok()) return active.status();
-  auto sources = (*store)->Sources(*active);
-  if (!sources.ok()) return sources.status();
-  auto policy = LoadPolicyFromSources(*sources);
-  if (!policy.ok()) return policy.status();
-  if ((*policy)->revision() != *active) {
-    return absl::InternalError(absl::StrCat("revision \"", EscapeForLog(*active),
-                                            "\" in Redis loads as \"",
-                                            EscapeForLog((*policy)->revision()), "\""));
-  }
-  return policy;
+  auto read = ReadRevisionFromRedis(**store, *active);
+  if (!read.ok()) return read.status();
+  return LoadRevisionFromRedis(*active, *read, keys);
 }
 
 namespace {
@@ -33,10 +82,11 @@ constexpr absl::Duration kSubscribeTimeout = absl::Seconds(1);
 }  // namespace
 
 RedisPolicyFollower::RedisPolicyFollower(RedisUrl url, int64_t check_interval_ms,
-                                         std::string current, ActivateFn activate,
-                                         ReportFn report)
+                                         std::string current, ActivateFn activate, ReportFn report,
+                                         std::vector<Ed25519PublicKey> keys)
     : url_(std::move(url)),
       interval_ms_(check_interval_ms),
+      keys_(std::move(keys)),
       activate_(std::move(activate)),
       report_(std::move(report)),
       current_(std::move(current)) {
@@ -67,15 +117,18 @@ void RedisPolicyFollower::Check() {
     auto active = (*store)->ActiveRevision();
     if (!active.ok()) return active.status();
     if (*active == current_) return std::shared_ptr<const Policy>();  // Nothing new.
-    if (*active == last_failed_) return std::shared_ptr<const Policy>();
-    auto sources = (*store)->Sources(*active);
-    if (!sources.ok()) return sources.status();
-    auto loaded = LoadPolicyFromSources(*sources);
+    auto read = ReadRevisionFromRedis(**store, *active);
+    if (!read.ok()) return read.status();
+    // A revision refused before is tried again only when what is stored
+    // changed (content restored, signature added).
+    const std::string fingerprint = read->Fingerprint();
+    if (*active == last_failed_ && fingerprint == last_failed_fingerprint_) {
+      return std::shared_ptr<const Policy>();
+    }
+    auto loaded = LoadRevisionFromRedis(*active, *read, keys_);
     if (!loaded.ok()) {
       last_failed_ = *active;
-      return absl::Status(loaded.status().code(),
-                          absl::StrCat("revision \"", EscapeForLog(*active), "\" from Redis: ",
-                                       loaded.status().message()));
+      last_failed_fingerprint_ = fingerprint;
     }
     return loaded;
   }();
@@ -86,6 +139,7 @@ void RedisPolicyFollower::Check() {
   if (*policy == nullptr) return;
   current_ = (*policy)->revision();
   last_failed_.clear();
+  last_failed_fingerprint_.clear();
   activate_(*std::move(policy));
 }
 

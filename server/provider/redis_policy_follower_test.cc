@@ -110,9 +110,25 @@ class RedisPolicyFollowerTest : public ::testing::Test {
                     .ok());
     ASSERT_TRUE(store_->Activate(revision).ok());
   }
-  std::unique_ptr<RedisPolicyFollower> Follow(int64_t interval_ms, const std::string& current) {
+  std::unique_ptr<RedisPolicyFollower> Follow(int64_t interval_ms, const std::string& current,
+                                              std::vector<Ed25519PublicKey> keys = {}) {
     return std::make_unique<RedisPolicyFollower>(url_, interval_ms, current, events_.activate(),
-                                                 events_.report());
+                                                 events_.report(), std::move(keys));
+  }
+  void PushSignedAndActivate(const std::string& revision, const Ed25519PrivateKey& key) {
+    ASSERT_EQ(store_->Push(Revision(revision), &key).value_or(""), revision);
+    ASSERT_TRUE(store_->Activate(revision).ok());
+  }
+  // What anyone who can write to Redis can do: store sources under a name,
+  // make it active, announce it.
+  void TakeOver(const std::string& revision, const std::string& content) {
+    ASSERT_TRUE(redis_
+                    ->Command({"HSET", absl::StrCat(kPolicyKeyPrefix, "rev:", revision),
+                               "policy.yaml", content})
+                    .ok());
+    ASSERT_TRUE(redis_->Command({"SET", absl::StrCat(kPolicyKeyPrefix, "active"), revision}).ok());
+    ASSERT_TRUE(
+        redis_->Command({"PUBLISH", absl::StrCat(kPolicyKeyPrefix, "events"), revision}).ok());
   }
 };
 
@@ -132,8 +148,10 @@ TEST_F(RedisPolicyFollowerTest, LoadRefusesARevisionStoredUnderAnotherName) {
   ASSERT_TRUE(store_->Activate("alias").ok());
   auto policy = LoadActivePolicyFromRedis(url_);
   ASSERT_FALSE(policy.ok());
-  EXPECT_EQ(policy.status().code(), absl::StatusCode::kInternal);
-  EXPECT_THAT(policy.status().message(), HasSubstr("\"alias\" in Redis loads as \"real\""));
+  EXPECT_EQ(policy.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(policy.status().message(),
+              HasSubstr("\"alias\" from Redis refused: its sources load as \"real\""));
+  EXPECT_EQ(RevisionRejectionReason(policy.status()).value_or(""), "revision");
 }
 
 TEST_F(RedisPolicyFollowerTest, PicksUpTheActiveRevisionThenEachActivation) {
@@ -213,6 +231,81 @@ TEST_F(RedisPolicyFollowerTest, RedisDownIsReportedThenFollowingResumes) {
   PushAndActivate("r2");
   ASSERT_TRUE(events_.WaitForActivations(1)) << "not following again after Redis came back";
   EXPECT_THAT(events_.activated(), ElementsAre("r2"));
+}
+
+TEST_F(RedisPolicyFollowerTest, SignedRevisionsAreFollowedWithAnyOfTheKeys) {
+  const Ed25519PrivateKey old_key = Ed25519PrivateKey::Generate();
+  const Ed25519PrivateKey new_key = Ed25519PrivateKey::Generate();
+  PushSignedAndActivate("r1", old_key);
+  auto loaded = LoadActivePolicyFromRedis(url_, {old_key.public_key(), new_key.public_key()});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto follower = Follow(kNoPeriodicCheck, "r1", {old_key.public_key(), new_key.public_key()});
+  PushSignedAndActivate("r2", new_key);  // Rotated.
+  ASSERT_TRUE(events_.WaitForActivations(1));
+  EXPECT_THAT(events_.activated(), ElementsAre("r2"));
+  EXPECT_TRUE(events_.reports().empty());
+}
+
+TEST_F(RedisPolicyFollowerTest, RevisionsWrittenToRedisDirectlyAreRefusedWithAKey) {
+  const Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
+  PushSignedAndActivate("r1", key);
+  auto follower = Follow(kNoPeriodicCheck, "r1", {key.public_key()});
+
+  // An unsigned revision made active with raw commands.
+  TakeOver("evil", "version: \"1\"\nrevision: \"evil\"\ndefault: allow\n");
+  ASSERT_TRUE(events_.WaitForReports(1));
+  EXPECT_EQ(RevisionRejectionReason(events_.reports()[0]).value_or(""), "metadata")
+      << events_.reports()[0];
+  EXPECT_THAT(events_.reports()[0].message(), HasSubstr("revision \"evil\" from Redis refused"));
+
+  // Pushed unsigned through toolgate: refused as unsigned.
+  ASSERT_EQ(store_->Push(Revision("plain")).value_or(""), "plain");
+  ASSERT_TRUE(store_->Activate("plain").ok());
+  ASSERT_TRUE(events_.WaitForReports(2));
+  EXPECT_EQ(RevisionRejectionReason(events_.reports()[1]).value_or(""), "unsigned");
+
+  // Signed by another key.
+  const Ed25519PrivateKey stranger = Ed25519PrivateKey::Generate();
+  PushSignedAndActivate("strange", stranger);
+  ASSERT_TRUE(events_.WaitForReports(3));
+  EXPECT_EQ(RevisionRejectionReason(events_.reports()[2]).value_or(""), "signature");
+  EXPECT_TRUE(events_.activated().empty()) << "r1 keeps serving";
+
+  // A properly signed revision is taken up.
+  PushSignedAndActivate("r2", key);
+  ASSERT_TRUE(events_.WaitForActivations(1));
+  EXPECT_THAT(events_.activated(), ElementsAre("r2"));
+}
+
+TEST_F(RedisPolicyFollowerTest, ContentChangedInPlaceIsRefusedEvenWithoutAKeyUntilRestored) {
+  PushAndActivate("r1");
+  ASSERT_EQ(store_->Push(Revision("r2")).value_or(""), "r2");
+  auto follower = Follow(kNoPeriodicCheck, "r1");
+  // r2's content replaced under its name, then activated.
+  TakeOver("r2", "version: \"1\"\nrevision: \"r2\"\ndefault: deny\n");
+  ASSERT_TRUE(events_.WaitForReports(1));
+  EXPECT_EQ(RevisionRejectionReason(events_.reports()[0]).value_or(""), "digest")
+      << events_.reports()[0];
+  auto loaded = LoadActivePolicyFromRedis(url_);
+  EXPECT_EQ(RevisionRejectionReason(loaded.status()).value_or(""), "digest") << loaded.status();
+
+  // The same refusal is not reported again; restoring the content (pushing
+  // it again) and announcing it is taken up.
+  follower->CheckNow();
+  ASSERT_EQ(store_->Push(Revision("r2")).value_or(""), "r2");
+  ASSERT_TRUE(store_->Activate("r2").ok());
+  ASSERT_TRUE(events_.WaitForActivations(1));
+  EXPECT_THAT(events_.activated(), ElementsAre("r2"));
+  EXPECT_EQ(events_.reports().size(), 1u);
+}
+
+TEST_F(RedisPolicyFollowerTest, OlderRevisionsWithoutADigestAreAcceptedOnlyWithoutAKey) {
+  TakeOver("old", Revision("old")[0].content);
+  auto without = LoadActivePolicyFromRedis(url_);
+  ASSERT_TRUE(without.ok()) << without.status();
+  const Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
+  auto with = LoadActivePolicyFromRedis(url_, {key.public_key()});
+  EXPECT_EQ(RevisionRejectionReason(with.status()).value_or(""), "metadata") << with.status();
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -35,6 +36,34 @@ if old and old ~= ARGV[1] then
 end
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('PUBLISH', KEYS[4], ARGV[1])
+return 1
+)";
+
+// Pushes revision ARGV[1] (sources: name/content pairs from ARGV[6]) with its
+// digest ARGV[2], signature ARGV[3] and signer ARGV[4] ("" when unsigned),
+// at time ARGV[5]. Refused (CONFLICT) when the name holds other content: by
+// its recorded digest, or for a revision pushed without one, by comparing
+// the sources themselves. The same content is stored again (which restores
+// it if it was changed in place); a signature given is recorded, none given
+// keeps the one recorded.
+constexpr char kPushScript[] = R"(
+local recorded = redis.call('HGET', KEYS[2], 'digest')
+if recorded then
+  if recorded ~= ARGV[2] then return redis.error_reply('CONFLICT') end
+elseif redis.call('EXISTS', KEYS[1]) == 1 then
+  local old = redis.call('HGETALL', KEYS[1])
+  if #old ~= #ARGV - 5 then return redis.error_reply('CONFLICT') end
+  local want = {}
+  for i = 6, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
+  for i = 1, #old, 2 do
+    if want[old[i]] ~= old[i + 1] then return redis.error_reply('CONFLICT') end
+  end
+end
+redis.call('DEL', KEYS[1])
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[2], 'digest', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'signature', ARGV[3], 'key', ARGV[4]) end
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 return 1
 )";
 
@@ -75,25 +104,67 @@ absl::StatusOr<RedisReplyPtr> RedisPolicyStore::Run(absl::Span<const std::string
   if (absl::EndsWith(reply.status().message(), "NOHISTORY")) {
     return absl::FailedPreconditionError("no previous revision to roll back to");
   }
+  if (absl::EndsWith(reply.status().message(), "CONFLICT")) {
+    return absl::AlreadyExistsError("revision holds other content");
+  }
   return reply;
 }
 
-absl::StatusOr<std::string> RedisPolicyStore::Push(const std::vector<PolicySource>& sources) {
+absl::StatusOr<std::string> RedisPolicyStore::Push(const std::vector<PolicySource>& sources,
+                                                   const Ed25519PrivateKey* signing_key) {
   absl::StatusOr<std::shared_ptr<const Policy>> policy = LoadPolicyFromSources(sources);
   if (!policy.ok()) return policy.status();
+  // A hash holds one content per name: two files of one name cannot be stored.
+  std::set<absl::string_view> names;
+  for (const PolicySource& s : sources) {
+    if (!names.insert(s.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("two policy files are named \"", EscapeForLog(s.name), "\""));
+    }
+  }
   const std::string revision = (*policy)->revision();
-  const std::string key = Prefix() + "rev:" + revision;
-  std::vector<std::string> argv = {"HSET", key};
+  const RevisionMetadata meta = MakeRevisionMetadata(revision, sources, signing_key);
+  std::vector<std::string> argv = {"EVAL",
+                                   kPushScript,
+                                   "3",
+                                   Prefix() + "rev:" + revision,
+                                   Prefix() + "meta:" + revision,
+                                   Prefix() + "revisions",
+                                   revision,
+                                   meta.digest,
+                                   meta.signature,
+                                   meta.key,
+                                   absl::StrCat(NowMillis())};
   for (const PolicySource& s : sources) {
     argv.push_back(s.name);
     argv.push_back(s.content);
   }
-  // Replace, not merge: a revision is exactly its sources.
-  for (const auto& cmd : std::vector<std::vector<std::string>>{
-           {"DEL", key}, argv, {"ZADD", Prefix() + "revisions", absl::StrCat(NowMillis()), revision}}) {
-    if (auto r = Run(cmd); !r.ok()) return r.status();
+  auto r = Run(argv);
+  if (absl::IsAlreadyExists(r.status())) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "revision \"", EscapeForLog(revision),
+        "\" was already pushed with different content; a revision name is bound to its "
+        "content: give the changed policy a new 'revision:' (or leave 'revision:' out to name it "
+        "by its content)"));
   }
+  if (!r.ok()) return r.status();
   return revision;
+}
+
+absl::StatusOr<std::optional<RevisionMetadata>> RedisPolicyStore::Metadata(
+    const std::string& revision) {
+  auto r = Run({"HGETALL", Prefix() + "meta:" + revision});
+  if (!r.ok()) return r.status();
+  if ((*r)->elements == 0) return std::optional<RevisionMetadata>();
+  RevisionMetadata m;
+  for (size_t i = 0; i + 1 < (*r)->elements; i += 2) {
+    const absl::string_view field = ReplyText(*(*r)->element[i]);
+    const std::string value(ReplyText(*(*r)->element[i + 1]));
+    if (field == "digest") m.digest = value;
+    if (field == "signature") m.signature = value;
+    if (field == "key") m.key = value;
+  }
+  return std::optional<RevisionMetadata>(std::move(m));
 }
 
 absl::Status RedisPolicyStore::Activate(const std::string& revision) {
@@ -154,6 +225,12 @@ absl::StatusOr<std::vector<StoredRevision>> RedisPolicyStore::List() {
                                               "\" has no valid push time"));
     }
     s.active = active.ok() && *active == s.revision;
+    auto meta = Metadata(s.revision);
+    if (!meta.ok()) return meta.status();
+    if (meta->has_value()) {
+      s.has_digest = !(*meta)->digest.empty();
+      s.signed_by = (*meta)->key;
+    }
     out.push_back(std::move(s));
   }
   return out;

@@ -2,6 +2,9 @@
 //
 // Layout (prefix "toolgate:policy:"):
 //   rev:<revision>   hash: file name -> file content (the revision's sources)
+//   meta:<revision>  hash: digest (SHA-256 of the sources, revision_signature.h),
+//                    and when signed: signature (hex Ed25519), key (signer's
+//                    fingerprint)
 //   revisions        sorted set: revision, scored by push time (ms)
 //   active           string: the active revision
 //   history          list: previously active revisions, most recent first
@@ -9,17 +12,26 @@
 //
 // `toolgate policy push` validates a policy locally (the server's own loader)
 // before storing it, so only valid revisions are ever in Redis; servers still
-// validate what they read.
+// validate what they read, and check the content against the recorded digest
+// (and the signature, with --policy-verify-key) before activating it.
+//
+// A revision name is bound to its content: pushing different content under a
+// pushed name is refused (ALREADY_EXISTS); pushing the same content again
+// stores it again (restoring it if it was changed in Redis) and adds the
+// signature if one is given.
 #ifndef TOOLGATE_SERVER_PROVIDER_REDIS_POLICY_STORE_H_
 #define TOOLGATE_SERVER_PROVIDER_REDIS_POLICY_STORE_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/base/ed25519.h"
 #include "server/policy/loader.h"
+#include "server/provider/revision_signature.h"
 #include "server/redis/client.h"
 #include "server/redis/url.h"
 
@@ -31,6 +43,8 @@ struct StoredRevision {
   std::string revision;
   int64_t pushed_at_ms = 0;
   bool active = false;
+  bool has_digest = false;  // Pushed by a toolgate that records digests.
+  std::string signed_by;    // The signer's key fingerprint; empty: unsigned.
 };
 
 // A short-lived synchronous connection for policy operations (CLI and the
@@ -42,9 +56,13 @@ class RedisPolicyStore {
       const RedisUrl& url, absl::Duration timeout = absl::Seconds(2));
   ~RedisPolicyStore();
 
-  // Stores a revision's sources; returns the revision. INVALID_ARGUMENT (with
-  // every error) when the policy does not load.
-  absl::StatusOr<std::string> Push(const std::vector<PolicySource>& sources);
+  // Stores a revision's sources with their digest, signed with `signing_key`
+  // when given; returns the revision. INVALID_ARGUMENT (with every error)
+  // when the policy does not load; ALREADY_EXISTS when the revision was
+  // pushed with different content. Atomic: of two pushes of different
+  // content under one name, exactly one wins.
+  absl::StatusOr<std::string> Push(const std::vector<PolicySource>& sources,
+                                   const Ed25519PrivateKey* signing_key = nullptr);
   // Makes `revision` active (it must have been pushed) and announces it.
   absl::Status Activate(const std::string& revision);
   // Re-activates the previously active revision. Returns it.
@@ -53,6 +71,9 @@ class RedisPolicyStore {
   absl::StatusOr<std::string> ActiveRevision();
   // The sources of a pushed revision.
   absl::StatusOr<std::vector<PolicySource>> Sources(const std::string& revision);
+  // What was recorded beside a revision's sources; nullopt when nothing was
+  // (pushed by an older toolgate, or written to Redis directly).
+  absl::StatusOr<std::optional<RevisionMetadata>> Metadata(const std::string& revision);
   // Pushed revisions, newest first.
   absl::StatusOr<std::vector<StoredRevision>> List();
 

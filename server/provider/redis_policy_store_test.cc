@@ -5,6 +5,8 @@
 #include <hiredis/hiredis.h>
 #include <poll.h>
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -83,17 +85,133 @@ TEST_F(RedisPolicyStoreTest, SourcesComeBackInNameOrder) {
   EXPECT_EQ((*read)[1].content, sources[0].content);
 }
 
-TEST_F(RedisPolicyStoreTest, PushingARevisionAgainReplacesItsSources) {
+TEST_F(RedisPolicyStoreTest, PushRecordsTheContentDigest) {
+  ASSERT_EQ(store_->Push(Revision("r")).value_or(""), "r");
+  auto meta = store_->Metadata("r");
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  ASSERT_TRUE(meta->has_value());
+  EXPECT_EQ((*meta)->digest, RevisionDigest(Revision("r")));
+  EXPECT_EQ((*meta)->signature, "") << "pushed without a signing key";
+  auto keys = redis_->Keys();
+  ASSERT_TRUE(keys.ok());
+  EXPECT_THAT(*keys, ::testing::Contains(absl::StrCat(kPolicyKeyPrefix, "meta:r")))
+      << "beside the sources, not among them";
+  EXPECT_THAT(store_->Sources("r").value_or(std::vector<PolicySource>{}), ::testing::SizeIs(1));
+  auto none = store_->Metadata("never-pushed");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(RedisPolicyStoreTest, SignedPushRecordsASignatureThatVerifies) {
+  const Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
+  ASSERT_EQ(store_->Push(Revision("r"), &key).value_or(""), "r");
+  auto meta = store_->Metadata("r");
+  ASSERT_TRUE(meta.ok() && meta->has_value());
+  EXPECT_EQ((*meta)->key, key.public_key().Fingerprint());
+  auto sources = store_->Sources("r");
+  ASSERT_TRUE(sources.ok());
+  EXPECT_TRUE(VerifyRevision("r", *sources, *meta, {key.public_key()}).ok());
+  const Ed25519PrivateKey other = Ed25519PrivateKey::Generate();
+  EXPECT_FALSE(VerifyRevision("r", *sources, *meta, {other.public_key()}).ok());
+  auto list = store_->List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].signed_by, key.public_key().Fingerprint());
+}
+
+TEST_F(RedisPolicyStoreTest, DifferentContentUnderAPushedNameIsRefused) {
   const std::vector<PolicySource> two = {
       {"a.yaml", "version: \"1\"\nrevision: \"r\"\n"},
       {"b.yaml", "version: \"1\"\ndefault: allow\n"},
   };
   ASSERT_EQ(store_->Push(two).value_or(""), "r");
-  ASSERT_EQ(store_->Push(Revision("r")).value_or(""), "r");
+  auto pushed = store_->Push(Revision("r"));
+  ASSERT_FALSE(pushed.ok());
+  EXPECT_EQ(pushed.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(pushed.status().message(),
+              HasSubstr("revision \"r\" was already pushed with different content"));
   auto read = store_->Sources("r");
   ASSERT_TRUE(read.ok()) << read.status();
-  ASSERT_EQ(read->size(), 1u) << "not merged with the earlier push";
-  EXPECT_EQ((*read)[0].name, "policy.yaml");
+  EXPECT_EQ(RevisionDigest(*read), RevisionDigest(two)) << "the first push is unchanged";
+  EXPECT_EQ(store_->Metadata("r").value_or(RevisionMetadata{})->digest, RevisionDigest(two));
+}
+
+TEST_F(RedisPolicyStoreTest, PushingTheSameContentAgainIsIdempotentAndCanAddASignature) {
+  ASSERT_EQ(store_->Push(Revision("r")).value_or(""), "r");
+  ASSERT_EQ(store_->Push(Revision("r")).value_or(""), "r");
+  const Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
+  ASSERT_EQ(store_->Push(Revision("r"), &key).value_or(""), "r");
+  ASSERT_EQ(store_->Push(Revision("r")).value_or(""), "r") << "unsigned again: keeps the signature";
+  auto meta = store_->Metadata("r");
+  ASSERT_TRUE(meta.ok() && meta->has_value());
+  EXPECT_TRUE(VerifyRevision("r", Revision("r"), *meta, {key.public_key()}).ok());
+  EXPECT_THAT(store_->List().value_or(std::vector<StoredRevision>{}), ::testing::SizeIs(1));
+}
+
+TEST_F(RedisPolicyStoreTest, PushingTheSameContentAgainRestoresContentChangedInRedis) {
+  ASSERT_EQ(store_->Push(Revision("r")).value_or(""), "r");
+  const std::string key = absl::StrCat(kPolicyKeyPrefix, "rev:r");
+  ASSERT_TRUE(redis_
+                  ->Command({"HSET", key, "policy.yaml",
+                             "version: \"1\"\nrevision: \"r\"\n"
+                             "default: deny\n"})
+                  .ok());
+  ASSERT_TRUE(redis_->Command({"HSET", key, "extra.yaml", "version: \"1\"\n"}).ok());
+  ASSERT_EQ(store_->Push(Revision("r")).value_or(""), "r");
+  auto read = store_->Sources("r");
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(RevisionDigest(*read), RevisionDigest(Revision("r")));
+}
+
+TEST_F(RedisPolicyStoreTest, RevisionPushedWithoutADigestTakesOnlyItsOwnContent) {
+  // As an older toolgate stored it: the sources, no metadata.
+  const std::string key = absl::StrCat(kPolicyKeyPrefix, "rev:r");
+  ASSERT_TRUE(redis_->Command({"HSET", key, "policy.yaml", Revision("r")[0].content}).ok());
+  auto other = store_->Push({{"policy.yaml", "version: \"1\"\nrevision: \"r\"\n"}});
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kAlreadyExists) << other.status();
+  auto none = store_->Metadata("r");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value()) << "refused: nothing recorded";
+  ASSERT_EQ(store_->Push(Revision("r")).value_or(""), "r");
+  auto meta = store_->Metadata("r");
+  ASSERT_TRUE(meta.ok() && meta->has_value()) << "the same content: digest recorded";
+  EXPECT_EQ((*meta)->digest, RevisionDigest(Revision("r")));
+}
+
+TEST_F(RedisPolicyStoreTest, OfConcurrentPushesOfDifferentContentExactlyOneWins) {
+  // Several rounds, each with its own name, of pushers racing (each on its
+  // own connection) to store different content under that name.
+  constexpr int kRounds = 5;
+  constexpr int kPushers = 4;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::string name = absl::StrCat("race-", round);
+    std::vector<std::unique_ptr<RedisPolicyStore>> stores;
+    for (int i = 0; i < kPushers; ++i) stores.push_back(Connect(url_));
+    std::vector<absl::StatusOr<std::string>> results(kPushers, absl::UnknownError("not run"));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kPushers; ++i) {
+      threads.emplace_back([&, i] {
+        results[i] =
+            stores[i]->Push({{"policy.yaml", absl::StrCat("version: \"1\"\nrevision: \"", name,
+                                                          "\"\n# pusher ", i, "\n")}});
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    int won = -1;
+    for (int i = 0; i < kPushers; ++i) {
+      if (results[i].ok()) {
+        EXPECT_EQ(won, -1) << "two pushes of different content both won";
+        won = i;
+      } else {
+        EXPECT_EQ(results[i].status().code(), absl::StatusCode::kAlreadyExists)
+            << results[i].status();
+      }
+    }
+    ASSERT_NE(won, -1);
+    auto read = store_->Sources(name);
+    ASSERT_TRUE(read.ok());
+    EXPECT_THAT((*read)[0].content, HasSubstr(absl::StrCat("# pusher ", won)));
+  }
 }
 
 TEST_F(RedisPolicyStoreTest, InvalidPolicyIsNotStored) {

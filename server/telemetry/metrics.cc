@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <iterator>
 #include <limits>
 #include <utility>
 
@@ -151,6 +152,18 @@ void Metrics::RecordPolicyReload(bool ok) {
   (ok ? reloads_ok_ : reloads_failed_).fetch_add(1, std::memory_order_relaxed);
 }
 
+namespace {
+constexpr absl::string_view kPolicyRejectionReasons[] = {"metadata",  "digest",   "unsigned",
+                                                         "signature", "revision", "other"};
+}  // namespace
+
+void Metrics::RecordPolicyRejected(absl::string_view reason) {
+  static_assert(std::size(kPolicyRejectionReasons) == kRejectionReasons);
+  int i = 0;
+  while (i + 1 < kRejectionReasons && kPolicyRejectionReasons[i] != reason) ++i;
+  rejected_[i].fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::OnRedisReply(int64_t latency_us) {
   redis_latency_.Observe(static_cast<uint64_t>(std::max<int64_t>(0, latency_us)));
 }
@@ -215,6 +228,17 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
       MetricType::Counter, static_cast<double>(reloads_failed_.load(std::memory_order_relaxed)),
       {{"result", "failed"}}));
   out.push_back(std::move(reloads));
+
+  auto rejected = Family("toolgate_policy_rejected_total",
+                         "Policy revisions from Redis refused before activation (digest or "
+                         "signature checks), by reason.",
+                         MetricType::Counter);
+  for (int i = 0; i < kRejectionReasons; ++i) {
+    rejected.metric.push_back(Value(
+        MetricType::Counter, static_cast<double>(rejected_[i].load(std::memory_order_relaxed)),
+        {{"reason", std::string(kPolicyRejectionReasons[i])}}));
+  }
+  out.push_back(std::move(rejected));
 
   if (sources_.active_revision) {
     const std::string revision = sources_.active_revision();

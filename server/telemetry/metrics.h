@@ -13,6 +13,12 @@
 //   check_duration_seconds                 histogram  start of Check to its answer
 //   checks_in_flight                       gauge
 //   policy_reloads_total{result="ok"|"failed"}  counter
+//   policy_rejected_total{reason}          counter  revisions from Redis refused before
+//                                          activation: "metadata" (no or malformed
+//                                          digest/signature record), "digest" (content
+//                                          changed since the push), "unsigned",
+//                                          "signature" (verifies with no verify key),
+//                                          "revision" (loads as another revision)
 //   policy_info{revision}                  gauge, always 1
 //   redis_errors_total{kind="timeout"|"failure"}  counter
 //   redis_over_limit_cache_hits_total      counter  calls refused without a round trip
@@ -89,6 +95,9 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
   // A check answered with a gRPC error.
   void RecordError(absl::StatusCode code, absl::Duration latency);
   void RecordPolicyReload(bool ok);
+  // A revision refused before activation, by reason (kPolicyRejectionReasons;
+  // any other is counted as the last one, "other").
+  void RecordPolicyRejected(absl::string_view reason);
 
   // Totals of what RecordCheck and RecordError counted: decisions by
   // v1::Decision value, and errors (for status: the same tally as the
@@ -125,6 +134,8 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
   Shard shards_[kShards];
   std::atomic<uint64_t> errors_[kCodes] = {};
   std::atomic<uint64_t> reloads_ok_{0}, reloads_failed_{0};
+  static constexpr int kRejectionReasons = 6;
+  std::atomic<uint64_t> rejected_[kRejectionReasons] = {};
   AtomicHistogram check_duration_;
   AtomicHistogram redis_latency_;
   AtomicHistogram redis_pipeline_;

@@ -86,6 +86,22 @@ TEST(MetricsTest, PolicyInfoAndReloads) {
               ::testing::ElementsAre("toolgate_policy_info{revision=\"sha256:0123456789ab\"} 1"));
 }
 
+TEST(MetricsTest, RefusedPolicyRevisionsAreCountedByReason) {
+  Metrics m;
+  std::string text = m.Exposition();
+  EXPECT_THAT(text, HasSubstr("toolgate_policy_rejected_total{reason=\"signature\"} 0\n"))
+      << "every reason is exposed from the start";
+  m.RecordPolicyRejected("digest");
+  m.RecordPolicyRejected("signature");
+  m.RecordPolicyRejected("signature");
+  m.RecordPolicyRejected("something new");
+  text = m.Exposition();
+  EXPECT_THAT(text, HasSubstr("toolgate_policy_rejected_total{reason=\"digest\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("toolgate_policy_rejected_total{reason=\"signature\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("toolgate_policy_rejected_total{reason=\"unsigned\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("toolgate_policy_rejected_total{reason=\"other\"} 1\n"));
+}
+
 TEST(MetricsTest, RedisAndDecisionLogSources) {
   Metrics m;
   {

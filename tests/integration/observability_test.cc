@@ -22,10 +22,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "google/protobuf/util/json_util.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "server/base/ed25519.h"
 #include "tests/integration/process.h"
+#include "tests/support/redis_process.h"
 #include "toolgate/client.h"
 
 namespace toolgate_test {
@@ -397,6 +399,50 @@ TEST(ObservabilityTest, ServerLogToAClosedPipeIsCountedAndTheServerLivesOn) {
   EXPECT_TRUE(client->Check(Req("read_file", R"({"path":"/x"})")).ok());
   kill(pid, SIGKILL);
   waitpid(pid, &status, 0);
+}
+
+TEST(ObservabilityTest, RefusedPolicyRevisionsAreCountedByReason) {
+  auto redis = RedisProcess::Start();
+  ASSERT_TRUE(redis.ok()) << redis.status();
+  TempDir dir;
+  const toolgate::Ed25519PrivateKey generated = toolgate::Ed25519PrivateKey::Generate();
+  const std::string key = dir.WriteFile("k.pem", generated.PrivatePem());
+  const std::string pub = dir.WriteFile("k.pub.pem", generated.PublicPem());
+  auto push = [&](const std::string& revision, std::vector<std::string> extra) {
+    const std::string file = dir.WriteFile(
+        revision + ".yaml", absl::StrCat("version: \"1\"\nrevision: \"", revision, "\"\n"));
+    std::vector<std::string> argv = {CliBin(), "policy", "push", file, "--redis", (*redis)->url()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return RunCommand(argv).exit_code;
+  };
+  ASSERT_EQ(push("signed", {"--signing-key", key, "--activate"}), 0);
+  auto server =
+      ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", (*redis)->url(),
+                            "--policy-verify-key", pub, "--metrics-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string metrics = MetricsAddress(**server);
+  auto wait_for = [&](const std::string& series, double want) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < deadline) {
+      if (Sample(HttpGet(metrics, "/metrics"), series) == want) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  };
+  EXPECT_TRUE(wait_for("toolgate_policy_rejected_total{reason=\"unsigned\"}", 0));
+  ASSERT_EQ(push("plain", {"--activate"}), 0);
+  EXPECT_TRUE(wait_for("toolgate_policy_rejected_total{reason=\"unsigned\"}", 1));
+  ASSERT_EQ(push("changed", {"--signing-key", key}), 0);
+  ASSERT_TRUE((*redis)
+                  ->Command({"HSET", "toolgate:policy:rev:changed", "changed.yaml",
+                             "version: \"1\"\nrevision: \"changed\"\ndefault: allow\n"})
+                  .ok());
+  ASSERT_EQ(
+      RunCommand({CliBin(), "policy", "activate", "changed", "--redis", (*redis)->url()}).exit_code,
+      0);
+  EXPECT_TRUE(wait_for("toolgate_policy_rejected_total{reason=\"digest\"}", 1));
+  EXPECT_THAT(HttpGet(metrics, "/metrics"),
+              HasSubstr("toolgate_policy_info{revision=\"signed\"} 1"));
 }
 
 }  // namespace toolgate_test
