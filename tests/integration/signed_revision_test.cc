@@ -62,11 +62,13 @@ bool WaitForRevision(toolgate::Client& client, const std::string& revision) {
   return false;
 }
 
-// Polls GetStatus until its last reload error contains `needle`.
-bool WaitForStatusError(toolgate::Client& client, const std::string& needle) {
+// Polls GetStatus (on the admin listener) until its last reload error
+// contains `needle`.
+bool WaitForStatusError(const ServerProcess& server, const std::string& needle) {
+  auto client = toolgate::Client::Connect(server.admin_address());
   const absl::Time deadline = absl::Now() + kWait;
   while (absl::Now() < deadline) {
-    auto s = client.GetStatus();
+    auto s = client->GetStatus();
     if (s.ok() && absl::StrContains(s->last_reload_error(), needle)) return true;
     absl::SleepFor(absl::Milliseconds(5));
   }
@@ -155,12 +157,12 @@ TEST_F(SignedRevisionTest, TakeoversThroughRedisAreRefusedByEveryServer) {
   for (size_t i = 0; i < servers.size(); ++i) {
     ASSERT_TRUE(servers[i]->WaitForLog("revision \"evil\" from Redis refused", kWait))
         << servers[i]->log();
-    EXPECT_TRUE(WaitForStatusError(*clients[i], "no recorded digest or signature"));
+    EXPECT_TRUE(WaitForStatusError(*servers[i], "no recorded digest or signature"));
     auto r = clients[i]->Check(Req("delete_repository"));
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->policy_version(), "rev-a") << "the previous revision keeps deciding";
     EXPECT_EQ(r->decision(), DECISION_DENY);
-    auto status = clients[i]->GetStatus();
+    auto status = toolgate::Client::Connect(servers[i]->admin_address())->GetStatus();
     ASSERT_TRUE(status.ok());
     EXPECT_EQ(status->active_revision(), "rev-a");
   }
@@ -174,7 +176,7 @@ TEST_F(SignedRevisionTest, TakeoversThroughRedisAreRefusedByEveryServer) {
     ASSERT_FALSE(r.ok()) << "decided by " << r->policy_version();
     EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
     EXPECT_THAT(r.status().message(), HasSubstr("revision \"evil\" from Redis refused"));
-    EXPECT_TRUE(WaitForStatusError(*client, "no recorded digest or signature"));
+    EXPECT_TRUE(WaitForStatusError(**fresh, "no recorded digest or signature"));
   }
 
   // Back to the signed revision (already serving: nothing changes there).
@@ -191,7 +193,7 @@ TEST_F(SignedRevisionTest, TakeoversThroughRedisAreRefusedByEveryServer) {
     ASSERT_FALSE(r.ok()) << "a new server took the changed content: " << r->decision();
     EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
     EXPECT_THAT(r.status().message(), HasSubstr("does not match the digest recorded"));
-    EXPECT_TRUE(WaitForStatusError(*client, "does not match the digest recorded"));
+    EXPECT_TRUE(WaitForStatusError(**fresh, "does not match the digest recorded"));
   }
   for (auto& c : clients) {
     auto r = c->Check(Req("delete_repository"));
@@ -210,12 +212,12 @@ TEST_F(SignedRevisionTest, TakeoversThroughRedisAreRefusedByEveryServer) {
 
   // A properly signed push and activation is taken up everywhere.
   PushAndActivate("rev-b", PolicyText("rev-b", "allow"), key.private_pem);
-  for (auto& c : clients) {
-    ASSERT_TRUE(WaitForRevision(*c, "rev-b"));
-    auto r = c->Check(Req("delete_repository"));
+  for (size_t i = 0; i < clients.size(); ++i) {
+    ASSERT_TRUE(WaitForRevision(*clients[i], "rev-b"));
+    auto r = clients[i]->Check(Req("delete_repository"));
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->decision(), DECISION_ALLOW);
-    auto status = c->GetStatus();
+    auto status = toolgate::Client::Connect(servers[i]->admin_address())->GetStatus();
     ASSERT_TRUE(status.ok());
     EXPECT_EQ(status->last_reload_error(), "");
   }
@@ -241,10 +243,10 @@ TEST_F(SignedRevisionTest, RotatedKeysAreAcceptedAndOthersRefused) {
 
   PushAndActivate("rev-3", PolicyText("rev-3", "allow"), stranger.private_pem);
   ASSERT_TRUE((*server)->WaitForLog("revision \"rev-3\" from Redis refused", kWait));
-  EXPECT_TRUE(WaitForStatusError(*client, "does not verify with any of the 2"));
+  EXPECT_TRUE(WaitForStatusError(**server, "does not verify with any of the 2"));
   PushAndActivate("rev-4", PolicyText("rev-4", "allow"), "");
   ASSERT_TRUE((*server)->WaitForLog("revision \"rev-4\" from Redis refused", kWait));
-  EXPECT_TRUE(WaitForStatusError(*client, "it is not signed"));
+  EXPECT_TRUE(WaitForStatusError(**server, "it is not signed"));
   auto r = client->Check(Req("delete_repository"));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->policy_version(), "rev-2");
@@ -268,7 +270,7 @@ TEST_F(SignedRevisionTest, WithoutAVerifyKeyTheServerWarnsAndStillBindsNamesToCo
   Raw({"HSET", absl::StrCat(kPrefix, "rev:rev-2"), "two.yaml", AllowAll("rev-2")});
   ASSERT_EQ(Policy({"activate", "rev-2"}).exit_code, 0);
   ASSERT_TRUE((*server)->WaitForLog("revision \"rev-2\" from Redis refused", kWait));
-  EXPECT_TRUE(WaitForStatusError(*client, "does not match the digest recorded"));
+  EXPECT_TRUE(WaitForStatusError(**server, "does not match the digest recorded"));
   auto r = client->Check(Req("delete_repository"));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->policy_version(), "rev-1");
