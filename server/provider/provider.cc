@@ -147,7 +147,7 @@ class RedisProvider final : public PolicyProvider {
 absl::StatusOr<std::unique_ptr<PolicyProvider>> MakePolicyProvider(const ProviderOptions& options) {
   if (options.path.empty()) return std::make_unique<EmbeddedProvider>();
   if (absl::StartsWith(options.path, "redis://")) {
-    absl::StatusOr<RedisUrl> url = ParseRedisUrl(options.path);
+    absl::StatusOr<RedisUrl> url = ParseRedisUrl(options.path, options.redis_credentials);
     if (!url.ok()) return url.status();
     return std::make_unique<RedisProvider>(*std::move(url), options.redis_check_interval);
   }

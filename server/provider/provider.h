@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/policy/policy.h"
+#include "server/redis/url.h"
 
 namespace toolgate {
 
@@ -36,6 +37,8 @@ struct ProviderOptions {
   // Redis: how often the active pointer is also polled (announcements
   // arrive by pub/sub at once).
   absl::Duration redis_check_interval = absl::Seconds(1);
+  // Redis: credentials from files, applied to the URL (ParseRedisUrl).
+  RedisCredentials redis_credentials;
 };
 
 class PolicyProvider {
