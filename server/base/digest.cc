@@ -32,7 +32,7 @@ std::string HmacSha256Hex(absl::string_view key, absl::string_view data) {
   unsigned int len = 0;
   // An empty key is valid HMAC; OpenSSL wants a non-null pointer for it.
   static const unsigned char kEmpty = 0;
-  const void* key_data = key.empty() ? &kEmpty : key.data();
+  const void* key_data = key.empty() ? static_cast<const void*>(&kEmpty) : key.data();
   // Fails only when OpenSSL cannot allocate.
   if (HMAC(EVP_sha256(), key_data, static_cast<int>(key.size()),
            reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len) == nullptr) {
