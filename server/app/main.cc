@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -212,7 +213,12 @@ int main(int argc, char** argv) {
           "--decision-log-hash-key-file: the key must be at least 16 bytes");
     }
   }
-  for (const absl::Status& s : {credentials.status(), hash_key.status()}) {
+  std::vector<absl::Status> secret_errors = {credentials.status(), hash_key.status()};
+  for (const std::string& url : {config.redis_url, config.policy.path}) {
+    if (!credentials.ok() || !absl::StartsWith(url, "redis://")) continue;
+    secret_errors.push_back(toolgate::ParseRedisUrl(url, *credentials).status());
+  }
+  for (const absl::Status& s : secret_errors) {
     if (s.ok()) continue;
     std::cerr << "toolgated: " << s.message()
               << "\nRun 'toolgated --help' for the list of flags.\n";
