@@ -93,11 +93,30 @@ bool IsKustomization(const std::string& file) {
 }
 bool IsCompose(const std::string& file) { return absl::StrContains(file, "/deploy/compose/"); }
 
-// Every Kubernetes object under deploy/ (not kustomizations, not compose).
+// The files kustomizations list under `patches` (partial objects, merged into
+// others by kustomize).
+std::set<std::string> PatchFiles() {
+  std::set<std::string> out;
+  for (const std::string& f : YamlFilesUnder(DeployDir())) {
+    if (!IsKustomization(f)) continue;
+    const YAML::Node k = YAML::LoadFile(f);
+    if (!k["patches"]) continue;
+    for (const YAML::Node& p : k["patches"]) {
+      out.insert((fs::path(f).parent_path() / Str(p["path"])).lexically_normal().string());
+    }
+  }
+  return out;
+}
+
+// Every Kubernetes object under deploy/ (not kustomizations, not compose,
+// not patches).
 std::vector<Doc> AllObjects() {
   std::vector<Doc> out;
+  const std::set<std::string> patches = PatchFiles();
   for (const std::string& f : YamlFilesUnder(DeployDir())) {
-    if (IsKustomization(f) || IsCompose(f)) continue;
+    if (IsKustomization(f) || IsCompose(f) || patches.count(fs::path(f).lexically_normal().string())) {
+      continue;
+    }
     for (Doc& d : LoadDocs(f)) out.push_back(std::move(d));
   }
   return out;
@@ -291,6 +310,37 @@ std::map<std::string, std::string> DockerEnv(const std::vector<Instruction>& sta
 
 // ---- kustomize, the little that is needed -------------------------------------
 
+// A strategic merge, as far as these manifests need it: maps merge key by
+// key, a null deletes the key, lists of maps with a "name" merge entry by
+// entry (new names are appended), anything else is replaced.
+void Merge(YAML::Node target, const YAML::Node& patch) {
+  for (const auto& kv : patch) {
+    const std::string key = kv.first.as<std::string>();
+    const YAML::Node value = kv.second;
+    if (value.IsNull()) {
+      target.remove(key);
+    } else if (value.IsMap() && target[key] && target[key].IsMap()) {
+      Merge(target[key], value);
+    } else if (value.IsSequence() && target[key] && target[key].IsSequence() && value.size() > 0 &&
+               value[0].IsMap() && value[0]["name"]) {
+      YAML::Node list = target[key];
+      for (const YAML::Node& item : value) {
+        bool merged = false;
+        for (YAML::Node existing : list) {
+          if (existing.IsMap() && Str(existing["name"]) == Str(item["name"])) {
+            Merge(existing, item);
+            merged = true;
+            break;
+          }
+        }
+        if (!merged) list.push_back(YAML::Clone(item));
+      }
+    } else {
+      target[key] = YAML::Clone(value);
+    }
+  }
+}
+
 // The objects a kustomization directory builds (resources, recursively);
 // every resource must exist.
 std::vector<Doc> Build(const std::string& dir, int depth = 0) {
@@ -312,6 +362,29 @@ std::vector<Doc> Build(const std::string& dir, int depth = 0) {
       } else {
         ADD_FAILURE() << Rel(kfile) << " lists " << key << " \"" << Str(r)
                       << "\", which does not exist";
+      }
+    }
+  }
+  if (k["patches"]) {
+    for (const YAML::Node& p : k["patches"]) {
+      const std::string path = (fs::path(dir) / Str(p["path"])).lexically_normal().string();
+      if (!fs::is_regular_file(path)) {
+        ADD_FAILURE() << Rel(kfile) << " patches with \"" << Str(p["path"]) << "\", which does not exist";
+        continue;
+      }
+      for (const Doc& patch : LoadDocs(path)) {
+        bool applied = false;
+        for (Doc& d : out) {
+          if (Str(d.node["kind"]) == Str(patch.node["kind"]) &&
+              Str(At(d.node, "metadata", "name")) == Str(At(patch.node, "metadata", "name"))) {
+            d.node = YAML::Clone(d.node);  // Leave the files' own objects as they are.
+            Merge(d.node, patch.node);
+            applied = true;
+          }
+        }
+        EXPECT_TRUE(applied) << Rel(path) << " patches " << Str(patch.node["kind"]) << "/"
+                             << Str(At(patch.node, "metadata", "name")) << ", which "
+                             << Rel(kfile) << " does not build";
       }
     }
   }
@@ -342,6 +415,18 @@ std::vector<const Doc*> Selected(const std::vector<Doc>& docs, const YAML::Node&
     if (PodSpec(d.node) && LabelsMatch(selector, PodLabels(d.node))) out.push_back(&d);
   }
   return out;
+}
+
+// A Secret the kustomization creates, or that cert-manager writes for one of
+// its Certificates.
+bool SecretIsProvided(const std::vector<Doc>& docs, const std::string& name) {
+  if (Find(docs, "Secret", name) != nullptr) return true;
+  for (const Doc& d : docs) {
+    if (Str(d.node["kind"]) == "Certificate" && Str(At(d.node, "spec", "secretName")) == name) {
+      return true;
+    }
+  }
+  return false;
 }
 
 // ---- tests ----------------------------------------------------------------------
@@ -434,22 +519,46 @@ TEST(DeployTest, ContainerAndProbePortsMatchTheListenAddresses) {
     ASSERT_TRUE(env.count("TOOLGATE_LISTEN"));
     const int grpc = PortOf(env.at("TOOLGATE_LISTEN"));
     EXPECT_EQ(grpc, 50051);
-    EXPECT_EQ(NamedPort(c.container, "grpc"), grpc) << "containerPort \"grpc\" != TOOLGATE_LISTEN";
     ASSERT_TRUE(env.count("TOOLGATE_METRICS_LISTEN"));
     const int metrics = PortOf(env.at("TOOLGATE_METRICS_LISTEN"));
     EXPECT_EQ(metrics, 9090);
     EXPECT_EQ(NamedPort(c.container, "metrics"), metrics)
         << "containerPort \"metrics\" != TOOLGATE_METRICS_LISTEN";
-    // The kubelet probes the pod IP: the server must listen on every interface.
-    EXPECT_TRUE(absl::StartsWith(env.at("TOOLGATE_LISTEN"), "0.0.0.0:"));
-    for (const char* probe : {"readinessProbe", "livenessProbe"}) {
-      SCOPED_TRACE(probe);
-      ASSERT_TRUE(c.container[probe]) << "missing";
-      ASSERT_TRUE(At(c.container, probe, "grpc")) << "not a native gRPC probe";
-      EXPECT_EQ(ResolvePort(c.container, At(c.container, probe, "grpc", "port")), grpc);
+    // The admin port is on loopback, never a container port.
+    ASSERT_TRUE(env.count("TOOLGATE_ADMIN_LISTEN"));
+    const std::string admin = env.at("TOOLGATE_ADMIN_LISTEN");
+    EXPECT_TRUE(absl::StartsWith(admin, "127.0.0.1:")) << admin;
+    for (const YAML::Node& p : c.container["ports"]) {
+      EXPECT_NE(p["containerPort"].as<int>(), PortOf(admin)) << "the admin port is exposed";
     }
-    if (At(c.container, "startupProbe", "grpc")) {
-      EXPECT_EQ(ResolvePort(c.container, At(c.container, "startupProbe", "grpc", "port")), grpc);
+    if (absl::StartsWith(env.at("TOOLGATE_LISTEN"), "127.0.0.1:")) {
+      // Loopback (the sidecar): the kubelet cannot reach it, so no container
+      // port, and the probes run the CLI in the container against the admin
+      // port.
+      EXPECT_EQ(NamedPort(c.container, "grpc"), -1);
+      for (const char* probe : {"startupProbe", "readinessProbe", "livenessProbe"}) {
+        SCOPED_TRACE(probe);
+        const YAML::Node cmd = At(c.container, probe, "exec", "command");
+        ASSERT_TRUE(cmd) << "not an exec probe";
+        const auto argv = cmd.as<std::vector<std::string>>();
+        ASSERT_GE(argv.size(), 4u);
+        EXPECT_EQ(argv[0], "/usr/local/bin/toolgate");
+        EXPECT_EQ(argv[1], "status");
+        EXPECT_THAT(argv, Contains(admin));
+      }
+    } else {
+      EXPECT_EQ(NamedPort(c.container, "grpc"), grpc) << "containerPort \"grpc\" != TOOLGATE_LISTEN";
+      // The kubelet probes the pod IP: the server must listen on every interface.
+      EXPECT_TRUE(absl::StartsWith(env.at("TOOLGATE_LISTEN"), "0.0.0.0:"));
+      for (const char* probe : {"readinessProbe", "livenessProbe"}) {
+        SCOPED_TRACE(probe);
+        ASSERT_TRUE(c.container[probe]) << "missing";
+        ASSERT_TRUE(At(c.container, probe, "grpc")) << "not a native gRPC probe";
+        EXPECT_EQ(ResolvePort(c.container, At(c.container, probe, "grpc", "port")), grpc);
+      }
+      if (At(c.container, "startupProbe", "grpc")) {
+        EXPECT_EQ(ResolvePort(c.container, At(c.container, "startupProbe", "grpc", "port")), grpc);
+      }
     }
     // Resources: requests and limits for CPU and memory.
     for (const char* k : {"requests", "limits"}) {
@@ -680,11 +789,29 @@ TEST(DeployTest, KustomizationsListResourcesThatExistAndReferencesResolve) {
             if (v["configMap"]) {
               EXPECT_NE(Find(built, "ConfigMap", Str(v["configMap"]["name"])), nullptr) << what;
             }
+            std::vector<std::string> secrets;
+            if (v["secret"]) secrets.push_back(Str(v["secret"]["secretName"]));
+            if (At(v, "projected", "sources")) {
+              for (const YAML::Node& src : v["projected"]["sources"]) {
+                if (src["secret"]) secrets.push_back(Str(src["secret"]["name"]));
+              }
+            }
+            for (const std::string& name : secrets) {
+              if (complete) {
+                EXPECT_TRUE(SecretIsProvided(built, name)) << what << ": Secret " << name;
+              }
+            }
           }
         }
         for (const YAML::Node& c : Containers(pod)) {
           if (!c["env"]) continue;
           for (const YAML::Node& e : c["env"]) {
+            if (const YAML::Node cm = At(e, "valueFrom", "configMapKeyRef"); cm && complete) {
+              const Doc* m = Find(built, "ConfigMap", Str(cm["name"]));
+              ASSERT_NE(m, nullptr) << what << ": ConfigMap " << Str(cm["name"]);
+              EXPECT_TRUE(At(m->node, "data", Str(cm["key"])))
+                  << "ConfigMap " << Str(cm["name"]) << " has no key " << Str(cm["key"]);
+            }
             const YAML::Node ref = At(e, "valueFrom", "secretKeyRef");
             if (!ref || !complete) continue;
             const Doc* s = Find(built, "Secret", Str(ref["name"]));
@@ -720,7 +847,7 @@ TEST(DeployTest, KustomizationsListResourcesThatExistAndReferencesResolve) {
     }
   }
   EXPECT_GE(dirs, 4);
-  EXPECT_EQ(top, 2) << "deploy/overlays/cluster and deploy/sidecar";
+  EXPECT_EQ(top, 3) << "deploy/overlays/cluster, deploy/overlays/tls and deploy/sidecar";
 }
 
 TEST(DeployTest, TheClusterDeploymentHasTheExpectedShape) {
@@ -772,7 +899,13 @@ TEST(DeployTest, TheClusterDeploymentHasTheExpectedShape) {
     ASSERT_TRUE(rule["from"]) << "a rule admitting everyone";
     bool gateway = false;
     for (const YAML::Node& peer : rule["from"]) {
-      gateway |= Str(At(peer, "podSelector", "matchLabels", "toolgate.dev/gateway")) == "true";
+      const bool is_gateway =
+          Str(At(peer, "podSelector", "matchLabels", "toolgate.dev/gateway")) == "true";
+      if (is_gateway) {
+        EXPECT_EQ(Str(At(peer, "namespaceSelector", "matchLabels", "toolgate.dev/gateways")), "true")
+            << "gateways are admitted from labelled namespaces only";
+      }
+      gateway |= is_gateway;
     }
     for (const YAML::Node& p : rule["ports"]) {
       (gateway ? gateway_ports : other_ports).insert(p["port"].as<int>());
@@ -783,10 +916,12 @@ TEST(DeployTest, TheClusterDeploymentHasTheExpectedShape) {
 
   // The cluster overlay runs the servers against the development Redis.
   const std::vector<Doc> cluster = Build(SourcePath("deploy/overlays/cluster"));
-  const Doc* secret = Find(cluster, "Secret", "toolgate-redis");
-  ASSERT_NE(secret, nullptr);
-  const std::string url = Str(At(secret->node, "stringData", "url"));
+  const Doc* redis_config = Find(cluster, "ConfigMap", "toolgate-redis");
+  ASSERT_NE(redis_config, nullptr);
+  const std::string url = Str(At(redis_config->node, "data", "url"));
   EXPECT_TRUE(absl::StartsWith(url, "redis://toolgate-redis:6379")) << url;
+  EXPECT_FALSE(absl::StrContains(url, "@")) << "a password in the URL";
+  EXPECT_NE(Find(cluster, "Secret", "toolgate-redis-auth"), nullptr);
   EXPECT_NE(Find(cluster, "StatefulSet", "toolgate-redis"), nullptr);
   EXPECT_NE(Find(cluster, "Service", "toolgate-redis"), nullptr);
 }
