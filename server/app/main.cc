@@ -227,7 +227,8 @@ int main(int argc, char** argv) {
   config.redis_credentials = *credentials;
   config.decision_log_hash_key = *hash_key;
   if (credentials->password.empty()) {
-    const std::string warning = toolgate::InlinePasswordWarning({config.redis_url, config.policy.path});
+    const std::string warning =
+        toolgate::InlinePasswordWarning({config.redis_url, config.policy.path});
     if (!warning.empty()) toolgate::LogWarning(warning);
   }
   config.args_limits.max_bytes = static_cast<size_t>(max_args_bytes);

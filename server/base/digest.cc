@@ -35,7 +35,8 @@ std::string HmacSha256Hex(absl::string_view key, absl::string_view data) {
   const void* key_data = key.empty() ? static_cast<const void*>(&kEmpty) : key.data();
   // Fails only when OpenSSL cannot allocate.
   if (HMAC(EVP_sha256(), key_data, static_cast<int>(key.size()),
-           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len) == nullptr) {
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac,
+           &len) == nullptr) {
     std::abort();
   }
   return absl::BytesToHexString(

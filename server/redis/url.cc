@@ -89,9 +89,9 @@ absl::StatusOr<RedisUrl> ParseRedisUrl(absl::string_view url, const RedisCredent
   }
   if (!credentials.username.empty()) {
     if (!out->username.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--redis-username-file: the Redis URL ", out->Redacted(),
-          " also names a user; give it in one place (the file), not in the URL"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--redis-username-file: the Redis URL ", out->Redacted(),
+                       " also names a user; give it in one place (the file), not in the URL"));
     }
     out->username = credentials.username;
   }

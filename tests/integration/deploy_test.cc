@@ -116,7 +116,8 @@ std::vector<Doc> AllObjects() {
   std::vector<Doc> out;
   const std::set<std::string> patches = PatchFiles();
   for (const std::string& f : YamlFilesUnder(DeployDir())) {
-    if (IsKustomization(f) || IsCompose(f) || patches.count(fs::path(f).lexically_normal().string())) {
+    if (IsKustomization(f) || IsCompose(f) ||
+        patches.count(fs::path(f).lexically_normal().string())) {
       continue;
     }
     for (Doc& d : LoadDocs(f)) out.push_back(std::move(d));
@@ -371,7 +372,8 @@ std::vector<Doc> Build(const std::string& dir, int depth = 0) {
     for (const YAML::Node& p : k["patches"]) {
       const std::string path = (fs::path(dir) / Str(p["path"])).lexically_normal().string();
       if (!fs::is_regular_file(path)) {
-        ADD_FAILURE() << Rel(kfile) << " patches with \"" << Str(p["path"]) << "\", which does not exist";
+        ADD_FAILURE() << Rel(kfile) << " patches with \"" << Str(p["path"])
+                      << "\", which does not exist";
         continue;
       }
       for (const Doc& patch : LoadDocs(path)) {
@@ -385,8 +387,8 @@ std::vector<Doc> Build(const std::string& dir, int depth = 0) {
           }
         }
         EXPECT_TRUE(applied) << Rel(path) << " patches " << Str(patch.node["kind"]) << "/"
-                             << Str(At(patch.node, "metadata", "name")) << ", which "
-                             << Rel(kfile) << " does not build";
+                             << Str(At(patch.node, "metadata", "name")) << ", which " << Rel(kfile)
+                             << " does not build";
       }
     }
   }
@@ -549,7 +551,8 @@ TEST(DeployTest, ContainerAndProbePortsMatchTheListenAddresses) {
         EXPECT_THAT(argv, Contains(admin));
       }
     } else {
-      EXPECT_EQ(NamedPort(c.container, "grpc"), grpc) << "containerPort \"grpc\" != TOOLGATE_LISTEN";
+      EXPECT_EQ(NamedPort(c.container, "grpc"), grpc)
+          << "containerPort \"grpc\" != TOOLGATE_LISTEN";
       // The kubelet probes the pod IP: the server must listen on every interface.
       EXPECT_TRUE(absl::StartsWith(env.at("TOOLGATE_LISTEN"), "0.0.0.0:"));
       for (const char* probe : {"readinessProbe", "livenessProbe"}) {
@@ -906,7 +909,8 @@ TEST(DeployTest, TheClusterDeploymentHasTheExpectedShape) {
       const bool is_gateway =
           Str(At(peer, "podSelector", "matchLabels", "toolgate.dev/gateway")) == "true";
       if (is_gateway) {
-        EXPECT_EQ(Str(At(peer, "namespaceSelector", "matchLabels", "toolgate.dev/gateways")), "true")
+        EXPECT_EQ(Str(At(peer, "namespaceSelector", "matchLabels", "toolgate.dev/gateways")),
+                  "true")
             << "gateways are admitted from labelled namespaces only";
       }
       gateway |= is_gateway;
@@ -1165,8 +1169,7 @@ TEST(DeployTest, RedisDevRequiresPasswordsFromSecretsAndLimitsToolgatesUser) {
     ASSERT_GE(w.size(), 3u) << line;
     ASSERT_EQ(w[0], "user") << line;
     for (const std::string& rule : w) {
-      EXPECT_FALSE(absl::StartsWith(rule, ">") || absl::StartsWith(rule, "#") ||
-                   rule == "nopass")
+      EXPECT_FALSE(absl::StartsWith(rule, ">") || absl::StartsWith(rule, "#") || rule == "nopass")
           << "a password (or none) in the ConfigMap: " << line;
     }
     users[w[1]] = std::vector<std::string>(w.begin() + 2, w.end());
@@ -1273,7 +1276,8 @@ TEST(DeployTest, NoSecretInAnyEnvironmentValueOrArgument) {
       }
     }
   }
-  for (const std::string compose : {"deploy/compose/compose.yaml", "deploy/compose/compose.tls.yaml"}) {
+  for (const std::string compose :
+       {"deploy/compose/compose.yaml", "deploy/compose/compose.tls.yaml"}) {
     const YAML::Node file = YAML::LoadFile(SourcePath(compose));
     for (const auto& kv : file["services"]) {
       const std::string where = compose + " " + kv.first.as<std::string>();
@@ -1423,9 +1427,10 @@ TEST(DeployTest, TheComposeTlsVariantUsesTheCertificatesItsScriptWrites) {
         EXPECT_EQ(parts[2], "ro");
       }
     }
-    for (const auto& [var, key] : std::map<std::string, std::string>{
-             {"TOOLGATE_TLS_CERT", "tls.crt"}, {"TOOLGATE_TLS_KEY", "tls.key"},
-             {"TOOLGATE_TLS_CLIENT_CA", "ca.crt"}}) {
+    for (const auto& [var, key] :
+         std::map<std::string, std::string>{{"TOOLGATE_TLS_CERT", "tls.crt"},
+                                            {"TOOLGATE_TLS_KEY", "tls.key"},
+                                            {"TOOLGATE_TLS_CLIENT_CA", "ca.crt"}}) {
       const std::string path = Str(At(over, "environment", var));
       ASSERT_FALSE(path.empty()) << var;
       const fs::path p(path);
@@ -1443,20 +1448,21 @@ TEST(DeployTest, TheComposeTlsVariantUsesTheCertificatesItsScriptWrites) {
   // compose services' and localhost.
   const std::string certs = dir.path() + "/certs";
   for (const std::string who : {"server", "client"}) {
-    CommandResult v = RunCommand({"/usr/bin/openssl", "verify", "-CAfile", certs + "/" + who + "/ca.crt",
-                                  certs + "/" + who + "/tls.crt"});
+    CommandResult v = RunCommand({"/usr/bin/openssl", "verify", "-CAfile",
+                                  certs + "/" + who + "/ca.crt", certs + "/" + who + "/tls.crt"});
     EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
   }
   CommandResult san = RunCommand({"/usr/bin/openssl", "x509", "-noout", "-ext", "subjectAltName",
                                   "-in", certs + "/server/tls.crt"});
-  for (const char* name : {"DNS:toolgated-1", "DNS:toolgated-2", "DNS:toolgated-3",
-                           "DNS:localhost", "IP Address:127.0.0.1"}) {
+  for (const char* name : {"DNS:toolgated-1", "DNS:toolgated-2", "DNS:toolgated-3", "DNS:localhost",
+                           "IP Address:127.0.0.1"}) {
     EXPECT_THAT(san.out, HasSubstr(name));
   }
-  CommandResult client = RunCommand({"/usr/bin/openssl", "x509", "-noout", "-ext",
-                                     "subjectAltName", "-in", certs + "/client/tls.crt"});
-  EXPECT_THAT(client.out, HasSubstr(Str(At(tls, "services", "toolgated-1", "environment",
-                                           "TOOLGATE_ALLOW_PEER"))));
+  CommandResult client = RunCommand({"/usr/bin/openssl", "x509", "-noout", "-ext", "subjectAltName",
+                                     "-in", certs + "/client/tls.crt"});
+  EXPECT_THAT(
+      client.out,
+      HasSubstr(Str(At(tls, "services", "toolgated-1", "environment", "TOOLGATE_ALLOW_PEER"))));
   // The CA's key stays out of the directories the containers mount.
   EXPECT_FALSE(fs::exists(certs + "/server/ca.key"));
   EXPECT_EQ(fs::status(certs + "/ca.key").permissions() & fs::perms::others_read, fs::perms::none);

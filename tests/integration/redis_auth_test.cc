@@ -14,8 +14,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
@@ -98,9 +98,9 @@ class RedisAuthTest : public ::testing::Test {
                        const std::string& password) {
     std::vector<std::string> argv = {CliBin(), "policy"};
     argv.insert(argv.end(), args.begin(), args.end());
-    for (const std::string& a : {std::string("--redis"), redis_->url(),
-                                 std::string("--redis-username-file"), user,
-                                 std::string("--redis-password-file"), password}) {
+    for (const std::string& a :
+         {std::string("--redis"), redis_->url(), std::string("--redis-username-file"), user,
+          std::string("--redis-password-file"), password}) {
       argv.push_back(a);
     }
     return RunCommand(argv);
@@ -136,10 +136,10 @@ TEST_F(RedisAuthTest, TheShippedAclUsersRunToolgateWithPasswordsFromFiles) {
 
   // A server following Redis and counting in it, as the ACL user; nothing
   // secret on its command line or in its environment.
-  auto server = ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", redis_->url(),
-                                      "--redis", redis_->url()},
-                                     {{"TOOLGATE_REDIS_USERNAME_FILE", server_user_},
-                                      {"TOOLGATE_REDIS_PASSWORD_FILE", server_password_}});
+  auto server = ServerProcess::Start(
+      {"--listen", "127.0.0.1:0", "--policy", redis_->url(), "--redis", redis_->url()},
+      {{"TOOLGATE_REDIS_USERNAME_FILE", server_user_},
+       {"TOOLGATE_REDIS_PASSWORD_FILE", server_password_}});
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = toolgate::Client::Connect((*server)->address());
   std::vector<toolgate::v1::Decision> decisions;
@@ -175,9 +175,9 @@ TEST_F(RedisAuthTest, TheShippedAclUsersRunToolgateWithPasswordsFromFiles) {
 
 TEST_F(RedisAuthTest, AWrongPasswordIsRefusedByRedisAndNeverLogged) {
   const std::string wrong = dir_.WriteFile("wrong", "not-the-password-0123\n");
-  auto server = ServerProcess::Start({"--listen", "127.0.0.1:0", "--redis", redis_->url(),
-                                      "--redis-username-file", server_user_,
-                                      "--redis-password-file", wrong});
+  auto server =
+      ServerProcess::Start({"--listen", "127.0.0.1:0", "--redis", redis_->url(),
+                            "--redis-username-file", server_user_, "--redis-password-file", wrong});
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = toolgate::Client::Connect((*server)->address());
   auto r = client->Check(Req("wait_for_background_task"));
@@ -200,7 +200,8 @@ TEST_F(RedisAuthTest, BadCredentialFilesAreClearErrorsAtStart) {
       {{"--redis-password-file", empty}, "--redis-password-file: " + empty + " is empty"},
       {{"--redis-password-file", dir_.path() + "/missing"}, "--redis-password-file: "},
       {{"--redis-password-file", dir_.path()}, "--redis-password-file: "},
-      {{"--redis-username-file", server_user_}, "--redis-username-file needs --redis-password-file"},
+      {{"--redis-username-file", server_user_},
+       "--redis-username-file needs --redis-password-file"},
       {{"--redis-username-file", empty, "--redis-password-file", server_password_},
        "--redis-username-file: "},
       {{"--redis", inline_url, "--redis-password-file", server_password_},
@@ -218,8 +219,8 @@ TEST_F(RedisAuthTest, BadCredentialFilesAreClearErrorsAtStart) {
     EXPECT_THAT(r.err, Not(HasSubstr(kServerPassword)));
   }
   // The CLI says the same.
-  CommandResult cli = RunCommand({CliBin(), "policy", "list", "--redis", redis_->url(),
-                                  "--redis-password-file", empty});
+  CommandResult cli = RunCommand(
+      {CliBin(), "policy", "list", "--redis", redis_->url(), "--redis-password-file", empty});
   EXPECT_EQ(cli.exit_code, 2);
   EXPECT_THAT(cli.err, HasSubstr("--redis-password-file: " + empty + " is empty"));
 }
@@ -274,20 +275,28 @@ TEST(DecisionLogHashingTest, HashedGrantAndKeyedHashesFromARealServer) {
   };
   const std::vector<Variant> variants = {
       {{}, "grant", "secret-grant-7", "args_sha256", toolgate::Sha256Hex(canonical_args)},
-      {{"--decision-log-hash-grant"}, "grant_sha256", toolgate::Sha256Hex("secret-grant-7"),
-       "args_sha256", toolgate::Sha256Hex(canonical_args)},
-      {{"--decision-log-hash-key-file", key_file}, "grant", "secret-grant-7", "args_hmac_sha256",
+      {{"--decision-log-hash-grant"},
+       "grant_sha256",
+       toolgate::Sha256Hex("secret-grant-7"),
+       "args_sha256",
+       toolgate::Sha256Hex(canonical_args)},
+      {{"--decision-log-hash-key-file", key_file},
+       "grant",
+       "secret-grant-7",
+       "args_hmac_sha256",
        toolgate::HmacSha256Hex(key, canonical_args)},
       {{"--decision-log-hash-grant", "--decision-log-hash-key-file", key_file},
-       "grant_hmac_sha256", toolgate::HmacSha256Hex(key, "secret-grant-7"), "args_hmac_sha256",
+       "grant_hmac_sha256",
+       toolgate::HmacSha256Hex(key, "secret-grant-7"),
+       "args_hmac_sha256",
        toolgate::HmacSha256Hex(key, canonical_args)},
   };
   int n = 0;
   for (const Variant& v : variants) {
     SCOPED_TRACE(absl::StrJoin(v.flags, " "));
     const std::string log_path = absl::StrCat(dir.path(), "/decisions-", n++, ".jsonl");
-    std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--policy", policy,
-                                     "--decision-log", log_path};
+    std::vector<std::string> args = {"--listen", "127.0.0.1:0",    "--policy",
+                                     policy,     "--decision-log", log_path};
     args.insert(args.end(), v.flags.begin(), v.flags.end());
     auto server = ServerProcess::Start(args);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -318,8 +327,8 @@ TEST(DecisionLogHashingTest, HashedGrantAndKeyedHashesFromARealServer) {
 TEST(DecisionLogHashingTest, ABadKeyFileIsAClearErrorAtStart) {
   TempDir dir;
   const std::string short_key = dir.WriteFile("short", "fifteen-bytes!!\n");
-  CommandResult r = RunCommand({ToolgatedBin(), "--listen", "127.0.0.1:0",
-                                "--decision-log-hash-key-file", short_key});
+  CommandResult r = RunCommand(
+      {ToolgatedBin(), "--listen", "127.0.0.1:0", "--decision-log-hash-key-file", short_key});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("--decision-log-hash-key-file: the key must be at least 16 bytes"));
   EXPECT_THAT(r.err, Not(HasSubstr("fifteen-bytes")));
