@@ -9,6 +9,7 @@ PACKAGES=(
   libabsl-dev libre2-dev libyaml-cpp-dev libssl-dev libhiredis-dev
   prometheus-cpp-dev
   redis-server
+  openssl  # the openssl command: tests make certificates
   googletest libgtest-dev libgmock-dev
   clang libfuzzer-14-dev
 )
