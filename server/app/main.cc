@@ -77,7 +77,9 @@ int main(int argc, char** argv) {
                  "how long your load balancer takes to stop sending (e.g. 5s in Kubernetes).");
   flags.String("redis", &config.redis_url,
                "Keep counters in Redis, shared by every server using it: "
-               "redis://[:password@]host:port[/db]. When empty, counters are kept in process.");
+               "redis://host:port[/db] (credentials: --redis-password-file; an inline "
+               "[user:]password@ works but is visible in /proc). When empty, counters are kept in "
+               "process.");
   std::string redis_password_file, redis_username_file;
   flags.String("redis-password-file", &redis_password_file,
                "File holding the Redis password (one trailing newline is ignored; at most 4 KiB), "

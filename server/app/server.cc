@@ -196,7 +196,10 @@ absl::Status ToolgateServer::StartServing() {
   if (decision_log_ != nullptr) {
     LogInfo("decision log to ", config_.decision_log,
             config_.decision_log_args.empty()
-                ? std::string(" (arguments as args_sha256 only)")
+                ? absl::StrCat(" (arguments as ",
+                               config_.decision_log_hash_key.empty() ? "args_sha256"
+                                                                     : "args_hmac_sha256",
+                               " only)")
                 : absl::StrCat(" (arguments in full for ",
                                absl::StrJoin(config_.decision_log_args, ", "), ")"));
   }
