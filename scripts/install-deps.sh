@@ -8,7 +8,8 @@ PACKAGES=(
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libabsl-dev libre2-dev libyaml-cpp-dev libssl-dev libhiredis-dev
   prometheus-cpp-dev
-  redis-server openssl
+  redis-server
+  openssl  # the openssl command: tests make certificates
   googletest libgtest-dev libgmock-dev
   clang libfuzzer-14-dev
 )

@@ -433,12 +433,25 @@ int RunPolicy(const std::vector<std::string>& args) {
   bool activate = false;
   toolgate::FlagSet flags(kUsage, "");
   flags.String("redis", &redis_url, "Redis URL, redis://[:password@]host:port[/db] (env TOOLGATE_REDIS).");
+  std::string password_file, username_file;
+  flags.String("redis-password-file", &password_file,
+               "File holding the Redis password (one trailing newline ignored), instead of a "
+               "password in the URL (env TOOLGATE_REDIS_PASSWORD_FILE).");
+  flags.String("redis-username-file", &username_file,
+               "File holding the Redis ACL user name, with --redis-password-file "
+               "(env TOOLGATE_REDIS_USERNAME_FILE).");
   flags.Bool("activate", &activate, "With push: also make the revision active.");
   std::string signing_key_file;
   flags.String("signing-key", &signing_key_file,
                "With push: sign the revision with this Ed25519 private key (PEM, openssl genpkey "
                "-algorithm ed25519).");
   if (const char* t = std::getenv("TOOLGATE_REDIS"); t != nullptr && *t) redis_url = t;
+  if (const char* t = std::getenv("TOOLGATE_REDIS_PASSWORD_FILE"); t != nullptr && *t) {
+    password_file = t;
+  }
+  if (const char* t = std::getenv("TOOLGATE_REDIS_USERNAME_FILE"); t != nullptr && *t) {
+    username_file = t;
+  }
   auto positional = flags.Parse(std::vector<std::string>(args.begin() + 1, args.end()));
   if (!positional.ok()) {
     std::cerr << "toolgate policy: " << positional.status().message() << "\n";
@@ -458,7 +471,12 @@ int RunPolicy(const std::vector<std::string>& args) {
     std::cerr << "toolgate policy: --redis is required\n";
     return kExitUsage;
   }
-  auto url = toolgate::ParseRedisUrl(redis_url);
+  auto credentials = toolgate::ReadRedisCredentials(username_file, password_file);
+  if (!credentials.ok()) {
+    std::cerr << "toolgate policy: " << credentials.status().message() << "\n";
+    return kExitUsage;
+  }
+  auto url = toolgate::ParseRedisUrl(redis_url, *credentials);
   if (!url.ok()) {
     std::cerr << "toolgate policy: " << url.status().message() << "\n";
     return kExitUsage;

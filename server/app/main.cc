@@ -7,10 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/app/server.h"
+#include "server/base/files.h"
 #include "server/base/flags.h"
 #include "server/base/log.h"
 #include "server/base/runtime.h"
@@ -93,7 +95,17 @@ int main(int argc, char** argv) {
                  "how long your load balancer takes to stop sending (e.g. 5s in Kubernetes).");
   flags.String("redis", &config.redis_url,
                "Keep counters in Redis, shared by every server using it: "
-               "redis://[:password@]host:port[/db]. When empty, counters are kept in process.");
+               "redis://host:port[/db] (credentials: --redis-password-file; an inline "
+               "[user:]password@ works but is visible in /proc). When empty, counters are kept in "
+               "process.");
+  std::string redis_password_file, redis_username_file;
+  flags.String("redis-password-file", &redis_password_file,
+               "File holding the Redis password (one trailing newline is ignored; at most 4 KiB), "
+               "used for every Redis connection (--redis and --policy redis://...), so that it is "
+               "on no command line and in no environment. A URL that also carries a password is "
+               "an error.");
+  flags.String("redis-username-file", &redis_username_file,
+               "File holding the Redis ACL user name (with --redis-password-file).");
   flags.Duration("redis-timeout", &config.redis_timeout_ms,
                  "Deadline of each check's Redis work; past it the failure mode decides.");
   std::string failure_mode = "closed";
@@ -130,6 +142,15 @@ int main(int argc, char** argv) {
   flags.List("decision-log-args", &config.decision_log_args,
              "A tool (name or glob) whose arguments the decision log holds in full; others "
              "get args_sha256 only. Repeatable.");
+  flags.Bool("decision-log-hash-grant", &config.decision_log_hash_grant,
+             "Log the grant as grant_sha256 (or grant_hmac_sha256 with a key) instead of its "
+             "name, for deployments where grant names are secrets. Without a key a plain hash "
+             "only hides names from casual readers.");
+  std::string decision_log_hash_key_file;
+  flags.String("decision-log-hash-key-file", &decision_log_hash_key_file,
+               "File holding a key (16 bytes to 4 KiB; one trailing newline is ignored): the "
+               "decision log's hashes become HMAC-SHA256 with it, as args_hmac_sha256 (instead "
+               "of args_sha256) and grant_hmac_sha256, so the log cannot confirm guesses.");
   flags.Int("decision-log-queue", &config.decision_log_queue, 1, 10'000'000,
             "Decision log entries waiting to be written; when full, entries are dropped "
             "(counted), never waited for.");
@@ -207,6 +228,35 @@ int main(int argc, char** argv) {
     std::cerr << "toolgated: flag --redis-failure-mode: must be closed or open, got \""
               << failure_mode << "\"\nRun 'toolgated --help' for the list of flags.\n";
     return 2;
+  }
+  // Secrets from files; an error names the flag and changes nothing.
+  const absl::StatusOr<toolgate::RedisCredentials> credentials =
+      toolgate::ReadRedisCredentials(redis_username_file, redis_password_file);
+  absl::StatusOr<std::string> hash_key = std::string();
+  if (!decision_log_hash_key_file.empty()) {
+    hash_key = toolgate::ReadSecretFile(decision_log_hash_key_file, "--decision-log-hash-key-file");
+    if (hash_key.ok() && hash_key->size() < 16) {
+      hash_key = absl::InvalidArgumentError(
+          "--decision-log-hash-key-file: the key must be at least 16 bytes");
+    }
+  }
+  std::vector<absl::Status> secret_errors = {credentials.status(), hash_key.status()};
+  for (const std::string& url : {config.redis_url, config.policy.path}) {
+    if (!credentials.ok() || !absl::StartsWith(url, "redis://")) continue;
+    secret_errors.push_back(toolgate::ParseRedisUrl(url, *credentials).status());
+  }
+  for (const absl::Status& s : secret_errors) {
+    if (s.ok()) continue;
+    std::cerr << "toolgated: " << s.message()
+              << "\nRun 'toolgated --help' for the list of flags.\n";
+    return 2;
+  }
+  config.redis_credentials = *credentials;
+  config.decision_log_hash_key = *hash_key;
+  if (credentials->password.empty()) {
+    const std::string warning =
+        toolgate::InlinePasswordWarning({config.redis_url, config.policy.path});
+    if (!warning.empty()) toolgate::LogWarning(warning);
   }
   config.args_limits.max_bytes = static_cast<size_t>(max_args_bytes);
   config.policy.watch_interval = absl::Milliseconds(watch_interval_ms);

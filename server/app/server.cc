@@ -32,7 +32,7 @@ absl::StatusOr<std::unique_ptr<CounterStore>> MakeCounterStore(const ServerConfi
   if (config.redis_url.empty()) {
     return std::make_unique<MemoryCounterStore>(SystemClock::Get());
   }
-  absl::StatusOr<RedisUrl> url = ParseRedisUrl(config.redis_url);
+  absl::StatusOr<RedisUrl> url = ParseRedisUrl(config.redis_url, config.redis_credentials);
   if (!url.ok()) return url.status();
   RedisStoreOptions options;
   options.url = *url;
@@ -60,7 +60,9 @@ ToolgateServer::~ToolgateServer() {
 
 absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const ServerConfig& config) {
   std::unique_ptr<ToolgateServer> s(new ToolgateServer(config));
-  absl::StatusOr<std::unique_ptr<PolicyProvider>> provider = MakePolicyProvider(config.policy);
+  ProviderOptions policy_options = config.policy;
+  policy_options.redis_credentials = config.redis_credentials;
+  absl::StatusOr<std::unique_ptr<PolicyProvider>> provider = MakePolicyProvider(policy_options);
   if (!provider.ok()) return provider.status();
   s->provider_ = *std::move(provider);
   absl::StatusOr<std::shared_ptr<const Policy>> policy = s->provider_->Load();
@@ -140,6 +142,8 @@ absl::Status ToolgateServer::StartServing() {
     DecisionLogOptions log_options;
     log_options.destination = config_.decision_log;
     log_options.args_tools = config_.decision_log_args;
+    log_options.hashing.hash_grant = config_.decision_log_hash_grant;
+    log_options.hashing.key = config_.decision_log_hash_key;
     log_options.queue_capacity =
         static_cast<size_t>(std::max<int64_t>(1, config_.decision_log_queue));
     log_options.queue_bytes =
@@ -239,7 +243,10 @@ absl::Status ToolgateServer::StartServing() {
   if (decision_log_ != nullptr) {
     LogInfo("decision log to ", config_.decision_log,
             config_.decision_log_args.empty()
-                ? std::string(" (arguments as args_sha256 only)")
+                ? absl::StrCat(" (arguments as ",
+                               config_.decision_log_hash_key.empty() ? "args_sha256"
+                                                                     : "args_hmac_sha256",
+                               " only)")
                 : absl::StrCat(" (arguments in full for ",
                                absl::StrJoin(config_.decision_log_args, ", "), ")"));
   }

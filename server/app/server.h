@@ -62,6 +62,8 @@ struct ServerConfig {
   int64_t shutdown_delay_ms = 0;
   // Counters: in process when empty, else in Redis at this URL.
   std::string redis_url;
+  // Applied to every Redis connection (counters and --policy redis://...).
+  RedisCredentials redis_credentials;
   int64_t redis_timeout_ms = 25;
   FailureMode failure_mode = FailureMode::kClosed;
   bool over_limit_cache = true;
@@ -71,6 +73,10 @@ struct ServerConfig {
   std::string decision_log;
   // Tools (names or globs) whose arguments the decision log holds in full.
   std::vector<std::string> decision_log_args;
+  // The decision log's grant as a hash; with a key (the content of
+  // --decision-log-hash-key-file), hashes are HMAC-SHA256 (decision_log.h).
+  bool decision_log_hash_grant = false;
+  std::string decision_log_hash_key;
   int64_t decision_log_queue = 10'000;
   int64_t decision_log_queue_bytes = 64 << 20;
 };

@@ -1,6 +1,7 @@
 #include "server/base/digest.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <cstdlib>
 #include <memory>
@@ -25,6 +26,22 @@ std::string DigestHex(const EVP_MD* md, absl::Span<const absl::string_view> part
 }
 
 }  // namespace
+
+std::string HmacSha256Hex(absl::string_view key, absl::string_view data) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  // An empty key is valid HMAC; OpenSSL wants a non-null pointer for it.
+  static const unsigned char kEmpty = 0;
+  const void* key_data = key.empty() ? static_cast<const void*>(&kEmpty) : key.data();
+  // Fails only when OpenSSL cannot allocate.
+  if (HMAC(EVP_sha256(), key_data, static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac,
+           &len) == nullptr) {
+    std::abort();
+  }
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(mac), static_cast<size_t>(len)));
+}
 
 std::string Sha256Hex(absl::string_view data) { return DigestHex(EVP_sha256(), {data}); }
 

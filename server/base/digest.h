@@ -15,6 +15,9 @@ std::string Sha256Hex(absl::string_view data);
 // SHA-256 of the concatenation of `parts` (without copying them together).
 std::string Sha256Hex(absl::Span<const absl::string_view> parts);
 
+// HMAC-SHA256 of `data` keyed with `key` (RFC 2104): 64 hex digits.
+std::string HmacSha256Hex(absl::string_view key, absl::string_view data);
+
 // SHA-1 of `data`: 40 hex digits (what Redis names scripts by; not for
 // anything that needs collision resistance).
 std::string Sha1Hex(absl::string_view data);

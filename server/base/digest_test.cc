@@ -23,6 +23,17 @@ TEST(Sha256Hex, PartsHashAsTheirConcatenation) {
   EXPECT_EQ(Sha256Hex(parts), Sha256Hex(std::string("x.yaml") + nul + "body" + nul));
 }
 
+// RFC 4231, test cases 1 and 2.
+TEST(HmacSha256Hex, KnownVectors) {
+  EXPECT_EQ(HmacSha256Hex(std::string(20, '\x0b'), "Hi There"),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  EXPECT_EQ(HmacSha256Hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_NE(HmacSha256Hex("Jefe", "abc"), HmacSha256Hex("Jeff", "abc"));
+  EXPECT_NE(HmacSha256Hex("Jefe", "abc"), Sha256Hex("abc"));
+  EXPECT_EQ(HmacSha256Hex("", "abc").size(), 64u);
+}
+
 TEST(Sha1Hex, KnownVectors) {
   EXPECT_EQ(Sha1Hex(""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
   EXPECT_EQ(Sha1Hex("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");

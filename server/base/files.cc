@@ -86,6 +86,21 @@ absl::StatusOr<std::string> ReadRegularFile(const std::string& path, size_t max_
   return file->ReadAll(max_bytes);
 }
 
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path, const std::string& flag) {
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": no file named"));
+  absl::StatusOr<std::string> content = ReadRegularFile(path, kMaxSecretFileBytes);
+  if (!content.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", content.status().message()));
+  }
+  std::string secret = *std::move(content);
+  if (absl::EndsWith(secret, "\n")) secret.pop_back();
+  if (absl::EndsWith(secret, "\r")) secret.pop_back();
+  if (secret.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is empty"));
+  }
+  return secret;
+}
+
 bool IsPolicyFileName(const std::string& name) {
   return !name.empty() && name[0] != '.' &&
          (absl::EndsWith(name, ".yaml") || absl::EndsWith(name, ".yml") ||

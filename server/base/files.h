@@ -54,6 +54,17 @@ class RegularFile {
 absl::StatusOr<std::string> ReadRegularFile(const std::string& path,
                                             size_t max_bytes = kMaxInputFileBytes);
 
+// The largest secret file read (a password, a key): 4 KiB.
+inline constexpr size_t kMaxSecretFileBytes = 4096;
+
+// Reads a secret (a password, a key) from `path`, which flag `flag` (such as
+// "--redis-password-file") named: the file's bytes with one trailing newline
+// ("\n" or "\r\n") removed. INVALID_ARGUMENT "<flag>: <why>" when the file
+// cannot be opened or read, is not a regular file, holds more than
+// kMaxSecretFileBytes, or is empty (after the newline is removed). Messages
+// never hold any of the content.
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path, const std::string& flag);
+
 // True for the names of files a policy directory is made of: *.yaml, *.yml
 // and *.json, not hidden (not starting with '.', as a Kubernetes ConfigMap's
 // "..data" entries).

@@ -60,6 +60,44 @@ TEST(ReadRegularFile, SizeBound) {
   EXPECT_EQ(FormatByteSize(kMaxInputFileBytes), "16 MiB");
 }
 
+TEST(ReadSecretFile, OneTrailingNewlineRemoved) {
+  const fs::path dir = FreshDir();
+  WriteFile(dir / "a", "s3cret\n");
+  EXPECT_EQ(ReadSecretFile((dir / "a").string(), "--x-file").value_or("?"), "s3cret");
+  WriteFile(dir / "b", "s3cret\r\n");
+  EXPECT_EQ(ReadSecretFile((dir / "b").string(), "--x-file").value_or("?"), "s3cret");
+  WriteFile(dir / "c", " s3 cret\n\n");
+  EXPECT_EQ(ReadSecretFile((dir / "c").string(), "--x-file").value_or("?"), " s3 cret\n");
+  WriteFile(dir / "d", std::string(kMaxSecretFileBytes, 'k'));
+  EXPECT_EQ(ReadSecretFile((dir / "d").string(), "--x-file").value_or("?").size(),
+            kMaxSecretFileBytes);
+}
+
+TEST(ReadSecretFile, ErrorsNameTheFlagNotTheContent) {
+  const fs::path dir = FreshDir();
+  for (const std::string empty : {"", "\n", "\r\n"}) {
+    WriteFile(dir / "empty", empty);
+    auto read = ReadSecretFile((dir / "empty").string(), "--redis-password-file");
+    ASSERT_FALSE(read.ok());
+    EXPECT_EQ(read.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(read.status().message(),
+              "--redis-password-file: " + (dir / "empty").string() + " is empty");
+  }
+  auto missing = ReadSecretFile((dir / "missing").string(), "--redis-password-file");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(HasSubstr(std::string(missing.status().message()), "--redis-password-file: "));
+  EXPECT_TRUE(HasSubstr(std::string(missing.status().message()), (dir / "missing").string()));
+  WriteFile(dir / "big", "TOPSECRET" + std::string(kMaxSecretFileBytes, 'k'));
+  auto big = ReadSecretFile((dir / "big").string(), "--k-file");
+  ASSERT_FALSE(big.ok());
+  EXPECT_TRUE(HasSubstr(std::string(big.status().message()), "--k-file: "));
+  EXPECT_TRUE(HasSubstr(std::string(big.status().message()), "larger than 4096 bytes"));
+  EXPECT_EQ(std::string(big.status().message()).find("TOPSECRET"), std::string::npos);
+  EXPECT_FALSE(ReadSecretFile(dir.string(), "--k-file").ok());  // A directory.
+  EXPECT_FALSE(ReadSecretFile("", "--k-file").ok());
+}
+
 TEST(ReadRegularFile, ErrorsNameThePath) {
   const fs::path dir = FreshDir();
   auto missing = ReadRegularFile((dir / "missing.yaml").string());

@@ -160,7 +160,7 @@ absl::StatusOr<std::unique_ptr<PolicyProvider>> MakePolicyProvider(const Provide
         "--policy-verify-key applies only to a policy in Redis (--policy redis://...)");
   }
   if (redis) {
-    absl::StatusOr<RedisUrl> url = ParseRedisUrl(options.path);
+    absl::StatusOr<RedisUrl> url = ParseRedisUrl(options.path, options.redis_credentials);
     if (!url.ok()) return url.status();
     std::vector<Ed25519PublicKey> keys;
     for (const std::string& file : options.verify_key_files) {

@@ -24,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/policy/policy.h"
+#include "server/redis/url.h"
 
 namespace toolgate {
 
@@ -41,6 +42,8 @@ struct ProviderOptions {
   // only when signed by one of them (revision_signature.h). Several keys
   // allow rotating the signing key.
   std::vector<std::string> verify_key_files;
+  // Redis: credentials from files, applied to the URL (ParseRedisUrl).
+  RedisCredentials redis_credentials;
 };
 
 class PolicyProvider {

@@ -1,7 +1,11 @@
 #include "server/redis/url.h"
 
+#include <filesystem>
+#include <fstream>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/redis/connection.h"
 
 namespace toolgate {
 namespace {
@@ -115,6 +119,88 @@ TEST(RedisUrlTest, RedactedHidesOnlyThePassword) {
   EXPECT_THAT(redacted, Not(HasSubstr("p@ss")));
   // A user without a password is shown as nothing: there is nothing to send.
   EXPECT_EQ(Parse("redis://admin:@redis").Redacted(), "redis://redis:6379/0");
+}
+
+std::string WriteTemp(const std::string& name, const std::string& content) {
+  const std::string path = (std::filesystem::path(::testing::TempDir()) / name).string();
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+  return path;
+}
+
+TEST(RedisCredentialsTest, ReadFromFilesWithoutTheirNewline) {
+  const std::string user = WriteTemp("redis_user", "toolgate\n");
+  const std::string password = WriteTemp("redis_password", "p@ss:w/rd\n");
+  absl::StatusOr<RedisCredentials> c = ReadRedisCredentials(user, password);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->username, "toolgate");
+  EXPECT_EQ(c->password, "p@ss:w/rd");
+  absl::StatusOr<RedisCredentials> none = ReadRedisCredentials("", "");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->username, "");
+  EXPECT_EQ(none->password, "");
+}
+
+TEST(RedisCredentialsTest, BadFilesNameTheFlag) {
+  const std::string empty = WriteTemp("redis_empty", "\n");
+  const std::string password = WriteTemp("redis_password2", "pw");
+  auto e = ReadRedisCredentials("", empty);
+  ASSERT_FALSE(e.ok());
+  EXPECT_THAT(e.status().message(), HasSubstr("--redis-password-file: "));
+  EXPECT_THAT(e.status().message(), HasSubstr("is empty"));
+  auto u = ReadRedisCredentials(empty, password);
+  ASSERT_FALSE(u.ok());
+  EXPECT_THAT(u.status().message(), HasSubstr("--redis-username-file: "));
+  auto missing = ReadRedisCredentials("", WriteTemp("x", "") + ".missing");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("--redis-password-file: "));
+  auto alone = ReadRedisCredentials(password, "");
+  ASSERT_FALSE(alone.ok());
+  EXPECT_THAT(alone.status().message(), HasSubstr("--redis-username-file needs"));
+}
+
+TEST(RedisCredentialsTest, AppliedToTheUrlAndSentInAuth) {
+  RedisCredentials c{"toolgate", "s3cret"};
+  absl::StatusOr<RedisUrl> url = ParseRedisUrl("redis://redis:6380/2", c);
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_EQ(url->username, "toolgate");
+  EXPECT_EQ(url->password, "s3cret");
+  EXPECT_EQ(url->Redacted(), "redis://toolgate:***@redis:6380/2");
+  EXPECT_THAT(url->Redacted(), Not(HasSubstr("s3cret")));
+  const auto handshake = HandshakeCommands(*url);
+  ASSERT_FALSE(handshake.empty());
+  EXPECT_EQ(handshake[0], (std::vector<std::string>{"AUTH", "toolgate", "s3cret"}));
+  // Password alone: AUTH for the default user, or the URL's user.
+  absl::StatusOr<RedisUrl> plain = ParseRedisUrl("redis://redis", RedisCredentials{"", "pw"});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(HandshakeCommands(*plain)[0], (std::vector<std::string>{"AUTH", "pw"}));
+  absl::StatusOr<RedisUrl> user = ParseRedisUrl("redis://acl:@redis", RedisCredentials{"", "pw"});
+  ASSERT_TRUE(user.ok());
+  EXPECT_EQ(HandshakeCommands(*user)[0], (std::vector<std::string>{"AUTH", "acl", "pw"}));
+}
+
+TEST(RedisCredentialsTest, ASecretInBothPlacesIsAnError) {
+  auto both = ParseRedisUrl("redis://:inline@redis", RedisCredentials{"", "file"});
+  ASSERT_FALSE(both.ok());
+  EXPECT_EQ(both.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(both.status().message(), HasSubstr("--redis-password-file"));
+  EXPECT_THAT(both.status().message(), Not(HasSubstr("inline")));
+  EXPECT_THAT(both.status().message(), Not(HasSubstr("file\"")));
+  auto users = ParseRedisUrl("redis://a:@redis", RedisCredentials{"b", "pw"});
+  ASSERT_FALSE(users.ok());
+  EXPECT_THAT(users.status().message(), HasSubstr("--redis-username-file"));
+  // Without credentials, the URL's own password still works.
+  auto own = ParseRedisUrl("redis://:inline@redis", RedisCredentials{});
+  ASSERT_TRUE(own.ok());
+  EXPECT_EQ(own->password, "inline");
+}
+
+TEST(RedisCredentialsTest, InlinePasswordWarning) {
+  EXPECT_EQ(InlinePasswordWarning({"", "redis://redis:6379", "/etc/toolgate"}), "");
+  const std::string w = InlinePasswordWarning({"redis://:hunter2@redis:6379/0", "/etc/toolgate"});
+  EXPECT_THAT(w, HasSubstr("/proc/PID/cmdline"));
+  EXPECT_THAT(w, HasSubstr("--redis-password-file"));
+  EXPECT_THAT(w, HasSubstr("redis://:***@redis:6379/0"));
+  EXPECT_THAT(w, Not(HasSubstr("hunter2")));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/base/digest.h"
@@ -29,8 +30,13 @@ void AppendField(const char* key, absl::string_view value, std::string* out) {
 
 }  // namespace
 
-std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args) {
+std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args,
+                            const DecisionLogHashing& hashing) {
   const std::string args = CanonicalJson(e.args);
+  const bool keyed = !hashing.key.empty();
+  auto hash = [&](absl::string_view data) {
+    return keyed ? HmacSha256Hex(hashing.key, data) : Sha256Hex(data);
+  };
   std::string out;
   out.reserve(320 + (with_args ? args.size() : 0));
   out.push_back('{');
@@ -39,15 +45,28 @@ std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args) {
               &out);
   AppendField("tool", e.tool, &out);
   AppendField("server", e.server, &out);
-  AppendField("grant", e.grant, &out);
+  std::string grant_hash;
+  if (hashing.hash_grant) {
+    grant_hash = hash(e.grant);
+    AppendField(keyed ? "grant_hmac_sha256" : "grant_sha256", grant_hash, &out);
+  } else {
+    AppendField("grant", e.grant, &out);
+  }
   AppendField("session", e.session, &out);
   AppendField("request_id", e.request_id, &out);
   AppendField("decision", e.decision, &out);
   AppendField("reason", e.reason, &out);
-  AppendField("rule", e.rule, &out);
+  // A grant section's rule id holds the grant's name: the hash replaces it.
+  if (const std::string prefix = absl::StrCat("grants.", e.grant, ".");
+      hashing.hash_grant && absl::StartsWith(e.rule, prefix)) {
+    AppendField("rule", absl::StrCat("grants.", grant_hash, ".", e.rule.substr(prefix.size())),
+                &out);
+  } else {
+    AppendField("rule", e.rule, &out);
+  }
   AppendField("revision", e.revision, &out);
   absl::StrAppend(&out, "\"latency_us\":", e.latency_us, ",");
-  AppendField("args_sha256", Sha256Hex(args), &out);
+  AppendField(keyed ? "args_hmac_sha256" : "args_sha256", hash(args), &out);
   if (with_args) {
     absl::StrAppend(&out, "\"args\":", args, ",");
   }
@@ -129,7 +148,7 @@ void DecisionLog::Run() {
     }
     std::string out;
     for (const DecisionLogEntry& e : batch) {
-      absl::StrAppend(&out, DecisionLogLine(e, LogsArgsOf(e.tool)), "\n");
+      absl::StrAppend(&out, DecisionLogLine(e, LogsArgsOf(e.tool), options_.hashing), "\n");
     }
     if (!batch.empty()) {
       if (sink_(out)) {

@@ -8,6 +8,22 @@
 // The arguments themselves (`args`) only for tools named by
 // --decision-log-args (exact names or globs).
 //
+// Hashing (DecisionLogHashing), for logs read by people who must not learn
+// grant names or confirm guesses of arguments:
+//   - hash_grant (--decision-log-hash-grant): `grant` is replaced by
+//     `grant_sha256` (hex SHA-256 of the grant), and a rule id of a grant
+//     section ("grants.<grant>.tools.x") names the grant by that hash. A
+//     plain hash only hides names from casual readers: anyone can hash a
+//     guessed name and compare.
+//   - key (--decision-log-hash-key-file): every hash is HMAC-SHA256 keyed
+//     with it, and its field says so: `args_hmac_sha256` replaces
+//     `args_sha256`, `grant_hmac_sha256` replaces `grant_sha256`. Without
+//     the key, the log cannot be used to confirm a guess. (A distinct name,
+//     because a consumer that recomputes SHA-256 of known arguments to find
+//     their calls must not silently find nothing.) Whoever holds the key
+//     computes HMAC-SHA256(key, grant) or HMAC-SHA256(key, canonical args)
+//     to find a grant's or an argument's entries.
+//
 // Writing never blocks a check: Log() puts the entry on a queue that a
 // writer thread drains (serializing and writing outside the lock). The queue
 // is bounded twice: by entries (queue_capacity) and by bytes (queue_bytes,
@@ -50,6 +66,11 @@ struct DecisionLogEntry {
   google::protobuf::Struct args;
 };
 
+struct DecisionLogHashing {
+  bool hash_grant = false;
+  std::string key;  // Empty: plain SHA-256.
+};
+
 struct DecisionLogOptions {
   // "stdout", "stderr", or a file path (appended to; created when missing).
   std::string destination;
@@ -57,6 +78,7 @@ struct DecisionLogOptions {
   std::vector<std::string> args_tools;
   size_t queue_capacity = 10'000;
   size_t queue_bytes = 64 << 20;
+  DecisionLogHashing hashing;
 };
 
 // What an entry is charged against DecisionLogOptions::queue_bytes.
@@ -64,8 +86,9 @@ size_t DecisionLogEntryBytes(const DecisionLogEntry& entry);
 
 // The JSON line of an entry (without the newline). `with_args` adds `args`.
 // args_sha256 is Sha256Hex (server/base/digest.h) of CanonicalJson
-// (server/base/json.h) of the arguments.
-std::string DecisionLogLine(const DecisionLogEntry& entry, bool with_args);
+// (server/base/json.h) of the arguments; `hashing` as above.
+std::string DecisionLogLine(const DecisionLogEntry& entry, bool with_args,
+                            const DecisionLogHashing& hashing = {});
 
 class DecisionLog {
  public:

@@ -104,6 +104,50 @@ TEST(DecisionLogTest, LineHasEveryFieldAndNoArgsByDefault) {
             "ls -la");
 }
 
+TEST(DecisionLogTest, HashGrantWithoutKeyIsPlainSha256) {
+  DecisionLogEntry e = Entry("delete_repository", 1);
+  e.rule = "grants.agent-7.tools.delete_repository";
+  DecisionLogHashing hashing;
+  hashing.hash_grant = true;
+  const std::string line = DecisionLogLine(e, /*with_args=*/false, hashing);
+  EXPECT_EQ(line.find("agent-7"), std::string::npos) << line;
+  const auto f = ParseStruct(line).fields();
+  EXPECT_EQ(f.count("grant"), 0u);
+  EXPECT_EQ(f.at("grant_sha256").string_value(), Sha256Hex("agent-7"));
+  EXPECT_EQ(f.at("rule").string_value(),
+            "grants." + Sha256Hex("agent-7") + ".tools.delete_repository");
+  EXPECT_EQ(f.at("args_sha256").string_value(), Sha256Hex(R"({"command":"ls -la","timeout":30})"));
+  EXPECT_EQ(f.count("args_hmac_sha256"), 0u);
+  // A rule that is not this grant's section is left as it is.
+  e.rule = "grants.agent-70.tools.x";
+  EXPECT_EQ(ParseStruct(DecisionLogLine(e, false, hashing)).fields().at("rule").string_value(),
+            "grants.agent-70.tools.x");
+}
+
+TEST(DecisionLogTest, KeyMakesEveryHashAnHmacUnderItsOwnName) {
+  const DecisionLogEntry e = Entry("delete_repository", 1);
+  const std::string args = R"({"command":"ls -la","timeout":30})";
+  DecisionLogHashing keyed;
+  keyed.key = "0123456789abcdef0123456789abcdef";
+  auto f = ParseStruct(DecisionLogLine(e, false, keyed)).fields();
+  EXPECT_EQ(f.count("args_sha256"), 0u);
+  EXPECT_EQ(f.at("args_hmac_sha256").string_value(), HmacSha256Hex(keyed.key, args));
+  EXPECT_NE(f.at("args_hmac_sha256").string_value(), Sha256Hex(args));
+  EXPECT_EQ(f.at("grant").string_value(), "agent-7");  // Not hashed unless asked.
+
+  keyed.hash_grant = true;
+  f = ParseStruct(DecisionLogLine(e, false, keyed)).fields();
+  EXPECT_EQ(f.count("grant"), 0u);
+  EXPECT_EQ(f.count("grant_sha256"), 0u);
+  EXPECT_EQ(f.at("grant_hmac_sha256").string_value(), HmacSha256Hex(keyed.key, "agent-7"));
+  // Another key, other hashes: a reader without the key cannot confirm a guess.
+  DecisionLogHashing other = keyed;
+  other.key = "another key, at least 16 bytes";
+  const auto g = ParseStruct(DecisionLogLine(e, false, other)).fields();
+  EXPECT_NE(g.at("grant_hmac_sha256").string_value(), f.at("grant_hmac_sha256").string_value());
+  EXPECT_NE(g.at("args_hmac_sha256").string_value(), f.at("args_hmac_sha256").string_value());
+}
+
 TEST(DecisionLogTest, OneParseableLinePerEntryArgsOnlyWhenOptedIn) {
   Collected out;
   DecisionLogOptions options;

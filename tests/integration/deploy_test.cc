@@ -37,7 +37,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::Contains;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 // ---- reading the files --------------------------------------------------------
 
@@ -93,11 +95,31 @@ bool IsKustomization(const std::string& file) {
 }
 bool IsCompose(const std::string& file) { return absl::StrContains(file, "/deploy/compose/"); }
 
-// Every Kubernetes object under deploy/ (not kustomizations, not compose).
+// The files kustomizations list under `patches` (partial objects, merged into
+// others by kustomize).
+std::set<std::string> PatchFiles() {
+  std::set<std::string> out;
+  for (const std::string& f : YamlFilesUnder(DeployDir())) {
+    if (!IsKustomization(f)) continue;
+    const YAML::Node k = YAML::LoadFile(f);
+    if (!k["patches"]) continue;
+    for (const YAML::Node& p : k["patches"]) {
+      out.insert((fs::path(f).parent_path() / Str(p["path"])).lexically_normal().string());
+    }
+  }
+  return out;
+}
+
+// Every Kubernetes object under deploy/ (not kustomizations, not compose,
+// not patches).
 std::vector<Doc> AllObjects() {
   std::vector<Doc> out;
+  const std::set<std::string> patches = PatchFiles();
   for (const std::string& f : YamlFilesUnder(DeployDir())) {
-    if (IsKustomization(f) || IsCompose(f)) continue;
+    if (IsKustomization(f) || IsCompose(f) ||
+        patches.count(fs::path(f).lexically_normal().string())) {
+      continue;
+    }
     for (Doc& d : LoadDocs(f)) out.push_back(std::move(d));
   }
   return out;
@@ -291,6 +313,37 @@ std::map<std::string, std::string> DockerEnv(const std::vector<Instruction>& sta
 
 // ---- kustomize, the little that is needed -------------------------------------
 
+// A strategic merge, as far as these manifests need it: maps merge key by
+// key, a null deletes the key, lists of maps with a "name" merge entry by
+// entry (new names are appended), anything else is replaced.
+void Merge(YAML::Node target, const YAML::Node& patch) {
+  for (const auto& kv : patch) {
+    const std::string key = kv.first.as<std::string>();
+    const YAML::Node value = kv.second;
+    if (value.IsNull()) {
+      target.remove(key);
+    } else if (value.IsMap() && target[key] && target[key].IsMap()) {
+      Merge(target[key], value);
+    } else if (value.IsSequence() && target[key] && target[key].IsSequence() && value.size() > 0 &&
+               value[0].IsMap() && value[0]["name"]) {
+      YAML::Node list = target[key];
+      for (const YAML::Node& item : value) {
+        bool merged = false;
+        for (YAML::Node existing : list) {
+          if (existing.IsMap() && Str(existing["name"]) == Str(item["name"])) {
+            Merge(existing, item);
+            merged = true;
+            break;
+          }
+        }
+        if (!merged) list.push_back(YAML::Clone(item));
+      }
+    } else {
+      target[key] = YAML::Clone(value);
+    }
+  }
+}
+
 // The objects a kustomization directory builds (resources, recursively);
 // every resource must exist.
 std::vector<Doc> Build(const std::string& dir, int depth = 0) {
@@ -312,6 +365,30 @@ std::vector<Doc> Build(const std::string& dir, int depth = 0) {
       } else {
         ADD_FAILURE() << Rel(kfile) << " lists " << key << " \"" << Str(r)
                       << "\", which does not exist";
+      }
+    }
+  }
+  if (k["patches"]) {
+    for (const YAML::Node& p : k["patches"]) {
+      const std::string path = (fs::path(dir) / Str(p["path"])).lexically_normal().string();
+      if (!fs::is_regular_file(path)) {
+        ADD_FAILURE() << Rel(kfile) << " patches with \"" << Str(p["path"])
+                      << "\", which does not exist";
+        continue;
+      }
+      for (const Doc& patch : LoadDocs(path)) {
+        bool applied = false;
+        for (Doc& d : out) {
+          if (Str(d.node["kind"]) == Str(patch.node["kind"]) &&
+              Str(At(d.node, "metadata", "name")) == Str(At(patch.node, "metadata", "name"))) {
+            d.node = YAML::Clone(d.node);  // Leave the files' own objects as they are.
+            Merge(d.node, patch.node);
+            applied = true;
+          }
+        }
+        EXPECT_TRUE(applied) << Rel(path) << " patches " << Str(patch.node["kind"]) << "/"
+                             << Str(At(patch.node, "metadata", "name")) << ", which " << Rel(kfile)
+                             << " does not build";
       }
     }
   }
@@ -342,6 +419,18 @@ std::vector<const Doc*> Selected(const std::vector<Doc>& docs, const YAML::Node&
     if (PodSpec(d.node) && LabelsMatch(selector, PodLabels(d.node))) out.push_back(&d);
   }
   return out;
+}
+
+// A Secret the kustomization creates, or that cert-manager writes for one of
+// its Certificates.
+bool SecretIsProvided(const std::vector<Doc>& docs, const std::string& name) {
+  if (Find(docs, "Secret", name) != nullptr) return true;
+  for (const Doc& d : docs) {
+    if (Str(d.node["kind"]) == "Certificate" && Str(At(d.node, "spec", "secretName")) == name) {
+      return true;
+    }
+  }
+  return false;
 }
 
 // ---- tests ----------------------------------------------------------------------
@@ -434,22 +523,47 @@ TEST(DeployTest, ContainerAndProbePortsMatchTheListenAddresses) {
     ASSERT_TRUE(env.count("TOOLGATE_LISTEN"));
     const int grpc = PortOf(env.at("TOOLGATE_LISTEN"));
     EXPECT_EQ(grpc, 50051);
-    EXPECT_EQ(NamedPort(c.container, "grpc"), grpc) << "containerPort \"grpc\" != TOOLGATE_LISTEN";
     ASSERT_TRUE(env.count("TOOLGATE_METRICS_LISTEN"));
     const int metrics = PortOf(env.at("TOOLGATE_METRICS_LISTEN"));
     EXPECT_EQ(metrics, 9090);
     EXPECT_EQ(NamedPort(c.container, "metrics"), metrics)
         << "containerPort \"metrics\" != TOOLGATE_METRICS_LISTEN";
-    // The kubelet probes the pod IP: the server must listen on every interface.
-    EXPECT_TRUE(absl::StartsWith(env.at("TOOLGATE_LISTEN"), "0.0.0.0:"));
-    for (const char* probe : {"readinessProbe", "livenessProbe"}) {
-      SCOPED_TRACE(probe);
-      ASSERT_TRUE(c.container[probe]) << "missing";
-      ASSERT_TRUE(At(c.container, probe, "grpc")) << "not a native gRPC probe";
-      EXPECT_EQ(ResolvePort(c.container, At(c.container, probe, "grpc", "port")), grpc);
+    // The admin port is on loopback, never a container port.
+    ASSERT_TRUE(env.count("TOOLGATE_ADMIN_LISTEN"));
+    const std::string admin = env.at("TOOLGATE_ADMIN_LISTEN");
+    EXPECT_TRUE(absl::StartsWith(admin, "127.0.0.1:")) << admin;
+    for (const YAML::Node& p : c.container["ports"]) {
+      EXPECT_NE(p["containerPort"].as<int>(), PortOf(admin)) << "the admin port is exposed";
     }
-    if (At(c.container, "startupProbe", "grpc")) {
-      EXPECT_EQ(ResolvePort(c.container, At(c.container, "startupProbe", "grpc", "port")), grpc);
+    if (absl::StartsWith(env.at("TOOLGATE_LISTEN"), "127.0.0.1:")) {
+      // Loopback (the sidecar): the kubelet cannot reach it, so no container
+      // port, and the probes run the CLI in the container against the admin
+      // port.
+      EXPECT_EQ(NamedPort(c.container, "grpc"), -1);
+      for (const char* probe : {"startupProbe", "readinessProbe", "livenessProbe"}) {
+        SCOPED_TRACE(probe);
+        const YAML::Node cmd = At(c.container, probe, "exec", "command");
+        ASSERT_TRUE(cmd) << "not an exec probe";
+        const auto argv = cmd.as<std::vector<std::string>>();
+        ASSERT_GE(argv.size(), 4u);
+        EXPECT_EQ(argv[0], "/usr/local/bin/toolgate");
+        EXPECT_EQ(argv[1], "status");
+        EXPECT_THAT(argv, Contains(admin));
+      }
+    } else {
+      EXPECT_EQ(NamedPort(c.container, "grpc"), grpc)
+          << "containerPort \"grpc\" != TOOLGATE_LISTEN";
+      // The kubelet probes the pod IP: the server must listen on every interface.
+      EXPECT_TRUE(absl::StartsWith(env.at("TOOLGATE_LISTEN"), "0.0.0.0:"));
+      for (const char* probe : {"readinessProbe", "livenessProbe"}) {
+        SCOPED_TRACE(probe);
+        ASSERT_TRUE(c.container[probe]) << "missing";
+        ASSERT_TRUE(At(c.container, probe, "grpc")) << "not a native gRPC probe";
+        EXPECT_EQ(ResolvePort(c.container, At(c.container, probe, "grpc", "port")), grpc);
+      }
+      if (At(c.container, "startupProbe", "grpc")) {
+        EXPECT_EQ(ResolvePort(c.container, At(c.container, "startupProbe", "grpc", "port")), grpc);
+      }
     }
     // Resources: requests and limits for CPU and memory.
     for (const char* k : {"requests", "limits"}) {
@@ -638,8 +752,8 @@ TEST(DeployTest, ContainersRunAsNonRootWithAReadOnlyRoot) {
 }
 
 TEST(DeployTest, KustomizationsListResourcesThatExistAndReferencesResolve) {
-  // Kustomizations no other one includes are what users apply: everything
-  // they refer to must be in them. (The base leaves the Redis Secret to its
+  // Kustomizations no other one includes, and overlays, are what users
+  // apply: everything they refer to must be in them. (The base leaves the Redis Secret to its
   // overlay or to the operator.)
   std::set<std::string> included;
   for (const std::string& f : YamlFilesUnder(DeployDir())) {
@@ -666,7 +780,9 @@ TEST(DeployTest, KustomizationsListResourcesThatExistAndReferencesResolve) {
       const std::string id = Str(d.node["kind"]) + "/" + Str(At(d.node, "metadata", "name"));
       EXPECT_TRUE(ids.insert(id).second) << id << " twice";
     }
-    const bool complete = !included.count(fs::path(dir).lexically_normal().string());
+    // (An overlay is applied by users even when another overlay builds on it.)
+    const bool complete = !included.count(fs::path(dir).lexically_normal().string()) ||
+                          absl::StrContains(dir, "/deploy/overlays/");
     top += complete;
     for (const Doc& d : built) {
       const std::string what = Str(d.node["kind"]) + "/" + Str(At(d.node, "metadata", "name"));
@@ -680,11 +796,29 @@ TEST(DeployTest, KustomizationsListResourcesThatExistAndReferencesResolve) {
             if (v["configMap"]) {
               EXPECT_NE(Find(built, "ConfigMap", Str(v["configMap"]["name"])), nullptr) << what;
             }
+            std::vector<std::string> secrets;
+            if (v["secret"]) secrets.push_back(Str(v["secret"]["secretName"]));
+            if (At(v, "projected", "sources")) {
+              for (const YAML::Node& src : v["projected"]["sources"]) {
+                if (src["secret"]) secrets.push_back(Str(src["secret"]["name"]));
+              }
+            }
+            for (const std::string& name : secrets) {
+              if (complete) {
+                EXPECT_TRUE(SecretIsProvided(built, name)) << what << ": Secret " << name;
+              }
+            }
           }
         }
         for (const YAML::Node& c : Containers(pod)) {
           if (!c["env"]) continue;
           for (const YAML::Node& e : c["env"]) {
+            if (const YAML::Node cm = At(e, "valueFrom", "configMapKeyRef"); cm && complete) {
+              const Doc* m = Find(built, "ConfigMap", Str(cm["name"]));
+              ASSERT_NE(m, nullptr) << what << ": ConfigMap " << Str(cm["name"]);
+              EXPECT_TRUE(At(m->node, "data", Str(cm["key"])))
+                  << "ConfigMap " << Str(cm["name"]) << " has no key " << Str(cm["key"]);
+            }
             const YAML::Node ref = At(e, "valueFrom", "secretKeyRef");
             if (!ref || !complete) continue;
             const Doc* s = Find(built, "Secret", Str(ref["name"]));
@@ -720,7 +854,7 @@ TEST(DeployTest, KustomizationsListResourcesThatExistAndReferencesResolve) {
     }
   }
   EXPECT_GE(dirs, 4);
-  EXPECT_EQ(top, 2) << "deploy/overlays/cluster and deploy/sidecar";
+  EXPECT_EQ(top, 3) << "deploy/overlays/cluster, deploy/overlays/tls and deploy/sidecar";
 }
 
 TEST(DeployTest, TheClusterDeploymentHasTheExpectedShape) {
@@ -772,7 +906,14 @@ TEST(DeployTest, TheClusterDeploymentHasTheExpectedShape) {
     ASSERT_TRUE(rule["from"]) << "a rule admitting everyone";
     bool gateway = false;
     for (const YAML::Node& peer : rule["from"]) {
-      gateway |= Str(At(peer, "podSelector", "matchLabels", "toolgate.dev/gateway")) == "true";
+      const bool is_gateway =
+          Str(At(peer, "podSelector", "matchLabels", "toolgate.dev/gateway")) == "true";
+      if (is_gateway) {
+        EXPECT_EQ(Str(At(peer, "namespaceSelector", "matchLabels", "toolgate.dev/gateways")),
+                  "true")
+            << "gateways are admitted from labelled namespaces only";
+      }
+      gateway |= is_gateway;
     }
     for (const YAML::Node& p : rule["ports"]) {
       (gateway ? gateway_ports : other_ports).insert(p["port"].as<int>());
@@ -783,10 +924,12 @@ TEST(DeployTest, TheClusterDeploymentHasTheExpectedShape) {
 
   // The cluster overlay runs the servers against the development Redis.
   const std::vector<Doc> cluster = Build(SourcePath("deploy/overlays/cluster"));
-  const Doc* secret = Find(cluster, "Secret", "toolgate-redis");
-  ASSERT_NE(secret, nullptr);
-  const std::string url = Str(At(secret->node, "stringData", "url"));
+  const Doc* redis_config = Find(cluster, "ConfigMap", "toolgate-redis");
+  ASSERT_NE(redis_config, nullptr);
+  const std::string url = Str(At(redis_config->node, "data", "url"));
   EXPECT_TRUE(absl::StartsWith(url, "redis://toolgate-redis:6379")) << url;
+  EXPECT_FALSE(absl::StrContains(url, "@")) << "a password in the URL";
+  EXPECT_NE(Find(cluster, "Secret", "toolgate-redis-auth"), nullptr);
   EXPECT_NE(Find(cluster, "StatefulSet", "toolgate-redis"), nullptr);
   EXPECT_NE(Find(cluster, "Service", "toolgate-redis"), nullptr);
 }
@@ -943,6 +1086,386 @@ TEST(DeployTest, ComposeRunsThreeServersOnOneRedis) {
     }
   }
   EXPECT_EQ(servers, 3);
+}
+
+// ---- secrets, exposure and TLS ---------------------------------------------------
+
+// Every value of every Secret under deploy/ (stringData, and data as
+// written: base64), but user names.
+std::set<std::string> SecretValues() {
+  std::set<std::string> out;
+  for (const Doc& d : AllObjects()) {
+    if (Str(d.node["kind"]) != "Secret") continue;
+    for (const char* key : {"stringData", "data"}) {
+      if (!d.node[key]) continue;
+      for (const auto& kv : d.node[key]) {
+        if (kv.first.as<std::string>() != "username") out.insert(Str(kv.second));
+      }
+    }
+  }
+  return out;
+}
+
+// The file a container sees at `path`: (volume, key within it), from its
+// volumeMounts; volume is undefined when no mount covers the path.
+std::pair<YAML::Node, std::string> VolumeFileAt(const YAML::Node& pod, const YAML::Node& container,
+                                                const std::string& path) {
+  if (!container["volumeMounts"]) return {};
+  for (const YAML::Node& m : container["volumeMounts"]) {
+    const std::string dir = Str(m["mountPath"]) + "/";
+    if (!absl::StartsWith(path, dir)) continue;
+    for (const YAML::Node& v : pod["volumes"]) {
+      if (Str(v["name"]) == Str(m["name"])) return {v, path.substr(dir.size())};
+    }
+  }
+  return {};
+}
+
+// The keys a secret volume provides: a Secret's keys (stringData/data), or
+// cert-manager's tls.crt, tls.key, ca.crt for a Certificate's Secret.
+std::set<std::string> SecretKeys(const std::vector<Doc>& docs, const std::string& name) {
+  std::set<std::string> keys;
+  if (const Doc* s = Find(docs, "Secret", name)) {
+    for (const char* key : {"stringData", "data"}) {
+      if (!s->node[key]) continue;
+      for (const auto& kv : s->node[key]) keys.insert(kv.first.as<std::string>());
+    }
+  }
+  if (SecretIsProvided(docs, name) && keys.empty()) keys = {"tls.crt", "tls.key", "ca.crt"};
+  return keys;
+}
+
+// Checks that `path` is a file of a mounted Secret (one that `docs` create or
+// cert-manager writes). `secret_name` receives the Secret's name.
+void ExpectSecretFile(const std::vector<Doc>& docs, const ToolgatedContainer& c,
+                      const std::string& path, std::string* secret_name = nullptr) {
+  SCOPED_TRACE(path);
+  auto [volume, key] = VolumeFileAt(c.pod, c.container, path);
+  ASSERT_TRUE(volume) << "no volume is mounted at " << path;
+  ASSERT_TRUE(volume["secret"]) << "the volume at " << path << " is not a Secret";
+  const std::string name = Str(volume["secret"]["secretName"]);
+  if (secret_name != nullptr) *secret_name = name;
+  if (volume["secret"]["items"]) {
+    bool found = false;
+    for (const YAML::Node& item : volume["secret"]["items"]) {
+      if (Str(item["path"]) == key) key = Str(item["key"]), found = true;
+    }
+    ASSERT_TRUE(found) << "the Secret's items do not hold " << key;
+  }
+  EXPECT_TRUE(SecretKeys(docs, name).count(key)) << "Secret " << name << " has no key " << key;
+}
+
+TEST(DeployTest, RedisDevRequiresPasswordsFromSecretsAndLimitsToolgatesUser) {
+  const std::vector<Doc> redis = Build(SourcePath("deploy/redis-dev"));
+  const Doc* config = Find(redis, "ConfigMap", "toolgate-redis-config");
+  ASSERT_NE(config, nullptr);
+  const std::string conf = Str(At(config->node, "data", "redis.conf"));
+  EXPECT_THAT(conf, HasSubstr("aclfile /data/users.acl"));
+  EXPECT_FALSE(absl::StrContains(conf, "requirepass")) << "passwords belong in the Secrets";
+  std::map<std::string, std::vector<std::string>> users;
+  for (absl::string_view line :
+       absl::StrSplit(Str(At(config->node, "data", "users.acl")), '\n', absl::SkipEmpty())) {
+    std::vector<std::string> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    ASSERT_GE(w.size(), 3u) << line;
+    ASSERT_EQ(w[0], "user") << line;
+    for (const std::string& rule : w) {
+      EXPECT_FALSE(absl::StartsWith(rule, ">") || absl::StartsWith(rule, "#") || rule == "nopass")
+          << "a password (or none) in the ConfigMap: " << line;
+    }
+    users[w[1]] = std::vector<std::string>(w.begin() + 2, w.end());
+  }
+  EXPECT_EQ(users["default"], std::vector<std::string>{"off"});
+  for (const std::string user : {"toolgate", "toolgate-admin"}) {
+    SCOPED_TRACE(user);
+    ASSERT_TRUE(users.count(user));
+    const auto& rules = users[user];
+    EXPECT_THAT(rules, Contains("-@all"));
+    EXPECT_THAT(rules, Contains("resetkeys"));
+    EXPECT_THAT(rules, Contains("resetchannels"));
+    for (const std::string& r : rules) {
+      if (absl::StartsWith(r, "~") || absl::StartsWith(r, "%")) {
+        EXPECT_TRUE(absl::StrContains(r, "~toolgate:")) << "a key pattern beyond toolgate's: " << r;
+      }
+      if (absl::StartsWith(r, "&")) {
+        EXPECT_EQ(r, "&toolgate:policy:events");
+      }
+      EXPECT_FALSE(absl::StartsWith(r, "+@")) << "a whole command category: " << r;
+      for (const char* risky : {"+flushall", "+flushdb", "+config", "+keys", "+acl", "+debug",
+                                "+module", "+shutdown", "+script|flush"}) {
+        EXPECT_NE(r, risky);
+      }
+    }
+  }
+  // The servers read policy revisions but cannot write them.
+  EXPECT_THAT(users["toolgate"], Contains("%R~toolgate:policy:*"));
+  EXPECT_THAT(users["toolgate"], Not(Contains("~toolgate:*")));
+  for (const char* cmd : {"+evalsha", "+eval", "+script|load", "+get", "+hgetall", "+subscribe"}) {
+    EXPECT_THAT(users["toolgate"], Contains(cmd));
+  }
+
+  // The pod builds its ACL file from the ConfigMap and the Secrets.
+  const Doc* sts = Find(redis, "StatefulSet", "toolgate-redis");
+  ASSERT_NE(sts, nullptr);
+  const YAML::Node pod = PodSpec(sts->node);
+  const YAML::Node redis_container = Containers(pod).at(0);
+  EXPECT_EQ(redis_container["command"].as<std::vector<std::string>>(),
+            (std::vector<std::string>{"sh", "/etc/redis/start.sh"}));
+  EXPECT_THAT(Str(At(config->node, "data", "start.sh")), HasSubstr("/run/redis-users/"));
+  std::set<std::string> from_secrets;
+  for (const YAML::Node& v : pod["volumes"]) {
+    if (!At(v, "projected", "sources")) continue;
+    for (const YAML::Node& src : v["projected"]["sources"]) {
+      const std::string name = Str(At(src, "secret", "name"));
+      ASSERT_NE(Find(redis, "Secret", name), nullptr) << name;
+      EXPECT_TRUE(At(Find(redis, "Secret", name)->node, "stringData", "password")) << name;
+      for (const YAML::Node& item : src["secret"]["items"]) from_secrets.insert(Str(item["path"]));
+    }
+  }
+  EXPECT_EQ(from_secrets, (std::set<std::string>{"toolgate", "toolgate-admin"}));
+  // The Secrets name the ACL users.
+  EXPECT_EQ(Str(At(Find(redis, "Secret", "toolgate-redis-auth")->node, "stringData", "username")),
+            "toolgate");
+  EXPECT_EQ(Str(At(Find(redis, "Secret", "toolgate-redis-admin")->node, "stringData", "username")),
+            "toolgate-admin");
+}
+
+TEST(DeployTest, ServersReadTheRedisPasswordFromAMountedSecretFile) {
+  const std::vector<Doc> cluster = Build(SourcePath("deploy/overlays/cluster"));
+  const auto servers = ToolgatedContainers(cluster);
+  ASSERT_FALSE(servers.empty());
+  for (const ToolgatedContainer& c : servers) {
+    SCOPED_TRACE(c.where);
+    const auto env = Env(c.container);
+    ASSERT_TRUE(env.count("TOOLGATE_REDIS_PASSWORD_FILE"));
+    ASSERT_TRUE(env.count("TOOLGATE_REDIS_USERNAME_FILE"));
+    std::string password_secret, username_secret;
+    ExpectSecretFile(cluster, c, env.at("TOOLGATE_REDIS_PASSWORD_FILE"), &password_secret);
+    ExpectSecretFile(cluster, c, env.at("TOOLGATE_REDIS_USERNAME_FILE"), &username_secret);
+    EXPECT_EQ(password_secret, "toolgate-redis-auth");
+    EXPECT_EQ(username_secret, "toolgate-redis-auth");
+    // The one the Redis pod gives the user "toolgate".
+    EXPECT_EQ(Str(At(Find(cluster, "Secret", password_secret)->node, "stringData", "username")),
+              "toolgate");
+  }
+}
+
+TEST(DeployTest, NoSecretInAnyEnvironmentValueOrArgument) {
+  const std::set<std::string> secrets = SecretValues();
+  ASSERT_GE(secrets.size(), 2u);
+  std::vector<std::pair<std::string, std::string>> values;  // (where, value)
+  std::vector<Doc> docs = AllObjects();
+  for (const std::string& f : PatchFiles()) {
+    for (Doc& d : LoadDocs(f)) docs.push_back(std::move(d));
+  }
+  for (const Doc& d : docs) {
+    const YAML::Node pod = PodSpec(d.node);
+    if (!pod) continue;
+    for (const YAML::Node& c : Containers(pod)) {
+      const std::string where = Rel(d.file) + " " + Str(c["name"]);
+      if (c["env"]) {
+        for (const YAML::Node& e : c["env"]) {
+          EXPECT_FALSE(At(e, "valueFrom", "secretKeyRef"))
+              << where << ": " << Str(e["name"]) << " takes a Secret into the environment";
+          values.push_back({where + " env " + Str(e["name"]), Str(e["value"])});
+        }
+      }
+      EXPECT_FALSE(c["envFrom"]) << where << ": envFrom";
+      for (const char* key : {"command", "args"}) {
+        if (!c[key]) continue;
+        for (const YAML::Node& a : c[key]) values.push_back({where + " " + key, Str(a)});
+      }
+    }
+  }
+  for (const std::string compose :
+       {"deploy/compose/compose.yaml", "deploy/compose/compose.tls.yaml"}) {
+    const YAML::Node file = YAML::LoadFile(SourcePath(compose));
+    for (const auto& kv : file["services"]) {
+      const std::string where = compose + " " + kv.first.as<std::string>();
+      if (kv.second["environment"]) {
+        for (const auto& e : kv.second["environment"]) {
+          values.push_back({where + " " + e.first.as<std::string>(), Str(e.second)});
+        }
+      }
+      if (kv.second["command"]) {
+        for (const YAML::Node& a : kv.second["command"]) values.push_back({where, Str(a)});
+      }
+    }
+  }
+  const std::regex inline_password(R"(rediss?://[^/@\s]*:[^/@\s]+@)");
+  for (const auto& [where, value] : values) {
+    EXPECT_FALSE(std::regex_search(value, inline_password)) << where << ": " << value;
+    for (const std::string& secret : secrets) {
+      EXPECT_FALSE(absl::StrContains(value, secret)) << where << " holds a Secret's value";
+    }
+  }
+}
+
+TEST(DeployTest, NetworkPoliciesAdmitPodsOfNamedNamespacesOnly) {
+  int policies = 0;
+  const std::vector<Doc> all = AllObjects();
+  for (const Doc& d : all) {
+    if (Str(d.node["kind"]) != "NetworkPolicy") continue;
+    ++policies;
+    SCOPED_TRACE(Rel(d.file));
+    ASSERT_TRUE(At(d.node, "spec", "ingress"));
+    for (const YAML::Node& rule : d.node["spec"]["ingress"]) {
+      ASSERT_TRUE(rule["from"]) << "a rule that admits every source";
+      ASSERT_TRUE(rule["ports"]) << "a rule that admits every port";
+      for (const YAML::Node& peer : rule["from"]) {
+        EXPECT_FALSE(peer["ipBlock"]);
+        const YAML::Node ns = At(peer, "namespaceSelector", "matchLabels");
+        const YAML::Node pods = At(peer, "podSelector", "matchLabels");
+        EXPECT_TRUE(ns && ns.IsMap() && ns.size() > 0) << "no namespace selector";
+        EXPECT_TRUE(pods && pods.IsMap() && pods.size() > 0) << "no pod selector";
+      }
+    }
+  }
+  EXPECT_EQ(policies, 3);
+  // Redis admits the decision servers only.
+  const Doc* redis = Find(all, "NetworkPolicy", "toolgate-redis");
+  ASSERT_NE(redis, nullptr);
+  for (const YAML::Node& rule : redis->node["spec"]["ingress"]) {
+    for (const YAML::Node& peer : rule["from"]) {
+      EXPECT_EQ(Str(At(peer, "podSelector", "matchLabels", "app.kubernetes.io/component")),
+                "decision-server");
+    }
+  }
+}
+
+TEST(DeployTest, TheSidecarListensOnLoopback) {
+  const std::vector<Doc> sidecar = Build(SourcePath("deploy/sidecar"));
+  const auto servers = ToolgatedContainers(sidecar);
+  ASSERT_EQ(servers.size(), 1u);
+  const auto env = Env(servers[0].container);
+  EXPECT_EQ(env.at("TOOLGATE_LISTEN"), "127.0.0.1:50051");
+  EXPECT_EQ(env.at("TOOLGATE_ADMIN_LISTEN"), "127.0.0.1:50052");
+  // The gateway beside it calls the loopback address.
+  bool gateway = false;
+  for (const YAML::Node& c : Containers(servers[0].pod)) {
+    if (IsToolgated(c)) continue;
+    gateway = true;
+    EXPECT_EQ(Env(c)["DECISION_SERVICE_TARGET"], "127.0.0.1:50051");
+  }
+  EXPECT_TRUE(gateway);
+  // No NetworkPolicy rule admits toolgated's ports.
+  for (const Doc& d : sidecar) {
+    if (Str(d.node["kind"]) != "NetworkPolicy") continue;
+    for (const YAML::Node& rule : d.node["spec"]["ingress"]) {
+      for (const YAML::Node& p : rule["ports"]) {
+        EXPECT_NE(p["port"].as<int>(), 50051);
+        EXPECT_NE(p["port"].as<int>(), 50052);
+      }
+    }
+  }
+}
+
+TEST(DeployTest, TheTlsOverlayPassesTheTlsFlagsFilesOfTheMountedSecret) {
+  const std::vector<Doc> tls = Build(SourcePath("deploy/overlays/tls"));
+  const auto servers = ToolgatedContainers(tls);
+  ASSERT_EQ(servers.size(), 1u);
+  const ToolgatedContainer& c = servers[0];
+  const auto env = Env(c.container);
+  std::map<std::string, std::string> expected_keys = {{"TOOLGATE_TLS_CERT", "tls.crt"},
+                                                      {"TOOLGATE_TLS_KEY", "tls.key"},
+                                                      {"TOOLGATE_TLS_CLIENT_CA", "ca.crt"}};
+  std::set<std::string> secrets;
+  for (const auto& [var, key] : expected_keys) {
+    SCOPED_TRACE(var);
+    ASSERT_TRUE(env.count(var)) << "the TLS overlay does not set " << var;
+    EXPECT_EQ(fs::path(env.at(var)).filename().string(), key);
+    std::string secret;
+    ExpectSecretFile(tls, c, env.at(var), &secret);
+    secrets.insert(secret);
+  }
+  ASSERT_EQ(secrets.size(), 1u) << "one Secret holds the certificate, its key and the CA";
+  // cert-manager writes it.
+  bool certificate = false;
+  for (const Doc& d : tls) {
+    certificate |= Str(d.node["kind"]) == "Certificate" &&
+                   Str(At(d.node, "spec", "secretName")) == *secrets.begin();
+  }
+  EXPECT_TRUE(certificate) << "no Certificate writes Secret " << *secrets.begin();
+  // The rest of the cluster shape is unchanged (Redis credentials too)...
+  EXPECT_TRUE(env.count("TOOLGATE_REDIS_PASSWORD_FILE"));
+  EXPECT_EQ(env.at("TOOLGATE_LISTEN"), "0.0.0.0:50051");
+  // ...but the kubelet's gRPC probes speak plaintext: TCP probes instead.
+  for (const char* probe : {"startupProbe", "readinessProbe", "livenessProbe"}) {
+    SCOPED_TRACE(probe);
+    EXPECT_FALSE(At(c.container, probe, "grpc"));
+    EXPECT_EQ(ResolvePort(c.container, At(c.container, probe, "tcpSocket", "port")), 50051);
+  }
+  for (const char* name : {"toolgate", "toolgate-headless"}) {
+    const Doc* svc = Find(tls, "Service", name);
+    ASSERT_NE(svc, nullptr);
+    for (const YAML::Node& p : svc->node["spec"]["ports"]) {
+      EXPECT_NE(Str(p["appProtocol"]), "kubernetes.io/h2c") << name << " still says cleartext";
+    }
+  }
+}
+
+TEST(DeployTest, TheComposeTlsVariantUsesTheCertificatesItsScriptWrites) {
+  const YAML::Node base = YAML::LoadFile(SourcePath("deploy/compose/compose.yaml"));
+  const YAML::Node tls = YAML::LoadFile(SourcePath("deploy/compose/compose.tls.yaml"));
+  TempDir dir;
+  CommandResult gen =
+      RunCommand({"/bin/sh", SourcePath("deploy/compose/gen-dev-certs.sh"), dir.path() + "/certs"});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  int servers = 0;
+  for (const auto& kv : base["services"]) {
+    const std::string name = kv.first.as<std::string>();
+    if (!absl::StrContains(Str(kv.second["image"]), "toolgated")) continue;
+    ++servers;
+    SCOPED_TRACE(name);
+    const YAML::Node over = tls["services"][name];
+    ASSERT_TRUE(over) << "compose.tls.yaml does not cover " << name;
+    std::map<std::string, std::string> mounts;  // container dir -> host dir
+    for (const YAML::Node& v : over["volumes"]) {
+      std::vector<std::string> parts = absl::StrSplit(Str(v), ':');
+      ASSERT_GE(parts.size(), 2u);
+      mounts[parts[1]] = parts[0];
+      if (parts.size() > 2) {
+        EXPECT_EQ(parts[2], "ro");
+      }
+    }
+    for (const auto& [var, key] :
+         std::map<std::string, std::string>{{"TOOLGATE_TLS_CERT", "tls.crt"},
+                                            {"TOOLGATE_TLS_KEY", "tls.key"},
+                                            {"TOOLGATE_TLS_CLIENT_CA", "ca.crt"}}) {
+      const std::string path = Str(At(over, "environment", var));
+      ASSERT_FALSE(path.empty()) << var;
+      const fs::path p(path);
+      EXPECT_EQ(p.filename().string(), key) << var;
+      ASSERT_TRUE(mounts.count(p.parent_path().string())) << var << ": nothing mounted there";
+      const std::string host = mounts[p.parent_path().string()];
+      ASSERT_TRUE(absl::StartsWith(host, "./certs/")) << host;
+      // The script writes that file.
+      const std::string written = dir.path() + "/certs/" + host.substr(8) + "/" + key;
+      EXPECT_TRUE(fs::is_regular_file(written)) << written;
+    }
+  }
+  EXPECT_EQ(servers, 3);
+  // The certificates verify against the CA; the server's names are the
+  // compose services' and localhost.
+  const std::string certs = dir.path() + "/certs";
+  for (const std::string who : {"server", "client"}) {
+    CommandResult v = RunCommand({"/usr/bin/openssl", "verify", "-CAfile",
+                                  certs + "/" + who + "/ca.crt", certs + "/" + who + "/tls.crt"});
+    EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  }
+  CommandResult san = RunCommand({"/usr/bin/openssl", "x509", "-noout", "-ext", "subjectAltName",
+                                  "-in", certs + "/server/tls.crt"});
+  for (const char* name : {"DNS:toolgated-1", "DNS:toolgated-2", "DNS:toolgated-3", "DNS:localhost",
+                           "IP Address:127.0.0.1"}) {
+    EXPECT_THAT(san.out, HasSubstr(name));
+  }
+  CommandResult client = RunCommand({"/usr/bin/openssl", "x509", "-noout", "-ext", "subjectAltName",
+                                     "-in", certs + "/client/tls.crt"});
+  EXPECT_THAT(
+      client.out,
+      HasSubstr(Str(At(tls, "services", "toolgated-1", "environment", "TOOLGATE_ALLOW_PEER"))));
+  // The CA's key stays out of the directories the containers mount.
+  EXPECT_FALSE(fs::exists(certs + "/server/ca.key"));
+  EXPECT_EQ(fs::status(certs + "/ca.key").permissions() & fs::perms::others_read, fs::perms::none);
 }
 
 // ---- the local topology, run for real ------------------------------------------
