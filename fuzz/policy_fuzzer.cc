@@ -70,7 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Engine engine;
   for (const v1::CheckRequest& req : *requests) {
     v1::CheckResponse resp;
-    engine.Evaluate(**policy, req, &resp);
+    engine.Evaluate(**policy, req, /*peer=*/"", &resp);
   }
   return 0;
 }

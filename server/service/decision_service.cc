@@ -125,7 +125,8 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
   if (!observers_.empty()) {
     const DecisionRecord record{call->request,      call->response,
                                 *call->task.policy, call->task.decided_by_limits(),
-                                call->shadow,       call->Elapsed()};
+                                call->shadow,       call->Elapsed(),
+                                call->task.peer};
     for (DecisionObserver* o : observers_) o->OnDecision(record);
   }
   call->Finish(s);
@@ -169,7 +170,8 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext
   task.request = &call->request;
   task.response = &call->response;
   task.dry_run = req.dry_run();
-  call->shadow = ShadowComparer::Evaluate(*policies_, decider_->engine(), *task.policy, req);
+  call->shadow =
+      ShadowComparer::Evaluate(*policies_, decider_->engine(), *task.policy, req, task.peer);
   decider_->Decide(task, [this, call] { Finish(call, absl::OkStatus()); });
   return reactor;
 }
