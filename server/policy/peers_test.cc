@@ -72,7 +72,7 @@ TEST(GrantPeers, MatchIsAGlobAndNeverMatchesNoIdentity) {
 
 TEST(GrantPeers, NotAListIsALocatedError) {
   const std::string e = LoadError(GrantWithPeers("spiffe://example.org/ci"));
-  EXPECT_TRUE(HasSubstr(e, "p.yaml:4:12: grants.ci-bot.peers must be a list of peer patterns, got a string"));
+  EXPECT_TRUE(HasSubstr(e, "p.yaml:4:12: grants.ci-bot.peers must be a list of peer patterns, got a scalar"));
   EXPECT_TRUE(HasSubstr(LoadError(GrantWithPeers("{a: b}")),
                         "grants.ci-bot.peers must be a list of peer patterns, got a map"));
 }
