@@ -172,9 +172,9 @@ TEST_F(PeersTest, ARefusedCallConsumesNothing) {
 TEST_F(PeersTest, ExplainShowsThePeerStep) {
   v1::ExplainResponse e = Explain("run_command", "ci-bot", kCiBot);
   EXPECT_EQ(e.decision().decision(), v1::DECISION_ALLOW);
-  EXPECT_THAT(e.steps(), Contains(HasSubstr("grants.ci-bot.peers: caller is \"" +
-                                            std::string(kCiBot) + "\", matches \"" + kCiBot +
-                                            "\"")));
+  EXPECT_THAT(e.steps(),
+              Contains(HasSubstr("grants.ci-bot.peers: caller is \"" + std::string(kCiBot) +
+                                 "\", matches \"" + kCiBot + "\"")));
   e = Explain("run_command", "ci-bot", kAgent);
   EXPECT_EQ(e.decision().decision(), v1::DECISION_DENY);
   EXPECT_EQ(e.decision().rule(), "grants.ci-bot.peers");

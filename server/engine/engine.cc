@@ -4,8 +4,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "server/base/duration.h"
 #include "server/base/utf8.h"
 #include "server/engine/counter_key.h"
@@ -62,8 +62,9 @@ Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
     const std::string* matched = peers->Match(peer);
     // The caller's identity comes from its certificate: escaped, so that the
     // reason stays valid UTF-8 on one line whatever the certificate says.
-    const std::string caller = peer.empty() ? std::string("caller presented no client certificate")
-                                            : absl::StrCat("caller is \"", EscapeForLog(peer), "\"");
+    const std::string caller = peer.empty()
+                                   ? std::string("caller presented no client certificate")
+                                   : absl::StrCat("caller is \"", EscapeForLog(peer), "\"");
     if (trace != nullptr) {
       trace->push_back(matched != nullptr
                            ? absl::StrCat(peers->rule_id, ": ", caller, ", matches \"",

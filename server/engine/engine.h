@@ -14,8 +14,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "server/policy/policy.h"
 #include "server/counters/counter_store.h"
+#include "server/policy/policy.h"
 #include "toolgate/v1/decision.pb.h"
 
 namespace toolgate {

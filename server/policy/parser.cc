@@ -291,8 +291,8 @@ void ParsePeers(const YAML::Node& value, const std::string& where, ParsedSection
                 Diagnostics& d) {
   const std::string what = where + ".peers";
   if (!value.IsSequence()) {
-    d.Error(value, absl::StrCat(what, " must be a list of peer patterns, got ",
-                                YamlKindName(value)));
+    d.Error(value,
+            absl::StrCat(what, " must be a list of peer patterns, got ", YamlKindName(value)));
     return;
   }
   if (value.size() == 0) {
@@ -302,8 +302,8 @@ void ParsePeers(const YAML::Node& value, const std::string& where, ParsedSection
     return;
   }
   if (value.size() > kMaxPeerPatterns) {
-    d.Error(value, absl::StrCat(what, " lists ", value.size(), " patterns, more than ",
-                                kMaxPeerPatterns));
+    d.Error(value,
+            absl::StrCat(what, " lists ", value.size(), " patterns, more than ", kMaxPeerPatterns));
     return;
   }
   const size_t errors_before = d.errors().size();
@@ -322,8 +322,8 @@ void ParsePeers(const YAML::Node& value, const std::string& where, ParsedSection
       continue;
     }
     if (s->size() > kMaxPeerPatternBytes) {
-      d.Error(value[i], absl::StrCat(at, " is ", s->size(), " bytes, longer than ",
-                                     kMaxPeerPatternBytes));
+      d.Error(value[i],
+              absl::StrCat(at, " is ", s->size(), " bytes, longer than ", kMaxPeerPatternBytes));
       continue;
     }
     if (!seen.insert(*s).second) {

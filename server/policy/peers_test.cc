@@ -72,7 +72,8 @@ TEST(GrantPeers, MatchIsAGlobAndNeverMatchesNoIdentity) {
 
 TEST(GrantPeers, NotAListIsALocatedError) {
   const std::string e = LoadError(GrantWithPeers("spiffe://example.org/ci"));
-  EXPECT_TRUE(HasSubstr(e, "p.yaml:4:12: grants.ci-bot.peers must be a list of peer patterns, got a scalar"));
+  EXPECT_TRUE(HasSubstr(
+      e, "p.yaml:4:12: grants.ci-bot.peers must be a list of peer patterns, got a scalar"));
   EXPECT_TRUE(HasSubstr(LoadError(GrantWithPeers("{a: b}")),
                         "grants.ci-bot.peers must be a list of peer patterns, got a map"));
 }
@@ -89,8 +90,9 @@ TEST(GrantPeers, EachPatternIsANonEmptyStringOfValidText) {
                         "grants.ci-bot.peers[0] must be a string, got a list"));
   EXPECT_TRUE(HasSubstr(LoadError(GrantWithPeers("[\"a\\tb\"]")),
                         "grants.ci-bot.peers[0] \"a\\tb\": control character U+0009 at byte 1"));
-  EXPECT_TRUE(HasSubstr(LoadError(GrantWithPeers("[\"" + std::string(kMaxPeerPatternBytes + 1, 'x') + "\"]")),
-                        "grants.ci-bot.peers[0] is 2049 bytes, longer than 2048"));
+  EXPECT_TRUE(HasSubstr(
+      LoadError(GrantWithPeers("[\"" + std::string(kMaxPeerPatternBytes + 1, 'x') + "\"]")),
+      "grants.ci-bot.peers[0] is 2049 bytes, longer than 2048"));
   // Exactly at the bound loads.
   EXPECT_NE(MustLoad(GrantWithPeers("[\"" + std::string(kMaxPeerPatternBytes, 'x') + "\"]")),
             nullptr);
@@ -115,9 +117,8 @@ TEST(GrantPeers, TheListIsBounded) {
 }
 
 TEST(GrantPeers, OnlyGrantSectionsTakePeers) {
-  EXPECT_TRUE(HasSubstr(
-      LoadError("version: \"1\"\nservers:\n  github:\n    peers: [a]\n"),
-      "unknown key \"peers\" in servers.github"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\nservers:\n  github:\n    peers: [a]\n"),
+                        "unknown key \"peers\" in servers.github"));
 }
 
 TEST(GrantPeers, EveryErrorIsReportedAtOnce) {

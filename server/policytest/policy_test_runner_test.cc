@@ -547,7 +547,8 @@ cases:
   ASSERT_TRUE(report.ok()) << report.status();
   ASSERT_EQ(report->cases.size(), 4u);
   for (size_t i = 0; i < 3; ++i) {
-    EXPECT_TRUE(report->cases[i].passed) << report->cases[i].name << ": " << report->cases[i].message;
+    EXPECT_TRUE(report->cases[i].passed)
+        << report->cases[i].name << ": " << report->cases[i].message;
   }
   // An allowed peer reaches the (now full) limit instead.
   EXPECT_FALSE(report->cases[3].passed);

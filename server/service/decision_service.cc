@@ -123,10 +123,9 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
   // Observed before the answer leaves, so that a client that has its answer
   // also finds it in the metrics and the log.
   if (!observers_.empty()) {
-    const DecisionRecord record{call->request,      call->response,
-                                *call->task.policy, call->task.decided_by_limits(),
-                                call->shadow,       call->Elapsed(),
-                                call->task.peer};
+    const DecisionRecord record{
+        call->request, call->response,  *call->task.policy, call->task.decided_by_limits(),
+        call->shadow,  call->Elapsed(), call->task.peer};
     for (DecisionObserver* o : observers_) o->OnDecision(record);
   }
   call->Finish(s);

@@ -45,7 +45,7 @@ struct DecisionLogEntry {
   std::string decision_id;
   absl::Time time;
   std::string tool, server, grant, session, request_id;
-  std::string peer;  // Empty without mTLS: the field is left out.
+  std::string peer;      // Empty without mTLS: the field is left out.
   std::string decision;  // "allow", "deny", "rate_limited", "require_approval".
   std::string reason, rule, revision;
   int64_t latency_us = 0;
