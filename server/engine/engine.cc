@@ -62,14 +62,16 @@ Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
     const std::string* matched = peers->Match(peer);
     // The caller's identity comes from its certificate: escaped, so that the
     // reason stays valid UTF-8 on one line whatever the certificate says.
-    const std::string caller = peer.empty()
-                                   ? std::string("caller presented no client certificate")
-                                   : absl::StrCat("caller is \"", EscapeForLog(peer), "\"");
+    // Described only for a trace or a refusal: an admitted call builds nothing.
+    auto caller = [peer] {
+      return peer.empty() ? std::string("caller presented no client certificate")
+                          : absl::StrCat("caller is \"", EscapeForLog(peer), "\"");
+    };
     if (trace != nullptr) {
       trace->push_back(matched != nullptr
-                           ? absl::StrCat(peers->rule_id, ": ", caller, ", matches \"",
+                           ? absl::StrCat(peers->rule_id, ": ", caller(), ", matches \"",
                                           EscapeForLog(*matched), "\"")
-                           : absl::StrCat(peers->rule_id, ": ", caller, ", matches none of ",
+                           : absl::StrCat(peers->rule_id, ": ", caller(), ", matches none of ",
                                           peers->patterns.size(), " patterns"));
     }
     if (matched == nullptr) {
@@ -78,9 +80,11 @@ Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
       resp->set_policy_version(policy.revision());
       resp->set_reason(absl::StrCat("grant \"", EscapeForLog(req.grant()),
                                     "\" may be asserted only by peers matching ", peers->rule_id,
-                                    "; ", caller));
+                                    "; ", caller()));
+      static const std::vector<LimitSpec>* const kNoLimits = new std::vector<LimitSpec>();
       eval.resolution.rule_id = peers->rule_id;
       eval.resolution.action = Action::kDeny;
+      eval.resolution.limits = kNoLimits;
       eval.final = true;
       return eval;
     }
