@@ -68,9 +68,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::vector<v1::CheckRequest>* const requests =
       new std::vector<v1::CheckRequest>(Requests());
   const Engine engine;
+  // Each call without a caller identity and with one (grants' `peers`).
   for (const v1::CheckRequest& req : *requests) {
-    v1::CheckResponse resp;
-    engine.Evaluate(**policy, req, &resp);
+    for (absl::string_view peer : {"", "spiffe://example.org/ns/ci/sa/ci-bot"}) {
+      v1::CheckResponse resp;
+      engine.Evaluate(**policy, req, peer, &resp);
+    }
   }
   return 0;
 }

@@ -50,7 +50,8 @@ absl::Status Decider::Validate(const v1::CheckRequest& request) const {
 }
 
 void Decider::Decide(DecisionTask& task, absl::AnyInvocable<void() &&> done) const {
-  task.evaluation = engine_.Evaluate(*task.policy, *task.request, task.response, task.trace);
+  task.evaluation =
+      engine_.Evaluate(*task.policy, *task.request, task.peer, task.response, task.trace);
   if (task.evaluation.final) {
     std::move(done)();
     return;

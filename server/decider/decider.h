@@ -24,6 +24,7 @@ namespace toolgate {
 struct DecisionTask {
   std::shared_ptr<const Policy> policy;  // The revision that decides.
   const v1::CheckRequest* request = nullptr;
+  std::string peer;  // The caller's certificate identity; empty without mTLS.
   v1::CheckResponse* response = nullptr;      // Filled in by Decide.
   bool dry_run = false;                       // Decide, but consume no counter.
   std::vector<std::string>* trace = nullptr;  // Optional: one line per step.

@@ -9,7 +9,7 @@
 namespace toolgate {
 
 void ExplainCheck(const Decider& decider, std::shared_ptr<const Policy> policy,
-                  v1::CheckRequest request, ExplainCallback done) {
+                  v1::CheckRequest request, ExplainCallback done, std::string peer) {
   if (absl::Status s = decider.Validate(request); !s.ok()) return done(s);
   struct State {
     v1::CheckRequest request;
@@ -23,6 +23,7 @@ void ExplainCheck(const Decider& decider, std::shared_ptr<const Policy> policy,
   DecisionTask& task = state->task;
   task.policy = std::move(policy);
   task.request = &state->request;
+  task.peer = std::move(peer);
   task.response = state->out.mutable_decision();
   task.dry_run = true;
   task.trace = &state->steps;

@@ -4,9 +4,10 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "server/base/duration.h"
+#include "server/base/utf8.h"
 #include "server/engine/counter_key.h"
 
 namespace toolgate {
@@ -52,8 +53,42 @@ absl::string_view DecisionLabel(v1::Decision d) {
 }
 
 Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
-                            v1::CheckResponse* resp, std::vector<std::string>* trace) const {
+                            absl::string_view peer, v1::CheckResponse* resp,
+                            std::vector<std::string>* trace) const {
   Evaluation eval;
+  // Who may assert the grant comes first: a refused caller learns nothing of
+  // the entries and consumes no counter.
+  if (const PeerRule* peers = policy.GrantPeers(req.grant()); peers != nullptr) {
+    const std::string* matched = peers->Match(peer);
+    // The caller's identity comes from its certificate: escaped, so that the
+    // reason stays valid UTF-8 on one line whatever the certificate says.
+    // Described only for a trace or a refusal: an admitted call builds nothing.
+    auto caller = [peer] {
+      return peer.empty() ? std::string("caller presented no client certificate")
+                          : absl::StrCat("caller is \"", EscapeForLog(peer), "\"");
+    };
+    if (trace != nullptr) {
+      trace->push_back(matched != nullptr
+                           ? absl::StrCat(peers->rule_id, ": ", caller(), ", matches \"",
+                                          EscapeForLog(*matched), "\"")
+                           : absl::StrCat(peers->rule_id, ": ", caller(), ", matches none of ",
+                                          peers->patterns.size(), " patterns"));
+    }
+    if (matched == nullptr) {
+      resp->set_decision(v1::DECISION_DENY);
+      resp->set_rule(peers->rule_id);
+      resp->set_policy_version(policy.revision());
+      resp->set_reason(absl::StrCat("grant \"", EscapeForLog(req.grant()),
+                                    "\" may be asserted only by peers matching ", peers->rule_id,
+                                    "; ", caller()));
+      static const std::vector<LimitSpec>* const kNoLimits = new std::vector<LimitSpec>();
+      eval.resolution.rule_id = peers->rule_id;
+      eval.resolution.action = Action::kDeny;
+      eval.resolution.limits = kNoLimits;
+      eval.final = true;
+      return eval;
+    }
+  }
   eval.resolution = policy.Resolve(req.tool(), req.server(), req.grant(), trace);
   const Resolution& r = eval.resolution;
   resp->set_rule(std::string(r.rule_id));

@@ -1,7 +1,8 @@
 // The decision engine: policy + request (+ counter results) -> decision.
 //
 // Pure: no I/O, no clock, no randomness. A check runs in two steps:
-//   1. Evaluate() finds the entry, applies its action and validates the
+//   1. Evaluate() checks that the caller may assert the grant (the grant's
+//      `peers`), finds the entry, applies its action and validates the
 //      arguments. If that decides the call, the response is final; otherwise
 //      it lists the limits the call must pass.
 //   2. After the counter store answered, Complete() turns its result into
@@ -12,8 +13,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "server/policy/policy.h"
+#include "absl/strings/string_view.h"
 #include "server/counters/counter_store.h"
+#include "server/policy/policy.h"
 #include "toolgate/v1/decision.pb.h"
 
 namespace toolgate {
@@ -36,9 +38,13 @@ class Engine {
 
   // Step 1. Fills decision, reason, rule, policy_version and violations of
   // `resp` when the call is decided without counters.
+  // `peer` is the caller's certificate identity, empty without one. When the
+  // grant's section sets `peers` and `peer` matches none of them (or is
+  // empty), the call is DENIED by that rule before anything else is looked
+  // at, and no limit is listed.
   // `trace`, when given, receives one line per step (explain).
-  Evaluation Evaluate(const Policy& policy, const v1::CheckRequest& req, v1::CheckResponse* resp,
-                      std::vector<std::string>* trace = nullptr) const;
+  Evaluation Evaluate(const Policy& policy, const v1::CheckRequest& req, absl::string_view peer,
+                      v1::CheckResponse* resp, std::vector<std::string>* trace = nullptr) const;
 
   // Step 2, for an Evaluation that is not final.
   void Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult>& result,

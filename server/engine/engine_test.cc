@@ -114,7 +114,7 @@ class EngineTest : public ::testing::Test {
   // A request decided without counters.
   v1::CheckResponse Final(const v1::CheckRequest& req, const Engine& engine = Engine()) {
     v1::CheckResponse resp;
-    Evaluation eval = engine.Evaluate(*policy_, req, &resp);
+    Evaluation eval = engine.Evaluate(*policy_, req, /*peer=*/"", &resp);
     EXPECT_TRUE(eval.final) << req.tool();
     EXPECT_TRUE(eval.checks.empty());
     EXPECT_EQ(resp.policy_version(), "rev-42");
@@ -122,7 +122,7 @@ class EngineTest : public ::testing::Test {
   }
 
   Evaluation NotFinal(const v1::CheckRequest& req, v1::CheckResponse* resp) {
-    Evaluation eval = Engine().Evaluate(*policy_, req, resp);
+    Evaluation eval = Engine().Evaluate(*policy_, req, /*peer=*/"", resp);
     EXPECT_FALSE(eval.final) << req.tool();
     EXPECT_NE(eval.resolution.entry, nullptr);
     return eval;
@@ -148,7 +148,7 @@ TEST_F(EngineTest, DefaultAllow) {
   auto p = MustLoad("version: \"1\"\ndefault: allow\ntools:\n  x:\n    action: deny\n");
   ASSERT_TRUE(p);
   v1::CheckResponse resp;
-  Evaluation eval = Engine().Evaluate(*p, Req("anything"), &resp);
+  Evaluation eval = Engine().Evaluate(*p, Req("anything"), /*peer=*/"", &resp);
   EXPECT_TRUE(eval.final);
   EXPECT_EQ(resp.decision(), v1::DECISION_ALLOW);
   EXPECT_EQ(resp.rule(), "default");
@@ -160,7 +160,7 @@ TEST_F(EngineTest, DefaultRequireApproval) {
   auto p = MustLoad("version: \"1\"\nrevision: r\ndefault: require_approval\n");
   ASSERT_TRUE(p);
   v1::CheckResponse resp;
-  Evaluation eval = Engine().Evaluate(*p, Req("mystery_tool"), &resp);
+  Evaluation eval = Engine().Evaluate(*p, Req("mystery_tool"), /*peer=*/"", &resp);
   EXPECT_TRUE(eval.final);
   EXPECT_EQ(resp.decision(), v1::DECISION_REQUIRE_APPROVAL);
   EXPECT_EQ(resp.rule(), "default");
@@ -397,7 +397,7 @@ TEST_F(EngineTest, WithMemoryStoreAllowsUpToMaxThenRateLimits) {
   Engine engine;
   auto check = [&](const v1::CheckRequest& req) {
     v1::CheckResponse resp;
-    Evaluation eval = engine.Evaluate(*policy_, req, &resp);
+    Evaluation eval = engine.Evaluate(*policy_, req, /*peer=*/"", &resp);
     if (!eval.final) engine.Complete(eval, store.AcquireNow(eval.checks, req.dry_run()), &resp);
     return resp;
   };
@@ -508,7 +508,7 @@ TEST_F(EngineTest, PolicyVersionIsTheRevision) {
   auto p = MustLoad(text);
   ASSERT_TRUE(p);
   v1::CheckResponse resp;
-  Engine().Evaluate(*p, Req("t"), &resp);
+  Engine().Evaluate(*p, Req("t"), /*peer=*/"", &resp);
   EXPECT_EQ(resp.policy_version(), ContentRevision({{"p.yaml", text}}));
 }
 

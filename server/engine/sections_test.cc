@@ -75,7 +75,7 @@ class SectionsTest : public ::testing::Test {
     req.set_server(server);
     google::protobuf::util::JsonStringToMessage(args_json, req.mutable_args());
     v1::CheckResponse resp;
-    Evaluation eval = Engine().Evaluate(*policy_, req, &resp);
+    Evaluation eval = Engine().Evaluate(*policy_, req, /*peer=*/"", &resp);
     if (!eval.final) {
       AcquireResult admitted;
       admitted.admitted = true;
@@ -165,7 +165,7 @@ TEST_F(SectionsTest, ExplainTraceNamesEveryStep) {
   (*req.mutable_args()->mutable_fields())["command"].set_string_value("ls");
   v1::CheckResponse resp;
   std::vector<std::string> trace;
-  Engine().Evaluate(*policy_, req, &resp, &trace);
+  Engine().Evaluate(*policy_, req, /*peer=*/"", &resp, &trace);
   const std::string all = absl::StrJoin(trace, "\n");
   EXPECT_THAT(all, HasSubstr("lookup grants.ci-bot: matched grants.ci-bot.tools.run_command"));
   EXPECT_THAT(all, HasSubstr("classes.high_risk_execute applies but grants.ci-bot bypasses it"));

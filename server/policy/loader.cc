@@ -137,6 +137,9 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
         def.has_action = true;
         pending.section.default_rule = std::move(def);
       }
+      if (ps.peers) {
+        pending.section.peers = PeerRule{absl::StrCat(id, ".peers"), std::move(*ps.peers)};
+      }
       for (size_t i = 0; i < ps.bypass_classes.size(); ++i) {
         pending.bypass.push_back({ps.bypass_classes[i], {doc.file, ps.bypass_marks[i]}});
       }

@@ -284,6 +284,57 @@ void ParseTools(const YAML::Node& v, const std::string& prefix, int& order,
   });
 }
 
+// `grants.<name>.peers`: a non-empty list (at most kMaxPeerPatterns) of
+// distinct, non-empty globs of valid UTF-8 without control characters, each
+// at most kMaxPeerPatternBytes.
+void ParsePeers(const YAML::Node& value, const std::string& where, ParsedSection& section,
+                Diagnostics& d) {
+  const std::string what = where + ".peers";
+  if (!value.IsSequence()) {
+    d.Error(value,
+            absl::StrCat(what, " must be a list of peer patterns, got ", YamlKindName(value)));
+    return;
+  }
+  if (value.size() == 0) {
+    d.Error(value, absl::StrCat(what,
+                                " must name at least one peer pattern (leave peers out to let "
+                                "any caller assert the grant)"));
+    return;
+  }
+  if (value.size() > kMaxPeerPatterns) {
+    d.Error(value,
+            absl::StrCat(what, " lists ", value.size(), " patterns, more than ", kMaxPeerPatterns));
+    return;
+  }
+  const size_t errors_before = d.errors().size();
+  std::vector<std::string> patterns;
+  absl::flat_hash_set<std::string> seen;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const std::string at = absl::StrCat(what, "[", i, "]");
+    auto s = GetString(value[i], at, d);
+    if (!s) continue;
+    if (s->empty()) {
+      d.Error(value[i], absl::StrCat(at, " must not be empty"));
+      continue;
+    }
+    if (const Utf8Problem p = FindUtf8Problem(*s, /*forbid_control=*/true); !p.ok()) {
+      d.Error(value[i], absl::StrCat(at, " ", QuoteText(*s), ": ", DescribeUtf8Problem(p)));
+      continue;
+    }
+    if (s->size() > kMaxPeerPatternBytes) {
+      d.Error(value[i],
+              absl::StrCat(at, " is ", s->size(), " bytes, longer than ", kMaxPeerPatternBytes));
+      continue;
+    }
+    if (!seen.insert(*s).second) {
+      d.Error(value[i], absl::StrCat(at, " ", QuoteText(*s), " is listed more than once"));
+      continue;
+    }
+    patterns.push_back(*std::move(s));
+  }
+  if (d.errors().size() == errors_before) section.peers = std::move(patterns);
+}
+
 void ParseSections(const YAML::Node& v, const std::string& kind, int& order, PolicyDocument& doc,
                    Diagnostics& d) {
   if (v.IsNull()) return;
@@ -299,7 +350,8 @@ void ParseSections(const YAML::Node& v, const std::string& kind, int& order, Pol
     }
     if (!CheckPolicyName(name, absl::StrCat("a name in ", kind), k, d)) return;
     std::initializer_list<absl::string_view> keys_servers = {"default", "tools"};
-    std::initializer_list<absl::string_view> keys_grants = {"default", "tools", "bypass_classes"};
+    std::initializer_list<absl::string_view> keys_grants = {"default", "tools", "bypass_classes",
+                                                            "peers"};
     if (body.IsNull()) {
       doc.sections.push_back(std::move(section));
       return;
@@ -328,6 +380,8 @@ void ParseSections(const YAML::Node& v, const std::string& kind, int& order, Pol
                        section.bypass_marks.push_back(value[i].Mark());
                      }
                    }
+                 } else if (key == "peers") {
+                   ParsePeers(value, where, section, d);
                  }
                });
     doc.sections.push_back(std::move(section));

@@ -35,6 +35,7 @@ struct ParsedSection {
   std::vector<ParsedTool> tools;
   std::vector<std::string> bypass_classes;  // grants only
   std::vector<YAML::Mark> bypass_marks;
+  std::optional<std::vector<std::string>> peers;  // grants only; set: non-empty
 };
 
 struct ParsedClass {

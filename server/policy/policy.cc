@@ -172,6 +172,21 @@ Policy::Policy(std::string revision, std::vector<std::string> sources, ToolRule 
       grants_(std::move(grants)),
       classes_(std::move(classes)) {}
 
+const std::string* PeerRule::Match(absl::string_view peer) const {
+  if (peer.empty()) return nullptr;
+  for (const std::string& pattern : patterns) {
+    if (GlobMatch(pattern, peer)) return &pattern;
+  }
+  return nullptr;
+}
+
+const PeerRule* Policy::GrantPeers(absl::string_view grant) const {
+  if (grants_.empty() || grant.empty()) return nullptr;
+  auto it = grants_.find(grant);
+  if (it == grants_.end() || !it->second.peers) return nullptr;
+  return &*it->second.peers;
+}
+
 const ToolRule& Policy::Find(absl::string_view tool) const {
   const ToolRule* rule = tools_.Find(tool);
   return rule != nullptr ? *rule : default_;

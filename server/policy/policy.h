@@ -103,11 +103,28 @@ class RuleSet {
   std::vector<size_t> glob_prefix_lengths_;  // Ascending, distinct.
 };
 
+// Bounds on a grant's `peers` list (see PeerRule).
+inline constexpr size_t kMaxPeerPatterns = 256;       // Patterns in one list.
+inline constexpr size_t kMaxPeerPatternBytes = 2048;  // One pattern (a SPIFFE ID's own bound).
+
+// `grants.<name>.peers`: the callers (mTLS peer identities: the client
+// certificate's URI SAN, else DNS SAN, else subject CN) that may assert the
+// grant, as globs (server/base/glob.h). A call without a peer identity
+// matches no pattern, not even "*".
+struct PeerRule {
+  std::string rule_id;                // "grants.<name>.peers"
+  std::vector<std::string> patterns;  // At least one; each non-empty.
+
+  // The first pattern `peer` matches, or null (always null for an empty peer).
+  const std::string* Match(absl::string_view peer) const;
+};
+
 // A `servers.<name>` or `grants.<name>` section.
 struct Section {
   RuleSet tools;
   std::optional<ToolRule> default_rule;  // When the section sets `default`.
   std::vector<std::string> bypass_classes;  // grants only: class rules lifted.
+  std::optional<PeerRule> peers;            // grants only: who may assert the grant.
 };
 
 // How a call resolves against a policy, before arguments and counters.
@@ -146,6 +163,10 @@ class Policy {
   // `trace`, when given, receives one line per step (for explain).
   Resolution Resolve(absl::string_view tool, absl::string_view server, absl::string_view grant,
                      std::vector<std::string>* trace = nullptr) const;
+
+  // The peer rule of `grant`'s section; null when the grant has no section
+  // or its section sets no `peers` (any caller may assert it).
+  const PeerRule* GrantPeers(absl::string_view grant) const;
 
   const std::string& revision() const { return revision_; }
   // The files this revision was loaded from.

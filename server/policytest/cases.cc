@@ -22,7 +22,7 @@ namespace pb = ::google::protobuf;
 
 // The fields of a call; unset ones come from `defaults`.
 struct CallFields {
-  std::optional<std::string> tool, grant, server, session;
+  std::optional<std::string> tool, grant, server, session, peer;
   std::optional<pb::Struct> args;
   std::optional<bool> dry_run;
 };
@@ -137,10 +137,10 @@ std::optional<v1::Decision> GetDecision(const YAML::Node& n, const std::string& 
 
 void ParseCallFields(const YAML::Node& node, const std::string& where, bool allow_tool,
                      CallFields& call, Diagnostics& d) {
-  std::initializer_list<absl::string_view> with_tool = {"tool",    "grant", "server",
-                                                        "session", "args",  "dry_run"};
-  std::initializer_list<absl::string_view> without_tool = {"grant", "server", "session", "args",
-                                                           "dry_run"};
+  std::initializer_list<absl::string_view> with_tool = {"tool", "grant",   "server", "session",
+                                                        "args", "dry_run", "peer"};
+  std::initializer_list<absl::string_view> without_tool = {"grant", "server",  "session",
+                                                           "args",  "dry_run", "peer"};
   ForEachKeyValue(node, where, allow_tool ? with_tool : without_tool, d,
                   [&](const std::string& key, const YAML::Node& v) {
                     const std::string at = absl::StrCat(where, ".", key);
@@ -152,6 +152,10 @@ void ParseCallFields(const YAML::Node& node, const std::string& where, bool allo
                       if (auto s = GetOptionalString(v, at, d)) call.server = *s;
                     } else if (key == "session") {
                       if (auto s = GetOptionalString(v, at, d)) call.session = *s;
+                    } else if (key == "peer") {
+                      // The caller's certificate identity, as toolgated takes it
+                      // from an mTLS connection; "" or nothing: no certificate.
+                      if (auto s = GetOptionalString(v, at, d)) call.peer = *s;
                     } else if (key == "dry_run") {
                       if (auto b = GetBool(v, at, d)) call.dry_run = *b;
                     } else if (key == "args") {
@@ -331,6 +335,7 @@ void ParseStep(const YAML::Node& node, size_t index, const CallFields& defaults,
       req.set_server(call.server ? *call.server : defaults.server.value_or(""));
       req.set_session(call.session ? *call.session : defaults.session.value_or(""));
       req.set_dry_run(call.dry_run ? *call.dry_run : defaults.dry_run.value_or(false));
+      step.peer = call.peer ? *call.peer : defaults.peer.value_or("");
       if (call.args) {
         *req.mutable_args() = *call.args;
       } else if (defaults.args) {

@@ -49,6 +49,7 @@ struct Step {
   std::string name;
   std::string location;
   v1::CheckRequest request;
+  std::string peer;  // The caller's certificate identity; empty: none.
   int64_t repeat = 1;
   Expect expect;
 };

@@ -15,6 +15,7 @@
 //         session: ""                     # optional
 //         args: {command: "ls"}           # optional: the arguments object
 //         dry_run: false                  # optional
+//         peer: "spiffe://example.org/ci"  # optional: the caller's mTLS identity
 //       repeat: 10                        # optional: make the call N times, each must match
 //       expect:
 //         decision: allow          # allow | deny | rate_limited | require_approval (required)

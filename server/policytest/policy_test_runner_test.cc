@@ -513,5 +513,62 @@ TEST(PolicyTestExamplesTest, ExamplesPass) {
   }
 }
 
+TEST(PolicyTestRunnerPeers, CasesNameTheCallersPeer) {
+  auto policy = LoadPolicyFromSources({{"policy.yaml", R"(version: "1"
+default: deny
+tools:
+  search_web:
+    limits: [{counter: web, window: 1m, max: 1}]
+grants:
+  ci-bot:
+    peers: ["spiffe://example.org/ns/ci/*"]
+)"}});
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  auto report = RunPolicyTestsFromText(**policy, "cases.yaml", R"(defaults:
+  grant: ci-bot
+  peer: "spiffe://example.org/ns/ci/sa/ci-bot"
+cases:
+  - name: another caller is refused and consumes nothing
+    call: {tool: search_web, peer: "spiffe://example.org/ns/prod/sa/agent-7"}
+    expect:
+      decision: deny
+      rule: grants.ci-bot.peers
+      reason: 'grant "ci-bot" may be asserted only by peers matching grants.ci-bot.peers; caller is "spiffe://example.org/ns/prod/sa/agent-7"'
+  - name: no certificate
+    call: {tool: search_web, peer: ""}
+    expect: {decision: deny, rule: grants.ci-bot.peers, reason_contains: "caller presented no client certificate"}
+  - name: the default peer is allowed, with the whole quota left
+    call: {tool: search_web}
+    expect: {decision: allow, remaining: 0}
+  - name: a wrong expectation about a peer fails
+    call: {tool: search_web, peer: "spiffe://example.org/ns/ci/sa/other"}
+    expect: {decision: deny, rule: grants.ci-bot.peers}
+)");
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->cases.size(), 4u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(report->cases[i].passed)
+        << report->cases[i].name << ": " << report->cases[i].message;
+  }
+  // An allowed peer reaches the (now full) limit instead.
+  EXPECT_FALSE(report->cases[3].passed);
+  EXPECT_NE(report->cases[3].message.find("expected deny, got rate_limited"), std::string::npos)
+      << report->cases[3].message;
+}
+
+TEST(PolicyTestRunnerPeers, PeerMustBeAString) {
+  auto policy = LoadPolicyFromSources({{"policy.yaml", "version: \"1\"\n"}});
+  ASSERT_TRUE(policy.ok());
+  auto report = RunPolicyTestsFromText(**policy, "cases.yaml", R"(cases:
+  - call: {tool: t, grant: g, peer: [a]}
+    expect: {decision: deny}
+)");
+  ASSERT_FALSE(report.ok());
+  EXPECT_NE(std::string(report.status().message())
+                .find("cases.yaml:2:37: cases[0].call.peer must be a string, got a list"),
+            std::string::npos)
+      << report.status();
+}
+
 }  // namespace
 }  // namespace toolgate

@@ -178,6 +178,7 @@ PolicyTestReport RunCases(const Policy& policy, const std::string& file_name,
       DecisionTask task;
       task.policy = borrowed;
       task.request = &step.request;
+      task.peer = step.peer;
       task.response = &resp;
       task.dry_run = step.request.dry_run();
       // The in-process store answers at once: decided when Decide returns.

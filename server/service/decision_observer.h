@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/policy/policy.h"
 #include "toolgate/v1/decision.pb.h"
@@ -32,6 +33,9 @@ struct DecisionRecord {
   bool decided_by_limits;             // The counters decided (ALLOW or RATE_LIMITED).
   const ShadowView& shadow;
   absl::Duration latency;  // From the start of Check to now.
+  // The caller's certificate identity (DecisionTask::peer); empty without
+  // mTLS.
+  absl::string_view peer = {};
 };
 
 // Observers run on the thread that completes the call (a gRPC thread or the

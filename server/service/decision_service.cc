@@ -41,7 +41,6 @@ class DecisionServiceImpl::Call final : public grpc::ServerUnaryReactor {
   grpc::ByteBuffer* response_buffer = nullptr;
   DecisionTask task;
   ShadowView shadow;
-  std::string peer;  // The caller's certificate identity (mTLS); empty without.
 
   absl::Duration Elapsed() const {
     return absl::FromChrono(std::chrono::steady_clock::now() - started);
@@ -126,9 +125,9 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
   // Observed before the answer leaves, so that a client that has its answer
   // also finds it in the metrics and the log.
   if (!observers_.empty()) {
-    const DecisionRecord record{call->request,      call->response,
-                                *call->task.policy, call->task.decided_by_limits(),
-                                call->shadow,       call->Elapsed()};
+    const DecisionRecord record{
+        call->request, call->response,  *call->task.policy, call->task.decided_by_limits(),
+        call->shadow,  call->Elapsed(), call->task.peer};
     for (DecisionObserver* o : observers_) o->OnDecision(record);
   }
   call->Finish(s);
@@ -157,7 +156,7 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext
       Finish(call, admitted.status());
       return reactor;
     }
-    call->peer = *std::move(admitted);
+    call->task.peer = *std::move(admitted);  // For grants.<name>.peers and the log.
   }
 
   if (absl::Status s =
@@ -181,7 +180,8 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext
   task.request = &call->request;
   task.response = &call->response;
   task.dry_run = req.dry_run();
-  call->shadow = ShadowComparer::Evaluate(*policies_, decider_->engine(), *task.policy, req);
+  call->shadow =
+      ShadowComparer::Evaluate(*policies_, decider_->engine(), *task.policy, req, task.peer);
   decider_->Decide(task, [this, call] { Finish(call, absl::OkStatus()); });
   return reactor;
 }

@@ -414,7 +414,7 @@ TEST(ShadowComparerLog, ValuesAreEscapedSoALineCannotBeForged) {
   resp.set_rule("tools.x");
   ShadowComparer comparer;
   ::testing::internal::CaptureStderr();
-  comparer.OnDecision(DecisionRecord{req, resp, *active, false, shadow, absl::ZeroDuration()});
+  comparer.OnDecision(DecisionRecord{req, resp, *active, false, shadow, absl::ZeroDuration(), ""});
   const std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
   EXPECT_THAT(log, HasSubstr("tool \"x\\\"\\n2026-01-01T00:00:00Z INFO forged\" grant "

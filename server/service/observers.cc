@@ -17,14 +17,15 @@ void MetricsObserver::OnError(absl::StatusCode code, absl::Duration latency) {
 }
 
 ShadowView ShadowComparer::Evaluate(const PolicyRegistry& registry, const Engine& engine,
-                                    const Policy& active, const v1::CheckRequest& request) {
+                                    const Policy& active, const v1::CheckRequest& request,
+                                    absl::string_view peer) {
   ShadowView view;
   std::shared_ptr<const Policy> shadow = registry.shadow();
   if (shadow == nullptr || shadow.get() == &active || !request.policy_version().empty()) {
     return view;
   }
   v1::CheckResponse response;
-  const Evaluation e = engine.Evaluate(*shadow, request, &response);
+  const Evaluation e = engine.Evaluate(*shadow, request, peer, &response);
   view.policy = std::move(shadow);
   view.decision = e.final ? response.decision() : v1::DECISION_UNSPECIFIED;
   view.rule = response.rule();
@@ -66,6 +67,7 @@ void DecisionLogObserver::OnDecision(const DecisionRecord& r) {
   e.grant = req.grant();
   e.session = req.session();
   e.request_id = req.request_id();
+  e.peer = std::string(r.peer);
   e.decision = std::string(DecisionLabel(resp.decision()));
   e.reason = resp.reason();
   e.rule = resp.rule();

@@ -34,8 +34,10 @@ class ShadowComparer final : public DecisionObserver {
   // The shadow revision's view of a call, when a shadow is set and the call
   // does not pin a revision (and the shadow is not the deciding revision).
   // Cheap when there is no shadow. Call before the counters are asked.
+  // `peer` is the caller's identity, the same the active revision sees.
   static ShadowView Evaluate(const PolicyRegistry& registry, const Engine& engine,
-                             const Policy& active, const v1::CheckRequest& request);
+                             const Policy& active, const v1::CheckRequest& request,
+                             absl::string_view peer);
 
   void OnDecision(const DecisionRecord& r) override;
 

@@ -54,6 +54,7 @@ std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args,
   }
   AppendField("session", e.session, &out);
   AppendField("request_id", e.request_id, &out);
+  if (!e.peer.empty()) AppendField("peer", e.peer, &out);
   AppendField("decision", e.decision, &out);
   AppendField("reason", e.reason, &out);
   // A grant section's rule id holds the grant's name: the hash replaces it.
@@ -76,7 +77,7 @@ std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args,
 
 size_t DecisionLogEntryBytes(const DecisionLogEntry& e) {
   return sizeof(DecisionLogEntry) + e.decision_id.size() + e.tool.size() + e.server.size() +
-         e.grant.size() + e.session.size() + e.request_id.size() + e.reason.size() +
+         e.grant.size() + e.session.size() + e.request_id.size() + e.peer.size() + e.reason.size() +
          e.rule.size() + e.revision.size() + 2 * e.args.ByteSizeLong();
 }
 

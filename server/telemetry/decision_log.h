@@ -2,7 +2,8 @@
 // stdout, stderr or a file (--decision-log).
 //
 // Fields: decision_id, time (RFC 3339, UTC, milliseconds), tool, server,
-// grant, session, request_id, decision (allow | deny | rate_limited |
+// grant, session, request_id, peer (the caller's certificate identity; only
+// when there is one), decision (allow | deny | rate_limited |
 // require_approval), reason, rule, revision, latency_us, and args_sha256
 // (hex SHA-256 of the arguments' canonical JSON: keys sorted, no spaces).
 // The arguments themselves (`args`) only for tools named by
@@ -60,6 +61,7 @@ struct DecisionLogEntry {
   std::string decision_id;
   absl::Time time;
   std::string tool, server, grant, session, request_id;
+  std::string peer;      // Empty without mTLS: the field is left out.
   std::string decision;  // "allow", "deny", "rate_limited", "require_approval".
   std::string reason, rule, revision;
   int64_t latency_us = 0;

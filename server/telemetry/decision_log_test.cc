@@ -148,6 +148,20 @@ TEST(DecisionLogTest, KeyMakesEveryHashAnHmacUnderItsOwnName) {
   EXPECT_NE(g.at("args_hmac_sha256").string_value(), f.at("args_hmac_sha256").string_value());
 }
 
+TEST(DecisionLogTest, PeerOnlyWhenTheCallerHasAnIdentity) {
+  DecisionLogEntry e = Entry("delete_repository", 1);
+  EXPECT_EQ(ParseStruct(DecisionLogLine(e, false)).fields().count("peer"), 0u);
+  e.peer = "spiffe://example.org/ns/ci/sa/ci-bot";
+  google::protobuf::Struct s = ParseStruct(DecisionLogLine(e, false));
+  ASSERT_EQ(s.fields().count("peer"), 1u);
+  EXPECT_EQ(s.fields().at("peer").string_value(), "spiffe://example.org/ns/ci/sa/ci-bot");
+  // From a certificate: escaped like every value, the line stays one line of JSON.
+  e.peer = "cn\n\"x\":1";
+  const std::string line = DecisionLogLine(e, false);
+  EXPECT_EQ(line.find('\n'), std::string::npos) << line;
+  EXPECT_EQ(ParseStruct(line).fields().at("peer").string_value(), "cn\n\"x\":1");
+}
+
 TEST(DecisionLogTest, OneParseableLinePerEntryArgsOnlyWhenOptedIn) {
   Collected out;
   DecisionLogOptions options;
