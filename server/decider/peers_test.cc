@@ -137,7 +137,7 @@ TEST_F(PeersTest, ThePeersRuleComesBeforeEntriesAndClasses) {
 }
 
 TEST_F(PeersTest, GrantsWithoutPeersIgnoreTheCaller) {
-  for (const std::string peer : {std::string(), std::string(kAgent), std::string(kCiBot)}) {
+  for (const std::string& peer : {std::string(), std::string(kAgent), std::string(kCiBot)}) {
     v1::CheckResponse r = Decide("run_command", "open", peer);
     EXPECT_EQ(r.decision(), v1::DECISION_REQUIRE_APPROVAL) << peer;
     EXPECT_EQ(r.rule(), "classes.high_risk") << peer;

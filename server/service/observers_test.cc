@@ -44,7 +44,9 @@ grants:
 std::vector<std::string> LogLines(const std::vector<std::string>& peers) {
   absl::Mutex mu;
   std::string text;
-  DecisionLog log(DecisionLogOptions{"test"}, [&](absl::string_view lines) {
+  DecisionLogOptions options;
+  options.destination = "test";
+  DecisionLog log(options, [&](absl::string_view lines) {
     absl::MutexLock lock(&mu);
     absl::StrAppend(&text, lines);
     return true;
