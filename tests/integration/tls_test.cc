@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <thread>
@@ -175,6 +176,65 @@ TEST_F(TlsTest, AllowPeerAdmitsTheNamedPeersOnly) {
   // A refused caller consumed nothing and was counted as an error.
   EXPECT_EQ(ok_status->decisions().allow(), 3u);
   EXPECT_EQ(ok_status->decisions().errors(), 1u);
+}
+
+// mTLS identities reach the policy: a grant section's `peers` says who may
+// assert it, and the decision log records who called.
+TEST_F(TlsTest, GrantPeersBindGrantsToTheCallersCertificate) {
+  const std::string policy = dir_.WriteFile("peers.yaml", R"(version: "1"
+revision: "peers-1"
+default: allow
+grants:
+  ci-bot:
+    peers: ["spiffe://example.org/ns/ci/*"]
+    tools:
+      read_file:
+        action: allow
+        limits:
+          - {counter: reads, max: 2, window: 1h, scope: grant}
+)");
+  const std::string log_path = dir_.path() + "/decisions.log";
+  std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--policy", policy,
+                                   "--decision-log", log_path};
+  for (const std::string& f : MtlsFlags()) args.push_back(f);
+  auto started = ServerProcess::Start(args);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<ServerProcess> server = *std::move(started);
+
+  auto ci = Connect(server->address(), "ci-bot");
+  auto agent = Connect(server->address(), "agent");
+  // Another caller asserting ci-bot: denied by the rule, nothing consumed.
+  for (int i = 0; i < 3; ++i) {
+    auto r = agent->Check(Req("ci-bot"), absl::Seconds(10));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->decision(), toolgate::v1::DECISION_DENY);
+    EXPECT_EQ(r->rule(), "grants.ci-bot.peers");
+    EXPECT_THAT(r->reason(), HasSubstr("spiffe://example.org/ns/agents/sa/agent-7"));
+  }
+  // ci-bot itself: its full quota is there.
+  for (int i = 0; i < 2; ++i) {
+    auto r = ci->Check(Req("ci-bot"), absl::Seconds(10));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->decision(), toolgate::v1::DECISION_ALLOW) << r->reason();
+  }
+  auto third = ci->Check(Req("ci-bot"), absl::Seconds(10));
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->decision(), toolgate::v1::DECISION_RATE_LIMITED);
+  // Grants without peers: any admitted caller.
+  auto other = agent->Check(Req("agent-7"), absl::Seconds(10));
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->decision(), toolgate::v1::DECISION_ALLOW);
+
+  std::string log;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        log = ReadFileOrEmpty(log_path);
+        return std::count(log.begin(), log.end(), '\n') >= 7;
+      },
+      kWait))
+      << log;
+  EXPECT_THAT(log, HasSubstr("\"peer\":\"spiffe://example.org/ns/agents/sa/agent-7\""));
+  EXPECT_THAT(log, HasSubstr("\"peer\":\"spiffe://example.org/ns/ci/sa/ci-bot\""));
 }
 
 TEST_F(TlsTest, RotatedCertificateIsServedWithoutRestartAndNoCallFails) {
