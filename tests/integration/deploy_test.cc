@@ -537,8 +537,8 @@ TEST(DeployTest, ContainerAndProbePortsMatchTheListenAddresses) {
     }
     if (absl::StartsWith(env.at("TOOLGATE_LISTEN"), "127.0.0.1:")) {
       // Loopback (the sidecar): the kubelet cannot reach it, so no container
-      // port, and the probes run the CLI in the container against the admin
-      // port.
+      // port, and the probes run the CLI in the container against the
+      // decision listener's health service (NOT_SERVING while draining).
       EXPECT_EQ(NamedPort(c.container, "grpc"), -1);
       for (const char* probe : {"startupProbe", "readinessProbe", "livenessProbe"}) {
         SCOPED_TRACE(probe);
@@ -547,8 +547,8 @@ TEST(DeployTest, ContainerAndProbePortsMatchTheListenAddresses) {
         const auto argv = cmd.as<std::vector<std::string>>();
         ASSERT_GE(argv.size(), 4u);
         EXPECT_EQ(argv[0], "/usr/local/bin/toolgate");
-        EXPECT_EQ(argv[1], "status");
-        EXPECT_THAT(argv, Contains(admin));
+        EXPECT_EQ(argv[1], "health");
+        EXPECT_THAT(argv, Contains(env.at("TOOLGATE_LISTEN")));
       }
     } else {
       EXPECT_EQ(NamedPort(c.container, "grpc"), grpc)
@@ -1388,12 +1388,34 @@ TEST(DeployTest, TheTlsOverlayPassesTheTlsFlagsFilesOfTheMountedSecret) {
   // The rest of the cluster shape is unchanged (Redis credentials too)...
   EXPECT_TRUE(env.count("TOOLGATE_REDIS_PASSWORD_FILE"));
   EXPECT_EQ(env.at("TOOLGATE_LISTEN"), "0.0.0.0:50051");
-  // ...but the kubelet's gRPC probes speak plaintext: TCP probes instead.
+  // ...but the kubelet's gRPC probes speak plaintext: TCP probes for
+  // startup and liveness, and readiness asks the health service over mTLS
+  // with the pod's own certificate (files of the same Secret).
   for (const char* probe : {"startupProbe", "readinessProbe", "livenessProbe"}) {
+    EXPECT_FALSE(At(c.container, probe, "grpc")) << probe;
+  }
+  for (const char* probe : {"startupProbe", "livenessProbe"}) {
     SCOPED_TRACE(probe);
-    EXPECT_FALSE(At(c.container, probe, "grpc"));
     EXPECT_EQ(ResolvePort(c.container, At(c.container, probe, "tcpSocket", "port")), 50051);
   }
+  const YAML::Node ready = At(c.container, "readinessProbe", "exec", "command");
+  ASSERT_TRUE(ready) << "readiness must ask the health service";
+  const auto argv = ready.as<std::vector<std::string>>();
+  ASSERT_GE(argv.size(), 2u);
+  EXPECT_EQ(argv[1], "health");
+  EXPECT_THAT(argv, Contains("127.0.0.1:50051"));
+  for (const char* flag : {"--tls-ca", "--tls-cert", "--tls-key"}) {
+    auto at = std::find(argv.begin(), argv.end(), flag);
+    ASSERT_NE(at, argv.end()) << flag;
+    ASSERT_NE(at + 1, argv.end()) << flag;
+    EXPECT_TRUE(absl::StartsWith(*(at + 1), "/run/secrets/toolgate-tls/")) << *(at + 1);
+  }
+  bool client_auth = false;
+  for (const Doc& d : tls) {
+    if (Str(d.node["kind"]) != "Certificate") continue;
+    for (const YAML::Node& u : d.node["spec"]["usages"]) client_auth |= Str(u) == "client auth";
+  }
+  EXPECT_TRUE(client_auth) << "the probe presents the pod's certificate as a client";
   for (const char* name : {"toolgate", "toolgate-headless"}) {
     const Doc* svc = Find(tls, "Service", name);
     ASSERT_NE(svc, nullptr);
