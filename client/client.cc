@@ -105,9 +105,11 @@ absl::StatusOr<Response> CallUnary(Stub& stub,
                                    grpc::Status (Stub::*method)(grpc::ClientContext*,
                                                                 const Request&, Response*),
                                    const Request& request, absl::Duration timeout,
-                                   const std::string& bearer = "") {
+                                   const std::string& bearer = "",
+                                   const std::string& as_peer = "") {
   grpc::ClientContext ctx;
   if (!bearer.empty()) ctx.AddMetadata("authorization", "Bearer " + bearer);
+  if (!as_peer.empty()) ctx.AddMetadata("toolgate-peer", as_peer);
   ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
   Response response;
   grpc::Status s = (stub.*method)(&ctx, request, &response);
@@ -118,8 +120,10 @@ absl::StatusOr<Response> CallUnary(Stub& stub,
 }  // namespace
 
 absl::StatusOr<v1::ExplainResponse> Client::Explain(const v1::CheckRequest& request,
-                                                    absl::Duration timeout) {
-  return CallUnary(*admin_, &v1::AdminService::Stub::Explain, request, timeout, admin_token_);
+                                                    absl::Duration timeout,
+                                                    const std::string& as_peer) {
+  return CallUnary(*admin_, &v1::AdminService::Stub::Explain, request, timeout, admin_token_,
+                   as_peer);
 }
 
 absl::StatusOr<v1::GetStatusResponse> Client::GetStatus(absl::Duration timeout) {

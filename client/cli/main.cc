@@ -119,7 +119,8 @@ std::string FormatDuration(const google::protobuf::Duration& d) {
 
 int RunCheck(const std::vector<std::string>& args) {
   std::string target = "localhost:50051", admin_target = "localhost:50052", tool, grant,
-              args_json, server, session, version, request_id, output = "text", policy_path;
+              args_json, server, session, version, request_id, output = "text", policy_path,
+              peer;
   ConnectionFlags connection;
   bool dry_run = false, explain = false;
   int64_t timeout_ms = 2000;
@@ -143,6 +144,9 @@ int RunCheck(const std::vector<std::string>& args) {
   flags.Bool("explain", &explain,
              "Show how the decision is made: entries consulted, class rules, schema checks, "
              "limits. Asks the server's AdminService/Explain (a dry run) on --admin-target.");
+  flags.String("peer", &peer,
+               "With --explain or --policy: the mTLS caller identity to decide the call for "
+               "(grants.<name>.peers).");
   flags.String("admin-target", &admin_target,
                "toolgated admin address (--admin-listen), for --explain (env "
                "TOOLGATE_ADMIN_TARGET).");
@@ -167,6 +171,11 @@ int RunCheck(const std::vector<std::string>& args) {
   }
   if (output != "text" && output != "json") {
     std::cerr << "toolgate check: --output must be text or json\n";
+    return kExitUsage;
+  }
+  if (!peer.empty() && !explain && policy_path.empty()) {
+    std::cerr << "toolgate check: --peer goes with --explain or --policy (a live check's caller "
+                 "is named by its client certificate)\n";
     return kExitUsage;
   }
   toolgate::v1::CheckRequest req;
@@ -200,7 +209,8 @@ int RunCheck(const std::vector<std::string>& args) {
     toolgate::ExplainCheck(decider, *policy, req,
                            [&](absl::StatusOr<toolgate::v1::ExplainResponse> r) {
                              explained = std::move(r);
-                           });
+                           },
+                           peer);
     if (explained.ok()) {
       resp = explained->decision();
       steps.assign(explained->steps().begin(), explained->steps().end());
@@ -210,7 +220,7 @@ int RunCheck(const std::vector<std::string>& args) {
   } else if (explain) {
     std::unique_ptr<toolgate::Client> client = connection.Connect("check", admin_target);
     if (client == nullptr) return kExitUsage;
-    auto explained = client->Explain(req, absl::Milliseconds(timeout_ms));
+    auto explained = client->Explain(req, absl::Milliseconds(timeout_ms), peer);
     if (explained.ok()) {
       resp = explained->decision();
       steps.assign(explained->steps().begin(), explained->steps().end());

@@ -191,10 +191,11 @@ absl::Status ToolgateServer::StartServing() {
                                                    std::move(observers), callers_.get());
   admin_ = std::make_unique<AdminServiceImpl>(
       [this] { return Status(); },
-      [this](v1::CheckRequest req, ExplainCallback done) {
+      [this](v1::CheckRequest req, std::string peer, ExplainCallback done) {
         absl::StatusOr<std::shared_ptr<const Policy>> policy = policies_.Get(req.policy_version());
         if (!policy.ok()) return done(policy.status());
-        ExplainCheck(*decider_, *std::move(policy), std::move(req), std::move(done));
+        ExplainCheck(*decider_, *std::move(policy), std::move(req), std::move(done),
+                     std::move(peer));
       },
       callers_.get(), admin_token_.get());
 

@@ -12,9 +12,13 @@
 
 namespace toolgate {
 
+// Metadata of an Explain call: the caller identity to explain it for.
+inline constexpr char kExplainPeerHeader[] = "toolgate-peer";
+
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
-  using ExplainFn = std::function<void(v1::CheckRequest, ExplainCallback)>;
+  // The request, and the caller identity to explain it for (empty: none).
+  using ExplainFn = std::function<void(v1::CheckRequest, std::string, ExplainCallback)>;
 
   // `status` builds GetStatus's answer (fast, thread-safe); `explain`
   // answers Explain asynchronously. `callers` (--allow-peer) and `token`
@@ -48,7 +52,14 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
       reactor->Finish(ToGrpcStatus(admitted));
       return reactor;
     }
-    explain_(*request, [reactor, response](absl::StatusOr<v1::ExplainResponse> r) {
+    // Operators may explain a call as a given mTLS caller would make it
+    // (grants.<name>.peers): metadata "toolgate-peer".
+    std::string peer;
+    const auto& metadata = context->client_metadata();
+    if (auto it = metadata.find(kExplainPeerHeader); it != metadata.end()) {
+      peer.assign(it->second.data(), it->second.size());
+    }
+    explain_(*request, std::move(peer), [reactor, response](absl::StatusOr<v1::ExplainResponse> r) {
       if (!r.ok()) {
         reactor->Finish(ToGrpcStatus(r.status()));
         return;

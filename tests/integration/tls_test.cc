@@ -225,6 +225,30 @@ grants:
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(other->decision(), toolgate::v1::DECISION_ALLOW);
 
+  // Explain, on the admin listener, as a given caller; and the same offline.
+  toolgate::ClientOptions admin_options;
+  admin_options.tls_ca_file = pki_.Cert("ca");
+  admin_options.tls_cert_file = pki_.Cert("ci-bot");
+  admin_options.tls_key_file = pki_.Key("ci-bot");
+  auto admin = *toolgate::Client::Connect(server->admin_address(), admin_options);
+  auto as_agent = admin->Explain(Req("ci-bot"), absl::Seconds(10),
+                                 "spiffe://example.org/ns/agents/sa/agent-7");
+  ASSERT_TRUE(as_agent.ok()) << as_agent.status();
+  EXPECT_EQ(as_agent->decision().rule(), "grants.ci-bot.peers");
+  auto as_ci = admin->Explain(Req("ci-bot"), absl::Seconds(10),
+                              "spiffe://example.org/ns/ci/sa/ci-bot");
+  ASSERT_TRUE(as_ci.ok()) << as_ci.status();
+  EXPECT_EQ(as_ci->decision().decision(), toolgate::v1::DECISION_RATE_LIMITED)
+      << "explained as ci-bot: its quota is used up";
+  const std::vector<std::string> offline = {CliBin(), "check", "--policy", policy, "--tool",
+                                            "read_file", "--grant", "ci-bot"};
+  std::vector<std::string> with_peer = offline;
+  with_peer.insert(with_peer.end(), {"--peer", "spiffe://example.org/ns/ci/sa/ci-bot"});
+  EXPECT_EQ(RunCommand(with_peer).exit_code, 0) << "offline, as ci-bot: ALLOW";
+  CommandResult without = RunCommand(offline);
+  EXPECT_EQ(without.exit_code, 3) << without.out;
+  EXPECT_THAT(without.out, HasSubstr("caller presented no client certificate"));
+
   std::string log;
   ASSERT_TRUE(PollUntil(
       [&] {

@@ -87,9 +87,12 @@ class Client {
   // The server's state (toolgate.v1.AdminService/GetStatus).
   absl::StatusOr<v1::GetStatusResponse> GetStatus(absl::Duration timeout = absl::Seconds(2));
 
-  // How the server decides `request`, as a dry run (AdminService/Explain).
+  // How the server decides `request`, as a dry run (AdminService/Explain);
+  // with `as_peer`, as if made by the mTLS caller of that identity (for
+  // grants.<name>.peers).
   absl::StatusOr<v1::ExplainResponse> Explain(const v1::CheckRequest& request,
-                                              absl::Duration timeout = absl::Seconds(2));
+                                              absl::Duration timeout = absl::Seconds(2),
+                                              const std::string& as_peer = "");
 
   // The standard health check (grpc.health.v1.Health/Check, whole server):
   // true while SERVING, false when NOT_SERVING (e.g. draining), an error
