@@ -183,18 +183,8 @@ absl::StatusOr<std::shared_ptr<TlsServerContext>> TlsServerContext::Load(
 TlsServerContext::~TlsServerContext() { SSL_CTX_free(ctx_); }
 
 TlsServerContext::Stamps TlsServerContext::StatFiles() const {
-  auto stamp = [](const std::string& path) {
-    Stamp s;
-    struct stat st {};
-    if (path.empty() || stat(path.c_str(), &st) != 0) return s;
-    s.dev = st.st_dev;
-    s.ino = st.st_ino;
-    s.size = st.st_size;
-    s.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
-    return s;
-  };
-  return Stamps{stamp(options_.cert_file), stamp(options_.key_file),
-                stamp(options_.client_ca_file)};
+  return Stamps{StampFile(options_.cert_file), StampFile(options_.key_file),
+                StampFile(options_.client_ca_file)};
 }
 
 void TlsServerContext::MaybeReload() {

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/base/files.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
@@ -59,17 +60,8 @@ class TlsServerContext {
   int64_t reload_failures() const;
 
  private:
-  struct Stamp {
-    dev_t dev = 0;
-    ino_t ino = 0;
-    int64_t size = -1;
-    int64_t mtime_ns = 0;
-    bool operator==(const Stamp& o) const {
-      return dev == o.dev && ino == o.ino && size == o.size && mtime_ns == o.mtime_ns;
-    }
-  };
   struct Stamps {
-    Stamp cert, key, ca;
+    FileStamp cert, key, ca;
     bool operator==(const Stamps& o) const {
       return cert == o.cert && key == o.key && ca == o.ca;
     }

@@ -150,4 +150,16 @@ std::string FormatByteSize(size_t bytes) {
   return absl::StrCat(bytes, " bytes");
 }
 
+FileStamp StampFile(const std::string& path) {
+  FileStamp s;
+  struct stat st {};
+  if (path.empty() || stat(path.c_str(), &st) != 0) return s;
+  s.dev = st.st_dev;
+  s.ino = st.st_ino;
+  s.size = st.st_size;
+  s.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+  s.ctime_ns = int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec;
+  return s;
+}
+
 }  // namespace toolgate

@@ -65,6 +65,23 @@ inline constexpr size_t kMaxSecretFileBytes = 4096;
 // never hold any of the content.
 absl::StatusOr<std::string> ReadSecretFile(const std::string& path, const std::string& flag);
 
+// What identifies a file's version cheaply (stat(2), following symlinks):
+// a file replaced, renamed over or rewritten gets another stamp. The default
+// stamp stands for "cannot be stat'ed".
+struct FileStamp {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  int64_t size = -1;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  bool operator==(const FileStamp& o) const {
+    return dev == o.dev && ino == o.ino && size == o.size && mtime_ns == o.mtime_ns &&
+           ctime_ns == o.ctime_ns;
+  }
+  bool operator!=(const FileStamp& o) const { return !(*this == o); }
+};
+FileStamp StampFile(const std::string& path);
+
 // True for the names of files a policy directory is made of: *.yaml, *.yml
 // and *.json, not hidden (not starting with '.', as a Kubernetes ConfigMap's
 // "..data" entries).

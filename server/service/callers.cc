@@ -74,20 +74,9 @@ absl::StatusOr<std::string> AdminToken::ReadToken(const std::string& path) {
   return Sha256Hex(token);
 }
 
-AdminToken::Stamp AdminToken::StatFile() const {
-  Stamp s;
-  struct stat st {};
-  if (stat(path_.c_str(), &st) != 0) return s;
-  s.dev = st.st_dev;
-  s.ino = st.st_ino;
-  s.size = st.st_size;
-  s.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
-  return s;
-}
-
 absl::StatusOr<std::unique_ptr<AdminToken>> AdminToken::Load(const std::string& path) {
   std::unique_ptr<AdminToken> token(new AdminToken(path));
-  const Stamp stamp = token->StatFile();
+  const FileStamp stamp = StampFile(path);
   absl::StatusOr<std::string> digest = ReadToken(path);
   if (!digest.ok()) return digest.status();
   absl::MutexLock lock(&token->mu_);
@@ -100,7 +89,7 @@ absl::Status AdminToken::Check(const grpc::ServerContextBase& context) const {
   std::string expected;
   {
     absl::MutexLock lock(&mu_);
-    if (const Stamp now = StatFile(); !(now == stamp_)) {
+    if (const FileStamp now = StampFile(path_); now != stamp_) {
       stamp_ = now;  // Tried once per change.
       if (absl::StatusOr<std::string> digest = ReadToken(path_); digest.ok()) {
         digest_ = *std::move(digest);

@@ -17,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/server_context.h"
+#include "server/base/files.h"
 
 namespace toolgate {
 
@@ -73,23 +74,13 @@ class AdminToken {
   absl::Status Check(const grpc::ServerContextBase& context) const;
 
  private:
-  struct Stamp {
-    dev_t dev = 0;
-    ino_t ino = 0;
-    int64_t size = -1;
-    int64_t mtime_ns = 0;
-    bool operator==(const Stamp& o) const {
-      return dev == o.dev && ino == o.ino && size == o.size && mtime_ns == o.mtime_ns;
-    }
-  };
   explicit AdminToken(std::string path) : path_(std::move(path)) {}
   static absl::StatusOr<std::string> ReadToken(const std::string& path);
-  Stamp StatFile() const;
 
   const std::string path_;
   mutable absl::Mutex mu_;
   mutable std::string digest_ ABSL_GUARDED_BY(mu_);  // SHA-256 of the token.
-  mutable Stamp stamp_ ABSL_GUARDED_BY(mu_);
+  mutable FileStamp stamp_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace toolgate
