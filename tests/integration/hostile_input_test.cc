@@ -46,16 +46,6 @@ CheckRequest Req(const std::string& tool, const std::string& grant = "g") {
   return r;
 }
 
-template <typename Fn>
-bool PollUntil(Fn&& fn, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (fn()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return fn();
-}
-
 class HostileInputTest : public ::testing::Test {
  protected:
   void StartServer(std::vector<std::string> extra = {}) {

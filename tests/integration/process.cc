@@ -412,4 +412,13 @@ bool ServerProcess::Running() {
   return true;
 }
 
+bool PollUntil(const std::function<bool()>& cond, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return cond();
+}
+
 }  // namespace toolgate_test

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -64,6 +65,11 @@ const std::vector<BrokenPolicy>& BrokenPolicies();
 std::string AliasBombPolicy(const std::string& key, int levels);
 // For gtest's messages and test names: prints the name.
 void PrintTo(const BrokenPolicy& policy, std::ostream* os);
+
+// Polls `cond` (every 2 ms) until it holds (true) or `timeout` has passed
+// (false, after one last try): for waiting on a condition with a generous
+// deadline instead of sleeping a fixed time.
+bool PollUntil(const std::function<bool()>& cond, absl::Duration timeout);
 
 // Reads a whole file; empty when it cannot be read.
 std::string ReadFileOrEmpty(const std::string& path);

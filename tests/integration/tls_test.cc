@@ -41,16 +41,6 @@ toolgate::v1::CheckRequest Req(const std::string& grant = "agent-7") {
   return r;
 }
 
-template <typename Fn>
-bool PollUntil(Fn&& fn, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (fn()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return fn();
-}
-
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
