@@ -137,35 +137,32 @@ absl::Status H2Connection::Handshake(const H2Tls& tls, absl::Duration timeout) {
   }
 }
 
-ssize_t H2Connection::ReadSome(char* buf, size_t size) {
-  if (ssl_ == nullptr) return read(fd_, buf, size);
-  SSL* ssl = static_cast<SSL*>(ssl_);
-  const int n = SSL_read(ssl, buf, static_cast<int>(size));
+namespace {
+
+// What a non-blocking read(2) or send(2) would have returned for an OpenSSL
+// call that returned `n`: n itself, 0 at the peer's close_notify (reads), or
+// -1 with errno EAGAIN (TLS waits for the socket) or `error_errno`.
+ssize_t SslIoResult(SSL* ssl, int n, int error_errno) {
   if (n > 0) return n;
   const int e = SSL_get_error(ssl, n);
   ERR_clear_error();
-  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-    errno = EAGAIN;
-    return -1;
-  }
-  if (e == SSL_ERROR_ZERO_RETURN) return 0;
-  errno = ECONNRESET;
+  if (e == SSL_ERROR_ZERO_RETURN && error_errno == ECONNRESET) return 0;
+  errno = (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? EAGAIN : error_errno;
   return -1;
+}
+
+}  // namespace
+
+ssize_t H2Connection::ReadSome(char* buf, size_t size) {
+  if (ssl_ == nullptr) return read(fd_, buf, size);
+  SSL* ssl = static_cast<SSL*>(ssl_);
+  return SslIoResult(ssl, SSL_read(ssl, buf, static_cast<int>(size)), ECONNRESET);
 }
 
 ssize_t H2Connection::WriteSome(const char* buf, size_t size) {
   if (ssl_ == nullptr) return send(fd_, buf, size, MSG_NOSIGNAL);
   SSL* ssl = static_cast<SSL*>(ssl_);
-  const int n = SSL_write(ssl, buf, static_cast<int>(size));
-  if (n > 0) return n;
-  const int e = SSL_get_error(ssl, n);
-  ERR_clear_error();
-  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-    errno = EAGAIN;
-    return -1;
-  }
-  errno = EPIPE;
-  return -1;
+  return SslIoResult(ssl, SSL_write(ssl, buf, static_cast<int>(size)), EPIPE);
 }
 
 void H2Connection::QueueFrame(uint8_t type, uint8_t flags, uint32_t stream_id,
