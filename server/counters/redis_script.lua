@@ -7,16 +7,16 @@
 -- KEYS     the counter instance keys of every call, call after call (see
 --          server/counters/redis_store.h).
 -- ARGV[1]  the number of calls.
--- Then for each call: its dry-run flag ("1": decide, consume nothing), its
--- number of keys n, and for each of its n keys: algorithm, window_ms, max,
--- burst.
+-- Then for each call: its mode ("0": decide and consume; "1": dry run,
+-- decide, consume nothing; "r<ms>": refund, see below), its number of keys
+-- n, and for each of its n keys: algorithm, window_ms, max, burst.
 --   algorithm "s": sliding window, exact log (a list of admission times).
 --   algorithm "b": sliding window, 64 buckets, for large max (memory bounded;
 --                  counts a partly expired bucket whole, so never over-admits).
 --   algorithm "f": fixed window, calendar aligned (a hash: window index, count).
 --   algorithm "t": token bucket (a hash: level, last refill time).
--- Returns, call after call: admitted, and per key: has_room, remaining,
--- reset_after_ms, retry_after_ms. A call whose key holds a value of another
+-- Returns the run's Redis time (ms), then call after call: admitted, and per
+-- key: has_room, remaining, reset_after_ms, retry_after_ms. A call whose key holds a value of another
 -- type gets admitted = 2 and, in place of the first key's has_room, the
 -- position of that key; a call whose key is of the right type but holds
 -- what toolgate never writes (corrupt: a log entry or count that is not a
@@ -36,6 +36,17 @@
 -- a time more than one window past the Redis clock is corrupt. Retry and
 -- reset times are at most one window (a bucket more for "b").
 --
+-- A refund ("r<ms>") gives back, exactly, the one unit each of its keys
+-- consumed in an admission by the script run whose Redis time was <ms>
+-- (a call admitted on one Redis Cluster slot and refused on another):
+-- "s" removes one log entry equal to that time (none: it has expired);
+-- "b" decrements that time's bucket if above 0; "f" decrements the count
+-- if the stored window is still that time's and the count above 0; "t"
+-- adds one call's units to the level refilled to now, capped at the
+-- capacity. It never creates a key and never leaves a counter with more
+-- room than it would have had without the admission. Its result is
+-- admitted, each key has_room, zeros.
+--
 -- Every check runs this script, so it is written for speed: one script run
 -- serves many calls (a script run costs Redis more than the work in it),
 -- results go straight into the reply array, per-key state into two flat
@@ -51,7 +62,7 @@ local call, try, tonumber, format, floor, find, pcall, min, max_of =
 local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local now_s = format('%d', now)
-local out = {0, 0, 0, 0, 0}  -- Sized for one call with one limit, the common case.
+local out = {now, 0, 0, 0, 0, 0}  -- Sized for one call with one limit, the common case.
 local s1 = {}  -- per key of a call: "s" length; "b" bucket size; "f" window index; "t" level
 local s2 = {}  -- per key of a call: "f" count; "t" capacity
 local max_buckets = 128  -- "b": fields a bucket hash may hold (65 at most are written)
@@ -68,6 +79,61 @@ end
 -- Raised (through pcall) when key i of the call holds a value of another
 -- type (2) or content toolgate never writes (3).
 local function fail(marker, i) error({marker = marker, key = i}, 0) end
+
+-- Refunds one call: the unit each of its n keys (after the k0 keys of the
+-- calls before it) consumed at Redis time `at`.
+local function refund(a0, k0, base, at)
+  local n = tonumber(ARGV[a0 + 1])
+  out[base + 1] = 1
+  for i = 1, n do
+    local key = KEYS[k0 + i]
+    local a = a0 + 2 + (i - 1) * 4
+    local alg = ARGV[a]
+    local window = tonumber(ARGV[a + 1])
+    if alg == 's' then
+      local len = try('LLEN', key)
+      if type(len) == 'table' then fail(2, i) end
+      -- Entries are in time order and the refunded one is recent: LREM
+      -- walks from the tail, and only the newest max entries can be live.
+      if len > 0 then call('LREM', key, '-1', format('%d', at)) end
+    elseif alg == 'b' then
+      local bs = floor((window + 63) / 64)
+      if bs < 1 then bs = 1 end
+      local field = format('%d', floor(at / bs))
+      local c = try('HGET', key, field)
+      if type(c) == 'table' then fail(2, i) end
+      if c then
+        local v = num(c)
+        if not v then fail(3, i) end
+        if v > 0 then call('HINCRBY', key, field, '-1') end
+      end
+    elseif alg == 'f' then
+      local v = try('HMGET', key, 'w', 'c')
+      if v.err then fail(2, i) end
+      if v[1] then
+        local w, c = num(v[1]), num(v[2])
+        if not w or not c then fail(3, i) end
+        if w == floor(at / window) and c > 0 then call('HSET', key, 'c', format('%d', c - 1)) end
+      end
+    else -- 't'
+      local max = tonumber(ARGV[a + 2])
+      local cap = tonumber(ARGV[a + 3]) * window
+      local v = try('HMGET', key, 'u', 't')
+      if v.err then fail(2, i) end
+      if v[1] or v[2] then
+        local units, last = num(v[1]), num(v[2])
+        if not units or not last or last > now + window then fail(3, i) end
+        if now > last then units = units + (now - last) * max end
+        units = min(cap, units + window)
+        local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
+        call('HSET', key, 'u', format('%d', units), 't', now_s)
+        call('PEXPIRE', key, format('%d', max_of(1, reset)))
+      end
+    end
+    local o = base + 4 * i - 2
+    out[o], out[o + 1], out[o + 2], out[o + 3] = 1, 0, 0, 0
+  end
+end
 
 -- Decides one call: its dry-run flag at ARGV[a0], its n keys after the k0
 -- keys of the calls before it, its values from out[base + 1] on.
@@ -281,11 +347,17 @@ local function decide(a0, k0, base)
 end
 
 local k0 = 0   -- keys of the calls before this one
-local a0 = 2   -- ARGV index of this call's dry-run flag
-local base = 0 -- values in out before this call's
+local a0 = 2   -- ARGV index of this call's mode
+local base = 1 -- values in out before this call's (the time first)
 for _ = 1, tonumber(ARGV[1]) do
   local n = tonumber(ARGV[a0 + 1])
-  local ok, err = pcall(decide, a0, k0, base)
+  local mode = ARGV[a0]
+  local ok, err
+  if #mode > 1 then
+    ok, err = pcall(refund, a0, k0, base, num(mode:sub(2)))
+  else
+    ok, err = pcall(decide, a0, k0, base)
+  end
   if not ok then
     -- This call alone fails, with nothing consumed (every check comes before
     -- the first write): the marker, the key's position, zeros.
@@ -301,5 +373,5 @@ for _ = 1, tonumber(ARGV[1]) do
   a0 = a0 + 2 + 4 * n
   base = base + 1 + 4 * n
 end
-for j = base + 1, 5 do out[j] = nil end  -- (Fewer values than presized.)
+for j = base + 1, 6 do out[j] = nil end  -- (Fewer values than presized.)
 return out

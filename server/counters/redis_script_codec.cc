@@ -74,7 +74,11 @@ void RedisScriptCodec::EncodeBatch(absl::Span<const ScriptCall* const> calls, bo
   }
   cmd.Arg(static_cast<int64_t>(calls.size()));
   for (const ScriptCall* call : calls) {
-    cmd.Arg(call->dry_run ? absl::string_view("1") : absl::string_view("0"));
+    if (call->refund_at_ms > 0) {
+      cmd.ArgOfPieces({"r", absl::AlphaNum(call->refund_at_ms).Piece()});
+    } else {
+      cmd.Arg(call->dry_run ? absl::string_view("1") : absl::string_view("0"));
+    }
     cmd.Arg(static_cast<int64_t>(call->checks.size()));
     for (const LimitCheck& c : call->checks) {
       const char alg = AlgorithmLetter(c);
@@ -88,23 +92,27 @@ void RedisScriptCodec::EncodeBatch(absl::Span<const ScriptCall* const> calls, bo
 
 absl::Status RedisScriptCodec::DecodeBatch(
     const redisReply& reply, absl::Span<const ScriptCall* const> calls,
-    absl::FunctionRef<void(size_t, absl::StatusOr<AcquireResult>)> done) const {
+    absl::FunctionRef<void(size_t, absl::StatusOr<AcquireResult>)> done,
+    int64_t* redis_time_ms) const {
   if (IsErrorReply(reply)) return absl::InternalError(absl::StrCat("redis: ", ReplyText(reply)));
-  size_t expected = 0;
+  size_t expected = 1;  // The run's Redis time, then the calls.
   for (const ScriptCall* call : calls) expected += ReplyValues(*call);
   bool well_formed = reply.type == REDIS_REPLY_ARRAY && reply.elements == expected;
   for (size_t i = 0; well_formed && i < reply.elements; ++i) {
     well_formed = reply.element[i]->type == REDIS_REPLY_INTEGER;
   }
-  // Each call's `admitted` is 0, 1 or the marker.
-  for (size_t i = 0, at = 0; well_formed && i < calls.size(); ++i) {
+  // The time is a Redis clock's (positive); each call's `admitted` is 0, 1
+  // or a marker, and a refund's is never 0.
+  well_formed = well_formed && reply.element[0]->integer > 0;
+  for (size_t i = 0, at = 1; well_formed && i < calls.size(); ++i) {
     const long long admitted = reply.element[at]->integer;
-    well_formed = admitted == 0 || admitted == 1 || admitted == kWrongTypeMarker ||
-                  admitted == kCorruptMarker;
+    well_formed = (admitted == 0 && calls[i]->refund_at_ms <= 0) || admitted == 1 ||
+                  admitted == kWrongTypeMarker || admitted == kCorruptMarker;
     at += ReplyValues(*calls[i]);
   }
   if (!well_formed) return absl::InternalError("redis: unexpected reply to the limits script");
-  for (size_t i = 0, at = 0; i < calls.size(); ++i) {
+  if (redis_time_ms != nullptr) *redis_time_ms = reply.element[0]->integer;
+  for (size_t i = 0, at = 1; i < calls.size(); ++i) {
     done(i, DecodeCall(reply.element + at, calls[i]->checks));
     at += ReplyValues(*calls[i]);
   }

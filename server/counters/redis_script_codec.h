@@ -5,10 +5,14 @@
 //
 // Command, for calls c1..cN, each with limits l1..ln:
 //   EVALSHA <sha> <numkeys> <key of each limit, call after call>
-//           N  (<dry_run> n (<algorithm> <window_ms> <max> <burst>)*n)*N
-// (EVAL <script> ... when Redis does not have the script cached).
+//           N  (<mode> n (<algorithm> <window_ms> <max> <burst>)*n)*N
+// (EVAL <script> ... when Redis does not have the script cached), where
+// <mode> is "0" (decide and consume), "1" (dry run) or "r<ms>" (refund the
+// unit consumed by an admission at Redis time <ms>: ScriptCall::refund_at_ms).
 //
-// Reply: an array of integers, call after call: `admitted` (0 or 1), then
+// Reply: an array of integers: the script run's Redis time in ms (the time
+// every admission of the run is recorded at), then call after call:
+// `admitted` (0 or 1), then
 // per limit `has_room` (0 or 1), `remaining`, `reset_after_ms`,
 // `retry_after_ms`. A call one of whose keys holds a value of another type
 // has `admitted` = 2 (kWrongTypeMarker) and, in place of the first limit's
@@ -47,6 +51,15 @@ extern const char kRedisScript[];
 struct ScriptCall {
   std::vector<LimitCheck> checks;
   bool dry_run = false;
+  // When > 0, the call is a refund: it gives back, exactly, the one unit each
+  // of its limits consumed in an admission made by the script run whose
+  // Redis time (DecodeBatch's `redis_time_ms`) was this. For a call that was
+  // admitted in one Redis Cluster slot and refused in another. A refund
+  // never creates a key, never leaves a counter with more room than it would
+  // have had without that admission (a unit that has expired since is not
+  // given back), and decodes as admitted with every limit has_room (the
+  // other values are zeros). `dry_run` is ignored.
+  int64_t refund_at_ms = 0;
 };
 
 class RedisScriptCodec {
@@ -75,11 +88,14 @@ class RedisScriptCodec {
 
   // Reads the reply to EncodeBatch(calls): `done(i, result)` for each call
   // in order, with its result or, for a call whose key holds another type of
-  // value or corrupt content, INTERNAL naming that key. An error reply, or a reply of the wrong
-  // shape, is returned instead (INTERNAL), and `done` is not called.
-  absl::Status DecodeBatch(
-      const redisReply& reply, absl::Span<const ScriptCall* const> calls,
-      absl::FunctionRef<void(size_t, absl::StatusOr<AcquireResult>)> done) const;
+  // value or corrupt content, INTERNAL naming that key; and, when
+  // `redis_time_ms` is not null, the script run's Redis time into it (before
+  // the first `done`). An error reply, or a reply of the wrong shape, is
+  // returned instead (INTERNAL), and neither `done` nor `redis_time_ms` is
+  // touched.
+  absl::Status DecodeBatch(const redisReply& reply, absl::Span<const ScriptCall* const> calls,
+                           absl::FunctionRef<void(size_t, absl::StatusOr<AcquireResult>)> done,
+                           int64_t* redis_time_ms = nullptr) const;
 
  private:
   // One call's result from its values in a well-formed reply.

@@ -1,20 +1,27 @@
-// The limits script's command and reply, without Redis: what is sent for a
-// batch of calls, and how replies (well-formed or not) become results.
-// counter_store_test.cc runs the same through a real redis-server.
+// The limits script's command and reply: what is sent for a batch of calls,
+// and how replies (well-formed or not) become results, without Redis; and
+// refunds, through a real redis-server. counter_store_test.cc runs the rest
+// of the script through a real redis-server.
 #include "server/counters/redis_script_codec.h"
 
 #include <hiredis/hiredis.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/counters/counter_testing.h"
 #include "server/redis/reply.h"
 #include "server/redis/resp.h"
+#include "tests/support/redis_process.h"
 
 namespace toolgate {
 namespace {
 
 using ::testing::HasSubstr;
+
+// A Redis time, as the reply carries first.
+constexpr long long kTime = 1'764'000'000'000;
 
 LimitCheck Check(const std::string& key, Algorithm alg, int64_t window, int64_t max,
                  int64_t burst = 0) {
@@ -33,6 +40,7 @@ RedisReplyPtr Integers(const std::vector<long long>& values) {
 
 struct Decoded {
   absl::Status status;  // Of the whole reply.
+  int64_t time = -1;    // The run's Redis time.
   std::vector<absl::StatusOr<AcquireResult>> calls;
 };
 
@@ -44,7 +52,7 @@ Decoded Decode(const RedisScriptCodec& codec, const redisReply& reply,
   out.status = codec.DecodeBatch(reply, ptrs, [&](size_t i, absl::StatusOr<AcquireResult> r) {
     EXPECT_EQ(i, out.calls.size()) << "calls are completed in order";
     out.calls.push_back(std::move(r));
-  });
+  }, &out.time);
   return out;
 }
 
@@ -101,6 +109,19 @@ TEST_F(RedisScriptCodecTest, EncodesEvalWithTheScriptItself) {
   EXPECT_EQ(out, expected);
 }
 
+TEST_F(RedisScriptCodecTest, EncodesARefundWithItsTime) {
+  ScriptCall refund = calls_[0];  // A dry run: ignored by a refund.
+  refund.refund_at_ms = kTime;
+  std::string out;
+  codec_.EncodeBatch({&refund}, /*use_eval=*/false, &out);
+  std::string expected;
+  EncodeCommand({"EVALSHA", codec_.sha(), "2", "tg:{rate|g|a}:s:60000", "tg:{daily|*}:f:86400000",
+                 "1", absl::StrCat("r", kTime), "2", "s", "60000", "10", "0", "f", "86400000",
+                 "5000", "0"},
+                &expected);
+  EXPECT_EQ(out, expected);
+}
+
 TEST_F(RedisScriptCodecTest, EncodingReusesTheBuffer) {
   std::string out;
   std::vector<const ScriptCall*> many(64, &calls_[0]);
@@ -115,10 +136,11 @@ TEST_F(RedisScriptCodecTest, EncodingReusesTheBuffer) {
 TEST_F(RedisScriptCodecTest, DecodesEachCallInOrder) {
   // Call 1 (two limits): refused; the first limit full for 1500ms more.
   // Call 2 (one limit): admitted, 9 left.
-  RedisReplyPtr reply = Integers({0, 0, 0, 2000, 1500, 1, 4999, 86'000, 0,
+  RedisReplyPtr reply = Integers({kTime, 0, 0, 0, 2000, 1500, 1, 4999, 86'000, 0,
                                   1, 1, 9, 6000, 0});
   Decoded d = Decode(codec_, *reply, calls_);
   ASSERT_TRUE(d.status.ok()) << d.status;
+  EXPECT_EQ(d.time, kTime);
   ASSERT_EQ(d.calls.size(), 2u);
   ASSERT_TRUE(d.calls[0].ok());
   const AcquireResult& refused = *d.calls[0];
@@ -142,7 +164,7 @@ TEST_F(RedisScriptCodecTest, DecodesEachCallInOrder) {
 
 TEST_F(RedisScriptCodecTest, WrongTypeFailsOnlyItsCallAndNamesTheKey) {
   // Call 1: its second key holds another type (marker 2, position 2).
-  RedisReplyPtr reply = Integers({RedisScriptCodec::kWrongTypeMarker, 2, 0, 0, 0, 0, 0, 0, 0,
+  RedisReplyPtr reply = Integers({kTime, RedisScriptCodec::kWrongTypeMarker, 2, 0, 0, 0, 0, 0, 0, 0,
                                   1, 1, 9, 6000, 0});
   Decoded d = Decode(codec_, *reply, calls_);
   ASSERT_TRUE(d.status.ok()) << d.status;
@@ -158,7 +180,7 @@ TEST_F(RedisScriptCodecTest, WrongTypeFailsOnlyItsCallAndNamesTheKey) {
 
 TEST_F(RedisScriptCodecTest, WrongTypeAtAnUnknownPosition) {
   for (long long position : {0LL, 3LL, -1LL}) {
-    RedisReplyPtr reply = Integers({RedisScriptCodec::kWrongTypeMarker, position, 0, 0, 0, 0, 0,
+    RedisReplyPtr reply = Integers({kTime, RedisScriptCodec::kWrongTypeMarker, position, 0, 0, 0, 0, 0,
                                     0, 0, 1, 1, 9, 6000, 0});
     Decoded d = Decode(codec_, *reply, calls_);
     ASSERT_TRUE(d.status.ok()) << d.status;
@@ -170,7 +192,7 @@ TEST_F(RedisScriptCodecTest, WrongTypeAtAnUnknownPosition) {
 
 TEST_F(RedisScriptCodecTest, CorruptKeyFailsOnlyItsCallAndNamesTheKey) {
   // Call 2: its only key holds content toolgate never writes (marker 3).
-  RedisReplyPtr reply = Integers({0, 0, 0, 2000, 1500, 1, 4999, 86'000, 0,
+  RedisReplyPtr reply = Integers({kTime, 0, 0, 0, 2000, 1500, 1, 4999, 86'000, 0,
                                   RedisScriptCodec::kCorruptMarker, 1, 0, 0, 0});
   Decoded d = Decode(codec_, *reply, calls_);
   ASSERT_TRUE(d.status.ok()) << d.status;
@@ -183,7 +205,7 @@ TEST_F(RedisScriptCodecTest, CorruptKeyFailsOnlyItsCallAndNamesTheKey) {
               HasSubstr("counter key tg:{msgs|s|x}:t:60000 holds content toolgate did not "
                         "write (corrupt"));
   // An error the script did not foresee: no position.
-  reply = Integers({RedisScriptCodec::kCorruptMarker, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 9, 6000, 0});
+  reply = Integers({kTime, RedisScriptCodec::kCorruptMarker, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 9, 6000, 0});
   d = Decode(codec_, *reply, calls_);
   ASSERT_TRUE(d.status.ok()) << d.status;
   ASSERT_FALSE(d.calls[0].ok());
@@ -193,7 +215,7 @@ TEST_F(RedisScriptCodecTest, CorruptKeyFailsOnlyItsCallAndNamesTheKey) {
 
 TEST_F(RedisScriptCodecTest, CallWithoutLimits) {
   const std::vector<ScriptCall> calls = {{{}, false}};
-  Decoded d = Decode(codec_, *Integers({1}), calls);
+  Decoded d = Decode(codec_, *Integers({kTime, 1}), calls);
   ASSERT_TRUE(d.status.ok()) << d.status;
   ASSERT_TRUE(d.calls[0].ok());
   EXPECT_TRUE(d.calls[0]->admitted);
@@ -206,14 +228,19 @@ TEST_F(RedisScriptCodecTest, MalformedRepliesFailTheWholeBatch) {
       ":1\r\n",
       "$-1\r\n",
       "*0\r\n",  // Too short.
-      IntegersResp({1, 1, 9, 6000, 0}),
-      IntegersResp(std::vector<long long>(15, 0)),  // Too long.
+      IntegersResp({kTime, 1, 1, 9, 6000, 0}),
+      IntegersResp(std::vector<long long>(16, 1)),  // Too long.
+      // Without the time (the reply of a script before refunds).
+      IntegersResp({0, 0, 0, 2000, 1500, 1, 4999, 86'000, 0, 1, 1, 9, 6000, 0}),
+      // A time that is no Redis clock's.
+      IntegersResp({0, 0, 0, 0, 2000, 1500, 1, 4999, 86'000, 0, 1, 1, 9, 6000, 0}),
+      IntegersResp({-5, 0, 0, 0, 2000, 1500, 1, 4999, 86'000, 0, 1, 1, 9, 6000, 0}),
       // A string among the integers.
-      "*14\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:1\r\n:1\r\n:0\r\n:0\r\n"
+      "*15\r\n:1\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n:1\r\n:1\r\n:0\r\n:0\r\n"
       ":1\r\n:1\r\n$1\r\n9\r\n:6000\r\n:0\r\n",
       // `admitted` neither 0, 1, 2 nor 3, for either call.
-      IntegersResp({4, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 9, 6000, 0}),
-      IntegersResp({0, 0, 0, 0, 0, 1, 1, 0, 0, -1, 1, 9, 6000, 0}),
+      IntegersResp({kTime, 4, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 9, 6000, 0}),
+      IntegersResp({kTime, 0, 0, 0, 0, 0, 1, 1, 0, 0, -1, 1, 9, 6000, 0}),
   };
   for (const std::string& resp : malformed) {
     absl::StatusOr<RedisReplyPtr> reply = ParseReply(resp);
@@ -223,6 +250,16 @@ TEST_F(RedisScriptCodecTest, MalformedRepliesFailTheWholeBatch) {
     EXPECT_EQ(d.status.message(), "redis: unexpected reply to the limits script") << resp;
     EXPECT_TRUE(d.calls.empty()) << "no call completed from " << resp;
   }
+  // A refund is never refused.
+  ScriptCall refund = calls_[1];
+  refund.refund_at_ms = kTime;
+  const std::vector<ScriptCall> calls = {calls_[0], refund};
+  Decoded d = Decode(codec_, *Integers({kTime, 0, 0, 0, 2000, 1500, 1, 4999, 86'000, 0, 0, 1, 0,
+                                         0, 0}),
+                     calls);
+  EXPECT_EQ(d.status.message(), "redis: unexpected reply to the limits script");
+  EXPECT_TRUE(d.calls.empty());
+  EXPECT_EQ(d.time, -1) << "the time is not written from a malformed reply";
 }
 
 TEST_F(RedisScriptCodecTest, ErrorReplyIsReturnedWithItsText) {
@@ -231,6 +268,256 @@ TEST_F(RedisScriptCodecTest, ErrorReplyIsReturnedWithItsText) {
   EXPECT_EQ(d.status.code(), absl::StatusCode::kInternal);
   EXPECT_EQ(d.status.message(), "redis: ERR Error running script: oops");
   EXPECT_TRUE(d.calls.empty());
+}
+
+// --- Refunds, against a real redis-server. ---
+
+using counters_testing::kHour;
+using counters_testing::kMinute;
+using counters_testing::MakeCheck;
+
+// A guard against hangs, far beyond what anything here takes.
+constexpr absl::Duration kWait = absl::Seconds(30);
+
+class RedisScriptRefundTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto redis = toolgate_test::RedisProcess::Start();
+    ASSERT_TRUE(redis.ok()) << redis.status();
+    redis_ = redis->release();
+  }
+  static void TearDownTestSuite() {
+    delete redis_;
+    redis_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(redis_, nullptr);
+    conn_ = redisConnect("127.0.0.1", redis_->port());
+    ASSERT_TRUE(conn_ != nullptr && conn_->err == 0);
+  }
+  void TearDown() override {
+    if (conn_ != nullptr) redisFree(conn_);
+  }
+
+  // Runs `calls` in one script run; the decoded reply.
+  Decoded Run(const std::vector<ScriptCall>& calls) {
+    std::vector<const ScriptCall*> ptrs;
+    for (const ScriptCall& c : calls) ptrs.push_back(&c);
+    std::string cmd;
+    codec_.EncodeBatch(ptrs, /*use_eval=*/true, &cmd);
+    Decoded out;
+    if (redisAppendFormattedCommand(conn_, cmd.data(), cmd.size()) != REDIS_OK) {
+      out.status = absl::InternalError("cannot send");
+      return out;
+    }
+    void* raw = nullptr;
+    if (redisGetReply(conn_, &raw) != REDIS_OK || raw == nullptr) {
+      out.status = absl::InternalError(conn_->errstr);
+      return out;
+    }
+    RedisReplyPtr reply(static_cast<redisReply*>(raw));
+    out.status = codec_.DecodeBatch(*reply, ptrs, [&](size_t, absl::StatusOr<AcquireResult> r) {
+      out.calls.push_back(std::move(r));
+    }, &out.time);
+    return out;
+  }
+  // One call, admitted or not; the time of its run.
+  int64_t Admit(const LimitCheck& check, bool expect_admitted = true) {
+    Decoded d = Run({{{check}, false}});
+    EXPECT_TRUE(d.status.ok()) << d.status;
+    EXPECT_EQ(d.calls.size(), 1u);
+    if (d.calls.size() == 1) {
+      EXPECT_TRUE(d.calls[0].ok()) << d.calls[0].status();
+      if (d.calls[0].ok()) {
+        EXPECT_EQ(d.calls[0]->admitted, expect_admitted);
+      }
+    }
+    return d.time;
+  }
+  // Refunds `check`'s unit of the admission at `at`; expects success.
+  void Refund(const LimitCheck& check, int64_t at, bool dry_run = false) {
+    ScriptCall call{{check}, dry_run};
+    call.refund_at_ms = at;
+    Decoded d = Run({call});
+    ASSERT_TRUE(d.status.ok()) << d.status;
+    ASSERT_EQ(d.calls.size(), 1u);
+    ASSERT_TRUE(d.calls[0].ok()) << d.calls[0].status();
+    EXPECT_TRUE(d.calls[0]->admitted);
+    ASSERT_EQ(d.calls[0]->outcomes.size(), 1u);
+    EXPECT_TRUE(d.calls[0]->outcomes[0].has_room);
+  }
+  // The room `check` has now: how many calls it would admit (a dry run's
+  // remaining counts the call itself as admitted).
+  int64_t Remaining(const LimitCheck& check) {
+    Decoded d = Run({{{check}, true}});
+    EXPECT_TRUE(d.status.ok()) << d.status;
+    if (d.calls.size() != 1 || !d.calls[0].ok()) {
+      ADD_FAILURE() << "dry run failed";
+      return -1;
+    }
+    return d.calls[0]->admitted ? d.calls[0]->outcomes[0].remaining + 1 : 0;
+  }
+  std::string Exists(const LimitCheck& check) {
+    return redis_->Command({"EXISTS", codec_.Key(check)}).value_or("(redis error)");
+  }
+  // A key of its own for each test and algorithm.
+  static std::string KeyOf(absl::string_view what) {
+    return absl::StrCat(::testing::UnitTest::GetInstance()->current_test_info()->name(), "|",
+                        what);
+  }
+
+  static toolgate_test::RedisProcess* redis_;
+  RedisScriptCodec codec_{"tg:", /*exact_log_max=*/100};
+  redisContext* conn_ = nullptr;
+};
+
+toolgate_test::RedisProcess* RedisScriptRefundTest::redis_ = nullptr;
+
+// Every algorithm, as a limit of max 5 (the bucketed sliding window: 500).
+std::vector<LimitCheck> EveryAlgorithm(const std::string& prefix, int64_t window) {
+  return {MakeCheck(prefix + "s", Algorithm::kSlidingWindow, window, 5),
+          MakeCheck(prefix + "b", Algorithm::kSlidingWindow, window, 500),
+          MakeCheck(prefix + "f", Algorithm::kFixedWindow, window, 5),
+          MakeCheck(prefix + "t", Algorithm::kTokenBucket, window, 5)};
+}
+
+// Admit at T, refund at T: the counter is as if the admission had not
+// happened (an hour's window: a token bucket refills a negligible part of a
+// unit meanwhile, and no fixed window ends, in all but a rare run that
+// crosses the hour: then the fixed window is checked against a fresh count).
+TEST_F(RedisScriptRefundTest, RefundUndoesTheAdmissionExactly) {
+  for (const LimitCheck& check : EveryAlgorithm(KeyOf(""), kHour)) {
+    SCOPED_TRACE(codec_.Key(check));
+    Admit(check);
+    Admit(check);
+    const int64_t before = Remaining(check);
+    const int64_t max = check.max;
+    EXPECT_EQ(before, max - 2);
+    const int64_t at = Admit(check);
+    EXPECT_EQ(Remaining(check), before - 1);
+    Refund(check, at);
+    const int64_t after = Remaining(check);
+    if (check.algorithm == Algorithm::kFixedWindow && after == max) continue;  // A new hour.
+    EXPECT_EQ(after, before);
+    // The units given back are usable again, exactly: max - 2 more, then full.
+    for (int64_t i = 0; i < before; ++i) Admit(check);
+    Admit(check, /*expect_admitted=*/false);
+  }
+}
+
+// A refund is its own call in a run: it never changes the other calls of
+// the run, nor fails them, and a dry-run flag does not stop it.
+TEST_F(RedisScriptRefundTest, RefundInABatchAndDespiteDryRun) {
+  const LimitCheck a = MakeCheck(KeyOf("a"), Algorithm::kSlidingWindow, kHour, 3);
+  const LimitCheck b = MakeCheck(KeyOf("b"), Algorithm::kFixedWindow, 10 * 365 * 24 * kHour, 3);
+  const int64_t at = Admit(a);
+  ScriptCall refund{{a}, /*dry_run=*/true};
+  refund.refund_at_ms = at;
+  Decoded d = Run({{{b}, false}, refund, {{a, b}, false}});
+  ASSERT_TRUE(d.status.ok()) << d.status;
+  ASSERT_EQ(d.calls.size(), 3u);
+  ASSERT_TRUE(d.calls[0].ok() && d.calls[1].ok() && d.calls[2].ok());
+  EXPECT_EQ(d.calls[0]->outcomes[0].remaining, 2);
+  EXPECT_TRUE(d.calls[1]->admitted);
+  EXPECT_EQ(d.calls[2]->outcomes[0].remaining, 2) << "the refund came before it";
+  EXPECT_EQ(d.calls[2]->outcomes[1].remaining, 1);
+  EXPECT_EQ(Remaining(a), 2);
+  EXPECT_EQ(Remaining(b), 1);
+}
+
+// A refund never creates a key, whatever the algorithm.
+TEST_F(RedisScriptRefundTest, RefundOfAMissingKeyCreatesNothing) {
+  auto time = redis_->Command({"TIME"});
+  ASSERT_TRUE(time.ok());
+  const int64_t now_ms = std::stoll(time->substr(0, time->find('\n'))) * 1000;
+  for (const LimitCheck& check : EveryAlgorithm(KeyOf(""), kMinute)) {
+    SCOPED_TRACE(codec_.Key(check));
+    Refund(check, now_ms);
+    EXPECT_EQ(Exists(check), "0");
+  }
+}
+
+// Refunding the same admission twice: the sliding log removes only entries
+// that exist (the second refund finds none at that time); the counts of a
+// bucket and of a fixed window never go below zero; a token bucket never
+// rises above its capacity. None gives more room than no admission at all.
+TEST_F(RedisScriptRefundTest, DoubleRefundNeverGivesMoreThanTheAdmission) {
+  for (const LimitCheck& check : EveryAlgorithm(KeyOf(""), kHour)) {
+    SCOPED_TRACE(codec_.Key(check));
+    const int64_t at = Admit(check);
+    Refund(check, at);
+    Refund(check, at);
+    const int64_t max = check.max;
+    EXPECT_EQ(Remaining(check), max);
+    // Exactly max admitted from here, not one more.
+    for (int64_t i = 0; i < max; ++i) Admit(check);
+    Admit(check, /*expect_admitted=*/false);
+  }
+  // Two admissions in one run record the same time twice: three refunds at
+  // that time remove both, and nothing else.
+  const LimitCheck log = MakeCheck(KeyOf("log"), Algorithm::kSlidingWindow, kHour, 5);
+  const int64_t first = Admit(log);
+  // The next run, at a later millisecond of Redis's clock (until then,
+  // another admission would record the same time).
+  Decoded d;
+  const absl::Time deadline = absl::Now() + kWait;
+  do {
+    ASSERT_LT(absl::Now(), deadline);
+    d = Run({{{log}, true}});
+    ASSERT_TRUE(d.status.ok()) << d.status;
+  } while (d.time <= first);
+  d = Run({{{log}, false}, {{log}, false}});
+  ASSERT_TRUE(d.status.ok()) << d.status;
+  ASSERT_GT(d.time, first);
+  EXPECT_EQ(Remaining(log), 2);
+  for (int i = 0; i < 3; ++i) Refund(log, d.time);
+  EXPECT_EQ(Remaining(log), 4) << "the first admission stays";
+}
+
+// Once the admitted unit has expired (the sliding windows), or its window
+// has ended (the fixed window), a refund gives nothing back: the counter
+// keeps what it counted since. Windows of 300 ms, waited out by polling.
+TEST_F(RedisScriptRefundTest, RefundAfterTheUnitExpiredDoesNothing) {
+  for (const LimitCheck& check : EveryAlgorithm(KeyOf(""), 300)) {
+    if (check.algorithm == Algorithm::kTokenBucket) continue;  // Capped: tested above.
+    SCOPED_TRACE(codec_.Key(check));
+    const int64_t at = Admit(check);
+    const int64_t max = check.max;
+    // Until the admission no longer counts.
+    const absl::Time deadline = absl::Now() + kWait;
+    while (Remaining(check) != max) {
+      ASSERT_LT(absl::Now(), deadline) << "the admission never expired";
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    const int64_t at2 = Admit(check);
+    ASSERT_GE(at2, at + 1);
+    Refund(check, at);
+    const int64_t left = Remaining(check);
+    // The later admission still counts (unless it too expired meanwhile, on
+    // a very slow machine: then the counter is empty, never above max).
+    EXPECT_TRUE(left == max - 1 || left == max) << left;
+    if (left == max - 1) {
+      Refund(check, at2);
+      EXPECT_EQ(Remaining(check), max);
+    }
+  }
+}
+
+// A refund on a key of another type fails its call with the usual error,
+// and changes nothing.
+TEST_F(RedisScriptRefundTest, RefundOnAKeyOfAnotherTypeFails) {
+  for (const LimitCheck& check : EveryAlgorithm(KeyOf(""), kMinute)) {
+    SCOPED_TRACE(codec_.Key(check));
+    ASSERT_TRUE(redis_->Command({"SADD", codec_.Key(check), "x"}).ok());
+    ScriptCall refund{{check}, false};
+    refund.refund_at_ms = 1'000'000;
+    Decoded d = Run({refund});
+    ASSERT_TRUE(d.status.ok()) << d.status;
+    ASSERT_EQ(d.calls.size(), 1u);
+    ASSERT_FALSE(d.calls[0].ok());
+    EXPECT_THAT(std::string(d.calls[0].status().message()), HasSubstr("WRONGTYPE"));
+    EXPECT_EQ(redis_->Command({"SMEMBERS", codec_.Key(check)}).value_or("?"), "x");
+  }
 }
 
 }  // namespace
