@@ -389,6 +389,11 @@ int RunStatus(const std::vector<std::string>& args) {
               << cs.round_trips() << ", cache hits " << cs.cache_hits() << ", timeouts "
               << cs.timeouts() << ", failures " << cs.failures() << ", connects " << cs.connects()
               << ", script reloads " << cs.script_reloads() << "\n";
+    if (cs.redirects() + cs.refunds() + cs.refund_failures() + cs.topology_changes() > 0) {
+      std::cout << "  redirects " << cs.redirects() << ", refunds " << cs.refunds()
+                << ", refund failures " << cs.refund_failures() << ", topology changes "
+                << cs.topology_changes() << "\n";
+    }
     if (!cs.last_error().empty()) std::cout << "  last error: " << cs.last_error() << "\n";
   } else {
     std::cout << "  live counters " << cs.keys() << "\n";

@@ -95,9 +95,11 @@ int main(int argc, char** argv) {
                  "how long your load balancer takes to stop sending (e.g. 5s in Kubernetes).");
   flags.String("redis", &config.redis_url,
                "Keep counters in Redis, shared by every server using it: "
-               "redis://host:port[/db] (credentials: --redis-password-file; an inline "
-               "[user:]password@ works but is visible in /proc). When empty, counters are kept in "
-               "process.");
+               "redis://host:port[/db]; redis+sentinel://host:port[,host:port...]/MASTER[/db] "
+               "(the master Sentinel names, followed across failovers); or "
+               "redis+cluster://host:port[,host:port...] (a Redis Cluster, from seed nodes). "
+               "Credentials: --redis-password-file; an inline [user:]password@ works but is "
+               "visible in /proc. When empty, counters are kept in process.");
   std::string redis_password_file, redis_username_file;
   flags.String("redis-password-file", &redis_password_file,
                "File holding the Redis password (one trailing newline is ignored; at most 4 KiB), "
@@ -108,6 +110,11 @@ int main(int argc, char** argv) {
                "File holding the Redis ACL user name (with --redis-password-file).");
   flags.Duration("redis-timeout", &config.redis_timeout_ms,
                  "Deadline of each check's Redis work; past it the failure mode decides.");
+  flags.Int("redis-wait-replicas", &config.redis_wait_replicas, 0, 16,
+            "After each Redis script run, WAIT until this many replicas have its writes "
+            "(within --redis-timeout; fewer in time: an admitted call is answered by the "
+            "failure mode). Closes the window in which a failover loses counts not yet "
+            "replicated, at the cost of a replica round trip per check. 0: do not wait.");
   std::string failure_mode = "closed";
   flags.String("redis-failure-mode", &failure_mode,
                "Decision when Redis fails or is late: closed (DENY) or open (ALLOW).");
@@ -242,7 +249,7 @@ int main(int argc, char** argv) {
   }
   std::vector<absl::Status> secret_errors = {credentials.status(), hash_key.status()};
   for (const std::string& url : {config.redis_url, config.policy.path}) {
-    if (!credentials.ok() || !absl::StartsWith(url, "redis://")) continue;
+    if (!credentials.ok() || !toolgate::IsRedisUrl(url)) continue;
     secret_errors.push_back(toolgate::ParseRedisUrl(url, *credentials).status());
   }
   for (const absl::Status& s : secret_errors) {

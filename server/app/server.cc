@@ -37,6 +37,7 @@ absl::StatusOr<std::unique_ptr<CounterStore>> MakeCounterStore(const ServerConfi
   RedisStoreOptions options;
   options.url = *url;
   options.timeout_ms = config.redis_timeout_ms;
+  options.wait_replicas = config.redis_wait_replicas;
   options.over_limit_cache = config.over_limit_cache;
   options.observer = observer;
   return std::make_unique<RedisCounterStore>(options);
@@ -327,6 +328,10 @@ v1::GetStatusResponse ToolgateServer::Status() const {
   cs->set_failures(store.failures);
   cs->set_connects(store.connects);
   cs->set_script_reloads(store.script_reloads);
+  cs->set_redirects(store.redirects);
+  cs->set_refunds(store.refunds);
+  cs->set_refund_failures(store.refund_failures);
+  cs->set_topology_changes(store.topology_changes);
   cs->set_last_error(store.last_error);
   const Metrics::Totals totals = metrics_->CheckTotals();
   v1::DecisionCounts* dc = out.mutable_decisions();

@@ -65,6 +65,7 @@ struct ServerConfig {
   // Applied to every Redis connection (counters and --policy redis://...).
   RedisCredentials redis_credentials;
   int64_t redis_timeout_ms = 25;
+  int64_t redis_wait_replicas = 0;  // WAIT for this many replicas after each script run.
   FailureMode failure_mode = FailureMode::kClosed;
   bool over_limit_cache = true;
   // Prometheus metrics on http://HOST:PORT/metrics; empty: off.

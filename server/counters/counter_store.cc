@@ -10,6 +10,11 @@ std::string CounterStoreStatus::Summary() const {
                       " round_trips=", round_trips, " cache_hits=", cache_hits,
                       " timeouts=", timeouts, " failures=", failures, " connects=", connects,
                       " script_reloads=", script_reloads,
+                      redirects + refunds + refund_failures + topology_changes == 0
+                          ? std::string()
+                          : absl::StrCat(" redirects=", redirects, " refunds=", refunds,
+                                         " refund_failures=", refund_failures,
+                                         " topology_changes=", topology_changes),
                       " connected=", connected ? "true" : "false");
 }
 

@@ -37,10 +37,43 @@
 // them succeeded. A refused AUTH (or NOAUTH) drops it with "authentication
 // failed" and the usual backoff.
 //
-// The parts: the script's command and reply in redis_script_codec.h, the
-// over-limit cache in over_limit_cache.h, the connection, protocol and
-// backoff in server/redis/; this class runs the I/O thread (batching,
-// pipelining, deadlines, reconnection).
+// Topologies (RedisUrl::mode):
+// - One server (redis://): one connection.
+// - Sentinel (redis+sentinel://): one connection, to the master a
+//   SentinelWatcher (server/redis/sentinel.h) names. When the sentinels name
+//   another master (+switch-master, or the periodic inquiry), the connection
+//   is dropped and opened to the new one at once; READONLY, LOADING,
+//   MASTERDOWN or a lost connection drop it too and ask the sentinels again.
+//   Each new connection checks with ROLE that it reached a master. Calls
+//   meanwhile fail within their deadline (the failure mode decides).
+//   Replication is asynchronous: increments the old master had not yet sent
+//   to the replica are lost in a failover (calls they counted may then be
+//   admitted again: a short over-admission window). `wait_replicas` closes
+//   it: WAIT after each script run, and an admitted call is answered only
+//   once that many replicas have its writes (else UNAVAILABLE: the failure
+//   mode decides; the units stay counted on the master).
+// - Cluster (redis+cluster://): one connection per master, learned from
+//   CLUSTER SLOTS (asked of any node, at start, every `cluster_refresh_ms`,
+//   and after MOVED, CLUSTERDOWN or a lost node). Each limit's key goes to
+//   the master of its hash slot (the `{...}` hash tag: one counter instance,
+//   one slot); calls are batched per slot. MOVED: the part is sent where it
+//   says and the map refreshed; ASK: sent once more there after ASKING;
+//   TRYAGAIN (a slot migrating): sent again shortly; at most kMaxRedirects
+//   times, within the call's deadline.
+//
+// Cross-slot calls (Cluster): a call whose limits are in several slots is
+// sent as one part per slot, each of which checks and consumes its limits
+// atomically (a reservation). If every part admits, the call is admitted. If
+// any part refuses, fails or is late, the call is refused (or fails), and
+// every part that did consume is given back by a refund script run
+// (redis_script_codec.h: exact for every algorithm, at the admission's
+// Redis time), as soon as its answer is known. So: never over-admission, and
+// a refused call consumes nothing once its refunds ran. What a concurrent
+// observer can see: between a part's reservation and its refund (one round
+// trip), that slot's counter holds the unit, and a call there may be refused
+// for it (under-admission, never over-admission). A refund that cannot be
+// delivered (its node lost) leaves the unit counted until its window ends;
+// it is logged and counted (refund_failures).
 #ifndef TOOLGATE_SERVER_COUNTERS_REDIS_STORE_H_
 #define TOOLGATE_SERVER_COUNTERS_REDIS_STORE_H_
 
@@ -51,6 +84,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -59,7 +93,9 @@
 #include "server/counters/over_limit_cache.h"
 #include "server/counters/redis_script_codec.h"
 #include "server/redis/backoff.h"
+#include "server/redis/cluster.h"
 #include "server/redis/connection.h"
+#include "server/redis/sentinel.h"
 #include "server/redis/url.h"
 
 namespace toolgate {
@@ -86,6 +122,10 @@ struct RedisStoreOptions {
   // Sliding windows up to this max use an exact log; larger ones use 64
   // buckets per window (bounded memory, never over-admits).
   int64_t exact_log_max = 1024;
+  // WAIT for this many replicas after each script run (0: do not).
+  int64_t wait_replicas = 0;
+  int64_t sentinel_recheck_ms = 1000;   // Sentinel: how often the sentinels are asked.
+  int64_t cluster_refresh_ms = 10'000;  // Cluster: how often the slot map is asked for.
 };
 
 class RedisCounterStore final : public CounterStore {
@@ -105,67 +145,101 @@ class RedisCounterStore final : public CounterStore {
   std::string RedisKey(const LimitCheck& check) const;
 
  private:
-  struct Request;  // A call: its ScriptCall, callback and deadline.
+  struct Request;  // A call: its limits, callback and deadline.
+  struct Part;     // What one script call carries: a call's limits of one slot, or a refund.
   struct Pending;  // A command written, waiting for its reply.
+  struct Node;     // One Redis server and the connection to it.
+  using PartList = std::vector<std::unique_ptr<Part>>;
 
   void Run();
-  void Connect(int64_t now);
-  void Drop(absl::string_view why, int64_t now);
-  // Queues `batch` in as few script runs as the per-command limits allow.
-  void SendAll(std::vector<std::unique_ptr<Request>>& batch);
-  void Send(std::vector<std::unique_ptr<Request>> requests, bool use_eval);
-  void SendInternal(const std::vector<std::string>& argv);
-  void Append(std::vector<std::unique_ptr<Request>> requests);  // Queues command_.
-  void Flush();
-  void ReadReplies(int64_t now);
-  void HandleReply(const redisReply& reply, int64_t now);
-  void Complete(Request& req, absl::StatusOr<AcquireResult> result);
+  // Queues new calls: split by slot (Cluster), routed, batched.
+  void Submit(std::vector<std::shared_ptr<Request>>& requests, int64_t now);
+  // Sends `parts` (each of one slot; routed by slot in a Cluster).
+  void Route(PartList parts, int64_t now);
+  // Sends `parts`, all of `slot`, to `node`, in as few script runs as the
+  // per-command limits allow (after ASKING when `asking`).
+  void SendTo(Node& node, PartList parts, bool asking, int64_t now);
+  void SendScript(Node& node, PartList parts, bool use_eval);
+  void SendInternal(Node& node, int kind, const std::vector<std::string>& argv);
+  void Append(Node& node, std::unique_ptr<Pending> pending);
+  Node& NodeAt(const RedisHost& address);
+  // "host:port: " to put before a node's errors ("" with one server).
+  std::string Where(const Node& node) const;
+  // Opens the node's connection if its backoff allows; false when it is not open.
+  bool EnsureConnection(Node& node, int64_t now);
+  void Connect(Node& node, int64_t now);
+  void Drop(Node& node, absl::string_view why, int64_t now);
+  void Flush(Node& node);
+  void ReadReplies(Node& node, int64_t now);
+  void HandleReply(Node& node, const redisReply& reply, int64_t now);
+  void HandleScriptReply(Node& node, std::unique_ptr<Pending> p, const redisReply& reply,
+                         int64_t now);
+  void HandleSlots(Node& node, const redisReply& reply, int64_t now);
+  // A part's answer: completes its call (at once for a call of one part;
+  // once every part answered for a cross-slot call), or refunds it.
+  void Finish(std::unique_ptr<Part> part, absl::StatusOr<AcquireResult> result, int64_t stamp,
+              int64_t now);
+  void FailParts(PartList& parts, const absl::Status& status, int64_t now);
+  // Gives back, in their slot, the units `checks` consumed at Redis time `stamp`.
+  void Refund(std::vector<LimitCheck> checks, int64_t stamp, int64_t now);
+  void Complete(Request& req, absl::StatusOr<AcquireResult> result,
+                const std::vector<LimitCheck>& checks);
+  // Cluster: asks a node for the slot map (at most every kSlotsMinIntervalMillis).
+  void RequestSlots(int64_t now);
+  // Sentinel: follows the master the sentinels name.
+  void FollowMaster(int64_t now);
   // Logs a call failed by a counter key's content (WRONGTYPE, corrupt), at
   // most once every kKeyErrorLogMillis, with how many more there were.
   void LogKeyError(const absl::Status& error, int64_t now);
   void ExpireOverdue(int64_t now);
-  // How long the I/O thread may sleep: until the next deadline or reconnect.
+  // How long the I/O thread may sleep: until the next deadline, reconnect or retry.
   int64_t WaitMs(int64_t now) const;
+  void UpdateConnected();
   void Shutdown();
-  // The calls of `requests`, as the codec takes them (in calls_).
-  absl::Span<const ScriptCall* const> Calls(const std::vector<std::unique_ptr<Request>>& requests);
+  // The calls of `parts`, as the codec takes them (in calls_).
+  absl::Span<const ScriptCall* const> Calls(const PartList& parts);
 
   const RedisStoreOptions options_;
+  const RedisMode mode_;
   const RedisScriptCodec codec_;
   OverLimitCache cache_;
 
   // Submission queue (any thread -> I/O thread).
   absl::Mutex mu_;
-  std::vector<std::unique_ptr<Request>> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Request>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<Wakeup> wakeup_;  // Null when it could not be created: no I/O thread.
   std::string start_error_;         // Then, why.
+  std::unique_ptr<SentinelWatcher> sentinel_;  // Sentinel only.
 
   // I/O thread state.
-  std::unique_ptr<RedisConnection> conn_;
-  std::string command_;                     // The command being formatted.
-  std::vector<const ScriptCall*> calls_;    // The calls of the command being formatted or read.
-  std::deque<std::unique_ptr<Pending>> inflight_;
-  bool wrote_since_flush_ = false;
-  size_t commands_since_flush_ = 0;
-  int64_t next_connect_at_ = 0;
-  int64_t connect_started_ = 0;
-  // Replies still due to the connection's setup commands (AUTH, SELECT,
-  // SCRIPT LOAD); connected once none is.
-  size_t setup_pending_ = 0;
+  std::vector<std::unique_ptr<Node>> nodes_;  // Single, Sentinel: one. Cluster: seeds, masters.
+  absl::flat_hash_map<std::string, int> node_index_;  // "host:port" -> nodes_ index.
+  std::vector<int> slot_owner_;               // Cluster: node index per slot; -1: unknown.
+  bool slots_known_ = false;
+  int slots_asked_of_ = -1;                   // The node a CLUSTER SLOTS is pending on.
+  int64_t slots_asked_at_ = 0;
+  int64_t slots_refreshed_at_ = 0;
+  size_t next_slots_node_ = 0;
+  PartList unrouted_;                         // Cluster: parts waiting for the slot map.
+  std::vector<std::pair<int64_t, std::unique_ptr<Part>>> retry_;  // TRYAGAIN: when, what.
+  uint64_t master_generation_ = 0;            // Sentinel: the watcher's, last acted on.
+  std::string command_;                       // The command being formatted.
+  std::vector<const ScriptCall*> calls_;
   int64_t last_key_error_log_ = 0;
   uint64_t key_errors_unlogged_ = 0;
-  Backoff backoff_;
-  std::string last_error_ = "not connected yet";
-  int64_t last_error_log_ = 0;
+  int64_t last_refund_failure_log_ = 0;
   bool logged_poll_error_ = false;
+  bool shutting_down_ = false;
   absl::BitGen rng_;
 
   std::atomic<uint64_t> checks_{0}, commands_{0}, round_trips_{0}, cache_hits_{0}, timeouts_{0},
-      failures_{0}, reconnects_{0}, script_reloads_{0};
+      failures_{0}, reconnects_{0}, script_reloads_{0}, redirects_{0}, refunds_{0},
+      refund_failures_{0}, topology_changes_{0};
   std::atomic<bool> connected_{false};
   mutable absl::Mutex error_mu_;
   std::string shared_error_ ABSL_GUARDED_BY(error_mu_);
+  std::string shared_master_ ABSL_GUARDED_BY(error_mu_);  // Sentinel: "host:port".
 
   std::thread thread_;
 };

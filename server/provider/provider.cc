@@ -154,7 +154,13 @@ class RedisProvider final : public PolicyProvider {
 
 absl::StatusOr<std::unique_ptr<PolicyProvider>> MakePolicyProvider(const ProviderOptions& options) {
   if (options.path.empty()) return std::make_unique<EmbeddedProvider>();
-  const bool redis = absl::StartsWith(options.path, "redis://");
+  if (absl::StartsWith(options.path, "redis+cluster://")) {
+    return absl::InvalidArgumentError(
+        "--policy: policy revisions are kept in one Redis server (redis://...) or a "
+        "Sentinel-managed master (redis+sentinel://...), not in a Redis Cluster; a Redis "
+        "Cluster serves the counters (--redis)");
+  }
+  const bool redis = IsRedisUrl(options.path);
   if (!redis && !options.verify_key_files.empty()) {
     return absl::InvalidArgumentError(
         "--policy-verify-key applies only to a policy in Redis (--policy redis://...)");

@@ -10,6 +10,7 @@
 #include "server/base/status_macros.h"
 #include "server/base/wakeup.h"
 #include "server/redis/resp.h"
+#include "server/redis/sentinel.h"
 
 namespace toolgate {
 namespace {
@@ -25,8 +26,21 @@ absl::Status ConnectResult(int fd) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RedisClient>> RedisClient::Connect(const RedisUrl& url,
+absl::StatusOr<std::unique_ptr<RedisClient>> RedisClient::Connect(const RedisUrl& given,
                                                                   absl::Duration timeout) {
+  RedisUrl url = given;
+  if (given.mode == RedisMode::kCluster) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(given.Redacted(), ": policy revisions are kept in one Redis server or in a "
+                                       "Sentinel-managed master, not in a Redis Cluster"));
+  }
+  if (given.mode == RedisMode::kSentinel) {
+    // The master the sentinels name now; a later connection asks again.
+    TOOLGATE_ASSIGN_OR_RETURN(
+        const RedisHost master,
+        SentinelWatcher::AskSentinels(given, absl::ToInt64Milliseconds(timeout)));
+    url = given.At(master);
+  }
   TOOLGATE_ASSIGN_OR_RETURN(std::unique_ptr<RedisConnection> conn, RedisConnection::Open(url));
   std::unique_ptr<RedisClient> client(new RedisClient(std::move(conn), timeout));
   const int64_t deadline = SteadyClock::Get()->NowMillis() + absl::ToInt64Milliseconds(timeout);

@@ -33,6 +33,8 @@ namespace toolgate {
 
 class RedisClient {
  public:
+  // A redis+sentinel:// URL connects to the master the sentinels name now;
+  // a redis+cluster:// URL is INVALID_ARGUMENT (nothing here routes by slot).
   static absl::StatusOr<std::unique_ptr<RedisClient>> Connect(const RedisUrl& url,
                                                               absl::Duration timeout);
 

@@ -121,6 +121,69 @@ TEST(RedisUrlTest, RedactedHidesOnlyThePassword) {
   EXPECT_EQ(Parse("redis://admin:@redis").Redacted(), "redis://redis:6379/0");
 }
 
+TEST(ParseRedisUrlTest, Sentinel) {
+  RedisUrl url = Parse("redis+sentinel://u:pw@s1:5000,s2,[::1]:5002/mymaster/3");
+  EXPECT_EQ(url.mode, RedisMode::kSentinel);
+  ASSERT_EQ(url.hosts.size(), 3u);
+  EXPECT_EQ(url.hosts[0].ToString(), "s1:5000");
+  EXPECT_EQ(url.hosts[1].ToString(), "s2:26379") << "Sentinel's own port by default";
+  EXPECT_EQ(url.hosts[2].ToString(), "[::1]:5002");
+  EXPECT_EQ(url.master_name, "mymaster");
+  EXPECT_EQ(url.db, 3);
+  EXPECT_EQ(url.username, "u");
+  EXPECT_EQ(url.password, "pw");
+  EXPECT_EQ(url.Redacted(), "redis+sentinel://u:***@s1:5000,s2:26379,[::1]:5002/mymaster/3");
+  EXPECT_EQ(Parse("redis+sentinel://s1/m").db, 0);
+  // At() keeps the credentials and db, at the master found.
+  const RedisUrl master = url.At(RedisHost{"10.0.0.7", 6380});
+  EXPECT_EQ(master.mode, RedisMode::kSingle);
+  EXPECT_EQ(master.Redacted(), "redis://u:***@10.0.0.7:6380/3");
+  EXPECT_EQ(master.password, "pw");
+}
+
+TEST(ParseRedisUrlTest, Cluster) {
+  RedisUrl url = Parse("redis+cluster://:pw@n1:7000,n2:7001,n3");
+  EXPECT_EQ(url.mode, RedisMode::kCluster);
+  ASSERT_EQ(url.hosts.size(), 3u);
+  EXPECT_EQ(url.hosts[2].ToString(), "n3:6379");
+  EXPECT_EQ(url.host, "n1");
+  EXPECT_EQ(url.port, 7000);
+  EXPECT_EQ(url.Redacted(), "redis+cluster://:***@n1:7000,n2:7001,n3:6379");
+  EXPECT_TRUE(IsRedisUrl("redis+cluster://x"));
+  EXPECT_TRUE(IsRedisUrl("redis+sentinel://x/m"));
+  EXPECT_FALSE(IsRedisUrl("rediss://x"));
+}
+
+TEST(ParseRedisUrlTest, SentinelAndClusterRejected) {
+  struct Case {
+    std::string url;
+    const char* why;
+  };
+  std::string many = "redis+cluster://";
+  for (int i = 0; i < 40; ++i) many += "h" + std::to_string(i) + ",";
+  many += "h";
+  for (const Case& c : {
+           Case{"redis+sentinel://s1:26379", "master's name is missing"},
+           Case{"redis+sentinel://s1:26379/", "master's name is missing"},
+           Case{"redis+sentinel://s1,,s2/m", "host is missing"},
+           Case{"redis+sentinel://s1:x/m", "port \"x\" is not a port number"},
+           Case{"redis+sentinel://s1/m/x", "database \"x\" is not a number"},
+           Case{"redis+cluster://n1:7000/0", "no databases but 0"},
+           Case{"redis+cluster://", "host is missing"},
+           Case{many, "more than 32 hosts"},
+           Case{"redis://" + std::string(5000, 'h'), "longer than 4096 bytes"},
+       }) {
+    absl::StatusOr<RedisUrl> url = ParseRedisUrl(c.url);
+    ASSERT_FALSE(url.ok()) << c.url;
+    EXPECT_EQ(url.status().code(), absl::StatusCode::kInvalidArgument) << c.url;
+    EXPECT_THAT(url.status().message(), HasSubstr(c.why)) << c.url;
+  }
+  // A password never shows in an error.
+  absl::StatusOr<RedisUrl> url = ParseRedisUrl("redis+sentinel://u:hunter2@s1:bad/m");
+  ASSERT_FALSE(url.ok());
+  EXPECT_THAT(url.status().message(), Not(HasSubstr("hunter2")));
+}
+
 std::string WriteTemp(const std::string& name, const std::string& content) {
   const std::string path = (std::filesystem::path(::testing::TempDir()) / name).string();
   std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
@@ -201,6 +264,9 @@ TEST(RedisCredentialsTest, InlinePasswordWarning) {
   EXPECT_THAT(w, HasSubstr("--redis-password-file"));
   EXPECT_THAT(w, HasSubstr("redis://:***@redis:6379/0"));
   EXPECT_THAT(w, Not(HasSubstr("hunter2")));
+  const std::string c = InlinePasswordWarning({"redis+cluster://:hunter2@n1:7000,n2:7001"});
+  EXPECT_THAT(c, HasSubstr("redis+cluster://:***@n1:7000,n2:7001"));
+  EXPECT_THAT(c, Not(HasSubstr("hunter2")));
 }
 
 }  // namespace

@@ -274,6 +274,21 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
     connected.metric.push_back(Value(MetricType::Gauge, s.connected ? 1 : 0));
     out.push_back(std::move(connected));
 
+    auto topology = Family("toolgate_redis_topology_events_total",
+                           "Redis Sentinel/Cluster events: redirect (MOVED, ASK, TRYAGAIN "
+                           "followed), refund (a cross-slot reservation given back), "
+                           "refund_failure (one that could not be delivered), change (a new "
+                           "master or slot map).",
+                           MetricType::Counter);
+    for (const auto& [kind, n] : {std::pair<const char*, uint64_t>{"redirect", s.redirects},
+                                  {"refund", s.refunds},
+                                  {"refund_failure", s.refund_failures},
+                                  {"change", s.topology_changes}}) {
+      topology.metric.push_back(
+          Value(MetricType::Counter, static_cast<double>(n), {{"kind", kind}}));
+    }
+    out.push_back(std::move(topology));
+
     out.push_back(HistogramFamily(
         "toolgate_redis_command_duration_seconds",
         "Time from writing a call's command to Redis to reading its reply.", redis_latency_));
