@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The cluster's shape as local processes: one redis-server and N toolgated
-# (3 by default) sharing it, all on free loopback ports. Each toolgated binds
-# port 0 (gRPC and metrics) and the addresses it logs are used; redis-server
-# cannot bind port 0, so it gets a random port below the kernel's ephemeral
-# range (and another one if that port turns out to be taken).
+# The cluster's shape as local processes: a Redis and N toolgated (3 by
+# default) sharing it, all on free loopback ports. The Redis is one
+# redis-server, a Sentinel set (master, replica, three sentinels) or a Redis
+# Cluster (three masters, three replicas): --redis-mode, started by
+# scripts/redis-topology.sh. Each toolgated binds port 0 (gRPC and metrics)
+# and the addresses it logs are used; redis-server cannot bind port 0, so
+# each Redis process gets a random port below the kernel's ephemeral range
+# (and another one if that port turns out to be taken).
 #
 #   scripts/local-topology.sh [run]   [options]  start, print the addresses, and
 #                                                stay until Ctrl-C / SIGTERM, then stop all
@@ -14,27 +17,45 @@
 # Options:
 #   --build-dir DIR   where toolgated and toolgate are (default: build)
 #   --state-dir DIR   pid file, env file and logs (default: BUILD_DIR/local-topology)
-#   --servers N       number of toolgated (default: 3)
+#   --servers N       number of toolgated, 0..99 (default: 3; 0: Redis only)
 #   --policy PATH     policy file or directory (default: examples/policy.yaml)
+#   --redis-mode M    single (default): one redis-server, redis://...;
+#                     sentinel: a master, a replica and three sentinels,
+#                     redis+sentinel://S1,S2,S3/toolgate;
+#                     cluster: three masters and three replicas,
+#                     redis+cluster://N1,...,N6
+#   --redis-password-file FILE
+#                     Redis requires this password (first line of FILE), and
+#                     every toolgated gets --redis-password-file FILE
 #   --redis-server P  the redis-server binary (default: redis-server from PATH)
 #   -- ARGS...        more flags for every toolgated
 #
 # Files in the state directory, for tests and scripts:
 #   topology.env   shell syntax (`source` it): TOPOLOGY_REDIS_URL,
+#                  TOPOLOGY_REDIS_MODE, TOPOLOGY_REDIS_DIR,
 #                  TOPOLOGY_SERVERS (comma-separated HOST:PORT),
 #                  TOPOLOGY_SERVER_1..N, TOPOLOGY_METRICS (when toolgated has
 #                  --metrics-listen), TOPOLOGY_GRPC_TARGET (an ipv4: target
 #                  with every server, for a round_robin client),
-#                  TOOLGATE_TARGET (the first server: the CLI's default --target)
-#   pids           one "NAME PID" per line (redis, toolgated-1, ...)
-#   *.log          each process's output
+#                  TOOLGATE_TARGET (the first server: the CLI's default
+#                  --target), and scripts/redis-topology.sh's REDIS_TOPOLOGY_*
+#                  (the Redis processes' addresses)
+#   pids           one "NAME PID" per line (toolgated-1, ..., and the Redis
+#                  processes: redis | redis-master, redis-replica,
+#                  redis-sentinel-1..3 | redis-node-1..6)
+#   *.log          each toolgated's output
+#   redis/         the Redis processes' configs, logs and working directories
 #
 # Everything listens on 127.0.0.1 only. The processes run until `stop` (or,
-# with `run`, until the script is interrupted); a start that fails part-way
-# stops what it had started.
+# with `run`, until the script is interrupted, or a toolgated, or the single
+# Redis, exits: in the sentinel and cluster modes a Redis process may be
+# killed to try a failover); a start that fails part-way stops what it had
+# started.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/redis-topology.sh
+source "$ROOT/scripts/redis-topology.sh"
 CMD="run"
 case "${1:-}" in
   run|start|stop|status) CMD="$1"; shift ;;
@@ -45,6 +66,8 @@ STATE_DIR=""
 SERVERS=3
 POLICY="$ROOT/examples/policy.yaml"
 REDIS_SERVER="redis-server"
+REDIS_MODE="single"
+REDIS_PASSWORD_FILE=""
 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -58,18 +81,33 @@ while [ $# -gt 0 ]; do
     --policy=*) POLICY="${1#*=}"; shift ;;
     --redis-server) REDIS_SERVER="$2"; shift 2 ;;
     --redis-server=*) REDIS_SERVER="${1#*=}"; shift ;;
+    --redis-mode) REDIS_MODE="$2"; shift 2 ;;
+    --redis-mode=*) REDIS_MODE="${1#*=}"; shift ;;
+    --redis-password-file) REDIS_PASSWORD_FILE="$2"; shift 2 ;;
+    --redis-password-file=*) REDIS_PASSWORD_FILE="${1#*=}"; shift ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,58p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "local-topology: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$BUILD_DIR" in /*) ;; *) BUILD_DIR="$PWD/$BUILD_DIR" ;; esac
 [ -n "$STATE_DIR" ] || STATE_DIR="$BUILD_DIR/local-topology"
 case "$STATE_DIR" in /*) ;; *) STATE_DIR="$PWD/$STATE_DIR" ;; esac
-if ! [[ "$SERVERS" =~ ^[1-9][0-9]?$ ]]; then
-  echo "local-topology: --servers must be 1..99, got '$SERVERS'" >&2; exit 2
+if ! [[ "$SERVERS" =~ ^(0|[1-9][0-9]?)$ ]]; then
+  echo "local-topology: --servers must be 0..99, got '$SERVERS'" >&2; exit 2
+fi
+case "$REDIS_MODE" in
+  single|sentinel|cluster) ;;
+  *) echo "local-topology: --redis-mode must be single, sentinel or cluster, got '$REDIS_MODE'" >&2; exit 2 ;;
+esac
+if [ -n "$REDIS_PASSWORD_FILE" ]; then
+  case "$REDIS_PASSWORD_FILE" in /*) ;; *) REDIS_PASSWORD_FILE="$PWD/$REDIS_PASSWORD_FILE" ;; esac
+  if [ ! -r "$REDIS_PASSWORD_FILE" ]; then
+    echo "local-topology: cannot read --redis-password-file $REDIS_PASSWORD_FILE" >&2; exit 2
+  fi
 fi
 PID_FILE="$STATE_DIR/pids"
+REDIS_DIR="$STATE_DIR/redis"
 ENV_FILE="$STATE_DIR/topology.env"
 TOOLGATED="$BUILD_DIR/toolgated"
 
@@ -85,106 +123,61 @@ is_ours() {
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$needle"
 }
 
-# Stops every process in the pid file (toolgated first, Redis last): SIGTERM,
-# then SIGKILL after the deadline.
-stop_all() {
-  [ -f "$PID_FILE" ] || return 0
-  local name pid waited
-  local -a order=()
-  while read -r name pid; do
-    [ "$name" = redis ] || order+=("$name $pid")
-  done <"$PID_FILE"
-  while read -r name pid; do
-    [ "$name" = redis ] && order+=("$name $pid")
-  done <"$PID_FILE"
-  local entry
-  for entry in "${order[@]}"; do
+# The needle is_ours looks for in the command line of the process NAME.
+needle_of() {
+  case "$1" in toolgated*) echo toolgated ;; *) echo redis ;; esac
+}
+
+# SIGTERM to each "NAME PID" given that is still ours, then waits for each
+# (SIGKILL after 15 s).
+stop_entries() {
+  local entry name pid waited
+  for entry in "$@"; do
     read -r name pid <<<"$entry"
-    local needle="toolgated"
-    [ "$name" = redis ] && needle="redis"
-    is_ours "$pid" "$needle" && kill -TERM "$pid" 2>/dev/null || true
+    if is_ours "$pid" "$(needle_of "$name")"; then kill -TERM "$pid" 2>/dev/null || true; fi
   done
-  for entry in "${order[@]}"; do
+  for entry in "$@"; do
     read -r name pid <<<"$entry"
-    local needle="toolgated"
-    [ "$name" = redis ] && needle="redis"
     waited=0
-    while is_ours "$pid" "$needle" && [ "$waited" -lt 150 ]; do
+    while is_ours "$pid" "$(needle_of "$name")" && [ "$waited" -lt 150 ]; do
       sleep 0.1; waited=$((waited + 1))
     done
-    if is_ours "$pid" "$needle"; then
+    if is_ours "$pid" "$(needle_of "$name")"; then
       log "$name (pid $pid) did not stop in 15s: SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
+}
+
+# Stops every process in the pid file: toolgated first, then the Redis
+# processes (scripts/redis-topology.sh: sentinels before the data nodes).
+stop_all() {
+  [ -f "$PID_FILE" ] || return 0
+  local name pid
+  local -a toolgated=() rest=()
+  while read -r name pid; do
+    case "$name" in
+      toolgated*) toolgated+=("$name $pid") ;;
+      *) rest+=("$name $pid") ;;
+    esac
+  done <"$PID_FILE"
+  stop_entries ${toolgated[@]+"${toolgated[@]}"}
+  redis_topology_stop "$REDIS_DIR" || true
+  # What the Redis directory did not name (a state from an older version).
+  stop_entries ${rest[@]+"${rest[@]}"}
   rm -f "$PID_FILE" "$ENV_FILE"
 }
 
-# A random TCP port outside the kernel's ephemeral range (which it hands out
-# to outgoing connections and to port-0 listeners): below it, from 10000,
-# when there is room, else above it.
-port_outside_ephemeral_range() {
-  local low=32768 high=60999
-  read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
-  if [ "$low" -gt 11000 ]; then
-    echo $((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
-  elif [ "$high" -lt 64535 ]; then
-    echo $((high + 1 + (RANDOM * 32768 + RANDOM) % (65535 - high)))
-  else
-    echo $((1024 + (RANDOM * 32768 + RANDOM) % (low - 1024)))
-  fi
-}
-
-# True when the Redis answering on port $1 is process $2: it answers PING,
-# and INFO says so (so that someone else's server on the port is never taken
-# for ours).
-redis_ready() {
-  local port="$1" pid="$2" line="" ours=1
-  { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
-  printf 'PING\r\nINFO server\r\n' >&3
-  IFS= read -r -t 2 line <&3 || true
-  if [[ "$line" == "+PONG"* ]]; then
-    while IFS= read -r -t 2 line <&3; do
-      line="${line%$'\r'}"
-      case "$line" in
-        process_id:*) [ "${line#process_id:}" = "$pid" ] && ours=0; break ;;
-      esac
-    done
-  fi
-  exec 3<&- 3>&-
-  return "$ours"
-}
-
+# Starts the Redis of --redis-mode in $REDIS_DIR and adds its processes to
+# the pid file; sets REDIS_URL.
 start_redis() {
-  local attempt port pid i logf="$STATE_DIR/redis.log"
-  for attempt in $(seq 1 20); do
-    port="$(port_outside_ephemeral_range)"
-    "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-      --dir "$STATE_DIR" --daemonize no --protected-mode yes \
-      >"$logf" 2>&1 </dev/null &
-    pid=$!
-    # Ask it until it answers (30 s: far more than it needs, even when busy).
-    for i in $(seq 1 600); do
-      if redis_ready "$port" "$pid"; then
-        echo "redis $pid" >>"$PID_FILE"
-        REDIS_PORT="$port"
-        return 0
-      fi
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    if grep -q "Address already in use" "$logf"; then
-      log "port $port is taken (attempt $attempt): trying another"
-      continue
-    fi
-    log "redis-server did not start on port $port; log:"
-    sed 's/^/  /' "$logf" >&2 || true
-    return 1
-  done
-  log "no free port for redis-server after $attempt attempts"
-  return 1
+  local -a args=(--redis-server "$REDIS_SERVER")
+  [ -n "$REDIS_PASSWORD_FILE" ] && args+=(--password-file "$REDIS_PASSWORD_FILE")
+  REDIS_URL="$("redis_topology_start_$REDIS_MODE" "$REDIS_DIR" "${args[@]}")" || return 1
+  local name pid port
+  while read -r name pid port; do
+    echo "$name $pid" >>"$PID_FILE"
+  done <"$REDIS_DIR/redis-topology.pids"
 }
 
 # Starts toolgated number $1 on port 0 (and metrics on port 0), and reads
@@ -193,7 +186,8 @@ start_redis() {
 start_server() {
   local n="$1" pid i addr="" logf="$STATE_DIR/toolgated-$n.log"
   local -a args=(--listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --policy "$POLICY"
-    --redis "redis://127.0.0.1:$REDIS_PORT")
+    --redis "$REDIS_URL")
+  [ -n "$REDIS_PASSWORD_FILE" ] && args+=(--redis-password-file "$REDIS_PASSWORD_FILE")
   [ "$HAS_METRICS" -eq 1 ] && args+=(--metrics-listen 127.0.0.1:0)
   METRICS_ADDR=""
   # TOOLGATE_* of the caller's shell would change every server: drop them.
@@ -229,8 +223,13 @@ start_server() {
   return 0
 }
 
+# A value of the Redis directory's env file.
+redis_env() {
+  sed -n "s/^$1=//p" "$REDIS_DIR/redis-topology.env" | head -n 1
+}
+
 start_all() {
-  if [ ! -x "$TOOLGATED" ]; then
+  if [ "$SERVERS" -gt 0 ] && [ ! -x "$TOOLGATED" ]; then
     log "no toolgated in $BUILD_DIR (build first: scripts/build.sh $BUILD_DIR, or pass --build-dir)"
     exit 1
   fi
@@ -245,7 +244,9 @@ start_all() {
   fi
   : >"$PID_FILE"
   HAS_METRICS=0
-  "$TOOLGATED" --help 2>/dev/null | grep -q -- "--metrics-listen" && HAS_METRICS=1
+  if [ "$SERVERS" -gt 0 ] && "$TOOLGATED" --help 2>/dev/null | grep -q -- "--metrics-listen"; then
+    HAS_METRICS=1
+  fi
 
   if ! start_redis; then
     log "start failed"; stop_all; exit 1
@@ -265,17 +266,27 @@ start_all() {
   {
     echo "# written by scripts/local-topology.sh; stop with: scripts/local-topology.sh stop --state-dir $STATE_DIR"
     echo "TOPOLOGY_STATE_DIR=$STATE_DIR"
-    echo "TOPOLOGY_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+    echo "TOPOLOGY_REDIS_URL=$REDIS_URL"
+    echo "TOPOLOGY_REDIS_MODE=$REDIS_MODE"
+    echo "TOPOLOGY_REDIS_DIR=$REDIS_DIR"
     echo "TOPOLOGY_SERVERS=$servers"
-    printf '%s\n' "${lines[@]}"
+    [ "${#lines[@]}" -gt 0 ] && printf '%s\n' "${lines[@]}"
     echo "TOPOLOGY_METRICS=$metrics"
-    echo "TOPOLOGY_GRPC_TARGET=ipv4:$target"
+    echo "TOPOLOGY_GRPC_TARGET=${target:+ipv4:$target}"
     echo "TOOLGATE_TARGET=${servers%%,*}"
     echo "TOOLGATE_ADMIN_TARGET=$TOPOLOGY_ADMIN_1"
+    grep '^REDIS_TOPOLOGY_' "$REDIS_DIR/redis-topology.env"
   } >"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 
-  echo "redis:      redis://127.0.0.1:$REDIS_PORT"
+  echo "redis:      $REDIS_URL"
+  case "$REDIS_MODE" in
+    sentinel)
+      echo "            master $(redis_env REDIS_TOPOLOGY_MASTER), replica $(redis_env REDIS_TOPOLOGY_REPLICAS) (as started; failovers move it)" ;;
+    cluster)
+      echo "            masters $(redis_env REDIS_TOPOLOGY_MASTERS) (as started)" ;;
+  esac
+  [ "$SERVERS" -eq 0 ] && { echo "env file:   $ENV_FILE"; return 0; }
   local i=1 addr
   IFS=, read -r -a addrs <<<"$servers"
   for addr in "${addrs[@]}"; do
@@ -300,8 +311,9 @@ case "$CMD" in
     # Wait until interrupted, or until a process exits by itself.
     while true; do
       while read -r name pid; do
-        needle="toolgated"; [ "$name" = redis ] && needle="redis"
-        if ! is_ours "$pid" "$needle"; then
+        # A Redis of several processes is left to fail over by itself.
+        case "$name" in toolgated*|redis) ;; *) continue ;; esac
+        if ! is_ours "$pid" "$(needle_of "$name")"; then
           log "$name (pid $pid) exited: stopping the rest"
           exit 1
         fi
@@ -322,8 +334,7 @@ case "$CMD" in
     if [ ! -f "$PID_FILE" ]; then echo "not running (no $PID_FILE)"; exit 1; fi
     rc=0
     while read -r name pid; do
-      needle="toolgated"; [ "$name" = redis ] && needle="redis"
-      if is_ours "$pid" "$needle"; then echo "$name: running (pid $pid)"; else echo "$name: gone (pid $pid)"; rc=1; fi
+      if is_ours "$pid" "$(needle_of "$name")"; then echo "$name: running (pid $pid)"; else echo "$name: gone (pid $pid)"; rc=1; fi
     done <"$PID_FILE"
     [ -f "$ENV_FILE" ] && cat "$ENV_FILE"
     exit "$rc"
