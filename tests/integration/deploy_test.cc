@@ -5,8 +5,11 @@
 // multi-document file) and the Dockerfile as text, and cross-check them
 // against the real toolgated (`--help` lists every flag and its TOOLGATE_*
 // variable) and against each other: ports, probes, images, the policy mount,
-// security settings and kustomization resources. The local topology script
-// is run for real: a redis-server and three toolgated sharing it.
+// security settings and kustomization resources; the compose variants for
+// Redis Sentinel and Redis Cluster are merged over compose.yaml as Compose
+// would and checked for a consistent topology. The local topology script
+// is run for real: a redis-server and three toolgated sharing it, and its
+// Sentinel and Cluster modes.
 #include <sys/types.h>
 #include <signal.h>
 
@@ -1276,11 +1279,10 @@ TEST(DeployTest, NoSecretInAnyEnvironmentValueOrArgument) {
       }
     }
   }
-  for (const std::string compose :
-       {"deploy/compose/compose.yaml", "deploy/compose/compose.tls.yaml"}) {
-    const YAML::Node file = YAML::LoadFile(SourcePath(compose));
+  for (const std::string& compose : YamlFilesUnder(SourcePath("deploy/compose"))) {
+    const YAML::Node file = YAML::LoadFile(compose);
     for (const auto& kv : file["services"]) {
-      const std::string where = compose + " " + kv.first.as<std::string>();
+      const std::string where = Rel(compose) + " " + kv.first.as<std::string>();
       if (kv.second["environment"]) {
         for (const auto& e : kv.second["environment"]) {
           values.push_back({where + " " + e.first.as<std::string>(), Str(e.second)});
@@ -1291,7 +1293,7 @@ TEST(DeployTest, NoSecretInAnyEnvironmentValueOrArgument) {
       }
     }
   }
-  const std::regex inline_password(R"(rediss?://[^/@\s]*:[^/@\s]+@)");
+  const std::regex inline_password(R"(rediss?(\+sentinel|\+cluster)?://[^/@\s]*:[^/@\s]+@)");
   for (const auto& [where, value] : values) {
     EXPECT_FALSE(std::regex_search(value, inline_password)) << where << ": " << value;
     for (const std::string& secret : secrets) {
@@ -1490,6 +1492,253 @@ TEST(DeployTest, TheComposeTlsVariantUsesTheCertificatesItsScriptWrites) {
   EXPECT_EQ(fs::status(certs + "/ca.key").permissions() & fs::perms::others_read, fs::perms::none);
 }
 
+// ---- compose variants: Sentinel and Cluster ---------------------------------------
+
+// `over` merged over `base` the way Docker Compose merges its -f files: maps
+// key by key, `ports` and `volumes` appended, anything else replaced.
+YAML::Node MergeCompose(const YAML::Node& base, const YAML::Node& over) {
+  if (!base || !base.IsMap() || !over.IsMap()) return YAML::Clone(over);
+  YAML::Node out = YAML::Clone(base);
+  for (const auto& kv : over) {
+    const std::string key = kv.first.as<std::string>();
+    if ((key == "ports" || key == "volumes") && out[key] && out[key].IsSequence() &&
+        kv.second.IsSequence()) {
+      for (const YAML::Node& v : kv.second) out[key].push_back(YAML::Clone(v));
+    } else {
+      out[key] = MergeCompose(out[key], kv.second);
+    }
+  }
+  return out;
+}
+
+YAML::Node ComposeWith(const std::string& variant) {
+  return MergeCompose(YAML::LoadFile(SourcePath("deploy/compose/compose.yaml")),
+                      YAML::LoadFile(SourcePath("deploy/compose/" + variant)));
+}
+
+// A service's command as one string (words joined by spaces).
+std::string CommandText(const YAML::Node& service) {
+  std::vector<std::string> words;
+  if (service["command"] && service["command"].IsSequence()) {
+    for (const YAML::Node& w : service["command"]) words.push_back(Str(w));
+  } else {
+    words.push_back(Str(service["command"]));
+  }
+  return absl::StrJoin(words, " ");
+}
+
+bool IsSentinel(const YAML::Node& service) {
+  return absl::StrContains(CommandText(service), "--sentinel");
+}
+
+// The port a Redis service listens on: a sentinel's `port N` line (26379
+// when absent), a server's --port (6379 when absent).
+int RedisPort(const YAML::Node& service) {
+  const std::string text = CommandText(service);
+  std::smatch m;
+  const bool sentinel = IsSentinel(service);
+  if (std::regex_search(text, m, std::regex(sentinel ? R"(\bport (\d+))" : R"(--port (\d+))"))) {
+    return std::stoi(m[1]);
+  }
+  return sentinel ? 26379 : 6379;
+}
+
+// The value after `flag` in a service's command ("" when absent).
+std::string CommandArg(const YAML::Node& service, const std::string& flag, int which = 1) {
+  if (!service["command"] || !service["command"].IsSequence()) return "";
+  const YAML::Node c = service["command"];
+  for (size_t i = 0; i + which < c.size(); ++i) {
+    if (Str(c[i]) == flag) return Str(c[i + which]);
+  }
+  return "";
+}
+
+// The HOST:PORT list of a redis+sentinel:// or redis+cluster:// URL, and
+// what follows it (the path).
+std::pair<std::vector<std::string>, std::string> UrlHosts(const std::string& url,
+                                                          const std::string& scheme) {
+  if (!absl::StartsWith(url, scheme)) return {};
+  const std::string rest = url.substr(scheme.size());
+  const size_t slash = rest.find('/');
+  std::vector<std::string> hosts = absl::StrSplit(rest.substr(0, slash), ',');
+  return {hosts, slash == std::string::npos ? "" : rest.substr(slash)};
+}
+
+// What every compose variant keeps: three servers, still non-root and
+// read-only, published on loopback only; Redis published nowhere, from the
+// image compose.yaml uses; every dependency exists, and one waited for as
+// healthy has a health check.
+void ExpectComposeVariantBasics(const YAML::Node& merged) {
+  const std::string redis_image = Str(At(merged, "services", "redis", "image"));
+  ASSERT_FALSE(redis_image.empty());
+  int servers = 0;
+  for (const auto& kv : merged["services"]) {
+    const std::string name = kv.first.as<std::string>();
+    const YAML::Node& svc = kv.second;
+    SCOPED_TRACE(name);
+    if (absl::StartsWith(name, "toolgated")) {
+      ++servers;
+      EXPECT_TRUE(absl::StartsWith(Str(svc["user"]), "10001"));
+      EXPECT_EQ(Str(svc["read_only"]), "true");
+      for (const YAML::Node& p : svc["ports"]) EXPECT_TRUE(absl::StartsWith(Str(p), "127.0.0.1:"));
+    } else {
+      EXPECT_EQ(Str(svc["image"]), redis_image) << "one Redis image everywhere";
+      EXPECT_FALSE(svc["ports"]) << "Redis is published on the host";
+    }
+    if (!svc["depends_on"]) continue;
+    for (const auto& dep : svc["depends_on"]) {
+      const std::string target = dep.first.as<std::string>();
+      ASSERT_TRUE(merged["services"][target]) << "depends on a missing service " << target;
+      if (Str(dep.second["condition"]) == "service_healthy") {
+        EXPECT_TRUE(merged["services"][target]["healthcheck"])
+            << "waits for " << target << " to be healthy, which has no healthcheck";
+      }
+    }
+  }
+  EXPECT_EQ(servers, 3);
+}
+
+TEST(DeployTest, TheComposeSentinelVariantPointsTheServersAtItsSentinels) {
+  const YAML::Node merged = ComposeWith("compose.sentinel.yaml");
+  ExpectComposeVariantBasics(merged);
+  const YAML::Node services = merged["services"];
+
+  // The sentinels agree on what they monitor: the master service and port,
+  // with a majority quorum.
+  std::map<std::string, int> sentinels;  // service -> port
+  std::string master_name, master_host;
+  int master_port = 0, quorum = 0;
+  for (const auto& kv : services) {
+    if (!IsSentinel(kv.second)) continue;
+    const std::string name = kv.first.as<std::string>();
+    SCOPED_TRACE(name);
+    sentinels[name] = RedisPort(kv.second);
+    const std::string text = CommandText(kv.second);
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(text, m, std::regex(R"(sentinel monitor (\S+) (\S+) (\d+) (\d+))")));
+    if (master_name.empty()) {
+      master_name = m[1], master_host = m[2], master_port = std::stoi(m[3]), quorum = std::stoi(m[4]);
+    }
+    EXPECT_EQ(m[1], master_name);
+    EXPECT_EQ(m[2], master_host);
+    EXPECT_EQ(std::stoi(m[3]), master_port);
+    // A service name, not an address: the sentinels must resolve it, and
+    // hand out names too.
+    EXPECT_THAT(text, HasSubstr("sentinel resolve-hostnames yes"));
+    EXPECT_THAT(text, HasSubstr("sentinel announce-hostnames yes"));
+    // Each announces its own service name.
+    if (absl::StrContains(text, "announce-ip $$SENTINEL_NAME")) {
+      EXPECT_EQ(Str(At(kv.second, "environment", "SENTINEL_NAME")), name);
+    } else {
+      EXPECT_THAT(text, HasSubstr("sentinel announce-ip " + name));
+    }
+    EXPECT_TRUE(kv.second["healthcheck"]);
+  }
+  ASSERT_GE(sentinels.size(), 3u);
+  EXPECT_EQ(sentinels.size() % 2, 1u) << "an even number of sentinels can split evenly";
+  EXPECT_GT(quorum * 2, static_cast<int>(sentinels.size())) << "quorum " << quorum;
+  EXPECT_LE(quorum, static_cast<int>(sentinels.size()));
+
+  // The master and its replicas: each announces its service name; the
+  // replicas follow the monitored master.
+  ASSERT_TRUE(services[master_host]) << "the sentinels monitor " << master_host << ", no service";
+  EXPECT_EQ(RedisPort(services[master_host]), master_port);
+  EXPECT_EQ(CommandArg(services[master_host], "--replicaof"), "") << "the master is a replica";
+  int replicas = 0;
+  for (const auto& kv : services) {
+    const std::string name = kv.first.as<std::string>();
+    if (absl::StartsWith(name, "toolgated") || IsSentinel(kv.second)) continue;
+    SCOPED_TRACE(name);
+    EXPECT_EQ(CommandArg(kv.second, "--replica-announce-ip"), name);
+    if (CommandArg(kv.second, "--replicaof").empty()) {
+      EXPECT_EQ(name, master_host) << "a second master";
+      continue;
+    }
+    ++replicas;
+    EXPECT_EQ(CommandArg(kv.second, "--replicaof"), master_host);
+    EXPECT_EQ(CommandArg(kv.second, "--replicaof", 2), std::to_string(master_port));
+  }
+  EXPECT_GE(replicas, 1);
+
+  // Every server asks the sentinels for that master, once they are healthy.
+  for (const auto& kv : services) {
+    const std::string name = kv.first.as<std::string>();
+    if (!absl::StartsWith(name, "toolgated")) continue;
+    SCOPED_TRACE(name);
+    const std::string url = Str(At(kv.second, "environment", "TOOLGATE_REDIS"));
+    const auto [hosts, path] = UrlHosts(url, "redis+sentinel://");
+    ASSERT_FALSE(hosts.empty()) << url;
+    EXPECT_TRUE(path == "/" + master_name || absl::StartsWith(path, "/" + master_name + "/")) << url;
+    std::set<std::string> named;
+    for (const std::string& h : hosts) {
+      const std::string host = h.substr(0, h.rfind(':'));
+      ASSERT_TRUE(sentinels.count(host)) << url << ": " << host << " is not a sentinel";
+      EXPECT_EQ(PortOf(h), sentinels[host]) << url;
+      named.insert(host);
+    }
+    EXPECT_EQ(named.size(), sentinels.size()) << url << " leaves a sentinel out";
+    for (const auto& [sentinel, port] : sentinels) {
+      EXPECT_EQ(Str(At(kv.second, "depends_on", sentinel, "condition")), "service_healthy")
+          << "does not wait for " << sentinel;
+    }
+  }
+}
+
+TEST(DeployTest, TheComposeClusterVariantCreatesTheClusterBeforeTheServersStart) {
+  const YAML::Node merged = ComposeWith("compose.cluster.yaml");
+  ExpectComposeVariantBasics(merged);
+  const YAML::Node services = merged["services"];
+
+  std::map<std::string, int> nodes;  // service -> port
+  std::string init;
+  for (const auto& kv : services) {
+    const std::string name = kv.first.as<std::string>();
+    if (CommandArg(kv.second, "--cluster-enabled") == "yes") nodes[name] = RedisPort(kv.second);
+    if (absl::StrContains(CommandText(kv.second), "--cluster create")) init = name;
+  }
+  // Three masters and a replica of each.
+  ASSERT_EQ(nodes.size(), 6u);
+  ASSERT_FALSE(init.empty()) << "no service runs redis-cli --cluster create";
+  EXPECT_TRUE(nodes.count("redis")) << "compose.yaml's Redis is not a cluster node";
+
+  // The one-shot service creates the cluster from every node, each at its
+  // port, after all are healthy.
+  const YAML::Node init_svc = services[init];
+  const std::string script = CommandText(init_svc);
+  EXPECT_THAT(script, HasSubstr("--cluster-replicas 1"));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(script, m, std::regex(R"(for n in ([^;]+);)"))) << script;
+  std::set<std::string> listed = absl::StrSplit(std::string(m[1]), ' ', absl::SkipEmpty());
+  std::set<std::string> expected;
+  for (const auto& [name, port] : nodes) {
+    expected.insert(name);
+    EXPECT_EQ(port, 6379) << name << ": the create command adds :6379 to every node";
+    EXPECT_EQ(Str(At(init_svc, "depends_on", name, "condition")), "service_healthy") << name;
+  }
+  EXPECT_EQ(listed, expected);
+  EXPECT_THAT(script, HasSubstr("cluster_state:ok")) << "returns before the cluster is usable";
+  EXPECT_EQ(Str(init_svc["restart"]), "no");
+
+  // Every server seeds its slot map from cluster nodes, once the cluster
+  // is created.
+  for (const auto& kv : services) {
+    const std::string name = kv.first.as<std::string>();
+    if (!absl::StartsWith(name, "toolgated")) continue;
+    SCOPED_TRACE(name);
+    const std::string url = Str(At(kv.second, "environment", "TOOLGATE_REDIS"));
+    const auto [hosts, path] = UrlHosts(url, "redis+cluster://");
+    ASSERT_FALSE(hosts.empty()) << url;
+    EXPECT_EQ(path, "") << url << ": a cluster has no databases";
+    for (const std::string& h : hosts) {
+      const std::string host = h.substr(0, h.rfind(':'));
+      ASSERT_TRUE(nodes.count(host)) << url << ": " << host << " is not a cluster node";
+      EXPECT_EQ(PortOf(h), nodes[host]) << url;
+    }
+    EXPECT_EQ(Str(At(kv.second, "depends_on", init, "condition")),
+              "service_completed_successfully");
+  }
+}
+
 // ---- the local topology, run for real ------------------------------------------
 
 std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
@@ -1502,6 +1751,44 @@ std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
     }
   }
   return out;
+}
+
+// The servers share their counters: the example policy allows 10 calls a
+// minute per grant, and 12 calls spread over the three servers get exactly
+// 10 ALLOW.
+void ExpectSharedCounters(const std::vector<std::string>& servers) {
+  ASSERT_EQ(servers.size(), 3u);
+  int allow = 0, limited = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto client = toolgate::Client::Connect(servers[i % 3]);
+    toolgate::v1::CheckRequest req;
+    req.set_tool("wait_for_background_task");
+    req.set_grant("topology-agent");
+    auto r = client->Check(req, absl::Seconds(5));
+    ASSERT_TRUE(r.ok()) << servers[i % 3] << ": " << r.status();
+    allow += r->decision() == toolgate::v1::DECISION_ALLOW;
+    limited += r->decision() == toolgate::v1::DECISION_RATE_LIMITED;
+  }
+  EXPECT_EQ(allow, 10);
+  EXPECT_EQ(limited, 2);
+}
+
+// "NAME PID" lines of a local topology's pid file.
+std::map<std::string, pid_t> ReadPids(const std::string& file) {
+  std::map<std::string, pid_t> pids;
+  for (absl::string_view line : absl::StrSplit(ReadFileOrEmpty(file), '\n', absl::SkipEmpty())) {
+    std::vector<std::string> parts = absl::StrSplit(line, ' ');
+    EXPECT_EQ(parts.size(), 2u) << line;
+    if (parts.size() == 2) pids[parts[0]] = std::stoi(parts[1]);
+  }
+  return pids;
+}
+
+// Gone, or a zombie of an exited process (the script's children are
+// reparented, so look at the state, not only at kill(0)).
+bool Exited(pid_t pid) {
+  const std::string stat = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
+  return stat.empty() || absl::StrContains(stat, ") Z ");
 }
 
 TEST(DeployTest, LocalTopologyRunsThreeServersSharingOneRedis) {
@@ -1531,41 +1818,16 @@ TEST(DeployTest, LocalTopologyRunsThreeServersSharingOneRedis) {
   if (ToolgatedHelp().flags.count("metrics-listen")) {
     EXPECT_EQ(std::vector<std::string>(absl::StrSplit(env["TOPOLOGY_METRICS"], ',')).size(), 3u);
   }
-  std::map<std::string, pid_t> pids;
-  for (absl::string_view line : absl::StrSplit(ReadFileOrEmpty(state.path() + "/pids"), '\n',
-                                               absl::SkipEmpty())) {
-    std::vector<std::string> parts = absl::StrSplit(line, ' ');
-    ASSERT_EQ(parts.size(), 2u) << line;
-    pids[parts[0]] = std::stoi(parts[1]);
-  }
+  const std::map<std::string, pid_t> pids = ReadPids(state.path() + "/pids");
   EXPECT_EQ(pids.size(), 4u);
+  EXPECT_TRUE(pids.count("redis"));
 
-  // The servers share their counters: the example policy allows 10 calls a
-  // minute per grant, and 12 calls spread over the three servers get
-  // exactly 10 ALLOW.
-  int allow = 0, limited = 0;
-  for (int i = 0; i < 12; ++i) {
-    auto client = toolgate::Client::Connect(servers[i % 3]);
-    toolgate::v1::CheckRequest req;
-    req.set_tool("wait_for_background_task");
-    req.set_grant("topology-agent");
-    auto r = client->Check(req, absl::Seconds(5));
-    ASSERT_TRUE(r.ok()) << servers[i % 3] << ": " << r.status();
-    allow += r->decision() == toolgate::v1::DECISION_ALLOW;
-    limited += r->decision() == toolgate::v1::DECISION_RATE_LIMITED;
-  }
-  EXPECT_EQ(allow, 10);
-  EXPECT_EQ(limited, 2);
+  ExpectSharedCounters(servers);
 
   CommandResult stop = RunCommand({"/bin/bash", script, "stop", "--state-dir", state.path()}, {},
                                   absl::Seconds(30));
   EXPECT_EQ(stop.exit_code, 0) << stop.out << stop.err;
-  for (const auto& [name, pid] : pids) {
-    // Gone (or a zombie of an exited process: the script's children are
-    // reparented, so look at the state, not only at kill(0)).
-    const std::string stat = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
-    EXPECT_TRUE(stat.empty() || absl::StrContains(stat, ") Z ")) << name << " still runs";
-  }
+  for (const auto& [name, pid] : pids) EXPECT_TRUE(Exited(pid)) << name << " still runs";
   // toolgated exited cleanly on SIGTERM.
   for (int n = 1; n <= 3; ++n) {
     EXPECT_THAT(ReadFileOrEmpty(absl::StrCat(state.path(), "/toolgated-", n, ".log")),
@@ -1573,6 +1835,117 @@ TEST(DeployTest, LocalTopologyRunsThreeServersSharingOneRedis) {
   }
   EXPECT_FALSE(fs::exists(state.path() + "/pids"));
 }
+
+// --redis-mode sentinel and cluster: the Redis comes up as the printed URL
+// says, checked with redis-cli against the processes the script names, and
+// stops with the rest. Three servers share it once toolgated takes the URL
+// (its --help names the scheme); until then the Redis is started alone
+// (--servers 0).
+class LocalTopologyModeTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LocalTopologyModeTest, StartsTheRedisItsUrlNames) {
+  const std::string mode = GetParam();
+  const std::string scheme = "redis+" + mode + "://";
+  const bool servers_take_it = absl::StrContains(ToolgatedHelp().text, "redis+" + mode);
+  TempDir state;
+  const std::string script = SourcePath("scripts/local-topology.sh");
+  const std::string build_dir = fs::path(ToolgatedBin()).parent_path().string();
+  CommandResult start = RunCommand({"/bin/bash", script, "start", "--build-dir", build_dir,
+                                    "--state-dir", state.path(), "--redis-mode", mode, "--servers",
+                                    servers_take_it ? "3" : "0", "--", "--redis-timeout", "5s"},
+                                   {}, absl::Seconds(180));
+  struct Stopper {
+    std::vector<std::string> argv;
+    ~Stopper() { RunCommand(argv, {}, absl::Seconds(60)); }
+  } stopper{{"/bin/bash", script, "stop", "--state-dir", state.path()}};
+  ASSERT_EQ(start.exit_code, 0) << start.out << start.err;
+
+  auto env = ReadEnvFile(state.path() + "/topology.env");
+  const std::string url = env["TOPOLOGY_REDIS_URL"];
+  EXPECT_THAT(start.out, HasSubstr(url));
+  EXPECT_EQ(env["TOPOLOGY_REDIS_MODE"], mode);
+  const auto [hosts, path] = UrlHosts(url, scheme);
+  const std::string cli = env["REDIS_TOPOLOGY_CLI"];
+  ASSERT_TRUE(absl::StartsWith(cli, "/")) << cli;
+  const auto redis = [&](const std::string& host_port, std::vector<std::string> args) {
+    std::vector<std::string> argv = {cli, "-h", host_port.substr(0, host_port.rfind(':')), "-p",
+                                     std::to_string(PortOf(host_port))};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, {}, absl::Seconds(10));
+  };
+  const auto field = [](const std::string& info, const std::string& name) {
+    std::smatch m;
+    return std::regex_search(info, m, std::regex("(^|\n)" + name + ":([^\r\n]*)")) ? m[2].str()
+                                                                                  : std::string();
+  };
+  const std::map<std::string, pid_t> pids = ReadPids(state.path() + "/pids");
+  size_t redis_processes = 0;
+
+  if (mode == "sentinel") {
+    redis_processes = 5;
+    // Three sentinels on loopback, named in the URL, that agree on the
+    // master; the replica follows it, in sync.
+    ASSERT_EQ(hosts.size(), 3u) << url;
+    EXPECT_EQ(absl::StrJoin(hosts, ","), env["REDIS_TOPOLOGY_SENTINELS"]);
+    EXPECT_EQ(path, "/toolgate") << url;
+    const std::string master = env["REDIS_TOPOLOGY_MASTER"];
+    for (const std::string& h : hosts) {
+      EXPECT_TRUE(absl::StartsWith(h, "127.0.0.1:")) << h;
+      CommandResult r = redis(h, {"SENTINEL", "get-master-addr-by-name", "toolgate"});
+      EXPECT_EQ(r.out, "127.0.0.1\n" + std::to_string(PortOf(master)) + "\n") << h << r.err;
+      r = redis(h, {"SENTINEL", "ckquorum", "toolgate"});
+      EXPECT_THAT(r.out, HasSubstr("OK")) << h;
+    }
+    const std::string info = redis(env["REDIS_TOPOLOGY_REPLICAS"], {"INFO", "replication"}).out;
+    EXPECT_EQ(field(info, "role"), "slave") << info;
+    EXPECT_EQ(field(info, "master_port"), std::to_string(PortOf(master))) << info;
+    EXPECT_EQ(field(info, "master_link_status"), "up") << info;
+    for (const char* name : {"redis-master", "redis-replica", "redis-sentinel-1",
+                             "redis-sentinel-2", "redis-sentinel-3"}) {
+      EXPECT_TRUE(pids.count(name)) << name;
+    }
+  } else {
+    redis_processes = 6;
+    // Six nodes, named in the URL, each in a cluster that covers every
+    // slot with three masters; a key written through one node is read
+    // through another.
+    ASSERT_EQ(hosts.size(), 6u) << url;
+    EXPECT_EQ(path, "") << url;
+    EXPECT_EQ(absl::StrJoin(hosts, ","), env["REDIS_TOPOLOGY_NODES"]);
+    EXPECT_EQ(std::vector<std::string>(absl::StrSplit(env["REDIS_TOPOLOGY_MASTERS"], ',')).size(),
+              3u);
+    for (const std::string& h : hosts) {
+      EXPECT_TRUE(absl::StartsWith(h, "127.0.0.1:")) << h;
+      const std::string info = redis(h, {"CLUSTER", "INFO"}).out;
+      EXPECT_EQ(field(info, "cluster_state"), "ok") << h << ": " << info;
+      EXPECT_EQ(field(info, "cluster_slots_assigned"), "16384") << h;
+      EXPECT_EQ(field(info, "cluster_known_nodes"), "6") << h;
+      EXPECT_EQ(field(info, "cluster_size"), "3") << h;
+    }
+    EXPECT_EQ(redis(hosts[0], {"-c", "SET", "toolgate:topology-test", "yes"}).out, "OK\n");
+    EXPECT_EQ(redis(hosts[5], {"-c", "GET", "toolgate:topology-test"}).out, "yes\n");
+    for (int n = 1; n <= 6; ++n) EXPECT_TRUE(pids.count(absl::StrCat("redis-node-", n))) << n;
+  }
+
+  if (servers_take_it) {
+    EXPECT_EQ(pids.size(), redis_processes + 3);
+    ExpectSharedCounters(
+        std::vector<std::string>(absl::StrSplit(env["TOPOLOGY_SERVERS"], ',', absl::SkipEmpty())));
+  } else {
+    EXPECT_EQ(pids.size(), redis_processes);
+    EXPECT_EQ(env["TOPOLOGY_SERVERS"], "");
+  }
+
+  CommandResult stop = RunCommand({"/bin/bash", script, "stop", "--state-dir", state.path()}, {},
+                                  absl::Seconds(60));
+  EXPECT_EQ(stop.exit_code, 0) << stop.out << stop.err;
+  for (const auto& [name, pid] : pids) EXPECT_TRUE(Exited(pid)) << name << " still runs";
+  EXPECT_FALSE(fs::exists(state.path() + "/pids"));
+  EXPECT_FALSE(fs::exists(state.path() + "/redis/redis-topology.pids"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, LocalTopologyModeTest, ::testing::Values("sentinel", "cluster"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace toolgate_test
