@@ -50,7 +50,9 @@
 #   redis-topology.env    shell syntax: REDIS_TOPOLOGY_MODE, REDIS_TOPOLOGY_URL,
 #                         and per mode REDIS_TOPOLOGY_PORT | _MASTER_NAME,
 #                         _MASTER, _REPLICAS, _SENTINELS | _NODES, _MASTERS,
-#                         _REPLICAS (HOST:PORT lists, as created)
+#                         _REPLICAS (HOST:PORT lists, as created); and
+#                         REDIS_TOPOLOGY_CLI (redis-cli's path),
+#                         REDIS_TOPOLOGY_PASSWORD_FILE (with --password-file)
 #   NAME.conf, NAME.log   each process's configuration and output
 #   NAME/                 its working directory (nodes.conf, ...), emptied at start
 # A start in a DIR whose pid file exists stops those processes first; a start
