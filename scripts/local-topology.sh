@@ -190,6 +190,9 @@ start_server() {
   [ -n "$REDIS_PASSWORD_FILE" ] && args+=(--redis-password-file "$REDIS_PASSWORD_FILE")
   [ "$HAS_METRICS" -eq 1 ] && args+=(--metrics-listen 127.0.0.1:0)
   METRICS_ADDR=""
+  # The child truncates the log only once it runs: a log of an earlier run
+  # must not be read as this one's.
+  rm -f "$logf"
   # TOOLGATE_* of the caller's shell would change every server: drop them.
   env $(env | awk -F= '/^TOOLGATE_/ { printf "-u %s ", $1 }') \
     "$TOOLGATED" "${args[@]}" ${EXTRA[@]+"${EXTRA[@]}"} >"$logf" 2>&1 </dev/null &
@@ -215,6 +218,8 @@ start_server() {
   if [ "$HAS_METRICS" -eq 1 ]; then
     METRICS_ADDR="$(sed -n 's/.*metrics listening on \([0-9.]*:[0-9]*\).*/\1/p' "$logf" | head -n 1)"
     if [ -z "$METRICS_ADDR" ]; then
+      kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
       log "toolgated-$n did not log its metrics address; log:"
       sed 's/^/  /' "$logf" >&2 || true
       return 1
