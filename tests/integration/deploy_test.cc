@@ -1615,9 +1615,11 @@ TEST(DeployTest, TheComposeSentinelVariantPointsTheServersAtItsSentinels) {
     sentinels[name] = RedisPort(kv.second);
     const std::string text = CommandText(kv.second);
     std::smatch m;
-    ASSERT_TRUE(std::regex_search(text, m, std::regex(R"(sentinel monitor (\S+) (\S+) (\d+) (\d+))")));
+    ASSERT_TRUE(
+        std::regex_search(text, m, std::regex(R"(sentinel monitor (\S+) (\S+) (\d+) (\d+))")));
     if (master_name.empty()) {
-      master_name = m[1], master_host = m[2], master_port = std::stoi(m[3]), quorum = std::stoi(m[4]);
+      master_name = m[1], master_host = m[2], master_port = std::stoi(m[3]),
+      quorum = std::stoi(m[4]);
     }
     EXPECT_EQ(m[1], master_name);
     EXPECT_EQ(m[2], master_host);
@@ -1668,7 +1670,8 @@ TEST(DeployTest, TheComposeSentinelVariantPointsTheServersAtItsSentinels) {
     const std::string url = Str(At(kv.second, "environment", "TOOLGATE_REDIS"));
     const auto [hosts, path] = UrlHosts(url, "redis+sentinel://");
     ASSERT_FALSE(hosts.empty()) << url;
-    EXPECT_TRUE(path == "/" + master_name || absl::StartsWith(path, "/" + master_name + "/")) << url;
+    EXPECT_TRUE(path == "/" + master_name || absl::StartsWith(path, "/" + master_name + "/"))
+        << url;
     std::set<std::string> named;
     for (const std::string& h : hosts) {
       const std::string host = h.substr(0, h.rfind(':'));
@@ -1876,7 +1879,7 @@ TEST_P(LocalTopologyModeTest, StartsTheRedisItsUrlNames) {
   const auto field = [](const std::string& info, const std::string& name) {
     std::smatch m;
     return std::regex_search(info, m, std::regex("(^|\n)" + name + ":([^\r\n]*)")) ? m[2].str()
-                                                                                  : std::string();
+                                                                                   : std::string();
   };
   const std::map<std::string, pid_t> pids = ReadPids(state.path() + "/pids");
   size_t redis_processes = 0;
@@ -1936,8 +1939,8 @@ TEST_P(LocalTopologyModeTest, StartsTheRedisItsUrlNames) {
     EXPECT_EQ(env["TOPOLOGY_SERVERS"], "");
   }
 
-  CommandResult stop = RunCommand({"/bin/bash", script, "stop", "--state-dir", state.path()}, {},
-                                  absl::Seconds(60));
+  CommandResult stop =
+      RunCommand({"/bin/bash", script, "stop", "--state-dir", state.path()}, {}, absl::Seconds(60));
   EXPECT_EQ(stop.exit_code, 0) << stop.out << stop.err;
   for (const auto& [name, pid] : pids) EXPECT_TRUE(Exited(pid)) << name << " still runs";
   EXPECT_FALSE(fs::exists(state.path() + "/pids"));
