@@ -31,7 +31,10 @@
 #                            command line or the URL (give toolgated
 #                            --redis-password-file FILE)
 #   --sentinel-password-file FILE   requirepass on the sentinels too (sentinel
-#                            mode; by default the sentinels need none)
+#                            mode; by default the sentinels need none).
+#                            toolgated authenticates to the sentinels with
+#                            its one Redis password: give it the same file
+#                            as --password-file for that
 #   --down-after-ms N        sentinel: down-after-milliseconds (default 2000)
 #   --failover-timeout-ms N  sentinel: failover-timeout (default 10000)
 #   --node-timeout-ms N      cluster: cluster-node-timeout (default 2000)
