@@ -85,9 +85,8 @@ struct RedisCounterStore::Part : ScriptCall {
 struct RedisCounterStore::Pending {
   PendingKind kind = kScript;
   PartList parts;
-  // kWait: the script's results, held until the replicas have its writes.
-  std::vector<absl::StatusOr<AcquireResult>> results;
-  int64_t stamp = 0;
+  // kScript: its number on the connection; kWait: the last script it covers.
+  uint64_t seq = 0;
   int slot = 0;
   int64_t sent_at = 0;
   int64_t sent_us = 0;  // For the observer's latency; 0 without an observer.
@@ -108,6 +107,18 @@ struct RedisCounterStore::Node {
   bool wrote_since_flush = false;
   size_t commands_since_flush = 0;
   bool serves_slots = false;  // Cluster: a master in the current map.
+  // --redis-wait-replicas: at most one WAIT is outstanding; it covers every
+  // script written before it, and their admissions are held until it answers.
+  uint64_t scripts_sent = 0;
+  uint64_t waited_through = 0;
+  bool wait_outstanding = false;
+  struct Held {
+    std::unique_ptr<Part> part;
+    AcquireResult result;
+    int64_t stamp = 0;
+    uint64_t seq = 0;
+  };
+  std::vector<Held> held;
 };
 
 RedisCounterStore::RedisCounterStore(RedisStoreOptions options)
@@ -314,6 +325,11 @@ void RedisCounterStore::Drop(Node& node, absl::string_view why, int64_t now) {
   const absl::Status lost = absl::UnavailableError(absl::StrCat("redis: ", where, node.last_error));
   std::deque<std::unique_ptr<Pending>> inflight;
   inflight.swap(node.inflight);
+  std::vector<Node::Held> held;
+  held.swap(node.held);
+  node.scripts_sent = node.waited_through = 0;
+  node.wait_outstanding = false;
+  for (Node::Held& h : held) Finish(std::move(h.part), lost, 0, now);
   for (std::unique_ptr<Pending>& p : inflight) {
     if (p->kind == kSlots) slots_asked_of_ = -1;
     FailParts(p->parts, lost, now);
@@ -352,21 +368,34 @@ void RedisCounterStore::SendScript(Node& node, PartList parts, bool use_eval) {
   auto p = std::make_unique<Pending>();
   p->kind = kScript;
   p->slot = parts.front()->slot;
+  p->seq = ++node.scripts_sent;
   p->parts = std::move(parts);
   Append(node, std::move(p));
-  if (options_.wait_replicas > 0) {
-    // The replicas must have the run's writes before its admissions count;
-    // within what is left of the call's deadline (WAIT 0 would wait forever).
-    int64_t wait_ms = 1;
-    for (const auto& part : node.inflight.back()->parts) {
-      wait_ms = std::max(wait_ms, part->deadline - NowMillis());
-    }
-    EncodeCommand({"WAIT", absl::StrCat(options_.wait_replicas), absl::StrCat(wait_ms)},
-                  &command_);
-    auto w = std::make_unique<Pending>();
-    w->kind = kWait;
-    Append(node, std::move(w));
+}
+
+void RedisCounterStore::MaybeWait(Node& node) {
+  if (options_.wait_replicas <= 0 || node.conn == nullptr || node.wait_outstanding ||
+      node.scripts_sent <= node.waited_through) {
+    return;
   }
+  // Within what is left of the earliest deadline it answers for (WAIT 0
+  // would wait forever): a WAIT blocks the connection while it waits.
+  const int64_t now = NowMillis();
+  int64_t wait_ms = options_.timeout_ms;
+  for (const Node::Held& h : node.held) wait_ms = std::min(wait_ms, h.part->deadline - now);
+  for (const auto& p : node.inflight) {
+    if (p->kind != kScript || p->seq <= node.waited_through) continue;
+    for (const auto& part : p->parts) wait_ms = std::min(wait_ms, part->deadline - now);
+  }
+  EncodeCommand({"WAIT", absl::StrCat(options_.wait_replicas),
+                 absl::StrCat(std::max<int64_t>(1, wait_ms))},
+                &command_);
+  auto w = std::make_unique<Pending>();
+  w->kind = kWait;
+  w->seq = node.scripts_sent;
+  node.waited_through = node.scripts_sent;
+  node.wait_outstanding = true;
+  Append(node, std::move(w));
 }
 
 void RedisCounterStore::SendTo(Node& node, PartList parts, bool asking, int64_t now) {
@@ -556,6 +585,7 @@ void RedisCounterStore::Finish(std::unique_ptr<Part> part, absl::StatusOr<Acquir
 
 void RedisCounterStore::Flush(Node& node) {
   if (node.conn == nullptr) return;
+  MaybeWait(node);
   if (node.wrote_since_flush) {
     round_trips_.fetch_add(1, std::memory_order_relaxed);
     node.wrote_since_flush = false;
@@ -635,19 +665,32 @@ void RedisCounterStore::HandleReply(Node& node, const redisReply& reply, int64_t
       HandleSlots(node, reply, now);
       return;
     case kWait: {
-      // The script's results, held for this: admissions count only once
-      // the replicas have them.
-      int64_t acks = reply.type == REDIS_REPLY_INTEGER ? reply.integer : -1;
-      for (size_t i = 0; i < p->parts.size(); ++i) {
-        absl::StatusOr<AcquireResult>& r = p->results[i];
-        if (r.ok() && r->admitted && !p->parts[i]->dry_run && acks < options_.wait_replicas) {
-          r = absl::UnavailableError(absl::StrCat(
-              "redis: the admission reached ", std::max<int64_t>(acks, 0), " of ",
-              options_.wait_replicas, " replicas in time",
-              IsErrorReply(reply) ? absl::StrCat(" (", error, ")") : std::string()));
+      // Admissions count only once the replicas have them.
+      node.wait_outstanding = false;
+      const int64_t acks = reply.type == REDIS_REPLY_INTEGER ? reply.integer : -1;
+      std::vector<Node::Held> held;
+      for (auto it = node.held.begin(); it != node.held.end();) {
+        if (it->seq <= p->seq) {
+          held.push_back(std::move(*it));
+          it = node.held.erase(it);
+        } else {
+          ++it;
         }
-        Finish(std::move(p->parts[i]), std::move(r), p->stamp, now);
       }
+      for (Node::Held& h : held) {
+        if (acks >= options_.wait_replicas) {
+          Finish(std::move(h.part), std::move(h.result), h.stamp, now);
+        } else {
+          Finish(std::move(h.part),
+                 absl::UnavailableError(absl::StrCat(
+                     "redis: the admission reached ", std::max<int64_t>(acks, 0), " of ",
+                     options_.wait_replicas, " replicas in time",
+                     IsErrorReply(reply) ? absl::StrCat(" (", error, ")") : std::string())),
+                 h.stamp, now);
+        }
+      }
+      // Scripts written since: the next WAIT covers them.
+      Flush(node);
       return;
     }
     case kScript:
@@ -662,33 +705,12 @@ void RedisCounterStore::HandleScriptReply(Node& node, std::unique_ptr<Pending> p
   if (options_.observer != nullptr && p->sent_us != 0) {
     options_.observer->OnRedisReply(SteadyMicros() - p->sent_us);
   }
-  // With WAIT, the script's reply is followed by WAIT's: it takes over the
-  // parts (error replies included, to keep them in order).
-  Pending* wait = nullptr;
-  if (options_.wait_replicas > 0 && !node.inflight.empty() &&
-      node.inflight.front()->kind == kWait) {
-    wait = node.inflight.front().get();
-  }
   PartList redo;
   for (std::unique_ptr<Part>& part : p->parts) redo.push_back(std::move(part));
-  auto fail = [&](const absl::Status& status) {
-    if (wait != nullptr) {
-      for (auto& part : redo) {
-        wait->parts.push_back(std::move(part));
-        wait->results.push_back(status);
-      }
-      redo.clear();
-    } else {
-      FailParts(redo, status, now);
-    }
-  };
+  auto fail = [&](const absl::Status& status) { FailParts(redo, status, now); };
   if (absl::StartsWith(error, "NOSCRIPT")) {
     // The script cache was emptied: send the calls again, with the script.
     script_reloads_.fetch_add(1, std::memory_order_relaxed);
-    if (wait != nullptr) {
-      // Its WAIT would answer for nothing: the resent command has its own.
-      wait->kind = kAsking;
-    }
     SendScript(node, std::move(redo), /*use_eval=*/true);
     Flush(node);
     return;
@@ -698,7 +720,6 @@ void RedisCounterStore::HandleScriptReply(Node& node, std::unique_ptr<Pending> p
     const bool try_again = absl::StartsWith(error, "TRYAGAIN");
     if (redirect.has_value() || try_again) {
       redirects_.fetch_add(1, std::memory_order_relaxed);
-      if (wait != nullptr) wait->kind = kAsking;  // Its answer is for nothing.
       PartList again;
       for (std::unique_ptr<Part>& part : redo) {
         if (++part->redirects > kMaxRedirects) {
@@ -742,7 +763,6 @@ void RedisCounterStore::HandleScriptReply(Node& node, std::unique_ptr<Pending> p
   if (absl::StartsWith(error, "READONLY") || absl::StartsWith(error, "LOADING") ||
       absl::StartsWith(error, "MASTERDOWN")) {
     fail(absl::UnavailableError(absl::StrCat("redis: ", error)));
-    // (The WAIT holding the parts is failed with the connection.)
     Drop(node, error, now);
     return;
   }
@@ -760,15 +780,14 @@ void RedisCounterStore::HandleScriptReply(Node& node, std::unique_ptr<Pending> p
     fail(decoded);
     return;
   }
-  if (wait != nullptr) {
-    wait->stamp = stamp;
-    for (size_t i = 0; i < redo.size(); ++i) {
-      wait->parts.push_back(std::move(redo[i]));
-      wait->results.push_back(std::move(results[i]));
-    }
-    return;
-  }
   for (size_t i = 0; i < redo.size(); ++i) {
+    // With --redis-wait-replicas, an admission waits for the replicas;
+    // refusals, dry runs and refunds are answered at once.
+    if (options_.wait_replicas > 0 && results[i].ok() && results[i]->admitted &&
+        !redo[i]->dry_run && redo[i]->refund_at_ms == 0) {
+      node.held.push_back(Node::Held{std::move(redo[i]), *std::move(results[i]), stamp, p->seq});
+      continue;
+    }
     Finish(std::move(redo[i]), std::move(results[i]), stamp, now);
   }
 }
@@ -829,6 +848,10 @@ void RedisCounterStore::HandleSlots(Node& node, const redisReply& reply, int64_t
   }
   slots_known_ = true;
   slots_refreshed_at_ = now;
+  // One connection per master, opened now rather than by its first call.
+  for (auto& n : nodes_) {
+    if (n->serves_slots) EnsureConnection(*n, now);
+  }
   PartList waiting;
   waiting.swap(unrouted_);
   PartList routable;
@@ -886,6 +909,7 @@ void RedisCounterStore::ExpireOverdue(int64_t now) {
     for (auto& p : node->inflight) {
       for (auto& part : p->parts) expire(*part);
     }
+    for (Node::Held& h : node->held) expire(*h.part);
     if (node->conn != nullptr && !node->inflight.empty() &&
         now - node->inflight.front()->sent_at > kStallMillis) {
       Drop(*node, absl::StrCat("no reply for ", now - node->inflight.front()->sent_at, "ms"), now);
@@ -954,6 +978,11 @@ int64_t RedisCounterStore::WaitMs(int64_t now) const {
       }
       if (found) break;
     }
+    for (const Node::Held& h : node->held) {
+      if (h.part->req != nullptr && !h.part->req->finished) {
+        wait = std::min(wait, h.part->req->deadline - now);
+      }
+    }
     if (node->conn == nullptr && !node->inflight.empty()) {
       wait = std::min(wait, node->next_connect_at - now);
     }
@@ -992,6 +1021,12 @@ void RedisCounterStore::Run() {
     if (mode_ == RedisMode::kSentinel) FollowMaster(now);
     if (mode_ != RedisMode::kCluster) EnsureConnection(*nodes_.front(), now);
     if (mode_ == RedisMode::kCluster && !slots_known_) RequestSlots(now);
+    if (mode_ == RedisMode::kCluster) {
+      // Every master of the map stays connected (reopened after its backoff).
+      for (size_t i = 0; i < nodes_.size(); ++i) {
+        if (nodes_[i]->serves_slots) EnsureConnection(*nodes_[i], now);
+      }
+    }
     if (!batch.empty()) Submit(batch, now);
     batch.clear();
     fds.clear();
@@ -1041,6 +1076,8 @@ void RedisCounterStore::Shutdown() {
   const int64_t now = NowMillis();
   for (auto& node : nodes_) {
     for (auto& p : node->inflight) FailParts(p->parts, shutting_down, now);
+    for (Node::Held& h : node->held) Finish(std::move(h.part), shutting_down, 0, now);
+    node->held.clear();
     node->inflight.clear();
     node->conn.reset();
   }

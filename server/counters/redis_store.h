@@ -49,9 +49,12 @@
 //   Replication is asynchronous: increments the old master had not yet sent
 //   to the replica are lost in a failover (calls they counted may then be
 //   admitted again: a short over-admission window). `wait_replicas` closes
-//   it: WAIT after each script run, and an admitted call is answered only
-//   once that many replicas have its writes (else UNAVAILABLE: the failure
-//   mode decides; the units stay counted on the master).
+//   it: a WAIT follows the script runs (one outstanding per connection,
+//   covering every run written before it: a WAIT blocks the connection, so
+//   one at a time keeps a missing replica from stalling it), and an admitted
+//   call is answered only once that many replicas have its writes (else
+//   UNAVAILABLE: the failure mode decides; the units stay counted on the
+//   master). Refusals and dry runs are answered at once.
 // - Cluster (redis+cluster://): one connection per master, learned from
 //   CLUSTER SLOTS (asked of any node, at start, every `cluster_refresh_ms`,
 //   and after MOVED, CLUSTERDOWN or a lost node). Each limit's key goes to
@@ -169,7 +172,11 @@ class RedisCounterStore final : public CounterStore {
   bool EnsureConnection(Node& node, int64_t now);
   void Connect(Node& node, int64_t now);
   void Drop(Node& node, absl::string_view why, int64_t now);
+  // Writes what is queued (after a WAIT for the scripts not yet covered by one).
   void Flush(Node& node);
+  // --redis-wait-replicas: appends a WAIT covering every script written, if
+  // none is outstanding.
+  void MaybeWait(Node& node);
   void ReadReplies(Node& node, int64_t now);
   void HandleReply(Node& node, const redisReply& reply, int64_t now);
   void HandleScriptReply(Node& node, std::unique_ptr<Pending> p, const redisReply& reply,
