@@ -3,6 +3,7 @@
 #include <condition_variable>
 
 #include "absl/time/clock.h"
+#include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
 
 namespace toolgate_test {
@@ -91,6 +92,15 @@ std::vector<TimedCheck> CheckLoad::Stop() {
   threads_.clear();
   std::lock_guard<std::mutex> lock(mu_);
   return std::move(checks_);
+}
+
+absl::StatusOr<uint64_t> StoreCount(const toolgate::v1::CounterStoreStatus& status,
+                                    const std::string& field) {
+  const google::protobuf::FieldDescriptor* f = status.GetDescriptor()->FindFieldByName(field);
+  if (f == nullptr || f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_UINT64) {
+    return absl::NotFoundError("the counter store status has no count named " + field);
+  }
+  return status.GetReflection()->GetUInt64(status, f);
 }
 
 }  // namespace toolgate_test

@@ -1,10 +1,12 @@
 // Check requests for integration tests: building them, sending many at
 // once, and keeping a steady load of them going while a test breaks
-// something underneath (Redis killed, failed over, resharded).
+// something underneath (Redis killed, failed over, resharded); and reading
+// what the servers then report of their counter store.
 #ifndef TOOLGATE_TESTS_INTEGRATION_CHECKS_H_
 #define TOOLGATE_TESTS_INTEGRATION_CHECKS_H_
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -69,6 +71,14 @@ class CheckLoad {
   std::vector<TimedCheck> checks_;  // Guarded by mu_.
   std::vector<std::thread> threads_;
 };
+
+// One count of a counter store's status (AdminService/GetStatus), by its
+// field name ("redirects", "refunds", ...): NOT_FOUND when the API this
+// test was built with has no such field, so that a test asking for a count
+// that newer servers report fails with that message instead of not
+// building.
+absl::StatusOr<uint64_t> StoreCount(const toolgate::v1::CounterStoreStatus& status,
+                                    const std::string& field);
 
 }  // namespace toolgate_test
 

@@ -14,6 +14,7 @@
 // - GlobalLimitIsExactAcrossThreeServers: 300 concurrent checks against a
 //   global max of 50, spread over the servers: exactly 50 ALLOW, 250
 //   RATE_LIMITED, and the counter's key is on the master serving its slot.
+//   Status (RPC and `toolgate status`) names the cluster, connected.
 // - LimitsInDifferentSlotsAreAllOrNothing: each call has a global limit (40)
 //   and a per-grant limit (10) whose keys are in different slots on
 //   different masters; 300 concurrent calls, half on one hot grant (refused
@@ -24,7 +25,11 @@
 //   slot when another refused), every stored count equals the calls
 //   admitted: refused calls consumed nothing. Then calls one at a time with
 //   fresh grants are admitted until the global limit refuses: 40 in all,
-//   exactly (nothing lost to a reservation not given back).
+//   exactly (nothing lost to a reservation not given back). The servers
+//   report refunds made, and none failed. (A concurrent observer may see
+//   fewer than 40 admitted while reservations are outstanding: a call can
+//   be refused for room another call's reservation holds until it is given
+//   back. That is allowed; over-admission is not.)
 // - ReshardingUnderLoadNeitherOverAdmitsNorLoses: six callers check without
 //   pause, with the cache off (every check asks Redis), on 12 grants of a
 //   limit of 5 (full most of the time) and 6 grants of a large limit (always
@@ -33,14 +38,16 @@
 //   (ASK, then MOVED). Every check is answered (gRPC OK), by Redis (not the
 //   failure mode; --redis-timeout 5 s); no grant of the small limit has more
 //   than 5 admitted; once settled, every stored count equals the calls
-//   admitted; the keys are on the new master only.
+//   admitted; the keys are on the new master only; the servers report
+//   redirections followed.
 // - MasterKilledUnderLoadDecisionsResume: six callers check without pause
 //   while the master serving a counter's slot is killed and its replica
 //   promoted. Every check is answered with gRPC OK within 10x
 //   --redis-timeout (200 ms: 2 s); every server decides from Redis again, on
 //   a key of that slot, within 10 s of the promotion being agreed by every
 //   node (10x a 1 s re-learning of the slot map); a fresh limit of 5 on that
-//   slot then admits exactly 5 of 8. No server exits. Redis's own failover
+//   slot then admits exactly 5 of 8. No server exits; the servers report
+//   the slot map changing. Redis's own failover
 //   (node timeout 2 s, then election) is not under test: 60 s is a guard.
 #include <algorithm>
 #include <functional>
@@ -155,6 +162,20 @@ class RedisClusterTest : public ::testing::Test {
                          << ", admitted " << expected;
   }
 
+  // `field` of every server's counter store status, summed.
+  uint64_t SumOfStoreCounts(const std::string& field) {
+    uint64_t sum = 0;
+    for (size_t s = 0; s < admins_.size(); ++s) {
+      auto status = admins_[s]->GetStatus();
+      EXPECT_TRUE(status.ok()) << status.status();
+      if (!status.ok()) continue;
+      auto n = StoreCount(status->counter_store(), field);
+      EXPECT_TRUE(n.ok()) << n.status();
+      sum += n.value_or(0);
+    }
+    return sum;
+  }
+
   TempDir dir_;
   std::unique_ptr<RedisClusterSet> cluster_;
   std::vector<std::unique_ptr<ServerProcess>> servers_;
@@ -200,6 +221,9 @@ tools:
         << status->counter_store().address();
     EXPECT_TRUE(status->counter_store().connected()) << status->counter_store().last_error();
   }
+  CommandResult cli = RunCommand({CliBin(), "status", "--target", servers_[0]->admin_address()});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_THAT(cli.out, HasSubstr("counter store:    redis redis+cluster://"));
 }
 
 TEST_F(RedisClusterTest, LimitsInDifferentSlotsAreAllOrNothing) {
@@ -279,6 +303,11 @@ tools:
     ++more;
   }
   EXPECT_EQ(allow + more, kTotal) << allow << " concurrently, then " << more;
+
+  // Refusals in one slot gave back what another slot had reserved, and
+  // every such refund was delivered.
+  EXPECT_GE(SumOfStoreCounts("refunds"), 1u);
+  EXPECT_EQ(SumOfStoreCounts("refund_failures"), 0u);
 }
 
 TEST_F(RedisClusterTest, ReshardingUnderLoadNeitherOverAdmitsNorLoses) {
@@ -369,6 +398,8 @@ tools:
     }
   }
   EXPECT_EQ(found, expected);
+  // The servers learnt of the move from Redis (MOVED, or ASK meanwhile).
+  EXPECT_GE(SumOfStoreCounts("redirects"), 1u);
 }
 
 TEST_F(RedisClusterTest, MasterKilledUnderLoadDecisionsResume) {
@@ -445,6 +476,7 @@ tools:
   }
   EXPECT_EQ(admitted, 5);
   for (auto& server : servers_) EXPECT_TRUE(server->Running());
+  EXPECT_GE(SumOfStoreCounts("topology_changes"), 1u) << "no server saw the slot map change";
 }
 
 }  // namespace

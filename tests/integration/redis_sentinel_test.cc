@@ -15,16 +15,20 @@
 //   limit of 5 admits exactly 5) within 10 s of the sentinels reporting the
 //   new master: 10x toolgated's 1 s re-check of the sentinels, which
 //   +switch-master makes unneeded in the usual case. No server exits, and
-//   each reports the store connected again (AdminService/GetStatus).
+//   each reports the store connected again, failures seen and the failover
+//   followed (AdminService/GetStatus; `toolgate status` names the
+//   sentinels).
 //   Sentinel's own part (down-after 1 s, then election and promotion)
 //   takes a few seconds and is not under test: 60 s is only a guard.
 // - WaitReplicasKeepsCountsAcrossAFailover (--redis-wait-replicas 1): 300
 //   concurrent checks against a global max of 50 admit exactly 50 while the
 //   replica is up (--redis-timeout 2 s: ample for a WAIT on loopback); then
-//   the master is killed: within 10 s (+ one 2 s WAIT) of the sentinels
-//   reporting the new master, every server finds the counter still full
-//   there (RATE_LIMITED from Redis, with the over-limit cache off): every
-//   admission answered had reached the replica.
+//   the master is killed, and once the sentinels report the new master the
+//   killed server is started again as its replica (so that WAIT can be met
+//   again): within 10 s (+ one 2 s WAIT) of that, every server finds the
+//   counter still full on the new master (RATE_LIMITED from Redis, with the
+//   over-limit cache off): every admission answered had reached the
+//   replica.
 #include <signal.h>
 
 #include <algorithm>
@@ -216,7 +220,15 @@ TEST_P(RedisSentinelFailureModeTest, MasterKilledUnderLoad) {
     }
     EXPECT_TRUE(cs.connected()) << cs.last_error();
     EXPECT_GE(cs.failures() + cs.timeouts(), 1u) << "server " << s << " saw no failure";
+    auto followed = StoreCount(cs, "topology_changes");
+    ASSERT_TRUE(followed.ok()) << followed.status();
+    EXPECT_GE(*followed, 1u) << "server " << s << " followed no failover";
   }
+  // The CLI says the same.
+  CommandResult cli = RunCommand({CliBin(), "status", "--target", servers_[0]->admin_address()});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_THAT(cli.out, HasSubstr("counter store:    redis redis+sentinel://"));
+  EXPECT_THAT(cli.out, HasSubstr("(connected)"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, RedisSentinelFailureModeTest, ::testing::Values("closed", "open"),
@@ -243,15 +255,17 @@ TEST_F(RedisSentinelTest, WaitReplicasKeepsCountsAcrossAFailover) {
   set_->KillMaster();
   auto failover = set_->WaitForNewMaster(old_master, kWait);
   ASSERT_TRUE(failover.ok()) << failover.status();
-  // The new master has no replica: an admission would wait in vain (until
-  // the 2 s deadline) and be answered by the failure mode; a refusal needs
-  // no replica. So a refusal from Redis is the counter, full, on the new
-  // master.
+  // The killed server back as the new master's replica (empty; it gets
+  // the new master's data), so that WAIT can be satisfied again. Then every
+  // server finds the counter still full on the new master (a refusal from
+  // Redis, not from the failure mode, nor from a cache).
+  ASSERT_TRUE(set_->RestartAsReplica().ok());
+  const absl::Time replica_back = absl::Now();
   PollServers([] { return Req("fleet", "after"); },
               [](const CheckResponse& r) {
                 return r.decision() == toolgate::v1::DECISION_RATE_LIMITED;
               },
-              failover->reported_at, failover->reported_at + kResumeBound + absl::Seconds(2));
+              replica_back, replica_back + kResumeBound + absl::Seconds(2));
   for (auto& server : servers_) EXPECT_TRUE(server->Running());
 }
 

@@ -314,6 +314,23 @@ absl::StatusOr<RedisSentinelSet::Failover> RedisSentinelSet::WaitForNewMaster(
                                                   absl::FormatDuration(timeout), ": ", last));
 }
 
+absl::Status RedisSentinelSet::RestartAsReplica() {
+  RedisProcess& server = replica();
+  if (server.running()) return absl::FailedPreconditionError("no server was killed");
+  if (absl::Status s = server.Restart(); !s.ok()) return s;
+  auto replicaof =
+      server.Command({"REPLICAOF", "127.0.0.1", std::to_string(master().port())});
+  if (!replicaof.ok()) return replicaof.status();
+  return PollFor(
+      [&](std::string* why) {
+        auto info = server.Command({"INFO", "replication"});
+        if (!info.ok()) return *why = info.status().ToString(), false;
+        *why = "link: " + InfoField(*info, "master_link_status");
+        return InfoField(*info, "master_link_status") == "up";
+      },
+      kTopologyTimeout, "restarted server in sync");
+}
+
 // ---- RedisClusterSet -----------------------------------------------------------
 
 bool RedisClusterSet::Node::Serves(int slot) const {

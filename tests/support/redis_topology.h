@@ -78,6 +78,11 @@ class RedisSentinelSet {
   // that server's ROLE says master. master() is that server afterwards.
   absl::StatusOr<Failover> WaitForNewMaster(int old_port, absl::Duration timeout = kTopologyTimeout);
 
+  // Starts the killed server again, empty (no persistence), as a replica
+  // of the current master (what Sentinel itself would make of it, some
+  // seconds later), and waits until it is in sync.
+  absl::Status RestartAsReplica();
+
  private:
   RedisSentinelSet() = default;
 

@@ -76,8 +76,14 @@ TEST(RedisTopologyTest, SentinelSetFailsOverToTheReplica) {
   EXPECT_EQ(s.master().Command({"GET", "k"}).value_or("?"), "v");
   EXPECT_EQ(s.master().Command({"SET", "k", "w"}).value_or("?"), "OK");
 
+  // The old master back, as a replica of the new one, with its data.
+  ASSERT_TRUE(s.RestartAsReplica().ok());
+  EXPECT_EQ(s.replica().port(), old_master);
+  EXPECT_EQ(s.master().Command({"WAIT", "1", "10000"}).value_or("?"), "1");
+  EXPECT_EQ(s.replica().Command({"GET", "k"}).value_or("?"), "w");
+
   // Gone with the harness.
-  std::vector<int> ports = {replica};
+  std::vector<int> ports = {replica, old_master};
   for (int i = 0; i < s.sentinel_count(); ++i) ports.push_back(s.sentinel(i).port());
   set->reset();
   for (const int port : ports) EXPECT_FALSE(Listening(port)) << port;
