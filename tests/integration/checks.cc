@@ -1,7 +1,9 @@
 #include "tests/integration/checks.h"
 
+#include <algorithm>
 #include <condition_variable>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
@@ -33,12 +35,12 @@ std::vector<absl::StatusOr<CheckResponse>> CheckAll(
   state->pending = requests.size();
   state->results.assign(requests.size(), absl::UnknownError("no answer"));
   for (size_t i = 0; i < requests.size(); ++i) {
-    clients[i % clients.size()]->CheckAsync(
-        requests[i], timeout, [state, i](absl::StatusOr<CheckResponse> r) {
-          std::lock_guard<std::mutex> lock(state->mu);
-          state->results[i] = std::move(r);
-          if (--state->pending == 0) state->cv.notify_all();
-        });
+    clients[i % clients.size()]->CheckAsync(requests[i], timeout,
+                                            [state, i](absl::StatusOr<CheckResponse> r) {
+                                              std::lock_guard<std::mutex> lock(state->mu);
+                                              state->results[i] = std::move(r);
+                                              if (--state->pending == 0) state->cv.notify_all();
+                                            });
   }
   std::unique_lock<std::mutex> lock(state->mu);
   // gRPC answers every call by its deadline; twice that is a guard.
@@ -46,6 +48,36 @@ std::vector<absl::StatusOr<CheckResponse>> CheckAll(
                      [&] { return state->pending == 0; });
   EXPECT_EQ(state->pending, 0u);
   return state->results;
+}
+
+std::vector<absl::Time> PollEach(const std::vector<std::unique_ptr<toolgate::Client>>& clients,
+                                 const std::function<CheckRequest()>& make,
+                                 const std::function<bool(const CheckResponse&)>& done,
+                                 absl::Time deadline, std::vector<std::string>* last,
+                                 absl::Duration timeout) {
+  std::vector<absl::Time> when(clients.size(), absl::InfiniteFuture());
+  std::vector<std::string> text(clients.size());
+  while (std::count(when.begin(), when.end(), absl::InfiniteFuture()) > 0) {
+    std::vector<CheckRequest> round;
+    for (size_t i = 0; i < clients.size(); ++i) round.push_back(make());
+    // Request i goes to client i.
+    const auto answers = CheckAll(clients, round, timeout);
+    const absl::Time now = absl::Now();
+    for (size_t i = 0; i < clients.size(); ++i) {
+      if (when[i] != absl::InfiniteFuture()) continue;
+      if (!answers[i].ok()) {
+        text[i] = answers[i].status().ToString();
+        continue;
+      }
+      text[i] =
+          absl::StrCat(toolgate::DecisionName(answers[i]->decision()), ": ", answers[i]->reason());
+      if (done(*answers[i])) when[i] = now;
+    }
+    if (now >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  if (last != nullptr) *last = std::move(text);
+  return when;
 }
 
 CheckLoad::CheckLoad(const std::vector<std::unique_ptr<toolgate::Client>>& clients, int callers,

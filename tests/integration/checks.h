@@ -31,6 +31,17 @@ std::vector<absl::StatusOr<toolgate::v1::CheckResponse>> CheckAll(
     const std::vector<toolgate::v1::CheckRequest>& requests,
     absl::Duration timeout = absl::Seconds(30));
 
+// Sends make() to every client at once, round after round (each check with
+// `timeout`), until each client's answer has satisfied `done` once, or
+// `deadline` passes. Returns, per client, when its answer first did
+// (absl::InfiniteFuture(): never); `last` (may be null) gets each client's
+// last answer as text, for failure messages.
+std::vector<absl::Time> PollEach(
+    const std::vector<std::unique_ptr<toolgate::Client>>& clients,
+    const std::function<toolgate::v1::CheckRequest()>& make,
+    const std::function<bool(const toolgate::v1::CheckResponse&)>& done, absl::Time deadline,
+    std::vector<std::string>* last = nullptr, absl::Duration timeout = absl::Seconds(10));
+
 // One check sent by a CheckLoad.
 struct TimedCheck {
   int caller = 0;

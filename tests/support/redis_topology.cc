@@ -213,12 +213,12 @@ absl::StatusOr<std::unique_ptr<RedisSentinelSet>> RedisSentinelSet::Start() {
   // The replica is named in the configuration: Sentinel would otherwise
   // learn of it only from the master's INFO, every 10 s. The other
   // sentinels it finds by itself (hello messages, every 2 s).
-  const std::string config = absl::StrCat(
-      "sentinel monitor ", kMasterName, " 127.0.0.1 ", master_port, " 2\n",
-      "sentinel down-after-milliseconds ", kMasterName, " ", kDownAfterMs, "\n",
-      "sentinel failover-timeout ", kMasterName, " ", kFailoverTimeoutMs, "\n",
-      "sentinel parallel-syncs ", kMasterName, " 1\n",
-      "sentinel known-replica ", kMasterName, " 127.0.0.1 ", replica_port, "\n");
+  const std::string config =
+      absl::StrCat("sentinel monitor ", kMasterName, " 127.0.0.1 ", master_port, " 2\n",
+                   "sentinel down-after-milliseconds ", kMasterName, " ", kDownAfterMs, "\n",
+                   "sentinel failover-timeout ", kMasterName, " ", kFailoverTimeoutMs, "\n",
+                   "sentinel parallel-syncs ", kMasterName, " 1\n", "sentinel known-replica ",
+                   kMasterName, " 127.0.0.1 ", replica_port, "\n");
   RedisOptions sentinel_options;
   sentinel_options.sentinel_config = config;
   for (int i = 0; i < 3; ++i) {
@@ -239,7 +239,8 @@ absl::StatusOr<std::unique_ptr<RedisSentinelSet>> RedisSentinelSet::Start() {
           auto replicas = sentinel.Command({"SENTINEL", "REPLICAS", kMasterName});
           if (!replicas.ok() || !absl::StrContains(*replicas, "\nflags\nslave\n") ||
               !absl::StrContains(*replicas, "\nmaster-link-status\nok\n")) {
-            *why = "replica not ready: " + (replicas.ok() ? *replicas : replicas.status().ToString());
+            *why =
+                "replica not ready: " + (replicas.ok() ? *replicas : replicas.status().ToString());
             return false;
           }
           return true;
@@ -310,16 +311,15 @@ absl::StatusOr<RedisSentinelSet::Failover> RedisSentinelSet::WaitForNewMaster(
     if (absl::Now() >= deadline) break;
     absl::SleepFor(kPollInterval);
   }
-  return absl::DeadlineExceededError(absl::StrCat("no new master within ",
-                                                  absl::FormatDuration(timeout), ": ", last));
+  return absl::DeadlineExceededError(
+      absl::StrCat("no new master within ", absl::FormatDuration(timeout), ": ", last));
 }
 
 absl::Status RedisSentinelSet::RestartAsReplica() {
   RedisProcess& server = replica();
   if (server.running()) return absl::FailedPreconditionError("no server was killed");
   if (absl::Status s = server.Restart(); !s.ok()) return s;
-  auto replicaof =
-      server.Command({"REPLICAOF", "127.0.0.1", std::to_string(master().port())});
+  auto replicaof = server.Command({"REPLICAOF", "127.0.0.1", std::to_string(master().port())});
   if (!replicaof.ok()) return replicaof.status();
   return PollFor(
       [&](std::string* why) {
@@ -360,8 +360,7 @@ int RedisClusterSet::KeySlot(absl::string_view key) {
   return crc & (kSlots - 1);
 }
 
-absl::StatusOr<std::unique_ptr<RedisClusterSet>> RedisClusterSet::Start(int masters,
-                                                                         int replicas) {
+absl::StatusOr<std::unique_ptr<RedisClusterSet>> RedisClusterSet::Start(int masters, int replicas) {
   if (masters < 3 || replicas < 0) {
     return absl::InvalidArgumentError("a cluster needs at least 3 masters");
   }
@@ -459,7 +458,8 @@ absl::Status RedisClusterSet::WaitUntilStable(absl::Duration timeout) const {
           auto info = node->Command({"CLUSTER", "INFO"});
           if (!info.ok()) return *why = info.status().ToString(), false;
           if (InfoField(*info, "cluster_state") != "ok") {
-            *why = absl::StrCat(node->port(), ": cluster_state:", InfoField(*info, "cluster_state"));
+            *why =
+                absl::StrCat(node->port(), ": cluster_state:", InfoField(*info, "cluster_state"));
             return false;
           }
           auto text = node->Command({"CLUSTER", "NODES"});
@@ -516,9 +516,8 @@ absl::Status RedisClusterSet::Reshard(const std::vector<int>& slots, int to_port
     }
     if (count == 0) continue;
     const CliResult moved = RunRedisCli(
-        {"--cluster", "reshard", AnyLiveNode()->address(), "--cluster-from",
-         from.id, "--cluster-to", to->id, "--cluster-slots", std::to_string(count),
-         "--cluster-yes"},
+        {"--cluster", "reshard", AnyLiveNode()->address(), "--cluster-from", from.id,
+         "--cluster-to", to->id, "--cluster-slots", std::to_string(count), "--cluster-yes"},
         kTopologyTimeout);
     if (moved.exit_code != 0) {
       return absl::InternalError(absl::StrCat("redis-cli --cluster reshard failed (exit ",
@@ -530,8 +529,8 @@ absl::Status RedisClusterSet::Reshard(const std::vector<int>& slots, int to_port
     auto owner = MasterOf(slot);
     if (!owner.ok()) return owner.status();
     if (*owner != to_port) {
-      return absl::InternalError(
-          absl::StrCat("slot ", slot, " is served by ", *owner, " after the reshard, not ", to_port));
+      return absl::InternalError(absl::StrCat("slot ", slot, " is served by ", *owner,
+                                              " after the reshard, not ", to_port));
     }
   }
   return absl::OkStatus();
@@ -557,8 +556,8 @@ absl::StatusOr<int> RedisClusterSet::WaitForPromotion(int slot, absl::Duration t
   auto role = node->Command({"ROLE"});
   if (!role.ok()) return role.status();
   if (FirstLine(*role) != "master") {
-    return absl::InternalError(absl::StrCat(*port, " serves slot ", slot, " but is a ",
-                                            FirstLine(*role)));
+    return absl::InternalError(
+        absl::StrCat(*port, " serves slot ", slot, " but is a ", FirstLine(*role)));
   }
   return *port;
 }

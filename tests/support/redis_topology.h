@@ -76,7 +76,8 @@ class RedisSentinelSet {
   };
   // Polls until every sentinel reports a master other than `old_port` and
   // that server's ROLE says master. master() is that server afterwards.
-  absl::StatusOr<Failover> WaitForNewMaster(int old_port, absl::Duration timeout = kTopologyTimeout);
+  absl::StatusOr<Failover> WaitForNewMaster(int old_port,
+                                            absl::Duration timeout = kTopologyTimeout);
 
   // Starts the killed server again, empty (no persistence), as a replica
   // of the current master (what Sentinel itself would make of it, some
@@ -103,8 +104,8 @@ class RedisClusterSet {
     std::string id;
     int port = 0;
     bool master = false;
-    bool failed = false;     // "fail" or "fail?" among its flags
-    std::string master_id;  // of a replica
+    bool failed = false;                     // "fail" or "fail?" among its flags
+    std::string master_id;                   // of a replica
     std::vector<std::pair<int, int>> slots;  // ranges served, inclusive
     bool Serves(int slot) const;
   };

@@ -31,10 +31,18 @@ TEST(RedisTopologyTest, KeySlotAgreesWithRedis) {
   options.cluster = true;
   auto node = RedisProcess::Start(options);
   ASSERT_TRUE(node.ok()) << node.status();
-  const std::vector<std::string> keys = {
-      "",        "a",          "foo",       "{user1000}.following", "foo{}{bar}", "foo{{bar}}zap",
-      "foo{bar}{zap}", "{}x",  "x{",        "toolgate:{fleet|*}:s:3600000",
-      "toolgate:{per_grant|g|grant3}:s:3600000", std::string("bin\0\xff{t}", 8)};
+  const std::vector<std::string> keys = {"",
+                                         "a",
+                                         "foo",
+                                         "{user1000}.following",
+                                         "foo{}{bar}",
+                                         "foo{{bar}}zap",
+                                         "foo{bar}{zap}",
+                                         "{}x",
+                                         "x{",
+                                         "toolgate:{fleet|*}:s:3600000",
+                                         "toolgate:{per_grant|g|grant3}:s:3600000",
+                                         std::string("bin\0\xff{t}", 8)};
   for (const std::string& key : keys) {
     auto slot = (*node)->Command({"CLUSTER", "KEYSLOT", key});
     ASSERT_TRUE(slot.ok()) << slot.status();
@@ -47,8 +55,8 @@ TEST(RedisTopologyTest, SentinelSetFailsOverToTheReplica) {
   ASSERT_TRUE(set.ok()) << set.status();
   RedisSentinelSet& s = **set;
   EXPECT_EQ(s.url(), absl::StrCat("redis+sentinel://127.0.0.1:", s.sentinel(0).port(),
-                                  ",127.0.0.1:", s.sentinel(1).port(), ",127.0.0.1:",
-                                  s.sentinel(2).port(), "/toolgate"));
+                                  ",127.0.0.1:", s.sentinel(1).port(),
+                                  ",127.0.0.1:", s.sentinel(2).port(), "/toolgate"));
   const int old_master = s.master().port();
   const int replica = s.replica().port();
   for (int i = 0; i < s.sentinel_count(); ++i) {
