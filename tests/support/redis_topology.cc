@@ -1,5 +1,6 @@
 #include "tests/support/redis_topology.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -49,7 +50,9 @@ struct CliResult {
 CliResult RunRedisCli(const std::vector<std::string>& args, absl::Duration timeout) {
   CliResult result;
   int fds[2];
-  if (pipe(fds) != 0) {
+  // Close-on-exec: a process another thread starts meanwhile must not hold
+  // the write end open (redis-cli's end would never be seen).
+  if (pipe2(fds, O_CLOEXEC) != 0) {
     result.output = "pipe failed";
     return result;
   }
@@ -58,6 +61,7 @@ CliResult RunRedisCli(const std::vector<std::string>& args, absl::Duration timeo
   std::vector<char*> cargv;
   for (std::string& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
     close(fds[0]);
@@ -67,6 +71,7 @@ CliResult RunRedisCli(const std::vector<std::string>& args, absl::Duration timeo
   }
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     dup2(fds[1], 1);
     dup2(fds[1], 2);
     close(fds[0]);
@@ -104,8 +109,8 @@ CliResult RunRedisCli(const std::vector<std::string>& args, absl::Duration timeo
   return result;
 }
 
-// Polls `cond` until it holds or `timeout` passes; the status `cond` last
-// left in `why` when it did not hold.
+// Polls `cond` until it holds or `timeout` passes (DEADLINE_EXCEEDED, with
+// what `cond` last wrote to `why`).
 absl::Status PollFor(const std::function<bool(std::string* why)>& cond, absl::Duration timeout,
                      absl::string_view what) {
   const absl::Time deadline = absl::Now() + timeout;
@@ -311,8 +316,11 @@ absl::StatusOr<RedisSentinelSet::Failover> RedisSentinelSet::WaitForNewMaster(
     if (absl::Now() >= deadline) break;
     absl::SleepFor(kPollInterval);
   }
+  // What the sentinels did, from the log of one of them (its end).
+  const std::string log = sentinels_[0]->log();
   return absl::DeadlineExceededError(
-      absl::StrCat("no new master within ", absl::FormatDuration(timeout), ": ", last));
+      absl::StrCat("no new master within ", absl::FormatDuration(timeout), ": ", last,
+                   "\nsentinel log:\n", log.substr(log.size() > 4000 ? log.size() - 4000 : 0)));
 }
 
 absl::Status RedisSentinelSet::RestartAsReplica() {
