@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/checks.h"
 #include "tests/integration/process.h"
 #include "tests/support/redis_process.h"
 #include "toolgate/client.h"
@@ -31,37 +32,6 @@ using toolgate::v1::CheckResponse;
 // How long a test waits for something it needs before it gives up: a guard
 // against hangs, far beyond what anything here takes.
 constexpr absl::Duration kWait = absl::Seconds(30);
-
-CheckRequest Req(const std::string& tool, const std::string& grant) {
-  CheckRequest r;
-  r.set_tool(tool);
-  r.set_grant(grant);
-  return r;
-}
-
-// Sends every request at once, spread round-robin over the clients, and
-// waits for all answers.
-std::vector<absl::StatusOr<CheckResponse>> CheckAll(
-    const std::vector<std::unique_ptr<toolgate::Client>>& clients,
-    const std::vector<CheckRequest>& requests) {
-  std::vector<absl::StatusOr<CheckResponse>> results(requests.size(),
-                                                     absl::UnknownError("no answer"));
-  std::mutex mu;
-  std::condition_variable cv;
-  size_t pending = requests.size();
-  for (size_t i = 0; i < requests.size(); ++i) {
-    clients[i % clients.size()]->CheckAsync(
-        requests[i], absl::Seconds(30), [&, i](absl::StatusOr<CheckResponse> r) {
-          std::lock_guard<std::mutex> lock(mu);
-          results[i] = std::move(r);
-          if (--pending == 0) cv.notify_all();
-        });
-  }
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait_for(lock, std::chrono::seconds(60), [&] { return pending == 0; });
-  EXPECT_EQ(pending, 0u);
-  return results;
-}
 
 class FleetTest : public ::testing::Test {
  protected:
@@ -215,61 +185,6 @@ tools:
   EXPECT_EQ(fullest, kMax);
 }
 
-// Sends checks from `threads` threads until `stop`, recording each latency
-// and decision after `mark` is set.
-struct Load {
-  std::atomic<bool> stop{false};
-  std::atomic<bool> mark{false};
-  std::atomic<int> answered{0};  // Checks completed, marked or not.
-  std::mutex mu;
-  std::vector<std::pair<absl::Duration, absl::StatusOr<CheckResponse>>> marked;
-  std::vector<std::thread> threads;
-
-  void Start(toolgate::Client* client, int n, const std::string& tool) {
-    for (int t = 0; t < n; ++t) {
-      threads.emplace_back([this, client, t, tool] {
-        int i = 0;
-        while (!stop) {
-          const bool record = mark;
-          const absl::Time start = absl::Now();
-          auto r = client->Check(Req(tool, absl::StrCat("load", t, "-", i++)), absl::Seconds(5));
-          const absl::Duration took = absl::Now() - start;
-          if (record) {
-            std::lock_guard<std::mutex> lock(mu);
-            marked.emplace_back(took, std::move(r));
-          }
-          answered.fetch_add(1);
-        }
-      });
-    }
-  }
-  // Polls until `n` checks were answered (true), or the deadline (false).
-  bool WaitForAnswers(int n, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (answered.load() < n) {
-      if (absl::Now() >= deadline) return false;
-      absl::SleepFor(absl::Milliseconds(2));
-    }
-    return true;
-  }
-  // Polls until `n` checks started after `mark` were answered.
-  bool WaitForMarked(size_t n, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (true) {
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        if (marked.size() >= n) return true;
-      }
-      if (absl::Now() >= deadline) return false;
-      absl::SleepFor(absl::Milliseconds(2));
-    }
-  }
-  void Stop() {
-    stop = true;
-    for (auto& t : threads) t.join();
-  }
-};
-
 constexpr char kLoadPolicy[] = R"(
 version: "1"
 tools:
@@ -279,29 +194,34 @@ tools:
 
 TEST_F(FleetTest, RedisKilledUnderLoadIsAnsweredByTheFailureModeWithinTheDeadline) {
   ASSERT_NO_FATAL_FAILURE(StartFleet(1, kLoadPolicy, {"--redis-timeout", "50ms"}));
-  Load load;
-  load.Start(clients_[0].get(), 4, "loaded");
+  CheckLoad load(clients_, 4, [](int t, int i) {
+    return Req("loaded", absl::StrCat("load", t, "-", i));
+  });
   // Under load: checks are being answered when Redis dies.
   ASSERT_TRUE(load.WaitForAnswers(40, kWait));
   redis_->Kill();
-  load.mark = true;
+  const absl::Time killed = absl::Now();
   // Checks sent after the kill: 10 per caller.
-  ASSERT_TRUE(load.WaitForMarked(40, kWait));
-  load.Stop();
+  ASSERT_TRUE(load.WaitForAnswers(40, killed, kWait));
+  std::vector<TimedCheck> marked;
+  for (TimedCheck& c : load.Stop()) {
+    if (c.start >= killed) marked.push_back(std::move(c));
+  }
 
-  ASSERT_FALSE(load.marked.empty());
+  ASSERT_FALSE(marked.empty());
   absl::Duration slowest;
-  for (const auto& [took, r] : load.marked) {
+  for (const TimedCheck& c : marked) {
+    const auto& r = c.result;
     ASSERT_TRUE(r.ok()) << "a Redis failure must still be a decision: " << r.status();
     EXPECT_EQ(r->decision(), toolgate::v1::DECISION_DENY);
     EXPECT_THAT(r->reason(), HasSubstr("counter store failed"));
-    slowest = std::max(slowest, took);
+    slowest = std::max(slowest, c.end - c.start);
   }
   // 10x the 50 ms deadline: a check must never wait for Redis to come back
   // (the client's own deadline is 5 s); how late checks are answered on an
   // idle machine is for bench/, not for this test.
-  EXPECT_LE(slowest, 10 * absl::Milliseconds(50)) << load.marked.size() << " checks";
-  std::cout << "Redis killed: " << load.marked.size() << " checks answered, slowest "
+  EXPECT_LE(slowest, 10 * absl::Milliseconds(50)) << marked.size() << " checks";
+  std::cout << "Redis killed: " << marked.size() << " checks answered, slowest "
             << absl::FormatDuration(slowest) << " (deadline 50ms)\n";
   EXPECT_TRUE(servers_[0]->Running());
 

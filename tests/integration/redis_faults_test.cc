@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/checks.h"
 #include "tests/integration/process.h"
 #include "tests/support/redis_process.h"
 #include "toolgate/client.h"
@@ -31,13 +32,6 @@ using toolgate::v1::CheckResponse;
 
 // A guard against hangs, far beyond what anything here takes.
 constexpr absl::Duration kWait = absl::Seconds(30);
-
-CheckRequest Req(const std::string& tool, const std::string& grant) {
-  CheckRequest r;
-  r.set_tool(tool);
-  r.set_grant(grant);
-  return r;
-}
 
 // Tool "limited": `max` calls an hour per grant (sliding window); tool
 // "bucketed": `max` an hour per grant (token bucket).

@@ -3,6 +3,7 @@
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -148,14 +149,20 @@ int PortOutsideEphemeralRange() {
   }
 }
 
-absl::StatusOr<std::unique_ptr<RedisProcess>> RedisProcess::Start() {
+absl::StatusOr<std::unique_ptr<RedisProcess>> RedisProcess::Start(RedisOptions options) {
   std::unique_ptr<RedisProcess> p(new RedisProcess());
+  p->options_ = std::move(options);
   char tmpl[] = "/tmp/toolgate-redis-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
   p->dir_ = tmpl;
   absl::Status last = absl::UnknownError("no attempt");
   for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
     p->port_ = PortOutsideEphemeralRange();
+    if (p->options_.cluster) {
+      do {
+        p->cluster_port_ = PortOutsideEphemeralRange();
+      } while (p->cluster_port_ == p->port_);
+    }
     last = p->Launch();
     if (last.ok()) return p;
     p->Kill();
@@ -176,12 +183,38 @@ absl::Status RedisProcess::Launch() {
   const std::string log = dir_ + "/redis.log";
   // Redis appends to its log: look only at what this start writes.
   const std::streamoff log_start = FileSize(log);
+  std::vector<std::string> argv = {"redis-server"};
+  if (!options_.sentinel_config.empty()) {
+    // Written afresh for each start: Sentinel rewrites it with what it
+    // learnt (its id, the other sentinels, the current master).
+    const std::string conf = dir_ + "/sentinel.conf";
+    std::ofstream out(conf, std::ios::trunc);
+    out << options_.sentinel_config;
+    if (!out.good()) return absl::InternalError("cannot write " + conf);
+    out.close();
+    argv.insert(argv.end(), {conf, "--sentinel"});
+  }
+  argv.insert(argv.end(), {"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                           "no", "--dir", dir_, "--logfile", log, "--enable-debug-command",
+                           "local"});
+  if (options_.cluster) {
+    argv.insert(argv.end(), {"--cluster-enabled", "yes", "--cluster-config-file",
+                             dir_ + "/nodes.conf", "--cluster-port",
+                             std::to_string(cluster_port_)});
+  }
+  argv.insert(argv.end(), options_.args.begin(), options_.args.end());
+  // Built before fork: the child only calls async-signal-safe functions.
+  std::vector<char*> cargv;
+  for (std::string& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ < 0) return absl::InternalError("fork failed");
   if (pid_ == 0) {
-    execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-           "--save", "", "--appendonly", "no", "--dir", dir_.c_str(), "--logfile", log.c_str(),
-           "--enable-debug-command", "local", static_cast<char*>(nullptr));
+    // Dies with the test, even when the test itself is killed.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    execvp("redis-server", cargv.data());
     _exit(127);
   }
   const absl::Time deadline = absl::Now() + kStartTimeout;
@@ -208,6 +241,8 @@ absl::Status RedisProcess::Launch() {
                                                   port_, " within ",
                                                   absl::FormatDuration(kStartTimeout)));
 }
+
+std::string RedisProcess::log() const { return ReadFrom(dir_ + "/redis.log", 0); }
 
 void RedisProcess::Kill() {
   if (pid_ <= 0) return;

@@ -40,15 +40,38 @@ std::pair<int, int> EphemeralPortRange();
 // port 0: below it (from 10000) when there is room, else above it.
 int PortOutsideEphemeralRange();
 
+// How a RedisProcess runs, beyond the defaults (no persistence, loopback only).
+struct RedisOptions {
+  // More redis-server arguments, e.g. {"--replicaof", "127.0.0.1", "6379"}.
+  std::vector<std::string> args;
+  // A Redis Cluster node: cluster-enabled, its nodes file in the process's
+  // own directory, and a cluster bus port of its own, also outside the
+  // ephemeral range (both ports must be free; a taken one means another
+  // pair is tried).
+  bool cluster = false;
+  // A sentinel (redis-server CONFIG --sentinel): this configuration, which
+  // Sentinel rewrites as it learns, goes in a file in the process's
+  // directory. Empty: a data server.
+  std::string sentinel_config;
+};
+
 class RedisProcess {
  public:
   // Starts redis-server (from PATH) and waits until it answers PING.
-  static absl::StatusOr<std::unique_ptr<RedisProcess>> Start();
+  static absl::StatusOr<std::unique_ptr<RedisProcess>> Start(RedisOptions options = {});
   ~RedisProcess();
   RedisProcess(const RedisProcess&) = delete;
   RedisProcess& operator=(const RedisProcess&) = delete;
 
   int port() const { return port_; }
+  // The cluster bus port (0 unless options.cluster).
+  int cluster_port() const { return cluster_port_; }
+  // "127.0.0.1:PORT".
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  // False once killed (and until restarted).
+  bool running() const { return pid_ > 0; }
+  // Everything redis-server logged so far (for failure messages).
+  std::string log() const;
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
 
   // SIGKILL, and reap.
@@ -72,7 +95,9 @@ class RedisProcess {
   // port is taken (another port may work).
   absl::Status Launch();
 
+  RedisOptions options_;
   int port_ = 0;
+  int cluster_port_ = 0;
   pid_t pid_ = -1;
   std::string dir_;
 };
