@@ -29,6 +29,11 @@
 //   counter still full on the new master (RATE_LIMITED from Redis, with the
 //   over-limit cache off): every admission answered had reached the
 //   replica.
+// - WaitReplicasWithoutAReplicaRefusesNothingItCannotCount: with the replica
+//   killed, WAIT 1 cannot be met: each admission is decided by the failure
+//   mode (closed: DENY) while its unit stays counted on the master, and once
+//   the limit is used up the refusals come from Redis; the connection is
+//   never dropped for it.
 #include <signal.h>
 
 #include <algorithm>
@@ -248,6 +253,36 @@ TEST_F(RedisSentinelTest, WaitReplicasKeepsCountsAcrossAFailover) {
       [](const CheckResponse& r) { return r.decision() == toolgate::v1::DECISION_RATE_LIMITED; },
       replica_back, replica_back + kResumeBound + absl::Seconds(2));
   for (auto& server : servers_) EXPECT_TRUE(server->Running());
+}
+
+TEST_F(RedisSentinelTest, WaitReplicasWithoutAReplicaRefusesNothingItCannotCount) {
+  // No replica can acknowledge: each admission's WAIT runs out, so an
+  // admitted call is decided by the failure mode (closed: DENY), while its
+  // unit stays counted on the master; once the counter is full, refusals
+  // come from Redis at once (not held for a WAIT). Nothing is admitted that
+  // the replicas do not have, and the connection is never dropped for it.
+  ASSERT_NO_FATAL_FAILURE(StartServers(
+      {"--redis-timeout", "300ms", "--redis-wait-replicas", "1", "--no-redis-over-limit-cache"}));
+  set_->replica().Kill();
+  std::vector<toolgate::v1::Decision> seen;
+  for (int i = 0; i < 12; ++i) {
+    absl::StatusOr<CheckResponse> r = clients_[0]->Check(Req("counted", "g"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (i < 5) {
+      EXPECT_EQ(r->decision(), toolgate::v1::DECISION_DENY) << i << ": " << r->reason();
+      EXPECT_TRUE(ByFailureMode(*r)) << r->reason();
+      // ("the admission reached 0 of 1 replicas in time", or, when the WAIT's
+      // answer is later than the deadline, "no answer within 300ms".)
+    } else {
+      EXPECT_EQ(r->decision(), toolgate::v1::DECISION_RATE_LIMITED) << i << ": " << r->reason();
+      EXPECT_FALSE(ByFailureMode(*r)) << r->reason();
+    }
+  }
+  auto status = admins_[0]->GetStatus();
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_TRUE(status->counter_store().connected()) << status->counter_store().last_error();
+  EXPECT_EQ(status->counter_store().connects(), 1u) << "the connection was dropped";
+  EXPECT_TRUE(servers_[0]->Running());
 }
 
 }  // namespace
