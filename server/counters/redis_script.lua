@@ -1,71 +1,38 @@
 -- toolgate: decide a batch of calls. For each call, in order: check every
--- limit of the call and, only if all have room, consume one unit of each.
--- Atomic (a script runs alone), and timed by the Redis server's own clock.
--- The calls of a batch are independent: each is admitted or refused on its
--- own, exactly as if each were a script run of its own, in batch order.
+-- limit of the call and, only if all have room, consume one unit of each
+-- (or refund one). Atomic, timed by the Redis server's clock; each call is
+-- decided as if it had a script run of its own. The protocol (arguments,
+-- reply, markers, refunds) and the counters' string layouts are described
+-- in redis_script_codec.h. This file stays under 16 KiB: Redis refuses a
+-- longer argument (SCRIPT LOAD) from a client not yet authenticated with a
+-- protocol error, where the client must see NOAUTH.
 --
--- KEYS     the counter instance keys of every call, call after call (see
---          server/counters/redis_store.h).
--- ARGV[1]  the number of calls.
--- Then for each call: its mode ("0": decide and consume; "1": dry run,
--- decide, consume nothing; "r<ms>": refund, see below), its number of keys
--- n, and for each of its n keys: algorithm, window_ms, max, burst.
---   algorithm "s": sliding window, exact log (a list of admission times).
---   algorithm "b": sliding window, 64 buckets, for large max (memory bounded;
---                  counts a partly expired bucket whole, so never over-admits).
---   algorithm "f": fixed window, calendar aligned (a hash: window index, count).
---   algorithm "t": token bucket (a hash: level, last refill time).
--- Returns the run's Redis time (ms), then call after call: admitted, and per
--- key: has_room, remaining, reset_after_ms, retry_after_ms. A call whose key holds a value of another
--- type gets admitted = 2 and, in place of the first key's has_room, the
--- position of that key; a call whose key is of the right type but holds
--- what toolgate never writes (corrupt: a log entry or count that is not a
--- time or count of the Redis clock's range, a negative, fractional, NaN or
--- huge number, more buckets than a limit ever keeps) gets
--- admitted = 3 and that key's position (0: not known). Either way nothing
--- of that call is counted, and the other calls are decided as usual: each
--- call runs under pcall, so not even an unforeseen error in one call's
--- keys fails the batch.
+-- Bounded whatever a key holds: a read never takes more than a limit can
+-- use (a log: its newest max entries, from the end, since only they can
+-- decide; buckets: 128, more is corrupt; a pair: 40 bytes, more is
+-- corrupt); a log is searched by bisection, never walked. Retry and reset
+-- times are at most one window (a bucket more for "b").
 --
--- Bounded whatever a key holds: a stored number is read only if it has at
--- most 16 digits (no sign, point or exponent) and is at most 2^53; a log
--- longer than the call's max is never walked: its entry max places from
--- the end decides (in the window: full; else it and all before it have
--- expired and go in one LTRIM, leaving fewer than max entries); a bucket
--- hash with more than 128 fields (at most 65 are ever written) is corrupt;
--- a time more than one window past the Redis clock is corrupt. Retry and
--- reset times are at most one window (a bucket more for "b").
---
--- A refund ("r<ms>") gives back, exactly, the one unit each of its keys
--- consumed in an admission by the script run whose Redis time was <ms>
--- (a call admitted on one Redis Cluster slot and refused on another):
--- "s" removes one log entry equal to that time (none: it has expired);
--- "b" decrements that time's bucket if above 0; "f" decrements the count
--- if the stored window is still that time's and the count above 0; "t"
--- adds one call's units to the level refilled to now, capped at the
--- capacity. It never creates a key and never leaves a counter with more
--- room than it would have had without the admission. Its result is
--- admitted, each key has_room, zeros.
---
--- Every check runs this script, so it is written for speed: one script run
--- serves many calls (a script run costs Redis more than the work in it),
--- results go straight into the reply array, per-key state into two flat
--- arrays, and the common case (a sliding window with room) makes four Redis
--- calls per call, plus one TIME per batch: LLEN, LINDEX, RPUSH, PEXPIRE.
--- Arguments to redis.call are passed as strings: Redis formats a Lua number
--- with "%.17g", which costs more than the call itself, and an integer formats
--- faster with "%d". Times in a log are compared as strings (digit strings of
--- equal length compare like numbers), which saves parsing them.
-local call, try, tonumber, format, floor, find, pcall, min, max_of =
-  redis.call, redis.pcall, tonumber, string.format, math.floor, string.find, pcall, math.min,
-  math.max
+-- Written for Redis's CPU: each redis.call costs more than the Lua around
+-- it (argument objects, command lookup, reply conversion), so a counter
+-- costs two (GETRANGE; SET with PX), and a key used by several calls of one
+-- run is read once and written once, at the end (`state`). A call's changes
+-- reach `state` only once all its limits admit it (all or nothing).
+-- Arguments to redis.call are strings (Redis formats a Lua number with
+-- "%.17g"); log times compare as strings (equal-length digit strings).
+local call, try, tonumber, format, floor, find, match, sub, pcall, min, max_of =
+  redis.call, redis.pcall, tonumber, string.format, math.floor, string.find, string.match,
+  string.sub, pcall, math.min, math.max
 local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
-local now_s = format('%d', now)
-local out = {now, 0, 0, 0, 0, 0}  -- Sized for one call with one limit, the common case.
-local s1 = {}  -- per key of a call: "s" length; "b" bucket size; "f" window index; "t" level
-local s2 = {}  -- per key of a call: "f" count; "t" capacity
-local max_buckets = 128  -- "b": fields a bucket hash may hold (65 at most are written)
+local W = 13                        -- digits of a log time (years 2001 to 2286)
+local now_w = format('%013d', now)  -- a log entry written now
+local out = {now, 0, 0, 0, 0, 0}    -- Sized for one call with one limit, the common case.
+local BW = 23                       -- "b": a bucket: index (13 digits), count (10)
+local max_buckets = 128             -- "b": more is corrupt (65 at most are written)
+local state = {}   -- key -> its counter as read (and as changed by the calls admitted so far)
+local written = {} -- keys to write at the end, in order
+local view = {}    -- per key of the call being decided: what consuming needs
 
 -- A number as toolgate stores it: digits only, at most 16 of them and at
 -- most 2^53 (exact in a Lua number); nil for anything else.
@@ -80,54 +47,187 @@ end
 -- type (2) or content toolgate never writes (3).
 local function fail(marker, i) error({marker = marker, key = i}, 0) end
 
+-- Reads a counter's string, at most `len` bytes (from the end when `len`
+-- is negative); raises the wrong-type marker.
+local function read(key, from, to, i)
+  local v = try('GETRANGE', key, from, to)
+  if type(v) == 'table' then fail(2, i) end
+  return v
+end
+
+-- Marks `st` (key's state) to be written at the end of the run.
+local function dirty(key, st, ttl)
+  if not st.dirty then
+    st.dirty = true
+    written[#written + 1] = key
+  end
+  st.ttl = ttl
+end
+
+-- The state of a log key, for a limit of `max` at `window`: entries
+-- st.v (a string), st.n of them; st.first, the first in the window; st.whole
+-- when st.v is the whole value (else its newest st.max entries).
+local function log_state(key, window, max, i)
+  local st = state[key]
+  if st then
+    if st.bad then fail(st.bad, i) end
+    if st.whole or st.max >= max then return st end
+  end
+  local v = read(key, format('%d', -max * W), '-1', i)
+  local n = #v / W
+  st = {v = v, n = n, whole = #v < max * W, max = max}
+  if n ~= floor(n) or find(v, '%D') or (n > 0 and tonumber(sub(v, -W)) > now + window) then
+    state[key] = {bad = 3}
+    fail(3, i)
+  end
+  -- Bisect for the first entry in the window (later than now - window).
+  local cutoff = format('%013d', now - window)
+  local lo, hi = 1, n + 1
+  while lo < hi do
+    local mid = floor((lo + hi) / 2)
+    if sub(v, (mid - 1) * W + 1, mid * W) > cutoff then hi = mid else lo = mid + 1 end
+  end
+  st.first = lo
+  state[key] = st
+  return st
+end
+
+-- The state of a bucket key: st.total (live count), st.v (the records from
+-- the first live bucket on), st.n records.
+local function bucket_state(key, window, bs, i)
+  local st = state[key]
+  if st then
+    if st.bad then fail(st.bad, i) end
+    return st
+  end
+  local v = read(key, '0', format('%d', 10 + max_buckets * BW), i)
+  local n = (#v - 10) / BW
+  local total = 0
+  if #v > 0 then
+    total = num(sub(v, 1, 10))
+    if not total or n ~= floor(n) or n < 0 or n > max_buckets or find(v, '%D')
+       or (n > 0 and tonumber(sub(v, -BW, -11)) * bs > now + window) then
+      state[key] = {bad = 3}
+      fail(3, i)
+    end
+  else
+    n = 0
+  end
+  -- Drop the expired buckets (oldest first) from the total.
+  local gone = 0
+  while gone < n and (tonumber(sub(v, gone * BW + 11, gone * BW + 23)) + 1) * bs - 1 <= now - window do
+    total = total - tonumber(sub(v, gone * BW + 24, gone * BW + 33))
+    gone = gone + 1
+  end
+  if total < 0 then
+    state[key] = {bad = 3}
+    fail(3, i)
+  end
+  st = {total = total, v = sub(v, gone * BW + 11), n = n - gone, dropped = gone > 0}
+  state[key] = st
+  return st
+end
+
+-- The state of a fixed window or token bucket key: st.a, st.b (its two
+-- numbers), or st.a nil when empty.
+local function pair_state(key, i)
+  local st = state[key]
+  if st then
+    if st.bad then fail(st.bad, i) end
+    return st
+  end
+  local v = read(key, '0', '39', i)
+  st = {}
+  if #v > 0 then
+    local a, b = match(v, '^(%d+) (%d+)$')
+    st.a, st.b = num(a), num(b)
+    if not st.a or not st.b then
+      state[key] = {bad = 3}
+      fail(3, i)
+    end
+  end
+  state[key] = st
+  return st
+end
+
+-- The bucket size of a window.
+local function bucket_size(window)
+  local bs = floor((window + 63) / 64)
+  if bs < 1 then bs = 1 end
+  return bs
+end
+
 -- Refunds one call: the unit each of its n keys (after the k0 keys of the
 -- calls before it) consumed at Redis time `at`.
 local function refund(a0, k0, base, at)
   local n = tonumber(ARGV[a0 + 1])
   out[base + 1] = 1
+  -- Read (and check) every key first: a call fails before it changes any.
+  local sts = {}
   for i = 1, n do
     local key = KEYS[k0 + i]
     local a = a0 + 2 + (i - 1) * 4
-    local alg = ARGV[a]
-    local window = tonumber(ARGV[a + 1])
+    local alg, window = ARGV[a], tonumber(ARGV[a + 1])
     if alg == 's' then
-      local len = try('LLEN', key)
-      if type(len) == 'table' then fail(2, i) end
-      -- Entries are in time order and the refunded one is recent: LREM
-      -- walks from the tail, and only the newest max entries can be live.
-      if len > 0 then call('LREM', key, '-1', format('%d', at)) end
+      sts[i] = log_state(key, window, tonumber(ARGV[a + 2]), i)
     elseif alg == 'b' then
-      local bs = floor((window + 63) / 64)
-      if bs < 1 then bs = 1 end
-      local field = format('%d', floor(at / bs))
-      local c = try('HGET', key, field)
-      if type(c) == 'table' then fail(2, i) end
-      if c then
-        local v = num(c)
-        if not v then fail(3, i) end
-        if v > 0 then call('HINCRBY', key, field, '-1') end
+      sts[i] = bucket_state(key, window, bucket_size(window), i)
+    else
+      sts[i] = pair_state(key, i)
+      if alg == 't' and sts[i].a and sts[i].b > now + window then fail(3, i) end
+    end
+  end
+  for i = 1, n do
+    local key = KEYS[k0 + i]
+    local a = a0 + 2 + (i - 1) * 4
+    local alg, window = ARGV[a], tonumber(ARGV[a + 1])
+    local st = sts[i]
+    if alg == 's' then
+      -- The last entry at that time, if it is still in the window (an
+      -- expired one no longer counts).
+      local at_w = format('%013d', at)
+      local lo, hi = st.first, st.n + 1
+      while lo < hi do
+        local mid = floor((lo + hi) / 2)
+        if sub(st.v, (mid - 1) * W + 1, mid * W) > at_w then hi = mid else lo = mid + 1 end
+      end
+      local p = lo - 1
+      if p >= st.first and sub(st.v, (p - 1) * W + 1, p * W) == at_w then
+        st.v = sub(st.v, 1, (p - 1) * W) .. sub(st.v, p * W + 1)
+        st.n = st.n - 1
+        dirty(key, st, window)
+      end
+    elseif alg == 'b' then
+      local bs = bucket_size(window)
+      local idx = format('%013d', floor(at / bs))
+      for j = st.n, 1, -1 do
+        local o = (j - 1) * BW
+        local b = sub(st.v, o + 1, o + 13)
+        if b < idx then break end
+        if b == idx then
+          local c = tonumber(sub(st.v, o + 14, o + 23))
+          if c > 0 then
+            st.v = sub(st.v, 1, o + 13) .. format('%010d', c - 1) .. sub(st.v, o + 24)
+            st.total = st.total - 1
+            dirty(key, st, st.ttl or (tonumber(sub(st.v, -BW, -11)) + 1) * bs - 1 + window - now)
+          end
+          break
+        end
       end
     elseif alg == 'f' then
-      local v = try('HMGET', key, 'w', 'c')
-      if v.err then fail(2, i) end
-      if v[1] then
-        local w, c = num(v[1]), num(v[2])
-        if not w or not c then fail(3, i) end
-        if w == floor(at / window) and c > 0 then call('HSET', key, 'c', format('%d', c - 1)) end
+      if st.a and st.a == floor(at / window) and st.b > 0 then
+        st.b = st.b - 1
+        dirty(key, st, max_of(1, (st.a + 1) * window - now))
       end
     else -- 't'
-      local max = tonumber(ARGV[a + 2])
-      local cap = tonumber(ARGV[a + 3]) * window
-      local v = try('HMGET', key, 'u', 't')
-      if v.err then fail(2, i) end
-      if v[1] or v[2] then
-        local units, last = num(v[1]), num(v[2])
-        if not units or not last or last > now + window then fail(3, i) end
-        if now > last then units = units + (now - last) * max end
+      if st.a then
+        local max = tonumber(ARGV[a + 2])
+        local cap = tonumber(ARGV[a + 3]) * window
+        local units = st.a
+        if now > st.b then units = units + (now - st.b) * max end
         units = min(cap, units + window)
-        local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
-        call('HSET', key, 'u', format('%d', units), 't', now_s)
-        call('PEXPIRE', key, format('%d', max_of(1, reset)))
+        st.a, st.b = units, now
+        dirty(key, st, max_of(1, units >= cap and 0 or floor((cap - units + max - 1) / max)))
       end
     end
     local o = base + 4 * i - 2
@@ -135,8 +235,8 @@ local function refund(a0, k0, base, at)
   end
 end
 
--- Decides one call: its dry-run flag at ARGV[a0], its n keys after the k0
--- keys of the calls before it, its values from out[base + 1] on.
+-- Decides one call: its mode at ARGV[a0], its n keys after the k0 keys of
+-- the calls before it, its values from out[base + 1] on.
 local function decide(a0, k0, base)
   local dry = ARGV[a0] == '1'
   local n = tonumber(ARGV[a0 + 1])
@@ -148,133 +248,70 @@ local function decide(a0, k0, base)
     local alg = ARGV[a]
     local window = tonumber(ARGV[a + 1])
     local max = tonumber(ARGV[a + 2])
-    local latest = now + window  -- No stored time may be later.
     local room, remaining, reset, retry = 0, 0, 0, 0
     if alg == 's' then
-      local cutoff = format('%d', now - window)
-      local len = try('LLEN', key)
-      if type(len) == 'table' then fail(2, i) end
-      if len > max then
-        -- More entries than max (a revision with a larger max shares the
-        -- log, or the log is corrupt): only the newest max can decide.
-        local pivot = num(call('LINDEX', key, format('%d', len - max)))
-        if not pivot or pivot > latest then fail(3, i) end
-        if pivot > now - window then
-          -- The newest max entries are all in the window: full. (The log
-          -- is in time order.)
-          local last = num(call('LINDEX', key, '-1'))
-          if not last or last > latest then fail(3, i) end
-          s1[i] = len
-          remaining = 0
-          reset = min(window, last + window - now)
-          retry = min(window, pivot + window - now)
-        else
-          -- The pivot and everything before it have expired.
-          call('LTRIM', key, format('%d', len - max + 1), '-1')
-          len = max - 1
-        end
+      local st = log_state(key, window, max, i)
+      view[i] = st
+      local live = st.n - st.first + 1
+      if live < max then
+        room = 1
+        remaining = max - live
       end
-      if len <= max then
-        while len > 0 do
-          local head = call('LINDEX', key, '0')
-          if #head > #cutoff or (#head == #cutoff and head > cutoff) then
-            local v = num(head)
-            if not v or v > latest then fail(3, i) end
-            break
-          end
-          if #head == 0 or find(head, '%D') then fail(3, i) end
-          call('LPOP', key)
-          len = len - 1
-        end
-        s1[i] = len
-        if len < max then
-          room = 1
-          remaining = max - len
-          -- reset_after: only needed when the call is refused (see below);
-          -- an admitted call's is the window.
-        else
-          local last = num(call('LINDEX', key, '-1'))
-          local first = num(call('LINDEX', key, format('%d', len - max)))
-          if not last or last > latest or not first or first > latest then fail(3, i) end
-          remaining = 0
-          reset = min(window, last + window - now)
-          retry = min(window, first + window - now)
-        end
+      if live > 0 then
+        -- reset_after: when the newest entry leaves the window (an admitted
+        -- call's is the window, set below).
+        reset = min(window, tonumber(sub(st.v, -W)) + window - now)
+      end
+      if room == 0 then
+        -- Room again once the entry max places from the newest leaves.
+        local k = st.n - max + 1
+        retry = min(window, tonumber(sub(st.v, (k - 1) * W + 1, k * W)) + window - now)
       end
     elseif alg == 'b' then
-      local bs = floor((window + 63) / 64)
-      if bs < 1 then bs = 1 end
-      s1[i] = bs
-      local fields = try('HLEN', key)
-      if type(fields) == 'table' then fail(2, i) end
-      if fields > max_buckets then fail(3, i) end
-      local flat = call('HGETALL', key)
-      local buckets = {}
-      local count = 0
-      for j = 1, #flat, 2 do
-        local b = num(flat[j])
-        local c = num(flat[j + 1])
-        if not b or not c or b * bs > latest then fail(3, i) end
-        if (b + 1) * bs - 1 > now - window then
-          buckets[#buckets + 1] = {b, c}
-          count = count + c
-        else
-          call('HDEL', key, flat[j])
-        end
-      end
-      table.sort(buckets, function(x, y) return x[1] < y[1] end)
+      local bs = bucket_size(window)
+      local st = bucket_state(key, window, bs, i)
+      view[i] = st
+      local count = st.total
       if count < max then room = 1 end
       remaining = max_of(0, max - count)
-      if #buckets > 0 then
-        reset = min(window + bs, (buckets[#buckets][1] + 1) * bs - 1 + window - now)
+      if st.n > 0 then
+        reset = min(window + bs, (tonumber(sub(st.v, -BW, -11)) + 1) * bs - 1 + window - now)
       end
       if room == 0 then
         local left = count
-        for _, bc in ipairs(buckets) do
-          left = left - bc[2]
+        for j = 1, st.n do
+          local o = (j - 1) * BW
+          left = left - tonumber(sub(st.v, o + 14, o + 23))
           if left < max then
-            retry = min(window + bs, (bc[1] + 1) * bs - 1 + window - now)
+            retry = min(window + bs, (tonumber(sub(st.v, o + 1, o + 13)) + 1) * bs - 1 + window - now)
             break
           end
         end
       end
     elseif alg == 'f' then
+      local st = pair_state(key, i)
+      view[i] = st
       local idx = floor(now / window)
-      local v = try('HMGET', key, 'w', 'c')
-      if v.err then fail(2, i) end
-      local count = 0
-      if v[1] then
-        local w = num(v[1])
-        if not w then fail(3, i) end
-        -- Another window's count (an earlier one, or one of a clock that
-        -- went back) is replaced on the next admission.
-        if w == idx then
-          count = num(v[2])
-          if not count then fail(3, i) end
-        end
-      end
-      s1[i] = idx
-      s2[i] = count
+      -- Another window's count (an earlier one, or one of a clock that went
+      -- back) is replaced on the next admission.
+      local count = st.a == idx and st.b or 0
       local wend = (idx + 1) * window
       if count < max then room = 1 end
       remaining = max_of(0, max - count)
       if count > 0 then reset = wend - now end
       if room == 0 then retry = wend - now end
     else -- 't'
-      local burst = tonumber(ARGV[a + 3])
-      local cap = burst * window
-      local v = try('HMGET', key, 'u', 't')
-      if v.err then fail(2, i) end
+      local st = pair_state(key, i)
+      view[i] = st
+      local cap = tonumber(ARGV[a + 3]) * window
       local units = cap
-      if v[1] or v[2] then
-        units = num(v[1])
-        local last = num(v[2])
-        if not units or not last or last > latest then fail(3, i) end
-        if now > last then units = min(cap, units + (now - last) * max) end
+      if st.a then
+        if st.b > now + window then fail(3, i) end
+        units = st.a
+        if now > st.b then units = min(cap, units + (now - st.b) * max) end
       end
       units = min(units, cap)
-      s1[i] = units
-      s2[i] = cap
+      st.units = units  -- (for this call only: consumed below)
       if units >= window then room = 1 end
       remaining = floor(units / window)
       reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
@@ -288,59 +325,60 @@ local function decide(a0, k0, base)
     out[o + 3] = retry
   end
 
-  if out[base + 1] == 0 then
-    -- Refused: nothing is consumed. A sliding window's reset_after is when its
-    -- newest entry leaves the window.
-    for i = 1, n do
-      local a = a0 + 2 + (i - 1) * 4
-      if ARGV[a] == 's' and s1[i] > 0 and out[base + 4 * i - 2] == 1 then
-        local window = tonumber(ARGV[a + 1])
-        local last = num(call('LINDEX', KEYS[k0 + i], '-1'))
-        if not last or last > now + window then fail(3, i) end
-        out[base + 4 * i] = min(window, last + window - now)
+  if out[base + 1] == 0 then return end  -- Refused: nothing is consumed.
+  for i = 1, n do
+    local key = KEYS[k0 + i]
+    local a = a0 + 2 + (i - 1) * 4
+    local alg = ARGV[a]
+    local window = tonumber(ARGV[a + 1])
+    local o = base + 4 * i - 2
+    local st = view[i]
+    if out[o + 1] > 0 then out[o + 1] = out[o + 1] - 1 end
+    if alg == 's' then
+      out[o + 2] = window
+      if not dry then
+        -- The entries before the window go (the newest max entries were
+        -- read: admitted, so the oldest of them, and all before, expired).
+        st.v = sub(st.v, (st.first - 1) * W + 1) .. now_w
+        st.n = st.n - st.first + 2
+        st.first = 1
+        st.whole = true
+        dirty(key, st, window)
       end
-    end
-  else
-    for i = 1, n do
-      local key = KEYS[k0 + i]
-      local a = a0 + 2 + (i - 1) * 4
-      local alg = ARGV[a]
-      local window = tonumber(ARGV[a + 1])
-      local o = base + 4 * i - 2
-      if out[o + 1] > 0 then out[o + 1] = out[o + 1] - 1 end
-      if alg == 's' then
-        out[o + 2] = window
-        if not dry then
-          call('RPUSH', key, now_s)
-          call('PEXPIRE', key, ARGV[a + 1])
+    elseif alg == 'b' then
+      local bs = bucket_size(window)
+      local b = floor(now / bs)
+      local reset = (b + 1) * bs - 1 + window - now
+      out[o + 2] = reset
+      if not dry then
+        local b_w = format('%013d', b)
+        if st.n > 0 and sub(st.v, -BW, -11) == b_w then
+          st.v = sub(st.v, 1, -11) .. format('%010d', tonumber(sub(st.v, -10)) + 1)
+        else
+          st.v = st.v .. b_w .. '0000000001'
+          st.n = st.n + 1
         end
-      elseif alg == 'b' then
-        local bs = s1[i]
-        local b = floor(now / bs)
-        local reset = (b + 1) * bs - 1 + window - now
-        out[o + 2] = reset
-        if not dry then
-          call('HINCRBY', key, format('%d', b), '1')
-          call('PEXPIRE', key, format('%d', reset))
-        end
-      elseif alg == 'f' then
-        local idx = s1[i]
-        local wend = (idx + 1) * window
-        out[o + 2] = wend - now
-        if not dry then
-          call('HSET', key, 'w', format('%d', idx), 'c', format('%d', s2[i] + 1))
-          call('PEXPIRE', key, format('%d', max_of(1, wend - now)))
-        end
-      else
-        local max = tonumber(ARGV[a + 2])
-        local units = s1[i] - window
-        local cap = s2[i]
-        local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
-        out[o + 2] = reset
-        if not dry then
-          call('HSET', key, 'u', format('%d', units), 't', now_s)
-          call('PEXPIRE', key, format('%d', max_of(1, reset)))
-        end
+        st.total = st.total + 1
+        dirty(key, st, reset)
+      end
+    elseif alg == 'f' then
+      local idx = floor(now / window)
+      local wend = (idx + 1) * window
+      out[o + 2] = wend - now
+      if not dry then
+        st.b = (st.a == idx and st.b or 0) + 1
+        st.a = idx
+        dirty(key, st, max_of(1, wend - now))
+      end
+    else
+      local max = tonumber(ARGV[a + 2])
+      local units = st.units - window
+      local cap = tonumber(ARGV[a + 3]) * window
+      local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
+      out[o + 2] = reset
+      if not dry then
+        st.a, st.b = units, now
+        dirty(key, st, max_of(1, reset))
       end
     end
   end
@@ -354,13 +392,13 @@ for _ = 1, tonumber(ARGV[1]) do
   local mode = ARGV[a0]
   local ok, err
   if #mode > 1 then
-    ok, err = pcall(refund, a0, k0, base, num(mode:sub(2)))
+    ok, err = pcall(refund, a0, k0, base, num(sub(mode, 2)))
   else
     ok, err = pcall(decide, a0, k0, base)
   end
   if not ok then
     -- This call alone fails, with nothing consumed (every check comes before
-    -- the first write): the marker, the key's position, zeros.
+    -- the first change): the marker, the key's position, zeros.
     for j = base + 1, base + 1 + 4 * n do out[j] = 0 end
     if type(err) == 'table' and err.marker then
       out[base + 1] = err.marker
@@ -374,4 +412,24 @@ for _ = 1, tonumber(ARGV[1]) do
   base = base + 1 + 4 * n
 end
 for j = base + 1, 6 do out[j] = nil end  -- (Fewer values than presized.)
+
+-- Every counter changed, written once, with its expiry (an empty one is
+-- deleted: a counter with nothing counted).
+for _, key in ipairs(written) do
+  local st = state[key]
+  local v
+  if st.v then
+    v = st.v
+    if st.total then
+      if st.n == 0 then v = '' else v = format('%010d', st.total) .. v end
+    end
+  else
+    v = format('%d %d', st.a, st.b)
+  end
+  if v == '' then
+    call('DEL', key)
+  else
+    call('SET', key, v, 'PX', format('%d', max_of(1, st.ttl)))
+  end
+end
 return out

@@ -49,9 +49,17 @@ char RedisScriptCodec::AlgorithmLetter(const LimitCheck& check) const {
   return 's';
 }
 
+absl::string_view RedisScriptCodec::KeyKind(char algorithm, char (&buf)[4]) {
+  buf[0] = ':';
+  buf[1] = algorithm;
+  buf[2] = kKeyFormat;
+  buf[3] = ':';
+  return absl::string_view(buf, 4);
+}
+
 std::string RedisScriptCodec::Key(const LimitCheck& check) const {
-  const char alg = AlgorithmLetter(check);
-  return absl::StrCat(key_prefix_, "{", check.key, "}:", absl::string_view(&alg, 1), ":",
+  char buf[4];
+  return absl::StrCat(key_prefix_, "{", check.key, "}", KeyKind(AlgorithmLetter(check), buf),
                       check.window_ms);
 }
 
@@ -67,8 +75,8 @@ void RedisScriptCodec::EncodeBatch(absl::Span<const ScriptCall* const> calls, bo
   cmd.Arg(static_cast<int64_t>(keys));
   for (const ScriptCall* call : calls) {
     for (const LimitCheck& c : call->checks) {
-      const char alg = AlgorithmLetter(c);
-      cmd.ArgOfPieces({key_prefix_, "{", c.key, "}:", absl::string_view(&alg, 1), ":",
+      char buf[4];
+      cmd.ArgOfPieces({key_prefix_, "{", c.key, "}", KeyKind(AlgorithmLetter(c), buf),
                        absl::AlphaNum(c.window_ms).Piece()});
     }
   }

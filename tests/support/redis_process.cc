@@ -401,6 +401,13 @@ ScriptWrites WritesByScripts(const std::vector<RedisMonitor::Command>& commands)
     if (kWrites.count(c.args[0])) {
       out.keys.insert(key);
       out.without_expiry.insert(key);
+      // SET key value PX ms: written with its expiry.
+      for (size_t i = 3; c.args[0] == "SET" && i + 1 < c.args.size(); ++i) {
+        if (absl::AsciiStrToUpper(c.args[i]) != "PX") continue;
+        int64_t ms = 0;
+        out.expiries.emplace_back(key, absl::SimpleAtoi(c.args[i + 1], &ms) ? ms : -1);
+        out.without_expiry.erase(key);
+      }
     } else if (c.args[0] == "PEXPIRE" && c.args.size() >= 3) {
       int64_t ms = 0;
       out.expiries.emplace_back(key, absl::SimpleAtoi(c.args[2], &ms) ? ms : -1);

@@ -115,10 +115,11 @@ class RedisMonitor {
 
 // What Lua scripts wrote, from MONITOR's record.
 struct ScriptWrites {
-  std::set<std::string> keys;  // Every key a script wrote (RPUSH, HSET, HINCRBY, ...).
-  // Keys whose last write was not followed by a PEXPIRE of the key.
+  std::set<std::string> keys;  // Every key a script wrote (SET, RPUSH, HSET, HINCRBY, ...).
+  // Keys whose last write neither carried an expiry (SET ... PX) nor was
+  // followed by a PEXPIRE of the key.
   std::set<std::string> without_expiry;
-  // Every PEXPIRE a script ran: (key, milliseconds).
+  // Every expiry a script gave (PEXPIRE, SET ... PX): (key, milliseconds).
   std::vector<std::pair<std::string, int64_t>> expiries;
 };
 ScriptWrites WritesByScripts(const std::vector<RedisMonitor::Command>& commands);
