@@ -1,61 +1,85 @@
 -- toolgate: decide a batch of calls. For each call, in order: check every
 -- limit of the call and, only if all have room, consume one unit of each
--- (or refund one). Atomic, timed by the Redis server's clock; each call is
--- decided as if it had a script run of its own. The protocol (arguments,
--- reply, markers, refunds) and the counters' string layouts are described
--- in redis_script_codec.h. This file stays under 16 KiB: Redis refuses a
--- longer argument (SCRIPT LOAD) from a client not yet authenticated with a
--- protocol error, where the client must see NOAUTH.
+-- (or, for a refund, give one back). Atomic, timed by the Redis server's
+-- clock; each call is decided as if it had a script run of its own. The
+-- protocol (arguments, reply, markers, refunds) and what each key holds are
+-- described in redis_script_codec.h. This file stays under 16 KiB: Redis
+-- answers a longer argument (SCRIPT LOAD) from a client that has not yet
+-- authenticated with a protocol error, where the client must see NOAUTH.
 --
--- Bounded whatever a key holds: a read never takes more than a limit can
--- use (a log: its newest max entries, from the end, since only they can
--- decide; buckets: 128, more is corrupt; a pair: 40 bytes, more is
--- corrupt); a log is searched by bisection, never walked. Retry and reset
--- times are at most one window (a bucket more for "b").
+-- Bounded whatever a key holds: a stored number is read only if it has at
+-- most 16 digits (no sign, point or exponent) and is at most 2^53; a log
+-- longer than the call's max is never walked: its entry max places from
+-- the end decides (in the window: full; else it and all before it have
+-- expired and go in one LTRIM, leaving fewer than max entries); a bucket
+-- hash with more than 128 fields (at most 65 are ever written) is corrupt;
+-- a time more than one window past the Redis clock is corrupt. Retry and
+-- reset times are at most one window (a bucket more for "b").
 --
--- Written for Redis's CPU: each redis.call costs more than the Lua around
--- it (argument objects, command lookup, reply conversion), so a counter
--- costs two (GETRANGE; SET with PX), and a key used by several calls of one
--- run is read once and written once, at the end (`state`). A call's changes
--- reach `state` only once all its limits admit it (all or nothing).
--- Arguments to redis.call are strings (Redis formats a Lua number with
--- "%.17g"); log times compare as strings (equal-length digit strings).
-local call, try, tonumber, format, floor, find, match, sub, pcall, min, max_of =
-  redis.call, redis.pcall, tonumber, string.format, math.floor, string.find, string.match,
-  string.sub, pcall, math.min, math.max
+-- Written for Redis's CPU: a redis.call costs more than the Lua around it,
+-- and a run more than its calls. So one run serves many calls; its fixed
+-- windows and token buckets (strings) are read by one MGET, kept in `state`
+-- as its calls change them (a call's changes only once all its limits
+-- admit it), and each written once at the end (see below). A sliding window
+-- with room costs four calls (LLEN, LINDEX, RPUSH, PEXPIRE). Arguments to
+-- redis.call are strings (Redis formats a Lua number with "%.17g"); log
+-- times compare as strings (equal-length digit strings).
+local call, try, tonumber, format, floor, find, match, pcall, min, max_of, unpack =
+  redis.call, redis.pcall, tonumber, string.format, math.floor, string.find, string.match, pcall,
+  math.min, math.max, unpack
 local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
-local W = 13                        -- digits of a log time (years 2001 to 2286)
-local now_w = format('%013d', now)  -- a log entry written now
-local out = {now, 0, 0, 0, 0, 0}    -- Sized for one call with one limit, the common case.
-local BW = 23                       -- "b": a bucket: index (13 digits), count (10)
-local max_buckets = 128             -- "b": more is corrupt (65 at most are written)
-local state = {}   -- key -> its counter as read (and as changed by the calls admitted so far)
-local written = {} -- keys to write at the end, in order
-local view = {}    -- per key of the call being decided: what consuming needs
+local now_s = format('%d', now)
+local out = {now, 0, 0, 0, 0, 0}  -- Sized for one call with one limit, the common case.
+local s1 = {}  -- per key of a call: "s" length; "b" bucket size; "t" level
+local max_buckets = 128  -- "b": fields a bucket hash may hold (65 at most are written)
+local FW = 10000000000   -- "f": value = (window index mod 100000) * FW + count
+local state = {}   -- "f", "t" key -> {a, b: its numbers (nil: empty); bad: its marker}
+local written = {} -- "f", "t" keys changed, in order
 
--- A number as toolgate stores it: digits only, at most 16 of them and at
--- most 2^53 (exact in a Lua number); nil for anything else.
+-- A number as toolgate stores it: a whole number from 0 to 2^53 (exact in
+-- a Lua number), at most 16 characters; nil for anything else.
+-- (tonumber and arithmetic: a pattern match costs more than the rest.)
 local function num(s)
-  if type(s) ~= 'string' or #s == 0 or #s > 16 or find(s, '%D') then return nil end
   local v = tonumber(s)
-  if v > 9007199254740992 then return nil end
-  return v
+  if v and v >= 0 and v <= 9007199254740992 and v % 1 == 0 and #s <= 16 then return v end
 end
 
 -- Raised (through pcall) when key i of the call holds a value of another
 -- type (2) or content toolgate never writes (3).
 local function fail(marker, i) error({marker = marker, key = i}, 0) end
 
--- Reads a counter's string, at most `len` bytes (from the end when `len`
--- is negative); raises the wrong-type marker.
-local function read(key, from, to, i)
-  local v = try('GETRANGE', key, from, to)
-  if type(v) == 'table' then fail(2, i) end
-  return v
+-- Every key of the run, read by one MGET: a fixed window's or token
+-- bucket's string (a sliding window's list or hash reads as nil, unused).
+local vals = #KEYS > 0 and call('MGET', unpack(KEYS)) or {}
+
+-- The state of fixed window or token bucket (`alg`) key KEYS[k], key i of
+-- its call, from `vals` the first time; raises its marker. MGET answers
+-- nil for a key of another type too: EXISTS tells (only for a missing key).
+local function string_state(k, alg, i)
+  local key = KEYS[k]
+  local st = state[key]
+  if not st then
+    local v = vals[k]
+    st = {}
+    if not v then
+      if call('EXISTS', key) == 1 then st.bad = 2 end
+    elseif alg == 'f' then
+      st.a = num(v)
+      if not st.a or st.a >= 100000 * FW then st.bad = 3 end
+      st.read = st.a
+    else
+      local a, b = match(v, '^(%d+) (%d+)$')
+      st.a, st.b = num(a), num(b)
+      if not st.a or not st.b then st.bad = 3 end
+    end
+    state[key] = st
+  end
+  if st.bad then fail(st.bad, i) end
+  return st
 end
 
--- Marks `st` (key's state) to be written at the end of the run.
+-- Marks a string key's state to be written at the end, with its expiry.
 local function dirty(key, st, ttl)
   if not st.dirty then
     st.dirty = true
@@ -64,97 +88,10 @@ local function dirty(key, st, ttl)
   st.ttl = ttl
 end
 
--- The state of a log key, for a limit of `max` at `window`: entries
--- st.v (a string), st.n of them; st.first, the first in the window; st.whole
--- when st.v is the whole value (else its newest st.max entries).
-local function log_state(key, window, max, i)
-  local st = state[key]
-  if st then
-    if st.bad then fail(st.bad, i) end
-    if st.whole or st.max >= max then return st end
-  end
-  local v = read(key, format('%d', -max * W), '-1', i)
-  local n = #v / W
-  st = {v = v, n = n, whole = #v < max * W, max = max}
-  if n ~= floor(n) or find(v, '%D') or (n > 0 and tonumber(sub(v, -W)) > now + window) then
-    state[key] = {bad = 3}
-    fail(3, i)
-  end
-  -- Bisect for the first entry in the window (later than now - window).
-  local cutoff = format('%013d', now - window)
-  local lo, hi = 1, n + 1
-  while lo < hi do
-    local mid = floor((lo + hi) / 2)
-    if sub(v, (mid - 1) * W + 1, mid * W) > cutoff then hi = mid else lo = mid + 1 end
-  end
-  st.first = lo
-  state[key] = st
-  return st
-end
-
--- The state of a bucket key: st.total (live count), st.v (the records from
--- the first live bucket on), st.n records.
-local function bucket_state(key, window, bs, i)
-  local st = state[key]
-  if st then
-    if st.bad then fail(st.bad, i) end
-    return st
-  end
-  local v = read(key, '0', format('%d', 10 + max_buckets * BW), i)
-  local n = (#v - 10) / BW
-  local total = 0
-  if #v > 0 then
-    total = num(sub(v, 1, 10))
-    if not total or n ~= floor(n) or n < 0 or n > max_buckets or find(v, '%D')
-       or (n > 0 and tonumber(sub(v, -BW, -11)) * bs > now + window) then
-      state[key] = {bad = 3}
-      fail(3, i)
-    end
-  else
-    n = 0
-  end
-  -- Drop the expired buckets (oldest first) from the total.
-  local gone = 0
-  while gone < n and (tonumber(sub(v, gone * BW + 11, gone * BW + 23)) + 1) * bs - 1 <= now - window do
-    total = total - tonumber(sub(v, gone * BW + 24, gone * BW + 33))
-    gone = gone + 1
-  end
-  if total < 0 then
-    state[key] = {bad = 3}
-    fail(3, i)
-  end
-  st = {total = total, v = sub(v, gone * BW + 11), n = n - gone, dropped = gone > 0}
-  state[key] = st
-  return st
-end
-
--- The state of a fixed window or token bucket key: st.a, st.b (its two
--- numbers), or st.a nil when empty.
-local function pair_state(key, i)
-  local st = state[key]
-  if st then
-    if st.bad then fail(st.bad, i) end
-    return st
-  end
-  local v = read(key, '0', '39', i)
-  st = {}
-  if #v > 0 then
-    local a, b = match(v, '^(%d+) (%d+)$')
-    st.a, st.b = num(a), num(b)
-    if not st.a or not st.b then
-      state[key] = {bad = 3}
-      fail(3, i)
-    end
-  end
-  state[key] = st
-  return st
-end
-
--- The bucket size of a window.
-local function bucket_size(window)
-  local bs = floor((window + 63) / 64)
-  if bs < 1 then bs = 1 end
-  return bs
+-- A fixed window's count in window `idx` (another window's is 0).
+local function count_in(st, idx)
+  if st.a and floor(st.a / FW) == idx % 100000 then return st.a % FW end
+  return 0
 end
 
 -- Refunds one call: the unit each of its n keys (after the k0 keys of the
@@ -162,64 +99,46 @@ end
 local function refund(a0, k0, base, at)
   local n = tonumber(ARGV[a0 + 1])
   out[base + 1] = 1
-  -- Read (and check) every key first: a call fails before it changes any.
-  local sts = {}
+  local sts = {}  -- Fixed windows and token buckets, checked before any change.
   for i = 1, n do
-    local key = KEYS[k0 + i]
     local a = a0 + 2 + (i - 1) * 4
-    local alg, window = ARGV[a], tonumber(ARGV[a + 1])
-    if alg == 's' then
-      sts[i] = log_state(key, window, tonumber(ARGV[a + 2]), i)
-    elseif alg == 'b' then
-      sts[i] = bucket_state(key, window, bucket_size(window), i)
-    else
-      sts[i] = pair_state(key, i)
-      if alg == 't' and sts[i].a and sts[i].b > now + window then fail(3, i) end
+    if ARGV[a] == 'f' or ARGV[a] == 't' then
+      sts[i] = string_state(k0 + i, ARGV[a], i)
+      if ARGV[a] == 't' and sts[i].a and sts[i].b > now + tonumber(ARGV[a + 1]) then fail(3, i) end
     end
   end
   for i = 1, n do
     local key = KEYS[k0 + i]
     local a = a0 + 2 + (i - 1) * 4
-    local alg, window = ARGV[a], tonumber(ARGV[a + 1])
-    local st = sts[i]
+    local alg = ARGV[a]
+    local window = tonumber(ARGV[a + 1])
     if alg == 's' then
-      -- The last entry at that time, if it is still in the window (an
-      -- expired one no longer counts).
-      local at_w = format('%013d', at)
-      local lo, hi = st.first, st.n + 1
-      while lo < hi do
-        local mid = floor((lo + hi) / 2)
-        if sub(st.v, (mid - 1) * W + 1, mid * W) > at_w then hi = mid else lo = mid + 1 end
-      end
-      local p = lo - 1
-      if p >= st.first and sub(st.v, (p - 1) * W + 1, p * W) == at_w then
-        st.v = sub(st.v, 1, (p - 1) * W) .. sub(st.v, p * W + 1)
-        st.n = st.n - 1
-        dirty(key, st, window)
-      end
+      local len = try('LLEN', key)
+      if type(len) == 'table' then fail(2, i) end
+      -- Entries are in time order and the refunded one is recent: LREM
+      -- walks from the tail, and only the newest max entries can be live.
+      if len > 0 then call('LREM', key, '-1', format('%d', at)) end
     elseif alg == 'b' then
-      local bs = bucket_size(window)
-      local idx = format('%013d', floor(at / bs))
-      for j = st.n, 1, -1 do
-        local o = (j - 1) * BW
-        local b = sub(st.v, o + 1, o + 13)
-        if b < idx then break end
-        if b == idx then
-          local c = tonumber(sub(st.v, o + 14, o + 23))
-          if c > 0 then
-            st.v = sub(st.v, 1, o + 13) .. format('%010d', c - 1) .. sub(st.v, o + 24)
-            st.total = st.total - 1
-            dirty(key, st, st.ttl or (tonumber(sub(st.v, -BW, -11)) + 1) * bs - 1 + window - now)
-          end
-          break
-        end
+      local bs = floor((window + 63) / 64)
+      if bs < 1 then bs = 1 end
+      local field = format('%d', floor(at / bs))
+      local c = try('HGET', key, field)
+      if type(c) == 'table' then fail(2, i) end
+      if c then
+        local v = num(c)
+        if not v then fail(3, i) end
+        if v > 0 then call('HINCRBY', key, field, '-1') end
       end
     elseif alg == 'f' then
-      if st.a and st.a == floor(at / window) and st.b > 0 then
-        st.b = st.b - 1
-        dirty(key, st, max_of(1, (st.a + 1) * window - now))
+      local st = sts[i]
+      local idx = floor(at / window)
+      local c = count_in(st, idx)
+      if c > 0 then
+        st.a = st.a - 1
+        dirty(key, st, max_of(1, (idx + 1) * window - now))
       end
     else -- 't'
+      local st = sts[i]
       if st.a then
         local max = tonumber(ARGV[a + 2])
         local cap = tonumber(ARGV[a + 3]) * window
@@ -235,8 +154,8 @@ local function refund(a0, k0, base, at)
   end
 end
 
--- Decides one call: its mode at ARGV[a0], its n keys after the k0 keys of
--- the calls before it, its values from out[base + 1] on.
+-- Decides one call: its dry-run flag at ARGV[a0], its n keys after the k0
+-- keys of the calls before it, its values from out[base + 1] on.
 local function decide(a0, k0, base)
   local dry = ARGV[a0] == '1'
   local n = tonumber(ARGV[a0 + 1])
@@ -248,70 +167,125 @@ local function decide(a0, k0, base)
     local alg = ARGV[a]
     local window = tonumber(ARGV[a + 1])
     local max = tonumber(ARGV[a + 2])
+    local latest = now + window  -- No stored time may be later.
     local room, remaining, reset, retry = 0, 0, 0, 0
     if alg == 's' then
-      local st = log_state(key, window, max, i)
-      view[i] = st
-      local live = st.n - st.first + 1
-      if live < max then
-        room = 1
-        remaining = max - live
+      local cutoff = format('%d', now - window)
+      local len = try('LLEN', key)
+      if type(len) == 'table' then fail(2, i) end
+      if len > max then
+        -- More entries than max (a revision with a larger max shares the
+        -- log, or the log is corrupt): only the newest max can decide.
+        local pivot = num(call('LINDEX', key, format('%d', len - max)))
+        if not pivot or pivot > latest then fail(3, i) end
+        if pivot > now - window then
+          -- The newest max entries are all in the window: full. (The log
+          -- is in time order.)
+          local last = num(call('LINDEX', key, '-1'))
+          if not last or last > latest then fail(3, i) end
+          s1[i] = len
+          remaining = 0
+          reset = min(window, last + window - now)
+          retry = min(window, pivot + window - now)
+        else
+          -- The pivot and everything before it have expired.
+          call('LTRIM', key, format('%d', len - max + 1), '-1')
+          len = max - 1
+        end
       end
-      if live > 0 then
-        -- reset_after: when the newest entry leaves the window (an admitted
-        -- call's is the window, set below).
-        reset = min(window, tonumber(sub(st.v, -W)) + window - now)
-      end
-      if room == 0 then
-        -- Room again once the entry max places from the newest leaves.
-        local k = st.n - max + 1
-        retry = min(window, tonumber(sub(st.v, (k - 1) * W + 1, k * W)) + window - now)
+      if len <= max then
+        while len > 0 do
+          local head = call('LINDEX', key, '0')
+          if #head > #cutoff or (#head == #cutoff and head > cutoff) then
+            local v = num(head)
+            if not v or v > latest then fail(3, i) end
+            break
+          end
+          if #head == 0 or find(head, '%D') then fail(3, i) end
+          call('LPOP', key)
+          len = len - 1
+        end
+        s1[i] = len
+        if len < max then
+          room = 1
+          remaining = max - len
+          -- reset_after: only needed when the call is refused (see below);
+          -- an admitted call's is the window.
+        else
+          local last = num(call('LINDEX', key, '-1'))
+          local first = num(call('LINDEX', key, format('%d', len - max)))
+          if not last or last > latest or not first or first > latest then fail(3, i) end
+          remaining = 0
+          reset = min(window, last + window - now)
+          retry = min(window, first + window - now)
+        end
       end
     elseif alg == 'b' then
-      local bs = bucket_size(window)
-      local st = bucket_state(key, window, bs, i)
-      view[i] = st
-      local count = st.total
+      local bs = floor((window + 63) / 64)
+      if bs < 1 then bs = 1 end
+      s1[i] = bs
+      local fields = try('HLEN', key)
+      if type(fields) == 'table' then fail(2, i) end
+      if fields > max_buckets then fail(3, i) end
+      local flat = call('HGETALL', key)
+      local buckets = {}
+      local count = 0
+      for j = 1, #flat, 2 do
+        local b = num(flat[j])
+        local c = num(flat[j + 1])
+        if not b or not c or b * bs > latest then fail(3, i) end
+        if (b + 1) * bs - 1 > now - window then
+          buckets[#buckets + 1] = {b, c}
+          count = count + c
+        else
+          call('HDEL', key, flat[j])
+        end
+      end
+      table.sort(buckets, function(x, y) return x[1] < y[1] end)
       if count < max then room = 1 end
       remaining = max_of(0, max - count)
-      if st.n > 0 then
-        reset = min(window + bs, (tonumber(sub(st.v, -BW, -11)) + 1) * bs - 1 + window - now)
+      if #buckets > 0 then
+        reset = min(window + bs, (buckets[#buckets][1] + 1) * bs - 1 + window - now)
       end
       if room == 0 then
         local left = count
-        for j = 1, st.n do
-          local o = (j - 1) * BW
-          left = left - tonumber(sub(st.v, o + 14, o + 23))
+        for _, bc in ipairs(buckets) do
+          left = left - bc[2]
           if left < max then
-            retry = min(window + bs, (tonumber(sub(st.v, o + 1, o + 13)) + 1) * bs - 1 + window - now)
+            retry = min(window + bs, (bc[1] + 1) * bs - 1 + window - now)
             break
           end
         end
       end
     elseif alg == 'f' then
-      local st = pair_state(key, i)
-      view[i] = st
       local idx = floor(now / window)
+      local st = state[key]
+      if not st or st.bad then st = string_state(k0 + i, alg, i) end
       -- Another window's count (an earlier one, or one of a clock that went
       -- back) is replaced on the next admission.
-      local count = st.a == idx and st.b or 0
-      local wend = (idx + 1) * window
-      if count < max then room = 1 end
-      remaining = max_of(0, max - count)
-      if count > 0 then reset = wend - now end
-      if room == 0 then retry = wend - now end
+      local count = 0
+      local v = st.a
+      if v and floor(v / FW) == idx % 100000 then count = v % FW end
+      s1[i] = count
+      local wend = (idx + 1) * window - now
+      if count < max then
+        room = 1
+        remaining = max - count
+      end
+      if count > 0 then reset = wend end
+      if room == 0 then retry = wend end
     else -- 't'
-      local st = pair_state(key, i)
-      view[i] = st
+      local st = state[key]
+      if not st or st.bad then st = string_state(k0 + i, alg, i) end
       local cap = tonumber(ARGV[a + 3]) * window
       local units = cap
       if st.a then
-        if st.b > now + window then fail(3, i) end
+        if st.b > latest then fail(3, i) end
         units = st.a
         if now > st.b then units = min(cap, units + (now - st.b) * max) end
       end
       units = min(units, cap)
-      st.units = units  -- (for this call only: consumed below)
+      s1[i] = units
       if units >= window then room = 1 end
       remaining = floor(units / window)
       reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
@@ -325,60 +299,67 @@ local function decide(a0, k0, base)
     out[o + 3] = retry
   end
 
-  if out[base + 1] == 0 then return end  -- Refused: nothing is consumed.
-  for i = 1, n do
-    local key = KEYS[k0 + i]
-    local a = a0 + 2 + (i - 1) * 4
-    local alg = ARGV[a]
-    local window = tonumber(ARGV[a + 1])
-    local o = base + 4 * i - 2
-    local st = view[i]
-    if out[o + 1] > 0 then out[o + 1] = out[o + 1] - 1 end
-    if alg == 's' then
-      out[o + 2] = window
-      if not dry then
-        -- The entries before the window go (the newest max entries were
-        -- read: admitted, so the oldest of them, and all before, expired).
-        st.v = sub(st.v, (st.first - 1) * W + 1) .. now_w
-        st.n = st.n - st.first + 2
-        st.first = 1
-        st.whole = true
-        dirty(key, st, window)
+  if out[base + 1] == 0 then
+    -- Refused: nothing is consumed. A sliding window's reset_after is when its
+    -- newest entry leaves the window.
+    for i = 1, n do
+      local a = a0 + 2 + (i - 1) * 4
+      if ARGV[a] == 's' and s1[i] > 0 and out[base + 4 * i - 2] == 1 then
+        local window = tonumber(ARGV[a + 1])
+        local last = num(call('LINDEX', KEYS[k0 + i], '-1'))
+        if not last or last > now + window then fail(3, i) end
+        out[base + 4 * i] = min(window, last + window - now)
       end
-    elseif alg == 'b' then
-      local bs = bucket_size(window)
-      local b = floor(now / bs)
-      local reset = (b + 1) * bs - 1 + window - now
-      out[o + 2] = reset
-      if not dry then
-        local b_w = format('%013d', b)
-        if st.n > 0 and sub(st.v, -BW, -11) == b_w then
-          st.v = sub(st.v, 1, -11) .. format('%010d', tonumber(sub(st.v, -10)) + 1)
-        else
-          st.v = st.v .. b_w .. '0000000001'
-          st.n = st.n + 1
+    end
+  else
+    for i = 1, n do
+      local key = KEYS[k0 + i]
+      local a = a0 + 2 + (i - 1) * 4
+      local alg = ARGV[a]
+      local window = tonumber(ARGV[a + 1])
+      local o = base + 4 * i - 2
+      if out[o + 1] > 0 then out[o + 1] = out[o + 1] - 1 end
+      if alg == 's' then
+        out[o + 2] = window
+        if not dry then
+          call('RPUSH', key, now_s)
+          call('PEXPIRE', key, ARGV[a + 1])
         end
-        st.total = st.total + 1
-        dirty(key, st, reset)
-      end
-    elseif alg == 'f' then
-      local idx = floor(now / window)
-      local wend = (idx + 1) * window
-      out[o + 2] = wend - now
-      if not dry then
-        st.b = (st.a == idx and st.b or 0) + 1
-        st.a = idx
-        dirty(key, st, max_of(1, wend - now))
-      end
-    else
-      local max = tonumber(ARGV[a + 2])
-      local units = st.units - window
-      local cap = tonumber(ARGV[a + 3]) * window
-      local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
-      out[o + 2] = reset
-      if not dry then
-        st.a, st.b = units, now
-        dirty(key, st, max_of(1, reset))
+      elseif alg == 'b' then
+        local bs = s1[i]
+        local b = floor(now / bs)
+        local reset = (b + 1) * bs - 1 + window - now
+        out[o + 2] = reset
+        if not dry then
+          call('HINCRBY', key, format('%d', b), '1')
+          call('PEXPIRE', key, format('%d', reset))
+        end
+      elseif alg == 'f' then
+        local idx = floor(now / window)
+        local wend = (idx + 1) * window - now
+        out[o + 2] = wend
+        if not dry then
+          local st = state[key]
+          local c = s1[i]
+          if c == 0 then st.fresh = true end  -- A new window (or key): SET.
+          st.a = (idx % 100000) * FW + c + 1
+          if not st.dirty then
+            st.dirty = true
+            written[#written + 1] = key
+          end
+          st.ttl = wend
+        end
+      else
+        local max = tonumber(ARGV[a + 2])
+        local units = s1[i] - window
+        local cap = tonumber(ARGV[a + 3]) * window
+        local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
+        out[o + 2] = reset
+        if not dry then
+          local st = state[key]
+          st.a, st.b = units, now
+          dirty(key, st, max_of(1, reset))
+        end
       end
     end
   end
@@ -392,13 +373,13 @@ for _ = 1, tonumber(ARGV[1]) do
   local mode = ARGV[a0]
   local ok, err
   if #mode > 1 then
-    ok, err = pcall(refund, a0, k0, base, num(sub(mode, 2)))
+    ok, err = pcall(refund, a0, k0, base, num(mode:sub(2)))
   else
     ok, err = pcall(decide, a0, k0, base)
   end
   if not ok then
     -- This call alone fails, with nothing consumed (every check comes before
-    -- the first change): the marker, the key's position, zeros.
+    -- the first write): the marker, the key's position, zeros.
     for j = base + 1, base + 1 + 4 * n do out[j] = 0 end
     if type(err) == 'table' and err.marker then
       out[base + 1] = err.marker
@@ -413,23 +394,17 @@ for _ = 1, tonumber(ARGV[1]) do
 end
 for j = base + 1, 6 do out[j] = nil end  -- (Fewer values than presized.)
 
--- Every counter changed, written once, with its expiry (an empty one is
--- deleted: a counter with nothing counted).
+-- Each fixed window and token bucket changed, written once: a fixed window
+-- in the window it was read in by INCRBY (keeping its expiry, the window's
+-- end), else with SET ... PX; a token bucket with SET ... PX.
 for _, key in ipairs(written) do
   local st = state[key]
-  local v
-  if st.v then
-    v = st.v
-    if st.total then
-      if st.n == 0 then v = '' else v = format('%010d', st.total) .. v end
-    end
-  else
-    v = format('%d %d', st.a, st.b)
-  end
-  if v == '' then
-    call('DEL', key)
-  else
-    call('SET', key, v, 'PX', format('%d', max_of(1, st.ttl)))
+  if st.b then
+    call('SET', key, format('%d %d', st.a, st.b), 'PX', format('%d', st.ttl))
+  elseif st.fresh then
+    call('SET', key, format('%d', st.a), 'PX', format('%d', st.ttl))
+  elseif st.a ~= st.read then
+    call('INCRBY', key, format('%d', st.a - st.read))
   end
 end
 return out

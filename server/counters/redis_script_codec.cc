@@ -50,11 +50,14 @@ char RedisScriptCodec::AlgorithmLetter(const LimitCheck& check) const {
 }
 
 absl::string_view RedisScriptCodec::KeyKind(char algorithm, char (&buf)[4]) {
-  buf[0] = ':';
-  buf[1] = algorithm;
-  buf[2] = kKeyFormat;
-  buf[3] = ':';
-  return absl::string_view(buf, 4);
+  // Sliding windows keep format 1 (a list, a hash): no digit.
+  const bool strings = algorithm == 'f' || algorithm == 't';
+  size_t n = 0;
+  buf[n++] = ':';
+  buf[n++] = algorithm;
+  if (strings) buf[n++] = kStringFormat;
+  buf[n++] = ':';
+  return absl::string_view(buf, n);
 }
 
 std::string RedisScriptCodec::Key(const LimitCheck& check) const {

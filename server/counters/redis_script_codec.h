@@ -23,44 +23,49 @@
 // the same way with `admitted` = 3 (position 0 when the script could not
 // tell which key).
 //
-// Counters (format 2): each is one string value, read with one bounded
-// GETRANGE and written with one SET ... PX; an empty string is a counter
-// with nothing counted.
-//   s  sliding window, exact log: the admission times, 13 digits each
-//      (milliseconds, zero-padded), oldest first, concatenated.
+// What each key holds:
+//   s  sliding window, exact log: a list of admission times (ms), oldest
+//      first.
 //   b  sliding window, 64 buckets a window, for max above exact_log_max
 //      (bounded memory; a partly expired bucket counts whole, so never
-//      over-admits): the live total (10 digits), then per bucket, oldest
-//      first, its index (13 digits: time / bucket size) and count (10).
-//   f  fixed window, calendar aligned: "<window index> <count>".
-//   t  token bucket: "<level> <last refill time>" (a call takes window_ms
-//      units, max units come back per ms, the capacity is burst * window).
-// Corrupt, for the script, is anything else: other characters, a length
-// that is not whole entries, a number of more than 16 digits or above 2^53,
-// a time more than one window past the Redis clock, more than 128 buckets,
-// a bucket total below its expired buckets' counts.
+//      over-admits): a hash, bucket index (time / bucket size) -> count.
+//   f  fixed window, calendar aligned: a string, the integer
+//      (window index mod 100000) * 10^10 + count, e.g. "4800000000017"
+//      (count 17); one INCRBY counts in the same window (its expiry, the
+//      window's end, stays), a SET ... PX starts a new one.
+//   t  token bucket: a string "<level> <last refill time>" (a call takes
+//      window_ms units, max units come back per ms, the capacity is
+//      burst * window_ms).
+// Every key expires with its window. Corrupt, for the script: a number
+// that is not whole, negative, above 2^53 or longer than 16 characters, a
+// time more than one window past the Redis clock, a bucket hash of more
+// than 128 fields, a fixed window index out of its range, a token bucket
+// not of its two numbers.
 //
 // A refund gives back exactly what the admission at <ms> took: "s" removes
-// one log entry equal to <ms> (none left in the window: nothing, it has
-// expired); "b" decrements that time's bucket if above 0; "f" decrements
-// the count if the stored window is still <ms>'s and the count is above 0;
-// "t" adds one call's units to the level refilled to now, capped at the
-// capacity. It never creates a key.
+// one log entry equal to <ms> (none: nothing, it has expired); "b"
+// decrements that time's bucket if above 0; "f" decrements the count if the
+// stored window is still <ms>'s and the count is above 0; "t" adds one
+// call's units to the level refilled to now, capped at the capacity. It
+// never creates a key.
 //
-// Keys: `<prefix>{<counter instance>}:<algorithm><format>:<window_ms>`, e.g.
-// `toolgate:{rate|g|agent-7}:s2:60000` (see redis_store.h); the window and
-// the algorithm are part of the key, so that a revision that changes either
-// starts a separate counter rather than misreading (or resetting) the state
-// another revision still uses. The braces are a Redis Cluster hash tag.
+// Keys: `<prefix>{<counter instance>}:<algorithm>[<format>]:<window_ms>`,
+// e.g. `toolgate:{rate|g|agent-7}:s:60000`, `toolgate:{daily|g|a}:f2:86400000`
+// (see redis_store.h); the window and the algorithm are part of the key, so
+// that a revision that changes either starts a separate counter rather than
+// misreading (or resetting) the state another revision still uses. The
+// braces are a Redis Cluster hash tag.
 //
-// <format> is the version of the value's layout (kKeyFormat; see
-// redis_script.lua). Format 1 (no digit: `...}:s:60000`) kept hashes and
-// lists; format 2 keeps every counter in one string. Because the version is
-// in the key, a server of one format never reads a counter of the other:
-// during a rolling upgrade a fleet that mixes both counts each limit in two
-// counters, one per format, each enforcing the full max, so up to twice the
-// max can be admitted in a window until every server runs the new format
-// (and format-1 keys expire with their windows).
+// <format> versions the value's layout where it changed: fixed windows and
+// token buckets were hashes (`...}:f:...`, `...}:t:...`) and are strings
+// now (kStringFormat: `...}:f2:...`, `...}:t2:...`); sliding windows are
+// unchanged. Because the version is in the key, a server never misreads a
+// counter of the other layout: during a rolling upgrade, a fleet that mixes
+// old and new servers counts each fixed window and token bucket twice, one
+// counter per layout, each enforcing the full limit, so up to twice the max
+// (twice the burst) can be admitted until every server runs the new layout;
+// the old keys then expire with their windows. Sliding windows stay exact
+// throughout.
 #ifndef TOOLGATE_SERVER_COUNTERS_REDIS_SCRIPT_CODEC_H_
 #define TOOLGATE_SERVER_COUNTERS_REDIS_SCRIPT_CODEC_H_
 
@@ -99,8 +104,9 @@ struct ScriptCall {
 
 class RedisScriptCodec {
  public:
-  // The version of the counters' value layout, part of every key.
-  static constexpr char kKeyFormat = '2';
+  // The layout version of fixed windows and token buckets (strings), part
+  // of their keys.
+  static constexpr char kStringFormat = '2';
 
   // `admitted` of a call one of whose keys holds a value of another type.
   static constexpr int64_t kWrongTypeMarker = 2;
@@ -118,7 +124,7 @@ class RedisScriptCodec {
   char AlgorithmLetter(const LimitCheck& check) const;
   // The Redis key of a counter instance.
   std::string Key(const LimitCheck& check) const;
-  // The key's part after the hash tag, ":<algorithm><format>:", in `buf`.
+  // The key's part after the hash tag, ":<algorithm>[<format>]:", in `buf`.
   static absl::string_view KeyKind(char algorithm, char (&buf)[4]);
 
   // The command deciding `calls` (EVAL with the script itself when

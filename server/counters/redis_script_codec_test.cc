@@ -71,14 +71,14 @@ class RedisScriptCodecTest : public ::testing::Test {
 // The algorithm's letter is followed by the value layout's version.
 TEST_F(RedisScriptCodecTest, KeysNameTheInstanceAlgorithmFormatAndWindow) {
   EXPECT_EQ(codec_.Key(Check("rate|g|a", Algorithm::kSlidingWindow, 60'000, 100)),
-            "tg:{rate|g|a}:s2:60000");
+            "tg:{rate|g|a}:s:60000");
   EXPECT_EQ(codec_.Key(Check("rate|g|a", Algorithm::kSlidingWindow, 60'000, 101)),
-            "tg:{rate|g|a}:b2:60000")
+            "tg:{rate|g|a}:b:60000")
       << "above exact_log_max: buckets";
   EXPECT_EQ(codec_.Key(Check("daily|*", Algorithm::kFixedWindow, 86'400'000, 1)),
             "tg:{daily|*}:f2:86400000");
   EXPECT_EQ(codec_.Key(Check("m", Algorithm::kTokenBucket, 1000, 3, 2)), "tg:{m}:t2:1000");
-  EXPECT_EQ(RedisScriptCodec("", 1).Key(Check("k", Algorithm::kSlidingWindow, 5, 1)), "{k}:s2:5");
+  EXPECT_EQ(RedisScriptCodec("", 1).Key(Check("k", Algorithm::kSlidingWindow, 5, 1)), "{k}:s:5");
 }
 
 TEST_F(RedisScriptCodecTest, ScriptAndItsSha) {
@@ -96,7 +96,7 @@ TEST_F(RedisScriptCodecTest, EncodesEvalshaWithKeysThenCalls) {
   codec_.EncodeBatch({&calls_[0], &calls_[1]}, /*use_eval=*/false, &out);
   std::string expected;
   EncodeCommand({"EVALSHA", codec_.sha(), "3",
-                 "tg:{rate|g|a}:s2:60000", "tg:{daily|*}:f2:86400000", "tg:{msgs|s|x}:t2:60000",
+                 "tg:{rate|g|a}:s:60000", "tg:{daily|*}:f2:86400000", "tg:{msgs|s|x}:t2:60000",
                  "2",
                  "1", "2", "s", "60000", "10", "0", "f", "86400000", "5000", "0",
                  "0", "1", "t", "60000", "30", "10"},
@@ -120,7 +120,7 @@ TEST_F(RedisScriptCodecTest, EncodesARefundWithItsTime) {
   std::string out;
   codec_.EncodeBatch({&refund}, /*use_eval=*/false, &out);
   std::string expected;
-  EncodeCommand({"EVALSHA", codec_.sha(), "2", "tg:{rate|g|a}:s2:60000", "tg:{daily|*}:f2:86400000",
+  EncodeCommand({"EVALSHA", codec_.sha(), "2", "tg:{rate|g|a}:s:60000", "tg:{daily|*}:f2:86400000",
                  "1", absl::StrCat("r", kTime), "2", "s", "60000", "10", "0", "f", "86400000",
                  "5000", "0"},
                 &expected);
