@@ -20,38 +20,41 @@
 -- and a run more than its calls. So one run serves many calls; its fixed
 -- windows and token buckets (strings) are read by one MGET, kept in `state`
 -- as its calls change them (a call's changes only once all its limits
--- admit it), and each written once at the end (see below). A sliding window
--- with room costs four calls (LLEN, LINDEX, RPUSH, PEXPIRE). Arguments to
--- redis.call are strings (Redis formats a Lua number with "%.17g"); log
--- times compare as strings (equal-length digit strings).
-local call, try, tonumber, format, floor, find, match, pcall, min, max_of, unpack =
-  redis.call, redis.pcall, tonumber, string.format, math.floor, string.find, string.match, pcall,
+-- admit it), and each written once at the end: a fixed window by INCRBY in
+-- the window it was read in (its expiry, the window's end, stays), else by
+-- SET ... PX, as a token bucket. A sliding window with room costs four
+-- calls (LLEN, LINDEX, RPUSH, PEXPIRE). Arguments to redis.call are strings
+-- (Redis formats a Lua number with "%.17g"); log times compare as strings.
+local call, try, tonumber, format, floor, find, sub, pcall, min, max_of, unpack =
+  redis.call, redis.pcall, tonumber, string.format, math.floor, string.find, string.sub, pcall,
   math.min, math.max, unpack
 local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local now_s = format('%d', now)
 local out = {now, 0, 0, 0, 0, 0}  -- Sized for one call with one limit, the common case.
-local s1 = {}  -- per key of a call: "s" length; "b" bucket size; "t" level
+local s1 = {}  -- per key of a call: "s" length; "b" bucket size; "f" count; "t" level
 local max_buckets = 128  -- "b": fields a bucket hash may hold (65 at most are written)
 local FW = 10000000000   -- "f": value = (window index mod 100000) * FW + count
 local state = {}   -- "f", "t" key -> {a, b: its numbers (nil: empty); bad: its marker}
 local written = {} -- "f", "t" keys changed, in order
 
--- A number as toolgate stores it: a whole number from 0 to 2^53 (exact in
--- a Lua number), at most 16 characters; nil for anything else.
--- (tonumber and arithmetic: a pattern match costs more than the rest.)
+-- A number as toolgate stores it: digits only, at most 16 of them and at
+-- most 2^53 (exact in a Lua number); nil for anything else.
 local function num(s)
+  if type(s) ~= 'string' or #s == 0 or #s > 16 or find(s, '%D') then return nil end
   local v = tonumber(s)
-  if v and v >= 0 and v <= 9007199254740992 and v % 1 == 0 and #s <= 16 then return v end
+  if v > 9007199254740992 then return nil end
+  return v
 end
 
 -- Raised (through pcall) when key i of the call holds a value of another
 -- type (2) or content toolgate never writes (3).
 local function fail(marker, i) error({marker = marker, key = i}, 0) end
 
--- Every key of the run, read by one MGET: a fixed window's or token
--- bucket's string (a sliding window's list or hash reads as nil, unused).
-local vals = #KEYS > 0 and call('MGET', unpack(KEYS)) or {}
+-- Every key of the run, read by one MGET when ARGV[2] says a call uses a
+-- fixed window or token bucket: their strings (a sliding window's list or
+-- hash reads as nil, unused).
+local vals = ARGV[2] == '1' and call('MGET', unpack(KEYS)) or {}
 
 -- The state of fixed window or token bucket (`alg`) key KEYS[k], key i of
 -- its call, from `vals` the first time; raises its marker. MGET answers
@@ -69,8 +72,8 @@ local function string_state(k, alg, i)
       if not st.a or st.a >= 100000 * FW then st.bad = 3 end
       st.read = st.a
     else
-      local a, b = match(v, '^(%d+) (%d+)$')
-      st.a, st.b = num(a), num(b)
+      local sp = find(v, ' ', 1, true)  -- (A plain find: a pattern costs more.)
+      if sp then st.a, st.b = num(sub(v, 1, sp - 1)), num(sub(v, sp + 1)) end
       if not st.a or not st.b then st.bad = 3 end
     end
     state[key] = st
@@ -366,7 +369,7 @@ local function decide(a0, k0, base)
 end
 
 local k0 = 0   -- keys of the calls before this one
-local a0 = 2   -- ARGV index of this call's mode
+local a0 = 3   -- ARGV index of this call's mode
 local base = 1 -- values in out before this call's (the time first)
 for _ = 1, tonumber(ARGV[1]) do
   local n = tonumber(ARGV[a0 + 1])

@@ -69,10 +69,18 @@ std::string RedisScriptCodec::Key(const LimitCheck& check) const {
 void RedisScriptCodec::EncodeBatch(absl::Span<const ScriptCall* const> calls, bool use_eval,
                                    std::string* out) const {
   size_t keys = 0;
-  for (const ScriptCall* call : calls) keys += call->checks.size();
-  // Command, script, numkeys, the keys, the number of calls, per call its
-  // dry-run flag and number of limits, per limit four values.
-  RespCommand cmd(out, 3 + keys + 1 + 2 * calls.size() + 4 * keys);
+  bool strings = false;  // A fixed window or token bucket: the script reads strings.
+  for (const ScriptCall* call : calls) {
+    keys += call->checks.size();
+    for (const LimitCheck& c : call->checks) {
+      strings = strings || c.algorithm == Algorithm::kFixedWindow ||
+                c.algorithm == Algorithm::kTokenBucket;
+    }
+  }
+  // Command, script, numkeys, the keys, the number of calls, whether it
+  // reads strings, per call its mode and number of limits, per limit four
+  // values.
+  RespCommand cmd(out, 3 + keys + 2 + 2 * calls.size() + 4 * keys);
   cmd.Arg(use_eval ? absl::string_view("EVAL") : absl::string_view("EVALSHA"));
   cmd.Arg(use_eval ? script_ : sha_);
   cmd.Arg(static_cast<int64_t>(keys));
@@ -84,6 +92,7 @@ void RedisScriptCodec::EncodeBatch(absl::Span<const ScriptCall* const> calls, bo
     }
   }
   cmd.Arg(static_cast<int64_t>(calls.size()));
+  cmd.Arg(strings ? absl::string_view("1") : absl::string_view("0"));
   for (const ScriptCall* call : calls) {
     if (call->refund_at_ms > 0) {
       cmd.ArgOfPieces({"r", absl::AlphaNum(call->refund_at_ms).Piece()});

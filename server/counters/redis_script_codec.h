@@ -5,10 +5,12 @@
 //
 // Command, for calls c1..cN, each with limits l1..ln:
 //   EVALSHA <sha> <numkeys> <key of each limit, call after call>
-//           N  (<mode> n (<algorithm> <window_ms> <max> <burst>)*n)*N
+//           N <strings> (<mode> n (<algorithm> <window_ms> <max> <burst>)*n)*N
 // (EVAL <script> ... when Redis does not have the script cached), where
 // <mode> is "0" (decide and consume), "1" (dry run) or "r<ms>" (refund the
-// unit consumed by an admission at Redis time <ms>: ScriptCall::refund_at_ms).
+// unit consumed by an admission at Redis time <ms>: ScriptCall::refund_at_ms),
+// and <strings> is "1" when a limit is a fixed window or token bucket (the
+// script then reads the run's keys with one MGET), else "0".
 //
 // Reply: an array of integers: the script run's Redis time in ms (the time
 // every admission of the run is recorded at), then call after call:

@@ -97,7 +97,7 @@ TEST_F(RedisScriptCodecTest, EncodesEvalshaWithKeysThenCalls) {
   std::string expected;
   EncodeCommand({"EVALSHA", codec_.sha(), "3",
                  "tg:{rate|g|a}:s:60000", "tg:{daily|*}:f2:86400000", "tg:{msgs|s|x}:t2:60000",
-                 "2",
+                 "2", "1",  // Two calls; strings (a fixed window, a token bucket) to read.
                  "1", "2", "s", "60000", "10", "0", "f", "86400000", "5000", "0",
                  "0", "1", "t", "60000", "30", "10"},
                 &expected);
@@ -108,8 +108,21 @@ TEST_F(RedisScriptCodecTest, EncodesEvalWithTheScriptItself) {
   std::string out;
   codec_.EncodeBatch({&calls_[1]}, /*use_eval=*/true, &out);
   std::string expected;
-  EncodeCommand({"EVAL", kRedisScript, "1", "tg:{msgs|s|x}:t2:60000", "1",
+  EncodeCommand({"EVAL", kRedisScript, "1", "tg:{msgs|s|x}:t2:60000", "1", "1",
                  "0", "1", "t", "60000", "30", "10"},
+                &expected);
+  EXPECT_EQ(out, expected);
+}
+
+TEST_F(RedisScriptCodecTest, SlidingWindowsAloneReadNoStrings) {
+  const ScriptCall call{{Check("rate|g|a", Algorithm::kSlidingWindow, 60'000, 10),
+                         Check("big|*", Algorithm::kSlidingWindow, 60'000, 5000)},
+                        false};
+  std::string out;
+  codec_.EncodeBatch({&call}, /*use_eval=*/false, &out);
+  std::string expected;
+  EncodeCommand({"EVALSHA", codec_.sha(), "2", "tg:{rate|g|a}:s:60000", "tg:{big|*}:b:60000",
+                 "1", "0", "0", "2", "s", "60000", "10", "0", "b", "60000", "5000", "0"},
                 &expected);
   EXPECT_EQ(out, expected);
 }
@@ -121,8 +134,8 @@ TEST_F(RedisScriptCodecTest, EncodesARefundWithItsTime) {
   codec_.EncodeBatch({&refund}, /*use_eval=*/false, &out);
   std::string expected;
   EncodeCommand({"EVALSHA", codec_.sha(), "2", "tg:{rate|g|a}:s:60000", "tg:{daily|*}:f2:86400000",
-                 "1", absl::StrCat("r", kTime), "2", "s", "60000", "10", "0", "f", "86400000",
-                 "5000", "0"},
+                 "1", "1", absl::StrCat("r", kTime), "2", "s", "60000", "10", "0", "f",
+                 "86400000", "5000", "0"},
                 &expected);
   EXPECT_EQ(out, expected);
 }

@@ -301,6 +301,7 @@ TEST_F(RedisStoreTest, KeyOfAnotherTypeFailsOnlyItsCall) {
                                 store->RedisKey(bad),
                                 store->RedisKey(good),
                                 "3",
+                                "1",  // A fixed window: strings to read.
                                 "0",
                                 "1",
                                 "s",
