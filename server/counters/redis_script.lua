@@ -47,6 +47,19 @@ local function num(s)
   return v
 end
 
+-- ARGV[i] as a number: the calls of a run repeat the same few windows and
+-- maxima, so each string is converted once.
+local nums = {}
+local function argn(i)
+  local s = ARGV[i]
+  local v = nums[s]
+  if not v then
+    v = tonumber(s)
+    nums[s] = v
+  end
+  return v
+end
+
 -- Raised (through pcall) when key i of the call holds a value of another
 -- type (2) or content toolgate never writes (3).
 local function fail(marker, i) error({marker = marker, key = i}, 0) end
@@ -100,21 +113,21 @@ end
 -- Refunds one call: the unit each of its n keys (after the k0 keys of the
 -- calls before it) consumed at Redis time `at`.
 local function refund(a0, k0, base, at)
-  local n = tonumber(ARGV[a0 + 1])
+  local n = argn(a0 + 1)
   out[base + 1] = 1
   local sts = {}  -- Fixed windows and token buckets, checked before any change.
   for i = 1, n do
     local a = a0 + 2 + (i - 1) * 4
     if ARGV[a] == 'f' or ARGV[a] == 't' then
       sts[i] = string_state(k0 + i, ARGV[a], i)
-      if ARGV[a] == 't' and sts[i].a and sts[i].b > now + tonumber(ARGV[a + 1]) then fail(3, i) end
+      if ARGV[a] == 't' and sts[i].a and sts[i].b > now + argn(a + 1) then fail(3, i) end
     end
   end
   for i = 1, n do
     local key = KEYS[k0 + i]
     local a = a0 + 2 + (i - 1) * 4
     local alg = ARGV[a]
-    local window = tonumber(ARGV[a + 1])
+    local window = argn(a + 1)
     if alg == 's' then
       local len = try('LLEN', key)
       if type(len) == 'table' then fail(2, i) end
@@ -143,8 +156,8 @@ local function refund(a0, k0, base, at)
     else -- 't'
       local st = sts[i]
       if st.a then
-        local max = tonumber(ARGV[a + 2])
-        local cap = tonumber(ARGV[a + 3]) * window
+        local max = argn(a + 2)
+        local cap = argn(a + 3) * window
         local units = st.a
         if now > st.b then units = units + (now - st.b) * max end
         units = min(cap, units + window)
@@ -161,15 +174,15 @@ end
 -- keys of the calls before it, its values from out[base + 1] on.
 local function decide(a0, k0, base)
   local dry = ARGV[a0] == '1'
-  local n = tonumber(ARGV[a0 + 1])
+  local n = argn(a0 + 1)
   out[base + 1] = 1  -- admitted; then key i's four values at base + 4i - 2 ..
 
   for i = 1, n do
     local key = KEYS[k0 + i]
     local a = a0 + 2 + (i - 1) * 4
     local alg = ARGV[a]
-    local window = tonumber(ARGV[a + 1])
-    local max = tonumber(ARGV[a + 2])
+    local window = argn(a + 1)
+    local max = argn(a + 2)
     local latest = now + window  -- No stored time may be later.
     local room, remaining, reset, retry = 0, 0, 0, 0
     if alg == 's' then
@@ -280,7 +293,7 @@ local function decide(a0, k0, base)
     else -- 't'
       local st = state[key]
       if not st or st.bad then st = string_state(k0 + i, alg, i) end
-      local cap = tonumber(ARGV[a + 3]) * window
+      local cap = argn(a + 3) * window
       local units = cap
       if st.a then
         if st.b > latest then fail(3, i) end
@@ -308,7 +321,7 @@ local function decide(a0, k0, base)
     for i = 1, n do
       local a = a0 + 2 + (i - 1) * 4
       if ARGV[a] == 's' and s1[i] > 0 and out[base + 4 * i - 2] == 1 then
-        local window = tonumber(ARGV[a + 1])
+        local window = argn(a + 1)
         local last = num(call('LINDEX', KEYS[k0 + i], '-1'))
         if not last or last > now + window then fail(3, i) end
         out[base + 4 * i] = min(window, last + window - now)
@@ -319,7 +332,7 @@ local function decide(a0, k0, base)
       local key = KEYS[k0 + i]
       local a = a0 + 2 + (i - 1) * 4
       local alg = ARGV[a]
-      local window = tonumber(ARGV[a + 1])
+      local window = argn(a + 1)
       local o = base + 4 * i - 2
       if out[o + 1] > 0 then out[o + 1] = out[o + 1] - 1 end
       if alg == 's' then
@@ -353,9 +366,9 @@ local function decide(a0, k0, base)
           st.ttl = wend
         end
       else
-        local max = tonumber(ARGV[a + 2])
+        local max = argn(a + 2)
         local units = s1[i] - window
-        local cap = tonumber(ARGV[a + 3]) * window
+        local cap = argn(a + 3) * window
         local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
         out[o + 2] = reset
         if not dry then
@@ -371,8 +384,8 @@ end
 local k0 = 0   -- keys of the calls before this one
 local a0 = 3   -- ARGV index of this call's mode
 local base = 1 -- values in out before this call's (the time first)
-for _ = 1, tonumber(ARGV[1]) do
-  local n = tonumber(ARGV[a0 + 1])
+for _ = 1, argn(1) do
+  local n = argn(a0 + 1)
   local mode = ARGV[a0]
   local ok, err
   if #mode > 1 then
