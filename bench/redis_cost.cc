@@ -47,8 +47,9 @@ constexpr char kUsage[] =
     "\n"
     "Usage: toolgate_redis_cost --redis redis://HOST:PORT [flags]\n"
     "\n"
-    "Uses (and leaves) keys under \"bench:\" in the given Redis; resets its INFO\n"
-    "statistics (CONFIG RESETSTAT). Exit codes: 0 done; 1 a check failed or was\n"
+    "Uses keys under \"bench:<run>:\" in the given Redis (they expire within a\n"
+    "minute, or are deleted) and resets its INFO statistics (CONFIG RESETSTAT):\n"
+    "give it a Redis of its own. Exit codes: 0 done; 1 a check failed or was\n"
     "refused; 2 bad usage or Redis unreachable.";
 
 using Clock = std::chrono::steady_clock;
@@ -327,6 +328,11 @@ Measurement Measure(const Scenario& s, const Options& o, const toolgate::RedisUr
   }
   m.failures += warm.failures;
   if (m.first_failure.empty()) m.first_failure = warm.first_failure;
+  if (s.floor) {  // The floor's counters have no expiry: removed, once measured.
+    std::vector<std::string> del = {"DEL"};
+    for (int64_t i = 0; i < o.instances; ++i) del.push_back(absl::StrCat(prefix, "incr:", i));
+    admin.Text(del);
+  }
   return m;
 }
 
@@ -378,13 +384,20 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Keys of this run only (a run id from the clock): earlier runs' counters
+  // on the same Redis (longer logs, more buckets) would change the cost.
+  const std::string run_id = absl::StrCat(
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count() %
+      100'000'000);
   const std::vector<Scenario> scenarios = Scenarios();
   std::vector<std::vector<Measurement>> results(scenarios.size());
   int exit_code = 0;
   for (int64_t round = 1; round <= o.rounds; ++round) {
     for (size_t i = 0; i < scenarios.size(); ++i) {
       // Fresh keys every round: each run starts from empty counters.
-      const std::string prefix = absl::StrCat("bench:r", round, ":");
+      const std::string prefix = absl::StrCat("bench:", run_id, ":r", round, ":");
       Measurement m = Measure(scenarios[i], o, *url, *admin, prefix);
       std::cerr << absl::StrFormat(
           "round %d %-28s %8d checks %9.0f/s  redis CPU %6.2f us/check  EVALSHA %6.1f us, "
