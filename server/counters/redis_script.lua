@@ -3,9 +3,10 @@
 -- (or, for a refund, give one back). Atomic, timed by the Redis server's
 -- clock; each call is decided as if it had a script run of its own. The
 -- protocol (arguments, reply, markers, refunds) and what each key holds are
--- described in redis_script_codec.h. This file stays under 16 KiB: Redis
--- answers a longer argument (SCRIPT LOAD) from a client that has not yet
--- authenticated with a protocol error, where the client must see NOAUTH.
+-- described in redis_script_codec.h. The script is sent without its comment
+-- lines (CMakeLists.txt), and so must stay under 16 KiB: Redis answers a
+-- longer argument (SCRIPT LOAD) from a client that has not authenticated
+-- yet with a protocol error, where the client must see NOAUTH.
 --
 -- Bounded whatever a key holds: a stored number is read only if it has at
 -- most 16 digits (no sign, point or exponent) and is at most 2^53; a log
@@ -69,10 +70,10 @@ local function fail(marker, i) error({marker = marker, key = i}, 0) end
 -- hash reads as nil, unused).
 local vals = ARGV[2] == '1' and call('MGET', unpack(KEYS)) or {}
 
--- The state of fixed window or token bucket (`alg`) key KEYS[k], key i of
--- its call, from `vals` the first time; raises its marker. MGET answers
--- nil for a key of another type too: EXISTS tells (only for a missing key).
-local function string_state(k, alg, i)
+-- The state of fixed window or token bucket (`alg`) key KEYS[k], from
+-- `vals` the first time; st.bad: its marker. MGET answers nil for a key of
+-- another type too: EXISTS tells (only for a missing key).
+local function load_string(k, alg)
   local key = KEYS[k]
   local st = state[key]
   if not st then
@@ -91,6 +92,12 @@ local function string_state(k, alg, i)
     end
     state[key] = st
   end
+  return st
+end
+
+-- The same, as key i of its call: raises its marker.
+local function string_state(k, alg, i)
+  local st = load_string(k, alg)
   if st.bad then fail(st.bad, i) end
   return st
 end
@@ -381,14 +388,68 @@ local function decide(a0, k0, base)
   end
 end
 
+-- A call with one limit, a fixed window or token bucket (most calls): what
+-- decide does, without its generality or pcall (nothing here can raise).
+local function fast(alg, a0, k, base, consume)
+  local st = load_string(k, alg)
+  local window, max = argn(a0 + 3), argn(a0 + 4)
+  if not st.bad and alg == 't' and st.a and st.b > now + window then st.bad = 3 end
+  if st.bad then
+    out[base + 1], out[base + 2], out[base + 3], out[base + 4], out[base + 5] = st.bad, 1, 0, 0, 0
+    return
+  end
+  local room, remaining, reset, retry, ttl
+  if alg == 'f' then
+    local idx = floor(now / window)
+    local v, count = st.a, 0
+    if v and floor(v / FW) == idx % 100000 then count = v % FW end
+    local wend = (idx + 1) * window - now
+    room = count < max
+    if room then
+      remaining, reset, retry = max - count - 1, wend, 0
+      if consume then
+        if count == 0 then st.fresh = true end
+        st.a, ttl = (idx % 100000) * FW + count + 1, wend
+      end
+    else
+      remaining, reset, retry = 0, wend, wend
+    end
+  else
+    local cap = argn(a0 + 5) * window
+    local units = cap
+    if st.a then
+      units = st.a
+      if now > st.b then units = units + (now - st.b) * max end
+      if units > cap then units = cap end
+    end
+    room = units >= window
+    if room then units = units - window end
+    remaining = floor(units / window)
+    reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
+    retry = room and 0 or floor((window - units + max - 1) / max)
+    if room and consume then st.a, st.b, ttl = units, now, max_of(1, reset) end
+  end
+  if ttl then
+    if not st.dirty then
+      st.dirty = true
+      written[#written + 1] = KEYS[k]
+    end
+    st.ttl = ttl
+  end
+  out[base + 1], out[base + 2], out[base + 3], out[base + 4], out[base + 5] =
+    room and 1 or 0, room and 1 or 0, remaining, reset, retry
+end
+
 local k0 = 0   -- keys of the calls before this one
 local a0 = 3   -- ARGV index of this call's mode
 local base = 1 -- values in out before this call's (the time first)
 for _ = 1, argn(1) do
   local n = argn(a0 + 1)
   local mode = ARGV[a0]
-  local ok, err
-  if #mode > 1 then
+  local ok, err, alg = true, nil, n == 1 and #mode == 1 and ARGV[a0 + 2]
+  if alg == 'f' or alg == 't' then
+    fast(alg, a0, k0 + 1, base, mode == '0')
+  elseif #mode > 1 then
     ok, err = pcall(refund, a0, k0, base, num(mode:sub(2)))
   else
     ok, err = pcall(decide, a0, k0, base)
