@@ -266,6 +266,55 @@ TEST_F(RedisStoreFaultsTest, CorruptKeyFailsOnlyTheCallsUsingIt) {
   }
 }
 
+// A call with one fixed window or token bucket (decided by the script's
+// lean path) on a key of another type or with corrupt content fails with
+// the same errors, and changes nothing; a dry run writes nothing.
+TEST_F(RedisStoreFaultsTest, OneLimitCallsOnBadKeysFailTheSameWay) {
+  options_.over_limit_cache = false;
+  auto store = MakeStore();
+  struct Case {
+    LimitCheck check;
+    std::vector<std::string> write;  // "KEY": the counter's key.
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {MakeCheck("one-f1|*", Algorithm::kFixedWindow, kHour, 5), {"HSET", "KEY", "c", "1"},
+       "(WRONGTYPE)"},
+      {MakeCheck("one-t1|*", Algorithm::kTokenBucket, kHour, 5), {"RPUSH", "KEY", "1"},
+       "(WRONGTYPE)"},
+      {MakeCheck("one-f2|*", Algorithm::kFixedWindow, kHour, 5), {"SET", "KEY", "five"},
+       "(corrupt"},
+      {MakeCheck("one-t2|*", Algorithm::kTokenBucket, kHour, 5), {"SET", "KEY", "5 99999999999999"},
+       "(corrupt"},
+  };
+  for (const Case& c : cases) {
+    const std::string key = store->RedisKey(c.check);
+    SCOPED_TRACE(key);
+    std::vector<std::string> write = c.write;
+    write[1] = key;
+    ASSERT_TRUE(redis_->Command(write).ok());
+    const std::string before = redis_->Command({"DUMP", key}).value_or("(none)");
+    for (bool dry_run : {false, true}) {
+      auto r = AcquireSync(*store, {c.check}, dry_run);
+      ASSERT_FALSE(r.ok());
+      EXPECT_THAT(std::string(r.status().message()), HasSubstr("counter key " + key));
+      EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.error));
+    }
+    EXPECT_EQ(redis_->Command({"DUMP", key}).value_or("(gone)"), before);
+    ASSERT_TRUE(redis_->Command({"DEL", key}).ok());
+    // A dry run on the empty counter writes nothing; a call then counts.
+    auto dry = AcquireSync(*store, {c.check}, /*dry_run=*/true);
+    ASSERT_TRUE(dry.ok()) << dry.status();
+    EXPECT_TRUE(dry->admitted);
+    EXPECT_EQ(redis_->Command({"EXISTS", key}).value_or("?"), "0");
+    auto r = AcquireSync(*store, {c.check});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->admitted);
+    EXPECT_EQ(r->outcomes[0].remaining, 4);
+    EXPECT_EQ(redis_->Command({"EXISTS", key}).value_or("?"), "1");
+  }
+}
+
 // A huge log (far more entries than any limit keeps) costs one call no more
 // than a bounded amount of work, and never admits past max.
 TEST_F(RedisStoreFaultsTest, HugeLogIsCutToItsNewestEntries) {
