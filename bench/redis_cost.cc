@@ -87,14 +87,14 @@ std::vector<Scenario> Scenarios() {
   constexpr int64_t kHuge = 1'000'000'000;  // Never reached.
   return {
       {"INCR (floor)", "a pipelined `INCR` per check, raw connection", true, {}, 0},
-      {"fixed_window", "max 1,000,000,000 a minute",
-       false, check("fixed", Algorithm::kFixedWindow, kHuge, kHuge), 2},
-      {"token_bucket", "1,000,000,000 a minute, burst 1,000,000,000",
-       false, check("token", Algorithm::kTokenBucket, kHuge, kHuge), 3},
-      {"sliding_window (exact log)", "max 1,000 a minute (≤ 1,024: an exact log)",
-       false, check("sliding", Algorithm::kSlidingWindow, 1000, 1000), 5},
-      {"sliding_window (64 buckets)", "max 1,000,000,000 a minute (> 1,024: buckets)",
-       false, check("bucketed", Algorithm::kSlidingWindow, kHuge, kHuge), 0},
+      {"fixed_window", "max 1,000,000,000 a minute", false,
+       check("fixed", Algorithm::kFixedWindow, kHuge, kHuge), 2},
+      {"token_bucket", "1,000,000,000 a minute, burst 1,000,000,000", false,
+       check("token", Algorithm::kTokenBucket, kHuge, kHuge), 3},
+      {"sliding_window (exact log)", "max 1,000 a minute (≤ 1,024: an exact log)", false,
+       check("sliding", Algorithm::kSlidingWindow, 1000, 1000), 5},
+      {"sliding_window (64 buckets)", "max 1,000,000,000 a minute (> 1,024: buckets)", false,
+       check("bucketed", Algorithm::kSlidingWindow, kHuge, kHuge), 0},
   };
 }
 
@@ -147,7 +147,8 @@ class Conn {
   // The next reply, as text.
   std::string Reply() {
     void* raw = nullptr;
-    if (redisGetReply(c_, &raw) != REDIS_OK || raw == nullptr) return absl::StrCat("ERR: ", c_->errstr);
+    if (redisGetReply(c_, &raw) != REDIS_OK || raw == nullptr)
+      return absl::StrCat("ERR: ", c_->errstr);
     auto* r = static_cast<redisReply*>(raw);
     std::string out;
     if (r->type == REDIS_REPLY_ERROR) {
@@ -200,10 +201,10 @@ double RedisCpuSeconds(Conn& conn) {
 
 struct Measurement {
   uint64_t checks = 0;
-  uint64_t failures = 0;   // Errors, or refusals (never expected).
+  uint64_t failures = 0;  // Errors, or refusals (never expected).
   std::string first_failure;
-  double seconds = 0;      // Wall time.
-  double cpu_us = 0;       // Redis CPU during the run.
+  double seconds = 0;                          // Wall time.
+  double cpu_us = 0;                           // Redis CPU during the run.
   double evalsha_calls = 0, evalsha_usec = 0;  // EVALSHA and EVAL, from commandstats.
   double command_usec = 0;                     // Every command's µs, from commandstats.
 };
@@ -279,8 +280,8 @@ void IncrLoop(Conn& conn, const std::string& prefix, const Options& o, Clock::ti
 }
 
 // One measured run of `s` (after a warm-up), on fresh keys (`prefix`).
-Measurement Measure(const Scenario& s, const Options& o, const toolgate::RedisUrl& url,
-                    Conn& admin, const std::string& prefix) {
+Measurement Measure(const Scenario& s, const Options& o, const toolgate::RedisUrl& url, Conn& admin,
+                    const std::string& prefix) {
   Measurement warm, m;
   std::unique_ptr<Conn> raw;
   std::unique_ptr<toolgate::RedisCounterStore> store;
@@ -305,8 +306,8 @@ Measurement Measure(const Scenario& s, const Options& o, const toolgate::RedisUr
   } else {
     toolgate::RedisStoreOptions so;
     so.url = url;
-    so.timeout_ms = 10'000;         // Measures cost, not deadlines.
-    so.over_limit_cache = false;    // Every check reaches Redis (none is refused anyway).
+    so.timeout_ms = 10'000;       // Measures cost, not deadlines.
+    so.over_limit_cache = false;  // Every check reaches Redis (none is refused anyway).
     so.key_prefix = prefix;
     store = std::make_unique<toolgate::RedisCounterStore>(so);
   }
@@ -356,7 +357,8 @@ int main(int argc, char** argv) {
   flags.Duration("duration", &o.duration_ms, "How long each measured run lasts.");
   flags.Int("concurrency", &o.concurrency, 1, 10'000, "Checks (or INCRs) kept in flight.");
   flags.Int("instances", &o.instances, 1, 100'000'000, "Counter instances the checks spread over.");
-  flags.String("markdown", &o.markdown, "Also write the report's section, in Markdown, to this file.");
+  flags.String("markdown", &o.markdown,
+               "Also write the report's section, in Markdown, to this file.");
   absl::StatusOr<std::vector<std::string>> positional =
       flags.Parse(std::vector<std::string>(argv + 1, argv + argc));
   if (!positional.ok()) {
@@ -386,11 +388,10 @@ int main(int argc, char** argv) {
 
   // Keys of this run only (a run id from the clock): earlier runs' counters
   // on the same Redis (longer logs, more buckets) would change the cost.
-  const std::string run_id = absl::StrCat(
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count() %
-      100'000'000);
+  const std::string run_id = absl::StrCat(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count() %
+                                          100'000'000);
   const std::vector<Scenario> scenarios = Scenarios();
   std::vector<std::vector<Measurement>> results(scenarios.size());
   int exit_code = 0;
@@ -403,8 +404,7 @@ int main(int argc, char** argv) {
           "round %d %-28s %8d checks %9.0f/s  redis CPU %6.2f us/check  EVALSHA %6.1f us, "
           "%5.1f checks each%s\n",
           round, scenarios[i].name, m.checks, m.checks / std::max(m.seconds, 1e-9),
-          m.cpu_us / std::max<double>(1, m.checks),
-          m.evalsha_usec / std::max(1.0, m.evalsha_calls),
+          m.cpu_us / std::max<double>(1, m.checks), m.evalsha_usec / std::max(1.0, m.evalsha_calls),
           m.checks / std::max(1.0, m.evalsha_calls),
           m.failures ? absl::StrCat("  FAILURES ", m.failures, ": ", m.first_failure) : "");
       if (m.failures > 0 || m.checks == 0) exit_code = 1;
@@ -426,7 +426,8 @@ int main(int argc, char** argv) {
       o.duration_ms, " ms measured; the floor keeps ", o.concurrency,
       " `INCR`s in flight on one raw connection,\npipelined, over as many keys. ",
       "Redis CPU is `INFO`'s `used_cpu_user` + `used_cpu_sys` over the\nmeasured run, divided by ",
-      "the checks answered; EVALSHA figures are from `INFO commandstats`\n(reset before each run). ",
+      "the checks answered; EVALSHA figures are from `INFO commandstats`\n(reset before each "
+      "run). ",
       o.rounds, " rounds, each measuring every row once; medians over the rounds, and the\n",
       "ratio to the floor is the median of each round's ratio. Every check was admitted and none\n",
       "failed", exit_code == 0 ? "" : " — **except as the warnings say**", ".\n\n");
@@ -448,9 +449,9 @@ int main(int argc, char** argv) {
     const Scenario& s = scenarios[i];
     absl::StrAppend(&md, "| ", s.floor ? s.name : absl::StrCat("`", s.name, "`"), " | ", s.limit,
                     " | **", Fixed(Median(cpu), 2), "** | ",
-                    s.floor ? "1.00" : Fixed(Median(ratio), 2), " | ",
-                    Fixed(Median(rate), 0), " | ", s.floor ? "—" : Fixed(Median(batch), 1),
-                    " | ", s.floor ? "—" : Fixed(Median(usec), 1), " | ",
+                    s.floor ? "1.00" : Fixed(Median(ratio), 2), " | ", Fixed(Median(rate), 0),
+                    " | ", s.floor ? "—" : Fixed(Median(batch), 1), " | ",
+                    s.floor ? "—" : Fixed(Median(usec), 1), " | ",
                     s.floor ? "—" : Fixed(Median(usec_check), 2), " |\n");
   }
   absl::StrAppend(&md, "\nTargets (Redis CPU per check at concurrency ", o.concurrency, "):\n\n",

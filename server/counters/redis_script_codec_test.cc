@@ -49,10 +49,13 @@ Decoded Decode(const RedisScriptCodec& codec, const redisReply& reply,
   std::vector<const ScriptCall*> ptrs;
   for (const ScriptCall& c : calls) ptrs.push_back(&c);
   Decoded out;
-  out.status = codec.DecodeBatch(reply, ptrs, [&](size_t i, absl::StatusOr<AcquireResult> r) {
-    EXPECT_EQ(i, out.calls.size()) << "calls are completed in order";
-    out.calls.push_back(std::move(r));
-  }, &out.time);
+  out.status = codec.DecodeBatch(
+      reply, ptrs,
+      [&](size_t i, absl::StatusOr<AcquireResult> r) {
+        EXPECT_EQ(i, out.calls.size()) << "calls are completed in order";
+        out.calls.push_back(std::move(r));
+      },
+      &out.time);
   return out;
 }
 
@@ -198,8 +201,8 @@ TEST_F(RedisScriptCodecTest, WrongTypeFailsOnlyItsCallAndNamesTheKey) {
 
 TEST_F(RedisScriptCodecTest, WrongTypeAtAnUnknownPosition) {
   for (long long position : {0LL, 3LL, -1LL}) {
-    RedisReplyPtr reply = Integers({kTime, RedisScriptCodec::kWrongTypeMarker, position, 0, 0, 0, 0, 0,
-                                    0, 0, 1, 1, 9, 6000, 0});
+    RedisReplyPtr reply = Integers({kTime, RedisScriptCodec::kWrongTypeMarker, position, 0, 0, 0,
+                                    0, 0, 0, 0, 1, 1, 9, 6000, 0});
     Decoded d = Decode(codec_, *reply, calls_);
     ASSERT_TRUE(d.status.ok()) << d.status;
     ASSERT_FALSE(d.calls[0].ok());
@@ -223,7 +226,8 @@ TEST_F(RedisScriptCodecTest, CorruptKeyFailsOnlyItsCallAndNamesTheKey) {
               HasSubstr("counter key tg:{msgs|s|x}:t2:60000 holds content toolgate did not "
                         "write (corrupt"));
   // An error the script did not foresee: no position.
-  reply = Integers({kTime, RedisScriptCodec::kCorruptMarker, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 9, 6000, 0});
+  reply = Integers(
+      {kTime, RedisScriptCodec::kCorruptMarker, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 9, 6000, 0});
   d = Decode(codec_, *reply, calls_);
   ASSERT_TRUE(d.status.ok()) << d.status;
   ASSERT_FALSE(d.calls[0].ok());

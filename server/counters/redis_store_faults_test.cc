@@ -278,13 +278,17 @@ TEST_F(RedisStoreFaultsTest, OneLimitCallsOnBadKeysFailTheSameWay) {
     std::string error;
   };
   const std::vector<Case> cases = {
-      {MakeCheck("one-f1|*", Algorithm::kFixedWindow, kHour, 5), {"HSET", "KEY", "c", "1"},
+      {MakeCheck("one-f1|*", Algorithm::kFixedWindow, kHour, 5),
+       {"HSET", "KEY", "c", "1"},
        "(WRONGTYPE)"},
-      {MakeCheck("one-t1|*", Algorithm::kTokenBucket, kHour, 5), {"RPUSH", "KEY", "1"},
+      {MakeCheck("one-t1|*", Algorithm::kTokenBucket, kHour, 5),
+       {"RPUSH", "KEY", "1"},
        "(WRONGTYPE)"},
-      {MakeCheck("one-f2|*", Algorithm::kFixedWindow, kHour, 5), {"SET", "KEY", "five"},
+      {MakeCheck("one-f2|*", Algorithm::kFixedWindow, kHour, 5),
+       {"SET", "KEY", "five"},
        "(corrupt"},
-      {MakeCheck("one-t2|*", Algorithm::kTokenBucket, kHour, 5), {"SET", "KEY", "5 99999999999999"},
+      {MakeCheck("one-t2|*", Algorithm::kTokenBucket, kHour, 5),
+       {"SET", "KEY", "5 99999999999999"},
        "(corrupt"},
   };
   for (const Case& c : cases) {

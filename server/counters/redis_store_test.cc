@@ -328,9 +328,9 @@ TEST_F(RedisStoreTest, KeyOfAnotherTypeFailsOnlyItsCall) {
   const std::vector<std::string> v = absl::StrSplit(*reply, '\n');
   ASSERT_EQ(v.size(), 1u + 5u + 9u + 5u) << *reply;
   EXPECT_GT(std::stoll(v[0]), 0);  // the run's Redis time
-  EXPECT_EQ(v[1], "1");  // admitted (the second unit of "good")
-  EXPECT_EQ(v[3], "3");  // remaining
-  EXPECT_EQ(v[6], "2");  // the middle call: failed, at its key 2
+  EXPECT_EQ(v[1], "1");            // admitted (the second unit of "good")
+  EXPECT_EQ(v[3], "3");            // remaining
+  EXPECT_EQ(v[6], "2");            // the middle call: failed, at its key 2
   EXPECT_EQ(v[7], "2");
   EXPECT_EQ(v[15], "1");  // the last call: admitted (the third unit)
   EXPECT_EQ(v[17], "2");
