@@ -346,6 +346,17 @@ double Median(std::vector<double> v) {
 
 std::string Fixed(double v, int digits) { return absl::StrFormat("%.*f", digits, v); }
 
+// 1234567 -> "1,234,567".
+std::string Thousands(double v) {
+  std::string digits = absl::StrFormat("%.0f", v);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -418,22 +429,22 @@ int main(int argc, char** argv) {
   absl::StrAppend(&md, "## Redis CPU per check\n\n");
   absl::StrAppend(
       &md, "What one check costs redis-server in CPU, for each algorithm, beside the floor of a\n",
-      "plain pipelined `INCR`, measured in the same run by `toolgate_redis_cost` ",
-      "(`bench/redis_cost.cc`):\n",
-      "a `RedisCounterStore` (the store toolgated uses, over-limit cache off) with ", o.concurrency,
-      " checks in flight\n(closed loop), each check one limit on one of ", o.instances,
-      " counter instances (fresh keys each round), a\n", o.warmup_ms, " ms warm-up, then ",
-      o.duration_ms, " ms measured; the floor keeps ", o.concurrency,
-      " `INCR`s in flight on one raw connection,\npipelined, over as many keys. ",
-      "Redis CPU is `INFO`'s `used_cpu_user` + `used_cpu_sys` over the\nmeasured run, divided by ",
-      "the checks answered; EVALSHA figures are from `INFO commandstats`\n(reset before each "
-      "run). ",
-      o.rounds, " rounds, each measuring every row once; medians over the rounds, and the\n",
-      "ratio to the floor is the median of each round's ratio. Every check was admitted and none\n",
-      "failed", exit_code == 0 ? "" : " — **except as the warnings say**", ".\n\n");
+      "plain pipelined `INCR` measured in the same run, by `toolgate_redis_cost` ",
+      "(`bench/redis_cost.cc`): a\n`RedisCounterStore` (the store toolgated uses; over-limit ",
+      "cache off) with ", o.concurrency, " checks in flight (closed\nloop), each check one limit ",
+      "on one of ", Thousands(o.instances), " counter instances (fresh keys each round), a ",
+      o.warmup_ms, " ms\nwarm-up, then ", o.duration_ms, " ms measured; the floor keeps ",
+      o.concurrency, " `INCR`s in flight on one raw connection, pipelined,\nover as many keys. ",
+      "**Redis CPU** is `INFO`'s `used_cpu_user` + `used_cpu_sys` over the measured run,\n",
+      "divided by the checks answered. The EVALSHA columns are from `INFO commandstats` (reset ",
+      "before\neach run); its time is wall time inside the command, which includes any time ",
+      "redis-server waited\nfor a CPU, so on a busy machine it exceeds the CPU time. ", o.rounds,
+      " rounds, each measuring every row\nonce; medians over the rounds; the ratio to the floor ",
+      "is the median of each round's ratio.\nEvery check was admitted and none failed",
+      exit_code == 0 ? "" : " — **except as the warnings say**", ".\n\n");
   absl::StrAppend(&md,
                   "| algorithm | limit | Redis CPU µs per check | × INCR floor | checks/s | checks "
-                  "per EVALSHA | µs per EVALSHA | EVALSHA µs per check |\n",
+                  "per EVALSHA | wall µs per EVALSHA | wall EVALSHA µs per check |\n",
                   "|---|---|---:|---:|---:|---:|---:|---:|\n");
   for (size_t i = 0; i < scenarios.size(); ++i) {
     std::vector<double> cpu, ratio, rate, batch, usec, usec_check;
@@ -449,7 +460,7 @@ int main(int argc, char** argv) {
     const Scenario& s = scenarios[i];
     absl::StrAppend(&md, "| ", s.floor ? s.name : absl::StrCat("`", s.name, "`"), " | ", s.limit,
                     " | **", Fixed(Median(cpu), 2), "** | ",
-                    s.floor ? "1.00" : Fixed(Median(ratio), 2), " | ", Fixed(Median(rate), 0),
+                    s.floor ? "1.00" : Fixed(Median(ratio), 2), " | ", Thousands(Median(rate)),
                     " | ", s.floor ? "—" : Fixed(Median(batch), 1), " | ",
                     s.floor ? "—" : Fixed(Median(usec), 1), " | ",
                     s.floor ? "—" : Fixed(Median(usec_check), 2), " |\n");
