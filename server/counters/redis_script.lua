@@ -117,19 +117,23 @@ local function count_in(st, idx)
   return 0
 end
 
+-- A bucketed window's bucket size.
+local function bucket_size(window)
+  local bs = floor((window + 63) / 64)
+  if bs < 1 then bs = 1 end
+  return bs
+end
+
 -- Refunds one call: the unit each of its n keys (after the k0 keys of the
 -- calls before it) consumed at Redis time `at`.
 local function refund(a0, k0, base, at)
   local n = argn(a0 + 1)
   out[base + 1] = 1
-  local sts = {}  -- Fixed windows and token buckets, checked before any change.
-  for i = 1, n do
-    local a = a0 + 2 + (i - 1) * 4
-    if ARGV[a] == 'f' or ARGV[a] == 't' then
-      sts[i] = string_state(k0 + i, ARGV[a], i)
-      if ARGV[a] == 't' and sts[i].a and sts[i].b > now + argn(a + 1) then fail(3, i) end
-    end
-  end
+  -- Every key is read and checked before any is changed (all or nothing):
+  -- sts[i] is a string's state, the position of a log's entry, or a
+  -- bucket's count.
+  local sts = {}
+  local at_s = format('%d', at)
   for i = 1, n do
     local key = KEYS[k0 + i]
     local a = a0 + 2 + (i - 1) * 4
@@ -138,39 +142,47 @@ local function refund(a0, k0, base, at)
     if alg == 's' then
       local len = try('LLEN', key)
       if type(len) == 'table' then fail(2, i) end
-      -- Entries are in time order and the refunded one is recent: LREM
-      -- walks from the tail, and only the newest max entries can be live.
-      if len > 0 then call('LREM', key, '-1', format('%d', at)) end
+      -- The newest entry at that time among the newest max (only they can
+      -- be live): LPOS walks at most max entries, from the tail.
+      if len > 0 then sts[i] = call('LPOS', key, at_s, 'RANK', '-1', 'MAXLEN', ARGV[a + 2]) end
     elseif alg == 'b' then
-      local bs = floor((window + 63) / 64)
-      if bs < 1 then bs = 1 end
-      local field = format('%d', floor(at / bs))
-      local c = try('HGET', key, field)
+      local c = try('HGET', key, format('%d', floor(at / bucket_size(window))))
       if type(c) == 'table' then fail(2, i) end
       if c then
-        local v = num(c)
-        if not v then fail(3, i) end
-        if v > 0 then call('HINCRBY', key, field, '-1') end
+        sts[i] = num(c)
+        if not sts[i] then fail(3, i) end
+      end
+    else
+      sts[i] = string_state(k0 + i, alg, i)
+      if alg == 't' and sts[i].a and sts[i].b > now + window then fail(3, i) end
+    end
+  end
+  for i = 1, n do
+    local key = KEYS[k0 + i]
+    local a = a0 + 2 + (i - 1) * 4
+    local alg = ARGV[a]
+    local window = argn(a + 1)
+    local st = sts[i]
+    if alg == 's' then
+      if st then call('LREM', key, '-1', at_s) end  -- (Found within the newest max.)
+    elseif alg == 'b' then
+      if st and st > 0 then
+        call('HINCRBY', key, format('%d', floor(at / bucket_size(window))), '-1')
       end
     elseif alg == 'f' then
-      local st = sts[i]
       local idx = floor(at / window)
-      local c = count_in(st, idx)
-      if c > 0 then
+      if count_in(st, idx) > 0 then
         st.a = st.a - 1
         dirty(key, st, max_of(1, (idx + 1) * window - now))
       end
-    else -- 't'
-      local st = sts[i]
-      if st.a then
-        local max = argn(a + 2)
-        local cap = argn(a + 3) * window
-        local units = st.a
-        if now > st.b then units = units + (now - st.b) * max end
-        units = min(cap, units + window)
-        st.a, st.b = units, now
-        dirty(key, st, max_of(1, units >= cap and 0 or floor((cap - units + max - 1) / max)))
-      end
+    elseif st.a then -- 't'
+      local max = argn(a + 2)
+      local cap = argn(a + 3) * window
+      local units = st.a
+      if now > st.b then units = units + (now - st.b) * max end
+      units = min(cap, units + window)
+      st.a, st.b = units, now
+      dirty(key, st, max_of(1, units >= cap and 0 or floor((cap - units + max - 1) / max)))
     end
     local o = base + 4 * i - 2
     out[o], out[o + 1], out[o + 2], out[o + 3] = 1, 0, 0, 0

@@ -45,11 +45,13 @@
 // not of its two numbers.
 //
 // A refund gives back exactly what the admission at <ms> took: "s" removes
-// one log entry equal to <ms> (none: nothing, it has expired); "b"
+// one log entry equal to <ms> among its newest max (none: nothing, it has
+// expired, or no longer counts); "b"
 // decrements that time's bucket if above 0; "f" decrements the count if the
 // stored window is still <ms>'s and the count is above 0; "t" adds one
 // call's units to the level refilled to now, capped at the capacity. It
-// never creates a key.
+// never creates a key, and, like any call, changes nothing when one of its
+// keys is of another type or corrupt.
 //
 // Keys: `<prefix>{<counter instance>}:<algorithm>[<format>]:<window_ms>`,
 // e.g. `toolgate:{rate|g|agent-7}:s:60000`, `toolgate:{daily|g|a}:f2:86400000`

@@ -542,5 +542,25 @@ TEST_F(RedisScriptRefundTest, RefundOnAKeyOfAnotherTypeFails) {
   }
 }
 
+// A refund is all or nothing too: when one of its keys is of another type,
+// none of its other keys is given back.
+TEST_F(RedisScriptRefundTest, RefundFailingOnOneKeyChangesNone) {
+  for (const LimitCheck& check : EveryAlgorithm(KeyOf(""), kHour)) {
+    SCOPED_TRACE(codec_.Key(check));
+    const LimitCheck bad = MakeCheck(KeyOf("bad") + codec_.Key(check), check.algorithm,
+                                     check.window_ms, check.max, check.burst);
+    ASSERT_TRUE(redis_->Command({"SADD", codec_.Key(bad), "x"}).ok());
+    const int64_t at = Admit(check);
+    const int64_t room = Remaining(check);
+    ScriptCall refund{{check, bad}, false};
+    refund.refund_at_ms = at;
+    Decoded d = Run({refund});
+    ASSERT_TRUE(d.status.ok()) << d.status;
+    ASSERT_EQ(d.calls.size(), 1u);
+    ASSERT_FALSE(d.calls[0].ok());
+    EXPECT_EQ(Remaining(check), room) << "given back although the refund failed";
+  }
+}
+
 }  // namespace
 }  // namespace toolgate
