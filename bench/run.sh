@@ -11,6 +11,9 @@
 #   c  one sliding-window limit in Redis over 10,000 grants (never over)
 #   d  one hot counter in Redis that is over its limit (over-limit cache)
 #   e  a large policy: 10,000 exact tools, 1,000 globs, 1,000 schemas
+#   r  Redis CPU per check of each limit algorithm against a pipelined INCR
+#      (bench/toolgate_redis_cost against its own redis-server; no gRPC),
+#      the section "Redis CPU per check"
 #
 # Every run checks that every call got the expected decision and that no
 # call failed; a failed check is a warning in the report (and exit status 1).
@@ -24,8 +27,10 @@
 #                 pinning); exits non-zero only on errors or wrong decisions,
 #                 never on speed; writes no report. (ctest: bench_smoke.)
 #   --bin-dir D   use the binaries in D (toolgated, toolgate, noop_server,
-#                 toolgate_bench) instead of building build-bench/ (Release).
-#   --scenarios L run only these scenarios, e.g. "a c".
+#                 toolgate_bench, toolgate_redis_cost) instead of building
+#                 build-bench/ (Release).
+#   --scenarios L run only these scenarios, e.g. "a c" (or "r" alone, whose
+#                 section can be spliced into an existing report).
 #   --rounds N    measure each point N times (default 5), each round the
 #                 no-op server then toolgated; ratios are the median of the
 #                 rounds' ratios, so background load hits both alike.
@@ -41,7 +46,7 @@
 # it exists.
 #
 # Needs: bash, awk, taskset (unless --no-pin), redis-server and redis-cli on
-# PATH (scenarios c and d), valgrind for --profile.
+# PATH (scenarios c, d and r), valgrind for --profile.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,7 +55,7 @@ BIN_DIR=""
 DURATION=1500ms
 WARMUP=250ms
 OUT="$ROOT/docs/benchmarks.md"
-SCENARIOS="a b c d e"
+SCENARIOS="a b c d e r"
 PIN=1
 PROFILE=0
 CONCURRENCIES="1 64"
@@ -103,13 +108,14 @@ if [[ -z "$BIN_DIR" ]]; then
   echo "== building (Release) in $BIN_DIR" >&2
   cmake -S "$ROOT" -B "$BIN_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
   make -C "$BIN_DIR" -j1 --no-print-directory toolgated toolgate noop_server toolgate_bench \
-    >/dev/null
+    toolgate_redis_cost >/dev/null
 fi
 TOOLGATED="$BIN_DIR/toolgated"
 CLI="$BIN_DIR/toolgate"
 NOOP="$BIN_DIR/noop_server"
 BENCH="$BIN_DIR/toolgate_bench"
-for bin in "$TOOLGATED" "$CLI" "$NOOP" "$BENCH"; do
+REDIS_COST="$BIN_DIR/toolgate_redis_cost"
+for bin in "$TOOLGATED" "$CLI" "$NOOP" "$BENCH" "$REDIS_COST"; do
   [[ -x "$bin" ]] || { echo "run.sh: $bin not built" >&2; exit 2; }
 done
 
@@ -363,6 +369,25 @@ for scen in $SCENARIOS; do
       run_scenario e ALLOW "--policy $WORK/large/large.yaml" \
         --tools-file "$WORK/large/large.tools" --grant 'agent-{i}' --grants 1000 --args "$ARGS_E"
       ;;
+    r)
+      # Redis CPU per check: its own redis-server (pinned like the others'),
+      # the load generator on CPU 1; the section comes out of the program.
+      start_redis "$REDIS_CPU"
+      echo "== scenario r" >&2
+      cost_cmd=($(pin_prefix 1) "$REDIS_COST" --redis "redis://127.0.0.1:$REDIS_PORT"
+        --rounds "$ROUNDS" --warmup "$WARMUP" --duration "$DURATION"
+        --concurrency "$( ((SMOKE)) && echo 8 || echo 64)" --markdown "$WORK/redis-cost.md")
+      record "${cost_cmd[@]}"
+      rc=0
+      "${cost_cmd[@]}" >"$WORK/redis-cost.txt" 2>&1 || rc=$?
+      grep '^round' "$WORK/redis-cost.txt" | sed 's/^/    /' >&2 || true
+      if ((rc != 0)) || [[ ! -s "$WORK/redis-cost.md" ]]; then
+        warn "scenario r: toolgate_redis_cost exit $rc: $(grep -E 'FAILURES|toolgate_redis_cost:' \
+          "$WORK/redis-cost.txt" | head -3 | tr '\n' ' ')"
+      fi
+      stop "$REDIS_PID"
+      REDIS_PID="" REDIS_PORT=""
+      ;;
     *) echo "run.sh: unknown scenario $scen" >&2; exit 2 ;;
   esac
 done
@@ -456,6 +481,7 @@ REPORT="$WORK/benchmarks.md"
   fi
   echo "## Results"
   for scen in $SCENARIOS; do
+    [[ "$scen" != r ]] || continue  # Its own section, below.
     echo
     echo "### ${TITLE[$scen]}"
     echo
@@ -511,6 +537,12 @@ REPORT="$WORK/benchmarks.md"
     fi
   done
 
+  # ---- Redis CPU per check (scenario r) ----
+  if [[ " $SCENARIOS " == *" r "* && -s "$WORK/redis-cost.md" ]]; then
+    echo
+    cat "$WORK/redis-cost.md"
+  fi
+
   # ---- Targets ----
   echo
   echo "## Targets"
@@ -529,6 +561,7 @@ REPORT="$WORK/benchmarks.md"
   hi=${CONCURRENCIES##* }
   lo=${CONCURRENCIES%% *}
   for scen in $SCENARIOS; do
+    [[ "$scen" != r ]] || continue  # Its targets are in its section.
     t="$scen,toolgate,$hi"
     n="$scen,noop,$hi"
     tr_hi=$(pmed "$t" "$n" tput)

@@ -1,31 +1,12 @@
 -- toolgate: decide a batch of calls. For each call, in order: check every
--- limit of the call and, only if all have room, consume one unit of each.
--- Atomic (a script runs alone), and timed by the Redis server's own clock.
--- The calls of a batch are independent: each is admitted or refused on its
--- own, exactly as if each were a script run of its own, in batch order.
---
--- KEYS     the counter instance keys of every call, call after call (see
---          server/counters/redis_store.h).
--- ARGV[1]  the number of calls.
--- Then for each call: its mode ("0": decide and consume; "1": dry run,
--- decide, consume nothing; "r<ms>": refund, see below), its number of keys
--- n, and for each of its n keys: algorithm, window_ms, max, burst.
---   algorithm "s": sliding window, exact log (a list of admission times).
---   algorithm "b": sliding window, 64 buckets, for large max (memory bounded;
---                  counts a partly expired bucket whole, so never over-admits).
---   algorithm "f": fixed window, calendar aligned (a hash: window index, count).
---   algorithm "t": token bucket (a hash: level, last refill time).
--- Returns the run's Redis time (ms), then call after call: admitted, and per
--- key: has_room, remaining, reset_after_ms, retry_after_ms. A call whose key holds a value of another
--- type gets admitted = 2 and, in place of the first key's has_room, the
--- position of that key; a call whose key is of the right type but holds
--- what toolgate never writes (corrupt: a log entry or count that is not a
--- time or count of the Redis clock's range, a negative, fractional, NaN or
--- huge number, more buckets than a limit ever keeps) gets
--- admitted = 3 and that key's position (0: not known). Either way nothing
--- of that call is counted, and the other calls are decided as usual: each
--- call runs under pcall, so not even an unforeseen error in one call's
--- keys fails the batch.
+-- limit of the call and, only if all have room, consume one unit of each
+-- (or, for a refund, give one back). Atomic, timed by the Redis server's
+-- clock; each call is decided as if it had a script run of its own. The
+-- protocol (arguments, reply, markers, refunds) and what each key holds are
+-- described in redis_script_codec.h. The script is sent without its comment
+-- lines (CMakeLists.txt), and so must stay under 16 KiB: Redis answers a
+-- longer argument (SCRIPT LOAD) from a client that has not authenticated
+-- yet with a protocol error, where the client must see NOAUTH.
 --
 -- Bounded whatever a key holds: a stored number is read only if it has at
 -- most 16 digits (no sign, point or exponent) and is at most 2^53; a log
@@ -36,36 +17,27 @@
 -- a time more than one window past the Redis clock is corrupt. Retry and
 -- reset times are at most one window (a bucket more for "b").
 --
--- A refund ("r<ms>") gives back, exactly, the one unit each of its keys
--- consumed in an admission by the script run whose Redis time was <ms>
--- (a call admitted on one Redis Cluster slot and refused on another):
--- "s" removes one log entry equal to that time (none: it has expired);
--- "b" decrements that time's bucket if above 0; "f" decrements the count
--- if the stored window is still that time's and the count above 0; "t"
--- adds one call's units to the level refilled to now, capped at the
--- capacity. It never creates a key and never leaves a counter with more
--- room than it would have had without the admission. Its result is
--- admitted, each key has_room, zeros.
---
--- Every check runs this script, so it is written for speed: one script run
--- serves many calls (a script run costs Redis more than the work in it),
--- results go straight into the reply array, per-key state into two flat
--- arrays, and the common case (a sliding window with room) makes four Redis
--- calls per call, plus one TIME per batch: LLEN, LINDEX, RPUSH, PEXPIRE.
--- Arguments to redis.call are passed as strings: Redis formats a Lua number
--- with "%.17g", which costs more than the call itself, and an integer formats
--- faster with "%d". Times in a log are compared as strings (digit strings of
--- equal length compare like numbers), which saves parsing them.
-local call, try, tonumber, format, floor, find, pcall, min, max_of =
-  redis.call, redis.pcall, tonumber, string.format, math.floor, string.find, pcall, math.min,
-  math.max
+-- Written for Redis's CPU: a redis.call costs more than the Lua around it,
+-- and a run more than its calls. So one run serves many calls; its fixed
+-- windows and token buckets (strings) are read by one MGET, kept in `state`
+-- as its calls change them (a call's changes only once all its limits
+-- admit it), and each written once at the end: a fixed window by INCRBY in
+-- the window it was read in (its expiry, the window's end, stays), else by
+-- SET ... PX, as a token bucket. A sliding window with room costs four
+-- calls (LLEN, LINDEX, RPUSH, PEXPIRE). Arguments to redis.call are strings
+-- (Redis formats a Lua number with "%.17g"); log times compare as strings.
+local call, try, tonumber, format, floor, find, sub, pcall, min, max_of, unpack =
+  redis.call, redis.pcall, tonumber, string.format, math.floor, string.find, string.sub, pcall,
+  math.min, math.max, unpack
 local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local now_s = format('%d', now)
 local out = {now, 0, 0, 0, 0, 0}  -- Sized for one call with one limit, the common case.
-local s1 = {}  -- per key of a call: "s" length; "b" bucket size; "f" window index; "t" level
-local s2 = {}  -- per key of a call: "f" count; "t" capacity
+local s1 = {}  -- per key of a call: "s" length; "b" bucket size; "f" count; "t" level
 local max_buckets = 128  -- "b": fields a bucket hash may hold (65 at most are written)
+local FW = 10000000000   -- "f": value = (window index mod 100000) * FW + count
+local state = {}   -- "f", "t" key -> {a, b: its numbers (nil: empty); bad: its marker}
+local written = {} -- "f", "t" keys changed, in order
 
 -- A number as toolgate stores it: digits only, at most 16 of them and at
 -- most 2^53 (exact in a Lua number); nil for anything else.
@@ -76,59 +48,141 @@ local function num(s)
   return v
 end
 
+-- ARGV[i] as a number: the calls of a run repeat the same few windows and
+-- maxima, so each string is converted once.
+local nums = {}
+local function argn(i)
+  local s = ARGV[i]
+  local v = nums[s]
+  if not v then
+    v = tonumber(s)
+    nums[s] = v
+  end
+  return v
+end
+
 -- Raised (through pcall) when key i of the call holds a value of another
 -- type (2) or content toolgate never writes (3).
 local function fail(marker, i) error({marker = marker, key = i}, 0) end
 
+-- Every key of the run, read by one MGET when ARGV[2] says a call uses a
+-- fixed window or token bucket: their strings (a sliding window's list or
+-- hash reads as nil, unused).
+local vals = ARGV[2] == '1' and call('MGET', unpack(KEYS)) or {}
+
+-- The state of fixed window or token bucket (`alg`) key KEYS[k], from
+-- `vals` the first time; st.bad: its marker. MGET answers nil for a key of
+-- another type too: EXISTS tells (only for a missing key).
+local function load_string(k, alg)
+  local key = KEYS[k]
+  local st = state[key]
+  if not st then
+    local v = vals[k]
+    st = {}
+    if not v then
+      if call('EXISTS', key) == 1 then st.bad = 2 end
+    elseif alg == 'f' then
+      st.a = num(v)
+      if not st.a or st.a >= 100000 * FW then st.bad = 3 end
+      st.read = st.a
+    else
+      local sp = find(v, ' ', 1, true)  -- (A plain find: a pattern costs more.)
+      if sp then st.a, st.b = num(sub(v, 1, sp - 1)), num(sub(v, sp + 1)) end
+      if not st.a or not st.b then st.bad = 3 end
+    end
+    state[key] = st
+  end
+  return st
+end
+
+-- The same, as key i of its call: raises its marker.
+local function string_state(k, alg, i)
+  local st = load_string(k, alg)
+  if st.bad then fail(st.bad, i) end
+  return st
+end
+
+-- Marks a string key's state to be written at the end, with its expiry.
+local function dirty(key, st, ttl)
+  if not st.dirty then
+    st.dirty = true
+    written[#written + 1] = key
+  end
+  st.ttl = ttl
+end
+
+-- A fixed window's count in window `idx` (another window's is 0).
+local function count_in(st, idx)
+  if st.a and floor(st.a / FW) == idx % 100000 then return st.a % FW end
+  return 0
+end
+
+-- A bucketed window's bucket size.
+local function bucket_size(window)
+  local bs = floor((window + 63) / 64)
+  if bs < 1 then bs = 1 end
+  return bs
+end
+
 -- Refunds one call: the unit each of its n keys (after the k0 keys of the
 -- calls before it) consumed at Redis time `at`.
 local function refund(a0, k0, base, at)
-  local n = tonumber(ARGV[a0 + 1])
+  local n = argn(a0 + 1)
   out[base + 1] = 1
+  -- Every key is read and checked before any is changed (all or nothing):
+  -- sts[i] is a string's state, the position of a log's entry, or a
+  -- bucket's count.
+  local sts = {}
+  local at_s = format('%d', at)
   for i = 1, n do
     local key = KEYS[k0 + i]
     local a = a0 + 2 + (i - 1) * 4
     local alg = ARGV[a]
-    local window = tonumber(ARGV[a + 1])
+    local window = argn(a + 1)
     if alg == 's' then
       local len = try('LLEN', key)
       if type(len) == 'table' then fail(2, i) end
-      -- Entries are in time order and the refunded one is recent: LREM
-      -- walks from the tail, and only the newest max entries can be live.
-      if len > 0 then call('LREM', key, '-1', format('%d', at)) end
+      -- The newest entry at that time among the newest max (only they can
+      -- be live): LPOS walks at most max entries, from the tail.
+      if len > 0 then sts[i] = call('LPOS', key, at_s, 'RANK', '-1', 'MAXLEN', ARGV[a + 2]) end
     elseif alg == 'b' then
-      local bs = floor((window + 63) / 64)
-      if bs < 1 then bs = 1 end
-      local field = format('%d', floor(at / bs))
-      local c = try('HGET', key, field)
+      local c = try('HGET', key, format('%d', floor(at / bucket_size(window))))
       if type(c) == 'table' then fail(2, i) end
       if c then
-        local v = num(c)
-        if not v then fail(3, i) end
-        if v > 0 then call('HINCRBY', key, field, '-1') end
+        sts[i] = num(c)
+        if not sts[i] then fail(3, i) end
+      end
+    else
+      sts[i] = string_state(k0 + i, alg, i)
+      if alg == 't' and sts[i].a and sts[i].b > now + window then fail(3, i) end
+    end
+  end
+  for i = 1, n do
+    local key = KEYS[k0 + i]
+    local a = a0 + 2 + (i - 1) * 4
+    local alg = ARGV[a]
+    local window = argn(a + 1)
+    local st = sts[i]
+    if alg == 's' then
+      if st then call('LREM', key, '-1', at_s) end  -- (Found within the newest max.)
+    elseif alg == 'b' then
+      if st and st > 0 then
+        call('HINCRBY', key, format('%d', floor(at / bucket_size(window))), '-1')
       end
     elseif alg == 'f' then
-      local v = try('HMGET', key, 'w', 'c')
-      if v.err then fail(2, i) end
-      if v[1] then
-        local w, c = num(v[1]), num(v[2])
-        if not w or not c then fail(3, i) end
-        if w == floor(at / window) and c > 0 then call('HSET', key, 'c', format('%d', c - 1)) end
+      local idx = floor(at / window)
+      if count_in(st, idx) > 0 then
+        st.a = st.a - 1
+        dirty(key, st, max_of(1, (idx + 1) * window - now))
       end
-    else -- 't'
-      local max = tonumber(ARGV[a + 2])
-      local cap = tonumber(ARGV[a + 3]) * window
-      local v = try('HMGET', key, 'u', 't')
-      if v.err then fail(2, i) end
-      if v[1] or v[2] then
-        local units, last = num(v[1]), num(v[2])
-        if not units or not last or last > now + window then fail(3, i) end
-        if now > last then units = units + (now - last) * max end
-        units = min(cap, units + window)
-        local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
-        call('HSET', key, 'u', format('%d', units), 't', now_s)
-        call('PEXPIRE', key, format('%d', max_of(1, reset)))
-      end
+    elseif st.a then -- 't'
+      local max = argn(a + 2)
+      local cap = argn(a + 3) * window
+      local units = st.a
+      if now > st.b then units = units + (now - st.b) * max end
+      units = min(cap, units + window)
+      st.a, st.b = units, now
+      dirty(key, st, max_of(1, units >= cap and 0 or floor((cap - units + max - 1) / max)))
     end
     local o = base + 4 * i - 2
     out[o], out[o + 1], out[o + 2], out[o + 3] = 1, 0, 0, 0
@@ -139,15 +193,15 @@ end
 -- keys of the calls before it, its values from out[base + 1] on.
 local function decide(a0, k0, base)
   local dry = ARGV[a0] == '1'
-  local n = tonumber(ARGV[a0 + 1])
+  local n = argn(a0 + 1)
   out[base + 1] = 1  -- admitted; then key i's four values at base + 4i - 2 ..
 
   for i = 1, n do
     local key = KEYS[k0 + i]
     local a = a0 + 2 + (i - 1) * 4
     local alg = ARGV[a]
-    local window = tonumber(ARGV[a + 1])
-    local max = tonumber(ARGV[a + 2])
+    local window = argn(a + 1)
+    local max = argn(a + 2)
     local latest = now + window  -- No stored time may be later.
     local room, remaining, reset, retry = 0, 0, 0, 0
     if alg == 's' then
@@ -240,41 +294,33 @@ local function decide(a0, k0, base)
       end
     elseif alg == 'f' then
       local idx = floor(now / window)
-      local v = try('HMGET', key, 'w', 'c')
-      if v.err then fail(2, i) end
+      local st = state[key]
+      if not st or st.bad then st = string_state(k0 + i, alg, i) end
+      -- Another window's count (an earlier one, or one of a clock that went
+      -- back) is replaced on the next admission.
       local count = 0
-      if v[1] then
-        local w = num(v[1])
-        if not w then fail(3, i) end
-        -- Another window's count (an earlier one, or one of a clock that
-        -- went back) is replaced on the next admission.
-        if w == idx then
-          count = num(v[2])
-          if not count then fail(3, i) end
-        end
+      local v = st.a
+      if v and floor(v / FW) == idx % 100000 then count = v % FW end
+      s1[i] = count
+      local wend = (idx + 1) * window - now
+      if count < max then
+        room = 1
+        remaining = max - count
       end
-      s1[i] = idx
-      s2[i] = count
-      local wend = (idx + 1) * window
-      if count < max then room = 1 end
-      remaining = max_of(0, max - count)
-      if count > 0 then reset = wend - now end
-      if room == 0 then retry = wend - now end
+      if count > 0 then reset = wend end
+      if room == 0 then retry = wend end
     else -- 't'
-      local burst = tonumber(ARGV[a + 3])
-      local cap = burst * window
-      local v = try('HMGET', key, 'u', 't')
-      if v.err then fail(2, i) end
+      local st = state[key]
+      if not st or st.bad then st = string_state(k0 + i, alg, i) end
+      local cap = argn(a + 3) * window
       local units = cap
-      if v[1] or v[2] then
-        units = num(v[1])
-        local last = num(v[2])
-        if not units or not last or last > latest then fail(3, i) end
-        if now > last then units = min(cap, units + (now - last) * max) end
+      if st.a then
+        if st.b > latest then fail(3, i) end
+        units = st.a
+        if now > st.b then units = min(cap, units + (now - st.b) * max) end
       end
       units = min(units, cap)
       s1[i] = units
-      s2[i] = cap
       if units >= window then room = 1 end
       remaining = floor(units / window)
       reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
@@ -294,7 +340,7 @@ local function decide(a0, k0, base)
     for i = 1, n do
       local a = a0 + 2 + (i - 1) * 4
       if ARGV[a] == 's' and s1[i] > 0 and out[base + 4 * i - 2] == 1 then
-        local window = tonumber(ARGV[a + 1])
+        local window = argn(a + 1)
         local last = num(call('LINDEX', KEYS[k0 + i], '-1'))
         if not last or last > now + window then fail(3, i) end
         out[base + 4 * i] = min(window, last + window - now)
@@ -305,7 +351,7 @@ local function decide(a0, k0, base)
       local key = KEYS[k0 + i]
       local a = a0 + 2 + (i - 1) * 4
       local alg = ARGV[a]
-      local window = tonumber(ARGV[a + 1])
+      local window = argn(a + 1)
       local o = base + 4 * i - 2
       if out[o + 1] > 0 then out[o + 1] = out[o + 1] - 1 end
       if alg == 's' then
@@ -324,36 +370,98 @@ local function decide(a0, k0, base)
           call('PEXPIRE', key, format('%d', reset))
         end
       elseif alg == 'f' then
-        local idx = s1[i]
-        local wend = (idx + 1) * window
-        out[o + 2] = wend - now
+        local idx = floor(now / window)
+        local wend = (idx + 1) * window - now
+        out[o + 2] = wend
         if not dry then
-          call('HSET', key, 'w', format('%d', idx), 'c', format('%d', s2[i] + 1))
-          call('PEXPIRE', key, format('%d', max_of(1, wend - now)))
+          local st = state[key]
+          local c = s1[i]
+          if c == 0 then st.fresh = true end  -- A new window (or key): SET.
+          st.a = (idx % 100000) * FW + c + 1
+          if not st.dirty then
+            st.dirty = true
+            written[#written + 1] = key
+          end
+          st.ttl = wend
         end
       else
-        local max = tonumber(ARGV[a + 2])
+        local max = argn(a + 2)
         local units = s1[i] - window
-        local cap = s2[i]
+        local cap = argn(a + 3) * window
         local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
         out[o + 2] = reset
         if not dry then
-          call('HSET', key, 'u', format('%d', units), 't', now_s)
-          call('PEXPIRE', key, format('%d', max_of(1, reset)))
+          local st = state[key]
+          st.a, st.b = units, now
+          dirty(key, st, max_of(1, reset))
         end
       end
     end
   end
 end
 
+-- A call with one limit, a fixed window or token bucket (most calls): what
+-- decide does, without its generality or pcall (nothing here can raise).
+local function fast(alg, a0, k, base, consume)
+  local st = load_string(k, alg)
+  local window, max = argn(a0 + 3), argn(a0 + 4)
+  if not st.bad and alg == 't' and st.a and st.b > now + window then st.bad = 3 end
+  if st.bad then
+    out[base + 1], out[base + 2], out[base + 3], out[base + 4], out[base + 5] = st.bad, 1, 0, 0, 0
+    return
+  end
+  local room, remaining, reset, retry, ttl
+  if alg == 'f' then
+    local idx = floor(now / window)
+    local v, count = st.a, 0
+    if v and floor(v / FW) == idx % 100000 then count = v % FW end
+    local wend = (idx + 1) * window - now
+    room = count < max
+    if room then
+      remaining, reset, retry = max - count - 1, wend, 0
+      if consume then
+        if count == 0 then st.fresh = true end
+        st.a, ttl = (idx % 100000) * FW + count + 1, wend
+      end
+    else
+      remaining, reset, retry = 0, wend, wend
+    end
+  else
+    local cap = argn(a0 + 5) * window
+    local units = cap
+    if st.a then
+      units = st.a
+      if now > st.b then units = units + (now - st.b) * max end
+      if units > cap then units = cap end
+    end
+    room = units >= window
+    if room then units = units - window end
+    remaining = floor(units / window)
+    reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
+    retry = room and 0 or floor((window - units + max - 1) / max)
+    if room and consume then st.a, st.b, ttl = units, now, max_of(1, reset) end
+  end
+  if ttl then
+    if not st.dirty then
+      st.dirty = true
+      written[#written + 1] = KEYS[k]
+    end
+    st.ttl = ttl
+  end
+  out[base + 1], out[base + 2], out[base + 3], out[base + 4], out[base + 5] =
+    room and 1 or 0, room and 1 or 0, remaining, reset, retry
+end
+
 local k0 = 0   -- keys of the calls before this one
-local a0 = 2   -- ARGV index of this call's mode
+local a0 = 3   -- ARGV index of this call's mode
 local base = 1 -- values in out before this call's (the time first)
-for _ = 1, tonumber(ARGV[1]) do
-  local n = tonumber(ARGV[a0 + 1])
+for _ = 1, argn(1) do
+  local n = argn(a0 + 1)
   local mode = ARGV[a0]
-  local ok, err
-  if #mode > 1 then
+  local ok, err, alg = true, nil, n == 1 and #mode == 1 and ARGV[a0 + 2]
+  if alg == 'f' or alg == 't' then
+    fast(alg, a0, k0 + 1, base, mode == '0')
+  elseif #mode > 1 then
     ok, err = pcall(refund, a0, k0, base, num(mode:sub(2)))
   else
     ok, err = pcall(decide, a0, k0, base)
@@ -374,4 +482,18 @@ for _ = 1, tonumber(ARGV[1]) do
   base = base + 1 + 4 * n
 end
 for j = base + 1, 6 do out[j] = nil end  -- (Fewer values than presized.)
+
+-- Each fixed window and token bucket changed, written once: a fixed window
+-- in the window it was read in by INCRBY (keeping its expiry, the window's
+-- end), else with SET ... PX; a token bucket with SET ... PX.
+for _, key in ipairs(written) do
+  local st = state[key]
+  if st.b then
+    call('SET', key, format('%d %d', st.a, st.b), 'PX', format('%d', st.ttl))
+  elseif st.fresh then
+    call('SET', key, format('%d', st.a), 'PX', format('%d', st.ttl))
+  elseif st.a ~= st.read then
+    call('INCRBY', key, format('%d', st.a - st.read))
+  end
+end
 return out

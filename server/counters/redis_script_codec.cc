@@ -49,30 +49,50 @@ char RedisScriptCodec::AlgorithmLetter(const LimitCheck& check) const {
   return 's';
 }
 
+absl::string_view RedisScriptCodec::KeyKind(char algorithm, char (&buf)[4]) {
+  // Sliding windows keep format 1 (a list, a hash): no digit.
+  const bool strings = algorithm == 'f' || algorithm == 't';
+  size_t n = 0;
+  buf[n++] = ':';
+  buf[n++] = algorithm;
+  if (strings) buf[n++] = kStringFormat;
+  buf[n++] = ':';
+  return absl::string_view(buf, n);
+}
+
 std::string RedisScriptCodec::Key(const LimitCheck& check) const {
-  const char alg = AlgorithmLetter(check);
-  return absl::StrCat(key_prefix_, "{", check.key, "}:", absl::string_view(&alg, 1), ":",
+  char buf[4];
+  return absl::StrCat(key_prefix_, "{", check.key, "}", KeyKind(AlgorithmLetter(check), buf),
                       check.window_ms);
 }
 
 void RedisScriptCodec::EncodeBatch(absl::Span<const ScriptCall* const> calls, bool use_eval,
                                    std::string* out) const {
   size_t keys = 0;
-  for (const ScriptCall* call : calls) keys += call->checks.size();
-  // Command, script, numkeys, the keys, the number of calls, per call its
-  // dry-run flag and number of limits, per limit four values.
-  RespCommand cmd(out, 3 + keys + 1 + 2 * calls.size() + 4 * keys);
+  bool strings = false;  // A fixed window or token bucket: the script reads strings.
+  for (const ScriptCall* call : calls) {
+    keys += call->checks.size();
+    for (const LimitCheck& c : call->checks) {
+      strings = strings || c.algorithm == Algorithm::kFixedWindow ||
+                c.algorithm == Algorithm::kTokenBucket;
+    }
+  }
+  // Command, script, numkeys, the keys, the number of calls, whether it
+  // reads strings, per call its mode and number of limits, per limit four
+  // values.
+  RespCommand cmd(out, 3 + keys + 2 + 2 * calls.size() + 4 * keys);
   cmd.Arg(use_eval ? absl::string_view("EVAL") : absl::string_view("EVALSHA"));
   cmd.Arg(use_eval ? script_ : sha_);
   cmd.Arg(static_cast<int64_t>(keys));
   for (const ScriptCall* call : calls) {
     for (const LimitCheck& c : call->checks) {
-      const char alg = AlgorithmLetter(c);
-      cmd.ArgOfPieces({key_prefix_, "{", c.key, "}:", absl::string_view(&alg, 1), ":",
+      char buf[4];
+      cmd.ArgOfPieces({key_prefix_, "{", c.key, "}", KeyKind(AlgorithmLetter(c), buf),
                        absl::AlphaNum(c.window_ms).Piece()});
     }
   }
   cmd.Arg(static_cast<int64_t>(calls.size()));
+  cmd.Arg(strings ? absl::string_view("1") : absl::string_view("0"));
   for (const ScriptCall* call : calls) {
     if (call->refund_at_ms > 0) {
       cmd.ArgOfPieces({"r", absl::AlphaNum(call->refund_at_ms).Piece()});

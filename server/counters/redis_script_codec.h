@@ -5,10 +5,12 @@
 //
 // Command, for calls c1..cN, each with limits l1..ln:
 //   EVALSHA <sha> <numkeys> <key of each limit, call after call>
-//           N  (<mode> n (<algorithm> <window_ms> <max> <burst>)*n)*N
+//           N <strings> (<mode> n (<algorithm> <window_ms> <max> <burst>)*n)*N
 // (EVAL <script> ... when Redis does not have the script cached), where
 // <mode> is "0" (decide and consume), "1" (dry run) or "r<ms>" (refund the
-// unit consumed by an admission at Redis time <ms>: ScriptCall::refund_at_ms).
+// unit consumed by an admission at Redis time <ms>: ScriptCall::refund_at_ms),
+// and <strings> is "1" when a limit is a fixed window or token bucket (the
+// script then reads the run's keys with one MGET), else "0".
 //
 // Reply: an array of integers: the script run's Redis time in ms (the time
 // every admission of the run is recorded at), then call after call:
@@ -23,10 +25,51 @@
 // the same way with `admitted` = 3 (position 0 when the script could not
 // tell which key).
 //
-// Keys: `<prefix>{<counter instance>}:<algorithm>:<window_ms>` (see
-// redis_store.h); the window and the algorithm are part of the key, so that
-// a revision that changes either starts a separate counter rather than
-// misreading (or resetting) the state another revision still uses.
+// What each key holds:
+//   s  sliding window, exact log: a list of admission times (ms), oldest
+//      first.
+//   b  sliding window, 64 buckets a window, for max above exact_log_max
+//      (bounded memory; a partly expired bucket counts whole, so never
+//      over-admits): a hash, bucket index (time / bucket size) -> count.
+//   f  fixed window, calendar aligned: a string, the integer
+//      (window index mod 100000) * 10^10 + count, e.g. "4800000000017"
+//      (count 17); one INCRBY counts in the same window (its expiry, the
+//      window's end, stays), a SET ... PX starts a new one.
+//   t  token bucket: a string "<level> <last refill time>" (a call takes
+//      window_ms units, max units come back per ms, the capacity is
+//      burst * window_ms).
+// Every key expires with its window. Corrupt, for the script: a number
+// that is not whole, negative, above 2^53 or longer than 16 characters, a
+// time more than one window past the Redis clock, a bucket hash of more
+// than 128 fields, a fixed window index out of its range, a token bucket
+// not of its two numbers.
+//
+// A refund gives back exactly what the admission at <ms> took: "s" removes
+// one log entry equal to <ms> among its newest max (none: nothing, it has
+// expired, or no longer counts); "b"
+// decrements that time's bucket if above 0; "f" decrements the count if the
+// stored window is still <ms>'s and the count is above 0; "t" adds one
+// call's units to the level refilled to now, capped at the capacity. It
+// never creates a key, and, like any call, changes nothing when one of its
+// keys is of another type or corrupt.
+//
+// Keys: `<prefix>{<counter instance>}:<algorithm>[<format>]:<window_ms>`,
+// e.g. `toolgate:{rate|g|agent-7}:s:60000`, `toolgate:{daily|g|a}:f2:86400000`
+// (see redis_store.h); the window and the algorithm are part of the key, so
+// that a revision that changes either starts a separate counter rather than
+// misreading (or resetting) the state another revision still uses. The
+// braces are a Redis Cluster hash tag.
+//
+// <format> versions the value's layout where it changed: fixed windows and
+// token buckets were hashes (`...}:f:...`, `...}:t:...`) and are strings
+// now (kStringFormat: `...}:f2:...`, `...}:t2:...`); sliding windows are
+// unchanged. Because the version is in the key, a server never misreads a
+// counter of the other layout: during a rolling upgrade, a fleet that mixes
+// old and new servers counts each fixed window and token bucket twice, one
+// counter per layout, each enforcing the full limit, so up to twice the max
+// (twice the burst) can be admitted until every server runs the new layout;
+// the old keys then expire with their windows. Sliding windows stay exact
+// throughout.
 #ifndef TOOLGATE_SERVER_COUNTERS_REDIS_SCRIPT_CODEC_H_
 #define TOOLGATE_SERVER_COUNTERS_REDIS_SCRIPT_CODEC_H_
 
@@ -37,6 +80,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "server/counters/counter_store.h"
 
@@ -64,6 +108,10 @@ struct ScriptCall {
 
 class RedisScriptCodec {
  public:
+  // The layout version of fixed windows and token buckets (strings), part
+  // of their keys.
+  static constexpr char kStringFormat = '2';
+
   // `admitted` of a call one of whose keys holds a value of another type.
   static constexpr int64_t kWrongTypeMarker = 2;
   // `admitted` of a call one of whose keys holds corrupt content.
@@ -80,6 +128,8 @@ class RedisScriptCodec {
   char AlgorithmLetter(const LimitCheck& check) const;
   // The Redis key of a counter instance.
   std::string Key(const LimitCheck& check) const;
+  // The key's part after the hash tag, ":<algorithm>[<format>]:", in `buf`.
+  static absl::string_view KeyKind(char algorithm, char (&buf)[4]);
 
   // The command deciding `calls` (EVAL with the script itself when
   // `use_eval`), in RESP, into `out`: replaced, its capacity reused.

@@ -49,10 +49,13 @@ Decoded Decode(const RedisScriptCodec& codec, const redisReply& reply,
   std::vector<const ScriptCall*> ptrs;
   for (const ScriptCall& c : calls) ptrs.push_back(&c);
   Decoded out;
-  out.status = codec.DecodeBatch(reply, ptrs, [&](size_t i, absl::StatusOr<AcquireResult> r) {
-    EXPECT_EQ(i, out.calls.size()) << "calls are completed in order";
-    out.calls.push_back(std::move(r));
-  }, &out.time);
+  out.status = codec.DecodeBatch(
+      reply, ptrs,
+      [&](size_t i, absl::StatusOr<AcquireResult> r) {
+        EXPECT_EQ(i, out.calls.size()) << "calls are completed in order";
+        out.calls.push_back(std::move(r));
+      },
+      &out.time);
   return out;
 }
 
@@ -68,20 +71,25 @@ class RedisScriptCodecTest : public ::testing::Test {
   };
 };
 
-TEST_F(RedisScriptCodecTest, KeysNameTheInstanceAlgorithmAndWindow) {
+// The algorithm's letter is followed by the value layout's version.
+TEST_F(RedisScriptCodecTest, KeysNameTheInstanceAlgorithmFormatAndWindow) {
   EXPECT_EQ(codec_.Key(Check("rate|g|a", Algorithm::kSlidingWindow, 60'000, 100)),
             "tg:{rate|g|a}:s:60000");
   EXPECT_EQ(codec_.Key(Check("rate|g|a", Algorithm::kSlidingWindow, 60'000, 101)),
             "tg:{rate|g|a}:b:60000")
       << "above exact_log_max: buckets";
   EXPECT_EQ(codec_.Key(Check("daily|*", Algorithm::kFixedWindow, 86'400'000, 1)),
-            "tg:{daily|*}:f:86400000");
-  EXPECT_EQ(codec_.Key(Check("m", Algorithm::kTokenBucket, 1000, 3, 2)), "tg:{m}:t:1000");
+            "tg:{daily|*}:f2:86400000");
+  EXPECT_EQ(codec_.Key(Check("m", Algorithm::kTokenBucket, 1000, 3, 2)), "tg:{m}:t2:1000");
   EXPECT_EQ(RedisScriptCodec("", 1).Key(Check("k", Algorithm::kSlidingWindow, 5, 1)), "{k}:s:5");
 }
 
 TEST_F(RedisScriptCodecTest, ScriptAndItsSha) {
   EXPECT_EQ(codec_.script(), kRedisScript);
+  // Redis answers an argument longer than 16 KiB from a client that has not
+  // authenticated yet with a protocol error instead of NOAUTH: SCRIPT LOAD,
+  // sent right after AUTH, must stay below that.
+  EXPECT_LE(codec_.script().size(), 16u * 1024u);
   ASSERT_EQ(codec_.sha().size(), 40u);
   EXPECT_EQ(codec_.sha().find_first_not_of("0123456789abcdef"), std::string::npos);
 }
@@ -91,8 +99,8 @@ TEST_F(RedisScriptCodecTest, EncodesEvalshaWithKeysThenCalls) {
   codec_.EncodeBatch({&calls_[0], &calls_[1]}, /*use_eval=*/false, &out);
   std::string expected;
   EncodeCommand({"EVALSHA", codec_.sha(), "3",
-                 "tg:{rate|g|a}:s:60000", "tg:{daily|*}:f:86400000", "tg:{msgs|s|x}:t:60000",
-                 "2",
+                 "tg:{rate|g|a}:s:60000", "tg:{daily|*}:f2:86400000", "tg:{msgs|s|x}:t2:60000",
+                 "2", "1",  // Two calls; strings (a fixed window, a token bucket) to read.
                  "1", "2", "s", "60000", "10", "0", "f", "86400000", "5000", "0",
                  "0", "1", "t", "60000", "30", "10"},
                 &expected);
@@ -103,8 +111,21 @@ TEST_F(RedisScriptCodecTest, EncodesEvalWithTheScriptItself) {
   std::string out;
   codec_.EncodeBatch({&calls_[1]}, /*use_eval=*/true, &out);
   std::string expected;
-  EncodeCommand({"EVAL", kRedisScript, "1", "tg:{msgs|s|x}:t:60000", "1",
+  EncodeCommand({"EVAL", kRedisScript, "1", "tg:{msgs|s|x}:t2:60000", "1", "1",
                  "0", "1", "t", "60000", "30", "10"},
+                &expected);
+  EXPECT_EQ(out, expected);
+}
+
+TEST_F(RedisScriptCodecTest, SlidingWindowsAloneReadNoStrings) {
+  const ScriptCall call{{Check("rate|g|a", Algorithm::kSlidingWindow, 60'000, 10),
+                         Check("big|*", Algorithm::kSlidingWindow, 60'000, 5000)},
+                        false};
+  std::string out;
+  codec_.EncodeBatch({&call}, /*use_eval=*/false, &out);
+  std::string expected;
+  EncodeCommand({"EVALSHA", codec_.sha(), "2", "tg:{rate|g|a}:s:60000", "tg:{big|*}:b:60000",
+                 "1", "0", "0", "2", "s", "60000", "10", "0", "b", "60000", "5000", "0"},
                 &expected);
   EXPECT_EQ(out, expected);
 }
@@ -115,9 +136,9 @@ TEST_F(RedisScriptCodecTest, EncodesARefundWithItsTime) {
   std::string out;
   codec_.EncodeBatch({&refund}, /*use_eval=*/false, &out);
   std::string expected;
-  EncodeCommand({"EVALSHA", codec_.sha(), "2", "tg:{rate|g|a}:s:60000", "tg:{daily|*}:f:86400000",
-                 "1", absl::StrCat("r", kTime), "2", "s", "60000", "10", "0", "f", "86400000",
-                 "5000", "0"},
+  EncodeCommand({"EVALSHA", codec_.sha(), "2", "tg:{rate|g|a}:s:60000", "tg:{daily|*}:f2:86400000",
+                 "1", "1", absl::StrCat("r", kTime), "2", "s", "60000", "10", "0", "f",
+                 "86400000", "5000", "0"},
                 &expected);
   EXPECT_EQ(out, expected);
 }
@@ -172,7 +193,7 @@ TEST_F(RedisScriptCodecTest, WrongTypeFailsOnlyItsCallAndNamesTheKey) {
   ASSERT_FALSE(d.calls[0].ok());
   EXPECT_EQ(d.calls[0].status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(d.calls[0].status().message(),
-            "redis: counter key tg:{daily|*}:f:86400000 holds a value toolgate did not write "
+            "redis: counter key tg:{daily|*}:f2:86400000 holds a value toolgate did not write "
             "(WRONGTYPE); nothing counted");
   ASSERT_TRUE(d.calls[1].ok());
   EXPECT_TRUE(d.calls[1]->admitted);
@@ -180,8 +201,8 @@ TEST_F(RedisScriptCodecTest, WrongTypeFailsOnlyItsCallAndNamesTheKey) {
 
 TEST_F(RedisScriptCodecTest, WrongTypeAtAnUnknownPosition) {
   for (long long position : {0LL, 3LL, -1LL}) {
-    RedisReplyPtr reply = Integers({kTime, RedisScriptCodec::kWrongTypeMarker, position, 0, 0, 0, 0, 0,
-                                    0, 0, 1, 1, 9, 6000, 0});
+    RedisReplyPtr reply = Integers({kTime, RedisScriptCodec::kWrongTypeMarker, position, 0, 0, 0,
+                                    0, 0, 0, 0, 1, 1, 9, 6000, 0});
     Decoded d = Decode(codec_, *reply, calls_);
     ASSERT_TRUE(d.status.ok()) << d.status;
     ASSERT_FALSE(d.calls[0].ok());
@@ -202,10 +223,11 @@ TEST_F(RedisScriptCodecTest, CorruptKeyFailsOnlyItsCallAndNamesTheKey) {
   ASSERT_FALSE(d.calls[1].ok());
   EXPECT_EQ(d.calls[1].status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(std::string(d.calls[1].status().message()),
-              HasSubstr("counter key tg:{msgs|s|x}:t:60000 holds content toolgate did not "
+              HasSubstr("counter key tg:{msgs|s|x}:t2:60000 holds content toolgate did not "
                         "write (corrupt"));
   // An error the script did not foresee: no position.
-  reply = Integers({kTime, RedisScriptCodec::kCorruptMarker, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 9, 6000, 0});
+  reply = Integers(
+      {kTime, RedisScriptCodec::kCorruptMarker, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 9, 6000, 0});
   d = Decode(codec_, *reply, calls_);
   ASSERT_TRUE(d.status.ok()) << d.status;
   ASSERT_FALSE(d.calls[0].ok());
@@ -517,6 +539,26 @@ TEST_F(RedisScriptRefundTest, RefundOnAKeyOfAnotherTypeFails) {
     ASSERT_FALSE(d.calls[0].ok());
     EXPECT_THAT(std::string(d.calls[0].status().message()), HasSubstr("WRONGTYPE"));
     EXPECT_EQ(redis_->Command({"SMEMBERS", codec_.Key(check)}).value_or("?"), "x");
+  }
+}
+
+// A refund is all or nothing too: when one of its keys is of another type,
+// none of its other keys is given back.
+TEST_F(RedisScriptRefundTest, RefundFailingOnOneKeyChangesNone) {
+  for (const LimitCheck& check : EveryAlgorithm(KeyOf(""), kHour)) {
+    SCOPED_TRACE(codec_.Key(check));
+    const LimitCheck bad = MakeCheck(KeyOf("bad") + codec_.Key(check), check.algorithm,
+                                     check.window_ms, check.max, check.burst);
+    ASSERT_TRUE(redis_->Command({"SADD", codec_.Key(bad), "x"}).ok());
+    const int64_t at = Admit(check);
+    const int64_t room = Remaining(check);
+    ScriptCall refund{{check, bad}, false};
+    refund.refund_at_ms = at;
+    Decoded d = Run({refund});
+    ASSERT_TRUE(d.status.ok()) << d.status;
+    ASSERT_EQ(d.calls.size(), 1u);
+    ASSERT_FALSE(d.calls[0].ok());
+    EXPECT_EQ(Remaining(check), room) << "given back although the refund failed";
   }
 }
 

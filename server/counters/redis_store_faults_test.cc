@@ -135,8 +135,8 @@ struct Corruption {
 
 std::vector<Corruption> Corruptions() {
   const std::string future = "99999999999999";  // 14 digits: year 5138.
-  // A fixed window of ten years: the test's window index stays Redis's.
-  constexpr int64_t kDecade = 10 * 365 * 24 * kHour;
+  // Fixed windows and token buckets are strings: "<window index mod
+  // 100000><count, 10 digits>" and "<level> <time>".
   return {
       {"log entry not a number",
        MakeCheck("c1|*", Algorithm::kSlidingWindow, kMinute, 2),
@@ -158,26 +158,35 @@ std::vector<Corruption> Corruptions() {
        {{"HSET", "KEY", "1", "-1000000"}}},
       {"too many buckets", MakeCheck("c7|*", Algorithm::kSlidingWindow, kMinute, 5000), {}},
       {"fixed window count not an integer",
-       MakeCheck("c8|*", Algorithm::kFixedWindow, kDecade, 5),
-       {{"HSET", "KEY", "w", "NOW_WINDOW", "c", "1.5"}}},
+       MakeCheck("c8|*", Algorithm::kFixedWindow, kHour, 5),
+       {{"SET", "KEY", "1.5"}}},
       {"fixed window count negative",
-       MakeCheck("c9|*", Algorithm::kFixedWindow, kDecade, 5),
-       {{"HSET", "KEY", "w", "NOW_WINDOW", "c", "-99999999"}}},
+       MakeCheck("c9|*", Algorithm::kFixedWindow, kHour, 5),
+       {{"SET", "KEY", "-99999999"}}},
+      {"fixed window count huge",
+       MakeCheck("c9b|*", Algorithm::kFixedWindow, kHour, 5),
+       {{"SET", "KEY", "99999999999999999999"}}},
+      {"fixed window index out of range",
+       MakeCheck("c9c|*", Algorithm::kFixedWindow, kHour, 5),
+       {{"SET", "KEY", "2000000000000000"}}},
       {"fixed window index garbage",
        MakeCheck("c10|*", Algorithm::kFixedWindow, kHour, 5),
-       {{"HSET", "KEY", "w", "yesterday", "c", "1"}}},
+       {{"SET", "KEY", "yesterday"}}},
       {"token bucket level NaN",
        MakeCheck("c11|*", Algorithm::kTokenBucket, kMinute, 5),
-       {{"HSET", "KEY", "u", "nan", "t", "1"}}},
+       {{"SET", "KEY", "nan 1"}}},
       {"token bucket level huge",
        MakeCheck("c12|*", Algorithm::kTokenBucket, kMinute, 5),
-       {{"HSET", "KEY", "u", "1e308", "t", "1"}}},
+       {{"SET", "KEY", "1e308 1"}}},
       {"token bucket time missing",
        MakeCheck("c13|*", Algorithm::kTokenBucket, kMinute, 5),
-       {{"HSET", "KEY", "u", "5"}}},
+       {{"SET", "KEY", "5"}}},
       {"token bucket level negative",
        MakeCheck("c14|*", Algorithm::kTokenBucket, kMinute, 5),
-       {{"HSET", "KEY", "u", "-99999999999", "t", "1"}}},
+       {{"SET", "KEY", "-99999999999 1"}}},
+      {"token bucket time in the far future",
+       MakeCheck("c15|*", Algorithm::kTokenBucket, kMinute, 5),
+       {{"SET", "KEY", "5 99999999999999"}}},
   };
 }
 
@@ -188,16 +197,12 @@ TEST_F(RedisStoreFaultsTest, CorruptKeyFailsOnlyTheCallsUsingIt) {
   options_.exact_log_max = 100;  // Max 5000 uses buckets.
   options_.over_limit_cache = false;
   auto store = MakeStore();
-  auto now_window = redis_->Command({"TIME"});
-  ASSERT_TRUE(now_window.ok());
-  const int64_t now_s = std::stoll(now_window->substr(0, now_window->find('\n')));
   for (const Corruption& c : Corruptions()) {
     SCOPED_TRACE(c.name);
     const std::string key = store->RedisKey(c.check);
     for (std::vector<std::string> cmd : c.write) {
       for (std::string& arg : cmd) {
         if (arg == "KEY") arg = key;
-        if (arg == "NOW_WINDOW") arg = absl::StrCat(now_s * 1000 / c.check.window_ms);
       }
       ASSERT_TRUE(redis_->Command(cmd).ok());
     }
@@ -258,6 +263,59 @@ TEST_F(RedisStoreFaultsTest, CorruptKeyFailsOnlyTheCallsUsingIt) {
     auto r = AcquireSync(*store, {c.check});
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_TRUE(r->admitted);
+  }
+}
+
+// A call with one fixed window or token bucket (decided by the script's
+// lean path) on a key of another type or with corrupt content fails with
+// the same errors, and changes nothing; a dry run writes nothing.
+TEST_F(RedisStoreFaultsTest, OneLimitCallsOnBadKeysFailTheSameWay) {
+  options_.over_limit_cache = false;
+  auto store = MakeStore();
+  struct Case {
+    LimitCheck check;
+    std::vector<std::string> write;  // "KEY": the counter's key.
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {MakeCheck("one-f1|*", Algorithm::kFixedWindow, kHour, 5),
+       {"HSET", "KEY", "c", "1"},
+       "(WRONGTYPE)"},
+      {MakeCheck("one-t1|*", Algorithm::kTokenBucket, kHour, 5),
+       {"RPUSH", "KEY", "1"},
+       "(WRONGTYPE)"},
+      {MakeCheck("one-f2|*", Algorithm::kFixedWindow, kHour, 5),
+       {"SET", "KEY", "five"},
+       "(corrupt"},
+      {MakeCheck("one-t2|*", Algorithm::kTokenBucket, kHour, 5),
+       {"SET", "KEY", "5 99999999999999"},
+       "(corrupt"},
+  };
+  for (const Case& c : cases) {
+    const std::string key = store->RedisKey(c.check);
+    SCOPED_TRACE(key);
+    std::vector<std::string> write = c.write;
+    write[1] = key;
+    ASSERT_TRUE(redis_->Command(write).ok());
+    const std::string before = redis_->Command({"DUMP", key}).value_or("(none)");
+    for (bool dry_run : {false, true}) {
+      auto r = AcquireSync(*store, {c.check}, dry_run);
+      ASSERT_FALSE(r.ok());
+      EXPECT_THAT(std::string(r.status().message()), HasSubstr("counter key " + key));
+      EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.error));
+    }
+    EXPECT_EQ(redis_->Command({"DUMP", key}).value_or("(gone)"), before);
+    ASSERT_TRUE(redis_->Command({"DEL", key}).ok());
+    // A dry run on the empty counter writes nothing; a call then counts.
+    auto dry = AcquireSync(*store, {c.check}, /*dry_run=*/true);
+    ASSERT_TRUE(dry.ok()) << dry.status();
+    EXPECT_TRUE(dry->admitted);
+    EXPECT_EQ(redis_->Command({"EXISTS", key}).value_or("?"), "0");
+    auto r = AcquireSync(*store, {c.check});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->admitted);
+    EXPECT_EQ(r->outcomes[0].remaining, 4);
+    EXPECT_EQ(redis_->Command({"EXISTS", key}).value_or("?"), "1");
   }
 }
 

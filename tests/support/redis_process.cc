@@ -430,16 +430,29 @@ ScriptWrites WritesByScripts(const std::vector<RedisMonitor::Command>& commands)
   static const std::set<std::string> kWrites = {"RPUSH", "LPUSH",  "HSET", "HMSET",
                                                 "HINCRBY", "SET", "INCR", "INCRBY"};
   ScriptWrites out;
+  std::set<std::string> expiring;  // Keys given an expiry so far.
   for (const RedisMonitor::Command& c : commands) {
     if (c.client != "lua" || c.args.size() < 2) continue;
     const std::string& key = c.args[1];
     if (kWrites.count(c.args[0])) {
       out.keys.insert(key);
-      out.without_expiry.insert(key);
+      // INCR and INCRBY keep the key's expiry (if it had one); the others
+      // need one of their own.
+      const bool keeps = c.args[0] == "INCR" || c.args[0] == "INCRBY";
+      if (!keeps || !expiring.count(key)) out.without_expiry.insert(key);
+      // SET key value PX ms: written with its expiry.
+      for (size_t i = 3; c.args[0] == "SET" && i + 1 < c.args.size(); ++i) {
+        if (absl::AsciiStrToUpper(c.args[i]) != "PX") continue;
+        int64_t ms = 0;
+        out.expiries.emplace_back(key, absl::SimpleAtoi(c.args[i + 1], &ms) ? ms : -1);
+        out.without_expiry.erase(key);
+        expiring.insert(key);
+      }
     } else if (c.args[0] == "PEXPIRE" && c.args.size() >= 3) {
       int64_t ms = 0;
       out.expiries.emplace_back(key, absl::SimpleAtoi(c.args[2], &ms) ? ms : -1);
       out.without_expiry.erase(key);
+      expiring.insert(key);
     }
   }
   return out;

@@ -140,10 +140,12 @@ class RedisMonitor {
 
 // What Lua scripts wrote, from MONITOR's record.
 struct ScriptWrites {
-  std::set<std::string> keys;  // Every key a script wrote (RPUSH, HSET, HINCRBY, ...).
-  // Keys whose last write was not followed by a PEXPIRE of the key.
+  std::set<std::string> keys;  // Every key a script wrote (SET, INCRBY, RPUSH, HSET, ...).
+  // Keys whose last write left them without an expiry of the script's: not
+  // a SET ... PX, not followed by a PEXPIRE, and not an INCR or INCRBY
+  // (which keep the expiry) of a key given one before.
   std::set<std::string> without_expiry;
-  // Every PEXPIRE a script ran: (key, milliseconds).
+  // Every expiry a script gave (PEXPIRE, SET ... PX): (key, milliseconds).
   std::vector<std::pair<std::string, int64_t>> expiries;
 };
 ScriptWrites WritesByScripts(const std::vector<RedisMonitor::Command>& commands);
