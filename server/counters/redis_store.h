@@ -21,7 +21,8 @@
 // with EVAL, which loads the script again.
 //
 // Keys: `<prefix>{<counter>|<scope>|<value>}:<algorithm>:<window_ms>`, e.g.
-// `toolgate:{wait_for_background_task_rate|g|agent-7}:s:60000`. Every key carries
+// `toolgate:{wait_for_background_task_rate|g|agent-7}:s:60000` (algorithms:
+// s, b, f2, t2; see redis_script_codec.h). Every key carries
 // an expiry no later than the end of its window. The braces are a Redis
 // Cluster hash tag: all of one counter instance's data is in one slot.
 //

@@ -302,8 +302,8 @@ tools:
     r.set_session(absl::StrCat("s", i % 3));
     requests.push_back(r);
     expected.insert(absl::StrCat("toolgate:{a|g|g", i % 4, "}:s:300"));
-    expected.insert(absl::StrCat("toolgate:{b|s|2:g", i % 4, "|s", i % 3, "}:f:1000"));
-    expected.insert("toolgate:{c|*}:t:600");
+    expected.insert(absl::StrCat("toolgate:{b|s|2:g", i % 4, "|s", i % 3, "}:f2:1000"));
+    expected.insert("toolgate:{c|*}:t2:600");
   }
   ASSERT_EQ(expected.size(), 4u + 12u + 1u);  // 4 grants, 12 (grant, session) pairs, 1 global
   for (const auto& r : CheckAll(clients_, requests)) {
