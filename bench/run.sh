@@ -14,6 +14,10 @@
 #   r  Redis CPU per check of each limit algorithm against a pipelined INCR
 #      (bench/toolgate_redis_cost against its own redis-server; no gRPC),
 #      the section "Redis CPU per check"
+#   s  scenario c through Redis Sentinel (master, replica, three sentinels)
+#   w  scenario s with --redis-wait-replicas 1
+#   k  scenario c on a Redis Cluster (three masters, three replicas)
+#      (s, w and k start their Redis with scripts/redis-topology.sh)
 #
 # Every run checks that every call got the expected decision and that no
 # call failed; a failed check is a warning in the report (and exit status 1).
@@ -55,7 +59,7 @@ BIN_DIR=""
 DURATION=1500ms
 WARMUP=250ms
 OUT="$ROOT/docs/benchmarks.md"
-SCENARIOS="a b c d e r"
+SCENARIOS="a b c d e r s w k"
 PIN=1
 PROFILE=0
 CONCURRENCIES="1 64"
@@ -79,7 +83,7 @@ while (($#)); do
   esac
   shift
 done
-# Deadlines: toolgated's own to Redis (flags of scenarios c and d) and the
+# Deadlines: toolgated's own to Redis (flags of scenarios c, d, s, w, k) and the
 # load generator's per call (empty: the defaults).
 REDIS_DEADLINE_FLAGS=""
 CALL_TIMEOUT=""
@@ -123,6 +127,8 @@ done
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+# shellcheck source=scripts/redis-topology.sh
+source "$ROOT/scripts/redis-topology.sh"
 bench_setup bench
 
 FAILED=0
@@ -316,6 +322,9 @@ declare -A TITLE=(
   [c]="c. One sliding-window limit in Redis over 10,000 grants"
   [d]="d. One hot counter over its limit (Redis, over-limit cache)"
   [e]="e. Large policy: 10,000 exact tools, 1,000 globs, 1,000 schemas"
+  [s]="s. Scenario c through Redis Sentinel (a master, a replica, three sentinels)"
+  [w]="w. Scenario s with --redis-wait-replicas 1 (each admission waits for the replica)"
+  [k]="k. Scenario c on a Redis Cluster (three masters, three replicas)"
 )
 declare -A SETUP
 LINT_MS=""
@@ -388,6 +397,40 @@ for scen in $SCENARIOS; do
       stop "$REDIS_PID"
       REDIS_PID="" REDIS_PORT=""
       ;;
+    s|w|k)
+      # The same calls as c, through Sentinel (s, w) or a Cluster (k), all of
+      # its processes started by scripts/redis-topology.sh and pinned like c's.
+      topo=sentinel
+      [[ "$scen" == k ]] && topo=cluster
+      tdir="$WORK/redis-$scen"
+      mkdir -p "$tdir"
+      if ! url=$(redis_topology_start_$topo "$tdir" 2>"$tdir/start.log"); then
+        warn "scenario $scen: the Redis $topo did not start: $(tail -3 "$tdir/start.log" | tr '\n' ' ')"
+        continue
+      fi
+      tpids=()
+      while read -r name pid port; do
+        PIDS+=("$pid")
+        tpids+=("$pid")
+        if ((PIN)); then taskset -pc "$REDIS_CPU" "$pid" >/dev/null; fi
+        # Sentinel: Redis's own figures are the master's.
+        if [[ "$name" == redis-master ]]; then REDIS_PID=$pid REDIS_PORT=$port; fi
+      done <"$tdir/redis-topology.pids"
+      flags=""
+      [[ "$scen" == w ]] && flags="--redis-wait-replicas 1"
+      case "$scen" in
+        s) SETUP[s]="As c, with \`--redis redis+sentinel://S1,S2,S3/toolgate\`: toolgated finds the master from three sentinels (\`scripts/redis-topology.sh\`; every Redis process pinned with the server under test). The replica's work (replication) is on the same CPU. Expected: all ALLOW." ;;
+        w) SETUP[w]="As s, with \`--redis-wait-replicas 1\`: after its script runs toolgated sends \`WAIT 1\` (one at a time per connection) and answers an admission only once the replica has it. Expected: all ALLOW." ;;
+        k) SETUP[k]="As c, with \`--redis redis+cluster://N1,...,N6\`: three masters and three replicas (\`scripts/redis-topology.sh\`, all pinned with the server under test); the 10,000 grants' counters spread over the three masters, one connection to each, calls batched per slot. Redis's own figures (commandstats, CPU) are not collected for a cluster. Expected: all ALLOW." ;;
+      esac
+      run_scenario "$scen" ALLOW "--policy $ROOT/bench/policies/redis_window.yaml --redis $url $flags $REDIS_DEADLINE_FLAGS" \
+        --tool search_web --grant 'agent-{i}' --grants 10000 --args "$ARGS_A"
+      redis_topology_stop "$tdir" 2>/dev/null || true
+      for pid in "${tpids[@]}"; do
+        for i in "${!PIDS[@]}"; do [[ "${PIDS[$i]}" == "$pid" ]] && unset 'PIDS[i]'; done
+      done
+      REDIS_PID="" REDIS_PORT=""
+      ;;
     *) echo "run.sh: unknown scenario $scen" >&2; exit 2 ;;
   esac
 done
@@ -397,7 +440,7 @@ done
 for scen in $SCENARIOS; do
   for conc in $CONCURRENCIES; do
     key="$scen,toolgate,$conc"
-    [[ "$scen" == c || "$scen" == d ]] || continue
+    [[ "$scen" =~ ^[cdswk]$ ]] || continue
     [[ -n "${R[$key,jsons]:-}" ]] || continue
     if ((${R[$key,timeouts]:-0} + ${R[$key,failures]:-0} > 0)); then
       warn "scenario $scen, concurrency $conc: Redis timeouts ${R[$key,timeouts]}, failures ${R[$key,failures]}"
@@ -514,7 +557,7 @@ REPORT="$WORK/benchmarks.md"
         echo "| $conc | $name | $(thousands "$(med "$k" tput)") | $(fmt "$(med "$k" p50)") | $(fmt "$(med "$k" p90)") | $(fmt "$(med "$k" p99)") | $(fmt "$(med "$k" p999)") | $(fmt "$(med "$k" cpu_us)") | $(fmt "$(med "$k" util)" 0)% | $(rounds_of "$k") | ${R[$k,errors]:-?} | $decisions |"
       done
     done
-    if [[ "$scen" == c || "$scen" == d ]]; then
+    if [[ "$scen" =~ ^[cdswk]$ ]]; then
       echo
       echo "Redis work (server counters from \`toolgate status --output json\`, and Redis's own"
       echo "\`INFO commandstats\`; every round, warm-up included):"
