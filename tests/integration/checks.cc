@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/descriptor.h"
@@ -12,6 +13,10 @@ namespace toolgate_test {
 
 using toolgate::v1::CheckRequest;
 using toolgate::v1::CheckResponse;
+
+bool ByFailureMode(const CheckResponse& r) {
+  return absl::StrContains(r.reason(), "counter store failed");
+}
 
 CheckRequest Req(const std::string& tool, const std::string& grant) {
   CheckRequest r;

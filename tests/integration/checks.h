@@ -23,6 +23,10 @@ namespace toolgate_test {
 // A check of `tool` by `grant`, nothing else set.
 toolgate::v1::CheckRequest Req(const std::string& tool, const std::string& grant);
 
+// True when the counter store's failure mode decided `r` (Redis could not:
+// its reason says "counter store failed").
+bool ByFailureMode(const toolgate::v1::CheckResponse& r);
+
 // Sends every request at once, spread round-robin over the clients, and
 // waits for all answers (each with `timeout`); an answer never received is
 // an UNKNOWN status (and a test failure).

@@ -83,10 +83,6 @@ constexpr absl::Duration kSettle = absl::Seconds(10);
 // again: twice toolgated's periodic refresh of the slot map.
 constexpr absl::Duration kResumeBound = absl::Seconds(20);
 
-bool ByFailureMode(const CheckResponse& r) {
-  return absl::StrContains(r.reason(), "counter store failed");
-}
-
 // The slot of a counter instance's keys: their hash tag is
 // "{COUNTER|*}" (global) or "{COUNTER|g|GRANT}" (per grant).
 int GlobalSlot(const std::string& counter) {

@@ -74,10 +74,6 @@ tools:
     limits: [{counter: fleet, window: hour, max: 50, scope: global}]
 )";
 
-bool ByFailureMode(const CheckResponse& r) {
-  return absl::StrContains(r.reason(), "counter store failed");
-}
-
 class RedisSentinelTest : public ::testing::Test {
  protected:
   void SetUp() override {
