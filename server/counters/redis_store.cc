@@ -374,18 +374,19 @@ void RedisCounterStore::SendScript(Node& node, PartList parts, bool use_eval) {
 }
 
 void RedisCounterStore::MaybeWait(Node& node) {
-  if (options_.wait_replicas <= 0 || node.conn == nullptr || node.wait_outstanding ||
-      node.scripts_sent <= node.waited_through) {
-    return;
-  }
+  if (options_.wait_replicas <= 0 || node.conn == nullptr || node.wait_outstanding) return;
+  // Only for admissions held and not yet covered: a WAIT blocks the
+  // connection, and refusals must not queue behind one for nothing.
+  const bool uncovered = std::any_of(node.held.begin(), node.held.end(), [&](const Node::Held& h) {
+    return h.seq > node.waited_through;
+  });
+  if (!uncovered) return;
   // Within what is left of the earliest deadline it answers for (WAIT 0
   // would wait forever): a WAIT blocks the connection while it waits.
   const int64_t now = NowMillis();
   int64_t wait_ms = options_.timeout_ms;
-  for (const Node::Held& h : node.held) wait_ms = std::min(wait_ms, h.part->deadline - now);
-  for (const auto& p : node.inflight) {
-    if (p->kind != kScript || p->seq <= node.waited_through) continue;
-    for (const auto& part : p->parts) wait_ms = std::min(wait_ms, part->deadline - now);
+  for (const Node::Held& h : node.held) {
+    if (h.seq > node.waited_through) wait_ms = std::min(wait_ms, h.part->deadline - now);
   }
   // Three quarters of it: a WAIT that runs out answers before the calls'
   // deadline, so they say why ("reached 0 of 1 replicas").
@@ -792,6 +793,7 @@ void RedisCounterStore::HandleScriptReply(Node& node, std::unique_ptr<Pending> p
     }
     Finish(std::move(redo[i]), std::move(results[i]), stamp, now);
   }
+  if (!node.held.empty()) Flush(node);  // Sends the WAIT they need.
 }
 
 // ---- Cluster slot map ----

@@ -50,12 +50,12 @@
 //   Replication is asynchronous: increments the old master had not yet sent
 //   to the replica are lost in a failover (calls they counted may then be
 //   admitted again: a short over-admission window). `wait_replicas` closes
-//   it: a WAIT follows the script runs (one outstanding per connection,
-//   covering every run written before it: a WAIT blocks the connection, so
-//   one at a time keeps a missing replica from stalling it), and an admitted
-//   call is answered only once that many replicas have its writes (else
-//   UNAVAILABLE: the failure mode decides; the units stay counted on the
-//   master). Refusals and dry runs are answered at once.
+//   it: once a script run's reply shows admissions, a WAIT is sent (one
+//   outstanding per connection, covering every run written before it: a
+//   WAIT blocks the connection, so it is sent only for admissions, one at a
+//   time), and an admitted call is answered only once that many replicas
+//   have its writes (else UNAVAILABLE: the failure mode decides; the units
+//   stay counted on the master). Refusals and dry runs are answered at once.
 // - Cluster (redis+cluster://): one connection per master, learned from
 //   CLUSTER SLOTS (asked of any node, at start, every `cluster_refresh_ms`,
 //   and after MOVED, CLUSTERDOWN or a lost node). Each limit's key goes to
@@ -176,7 +176,7 @@ class RedisCounterStore final : public CounterStore {
   // Writes what is queued (after a WAIT for the scripts not yet covered by one).
   void Flush(Node& node);
   // --redis-wait-replicas: appends a WAIT covering every script written, if
-  // none is outstanding.
+  // none is outstanding and admissions are held that no WAIT covers yet.
   void MaybeWait(Node& node);
   void ReadReplies(Node& node, int64_t now);
   void HandleReply(Node& node, const redisReply& reply, int64_t now);

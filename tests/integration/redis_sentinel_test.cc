@@ -32,8 +32,10 @@
 // - WaitReplicasWithoutAReplicaRefusesNothingItCannotCount: with the replica
 //   killed, WAIT 1 cannot be met: each admission is decided by the failure
 //   mode (closed: DENY) while its unit stays counted on the master, and once
-//   the limit is used up the refusals come from Redis; the connection is
-//   never dropped for it.
+//   the limit is used up the refusals come from Redis, at once (no WAIT is
+//   sent for a refusal, so none queues behind one); the connection is never
+//   dropped for it. --redis-timeout 1 s: each WAIT runs out after 750 ms, a
+//   quarter of a second before the calls' deadline.
 #include <signal.h>
 
 #include <algorithm>
@@ -258,7 +260,7 @@ TEST_F(RedisSentinelTest, WaitReplicasWithoutAReplicaRefusesNothingItCannotCount
   // come from Redis at once (not held for a WAIT). Nothing is admitted that
   // the replicas do not have, and the connection is never dropped for it.
   ASSERT_NO_FATAL_FAILURE(StartServers(
-      {"--redis-timeout", "300ms", "--redis-wait-replicas", "1", "--no-redis-over-limit-cache"}));
+      {"--redis-timeout", "1s", "--redis-wait-replicas", "1", "--no-redis-over-limit-cache"}));
   set_->replica().Kill();
   std::vector<toolgate::v1::Decision> seen;
   for (int i = 0; i < 12; ++i) {
@@ -268,7 +270,7 @@ TEST_F(RedisSentinelTest, WaitReplicasWithoutAReplicaRefusesNothingItCannotCount
       EXPECT_EQ(r->decision(), toolgate::v1::DECISION_DENY) << i << ": " << r->reason();
       EXPECT_TRUE(ByFailureMode(*r)) << r->reason();
       // ("the admission reached 0 of 1 replicas in time", or, when the WAIT's
-      // answer is later than the deadline, "no answer within 300ms".)
+      // answer is later than the deadline, "no answer within 1000ms".)
     } else {
       EXPECT_EQ(r->decision(), toolgate::v1::DECISION_RATE_LIMITED) << i << ": " << r->reason();
       EXPECT_FALSE(ByFailureMode(*r)) << r->reason();
