@@ -36,6 +36,10 @@
 //   sent for a refusal, so none queues behind one); the connection is never
 //   dropped for it. --redis-timeout 1 s: each WAIT runs out after 750 ms, a
 //   quarter of a second before the calls' deadline.
+// - PolicyRevisionsFollowTheMasterAcrossAFailover: `toolgate policy --redis
+//   redis+sentinel://...` and `toolgated --policy redis+sentinel://...` reach
+//   the master the sentinels name; after a failover a revision pushed to the
+//   new master is followed (within 60 s; the follower polls every 1 s).
 #include <signal.h>
 
 #include <algorithm>
@@ -281,6 +285,45 @@ TEST_F(RedisSentinelTest, WaitReplicasWithoutAReplicaRefusesNothingItCannotCount
   EXPECT_TRUE(status->counter_store().connected()) << status->counter_store().last_error();
   EXPECT_EQ(status->counter_store().connects(), 1u) << "the connection was dropped";
   EXPECT_TRUE(servers_[0]->Running());
+}
+
+TEST_F(RedisSentinelTest, PolicyRevisionsFollowTheMasterAcrossAFailover) {
+  // `toolgate policy` and `--policy redis+sentinel://...` reach whichever
+  // server the sentinels name master: a revision pushed after a failover
+  // (to the new master) is followed by a server that started on the old one.
+  auto policy = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {CliBin(), "policy"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--redis", set_->url()});
+    return RunCommand(argv);
+  };
+  auto text = [](const std::string& revision) {
+    return absl::StrCat("version: \"1\"\nrevision: \"", revision,
+                        "\"\ntools:\n  read_file: {}\n");
+  };
+  CommandResult pushed = policy({"push", dir_.WriteFile("a.yaml", text("rev-a")), "--activate"});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.out << pushed.err;
+  auto server = ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", set_->url()});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = toolgate::Client::Connect((*server)->address());
+  auto serves = [&](const std::string& revision) {
+    return PollUntil(
+        [&] {
+          auto r = client->Check(Req("read_file", "g"), absl::Seconds(2));
+          return r.ok() && r->policy_version() == revision;
+        },
+        kWait);
+  };
+  ASSERT_TRUE(serves("rev-a")) << (*server)->log();
+
+  const int old_master = set_->master().port();
+  set_->KillMaster();
+  auto failover = set_->WaitForNewMaster(old_master, kWait);
+  ASSERT_TRUE(failover.ok()) << failover.status();
+  pushed = policy({"push", dir_.WriteFile("b.yaml", text("rev-b")), "--activate"});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.out << pushed.err;
+  EXPECT_TRUE(serves("rev-b")) << (*server)->log();
+  EXPECT_TRUE((*server)->Running());
 }
 
 }  // namespace
