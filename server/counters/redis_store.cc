@@ -87,7 +87,6 @@ struct RedisCounterStore::Pending {
   PartList parts;
   // kScript: its number on the connection; kWait: the last script it covers.
   uint64_t seq = 0;
-  int slot = 0;
   int64_t sent_at = 0;
   int64_t sent_us = 0;  // For the observer's latency; 0 without an observer.
 };
@@ -367,7 +366,6 @@ void RedisCounterStore::SendScript(Node& node, PartList parts, bool use_eval) {
   codec_.EncodeBatch(Calls(parts), use_eval, &command_);
   auto p = std::make_unique<Pending>();
   p->kind = kScript;
-  p->slot = parts.front()->slot;
   p->seq = ++node.scripts_sent;
   p->parts = std::move(parts);
   Append(node, std::move(p));
@@ -770,8 +768,8 @@ void RedisCounterStore::HandleScriptReply(Node& node, std::unique_ptr<Pending> p
     return;
   }
   int64_t stamp = 0;
-  std::vector<absl::StatusOr<AcquireResult>> results(redo.size(),
-                                                     absl::InternalError("no result"));
+  // (Each is set by DecodeBatch when it returns OK.)
+  std::vector<absl::StatusOr<AcquireResult>> results(redo.size());
   const absl::Status decoded = codec_.DecodeBatch(
       reply, Calls(redo),
       [&](size_t i, absl::StatusOr<AcquireResult> result) {

@@ -36,6 +36,9 @@
 //   sent for a refusal, so none queues behind one); the connection is never
 //   dropped for it. --redis-timeout 1 s: each WAIT runs out after 750 ms, a
 //   quarter of a second before the calls' deadline.
+// - AnUnknownMasterNameIsDecidedByTheFailureModeAndSaidInStatus: a master
+//   name no sentinel knows: every check is answered by the failure mode, and
+//   status says what the sentinels answered.
 // - PolicyRevisionsFollowTheMasterAcrossAFailover: `toolgate policy --redis
 //   redis+sentinel://...` and `toolgated --policy redis+sentinel://...` reach
 //   the master the sentinels name; after a failover a revision pushed to the
@@ -323,6 +326,38 @@ TEST_F(RedisSentinelTest, PolicyRevisionsFollowTheMasterAcrossAFailover) {
   pushed = policy({"push", dir_.WriteFile("b.yaml", text("rev-b")), "--activate"});
   ASSERT_EQ(pushed.exit_code, 0) << pushed.out << pushed.err;
   EXPECT_TRUE(serves("rev-b")) << (*server)->log();
+  EXPECT_TRUE((*server)->Running());
+}
+
+TEST_F(RedisSentinelTest, AnUnknownMasterNameIsDecidedByTheFailureModeAndSaidInStatus) {
+  std::string url = set_->url();
+  const size_t slash = url.rfind('/');
+  ASSERT_NE(slash, std::string::npos);
+  url = url.substr(0, slash) + "/no-such-master";
+  const std::string policy = dir_.WriteFile("policy.yaml", kPolicy);
+  auto server = ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", policy,
+                                      "--watch=false", "--redis", url});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = toolgate::Client::Connect((*server)->address());
+  auto admin = toolgate::Client::Connect((*server)->admin_address());
+  // Every check is answered, by the failure mode; status says why.
+  std::string last_error;
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        auto r = client->Check(Req("counted", "g"));
+        EXPECT_TRUE(r.ok()) << r.status();
+        if (!r.ok()) return true;
+        EXPECT_EQ(r->decision(), toolgate::v1::DECISION_DENY) << r->reason();
+        EXPECT_TRUE(ByFailureMode(*r)) << r->reason();
+        auto status = admin->GetStatus();
+        if (!status.ok()) return false;
+        EXPECT_FALSE(status->counter_store().connected());
+        last_error = status->counter_store().last_error();
+        return absl::StrContains(last_error, "knows no master named \"no-such-master\"");
+      },
+      kWait))
+      << last_error << "\n"
+      << (*server)->log();
   EXPECT_TRUE((*server)->Running());
 }
 
