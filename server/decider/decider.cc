@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/base/json_parse.h"
 #include "server/base/utf8.h"
 
 namespace toolgate {
@@ -47,6 +48,27 @@ absl::Status Decider::Validate(const v1::CheckRequest& request) const {
     return s;
   }
   return CheckArgsLimits(request.args(), limits_);
+}
+
+absl::Status Decider::Prepare(v1::CheckRequest* request) const {
+  if (!request->args_json().empty()) {
+    if (request->has_args()) {
+      return absl::InvalidArgumentError("args and args_json are both set; send one of them");
+    }
+    if (request->args_json().size() > limits_.max_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("args_json: ", request->args_json().size(), " bytes, over the limit of ",
+                       limits_.max_bytes, " (--max-args-bytes)"));
+    }
+    absl::StatusOr<google::protobuf::Struct> args =
+        ParseJsonObject(request->args_json(), limits_.max_depth);
+    if (!args.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("args_json: ", args.status().message()));
+    }
+    *request->mutable_args() = *std::move(args);
+    request->clear_args_json();
+  }
+  return Validate(*request);
 }
 
 void Decider::Decide(DecisionTask& task, absl::AnyInvocable<void() &&> done) const {

@@ -49,6 +49,13 @@ class Decider {
   // and the rule broken ("tool: control character U+000A at byte 4").
   absl::Status Validate(const v1::CheckRequest& request) const;
 
+  // Validate, after reading args_json (if set) into args and clearing it:
+  // INVALID_ARGUMENT when both are set, when the text is longer than
+  // limits().max_bytes, or when it is not one JSON object nested at most
+  // limits().max_depth deep (the message gives the byte offset). What every
+  // caller that decides a request from a client uses.
+  absl::Status Prepare(v1::CheckRequest* request) const;
+
   // Decides `task` (validated before). `done` runs exactly once, when
   // task.response is complete: on this thread when no counter is needed,
   // otherwise where the store completes (see CounterStore::Acquire for what

@@ -10,7 +10,7 @@ namespace toolgate {
 
 void ExplainCheck(const Decider& decider, std::shared_ptr<const Policy> policy,
                   v1::CheckRequest request, ExplainCallback done, std::string peer) {
-  if (absl::Status s = decider.Validate(request); !s.ok()) return done(s);
+  if (absl::Status s = decider.Prepare(&request); !s.ok()) return done(s);
   struct State {
     v1::CheckRequest request;
     v1::ExplainResponse out;

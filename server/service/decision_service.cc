@@ -165,11 +165,11 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext
     Finish(call, s);
     return reactor;
   }
-  const v1::CheckRequest& req = call->request;
-  if (absl::Status s = decider_->Validate(req); !s.ok()) {
+  if (absl::Status s = decider_->Prepare(&call->request); !s.ok()) {
     Finish(call, s);
     return reactor;
   }
+  const v1::CheckRequest& req = call->request;
   absl::StatusOr<std::shared_ptr<const Policy>> policy = policies_->Get(req.policy_version());
   if (!policy.ok()) {
     Finish(call, policy.status());

@@ -271,6 +271,52 @@ TEST_F(DecisionServiceTest, PolicyAloneDecidesWithoutTheStore) {
   EXPECT_TRUE(store_.calls().empty());
 }
 
+TEST_F(DecisionServiceTest, ArgsJsonDecidesAsArgsDo) {
+  registry_.Activate(MustLoad(kPolicy));
+  ArgsLimits limits;
+  limits.max_depth = 3;
+  limits.max_bytes = 200;
+  Start(FailureMode::kClosed, limits);
+  // The same violation, whether the arguments come as a Struct or as text.
+  v1::CheckRequest as_struct = Request("run_command");
+  (*as_struct.mutable_args()->mutable_fields())["command"].set_string_value("rm -rf /");
+  v1::CheckRequest as_text = Request("run_command");
+  as_text.set_args_json(R"({"command": "rm -rf /"})");
+  v1::CheckResponse from_struct, from_text;
+  ASSERT_TRUE(Check(as_struct, &from_struct).ok());
+  ASSERT_TRUE(Check(as_text, &from_text).ok());
+  EXPECT_EQ(from_text.decision(), v1::DECISION_DENY);
+  EXPECT_EQ(from_text.decision(), from_struct.decision());
+  EXPECT_EQ(from_text.rule(), from_struct.rule());
+  ASSERT_EQ(from_text.violations_size(), 1);
+  EXPECT_EQ(from_text.violations(0).path(), from_struct.violations(0).path());
+  // The observers (metrics, decision log) see the arguments, as for args.
+  ASSERT_FALSE(observer_.seen().empty());
+
+  struct Bad {
+    std::string json;
+    bool with_args;
+    const char* message;
+  };
+  for (const Bad& b : {
+           Bad{R"({"command": "ls"})", true, "args and args_json are both set"},
+           Bad{R"({"command": )", false, "args_json: invalid JSON at byte 12"},
+           Bad{R"(["ls"])", false, "args_json: invalid JSON at byte 0: expected an object"},
+           Bad{R"({"a": {"b": {"c": {}}}})", false, "nested deeper than 3"},
+           Bad{"{\"a\": \"" + std::string(300, 'x') + "\"}", false,
+               "args_json: 309 bytes, over the limit of 200"},
+       }) {
+    v1::CheckRequest req = Request("run_command");
+    req.set_args_json(b.json);
+    if (b.with_args) (*req.mutable_args()->mutable_fields())["command"].set_string_value("ls");
+    v1::CheckResponse resp;
+    const grpc::Status st = Check(req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << b.json;
+    EXPECT_THAT(st.error_message(), HasSubstr(b.message)) << b.json;
+  }
+  EXPECT_TRUE(store_.calls().empty());
+}
+
 TEST_F(DecisionServiceTest, LimitsGoToTheStoreWithTheCallsKeys) {
   registry_.Activate(MustLoad(kPolicy));
   Start();

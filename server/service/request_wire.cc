@@ -194,6 +194,8 @@ const char* RequestStringField(uint32_t field) {
       return "policy_version";
     case 8:
       return "request_id";
+    case 10:
+      return "args_json";
     default:
       return nullptr;
   }

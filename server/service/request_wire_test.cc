@@ -59,6 +59,9 @@ TEST(CheckRequestWireUtf8, EachNameFieldIsNamed) {
   r = Req("t");
   r.set_request_id("id-#!");
   EXPECT_EQ(Problem(Wire(r)), "request_id: not valid UTF-8 at byte 3");
+  r = Req("t");
+  r.set_args_json("{\"a\": \"#!\"}");
+  EXPECT_EQ(Problem(Wire(r)), "args_json: not valid UTF-8 at byte 7");
 }
 
 TEST(CheckRequestWireUtf8, ArgsKeysAndValuesAreLocated) {

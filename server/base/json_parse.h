@@ -1,0 +1,23 @@
+// Reading JSON (RFC 8259) into a google.protobuf.Struct, for call arguments
+// sent as text (CheckRequest.args_json), with the same bounds as arguments
+// sent as a Struct. Strict: one object at the top, no trailing commas, no
+// comments, no NaN or Infinity, no duplicate keys, strings valid UTF-8
+// (escapes included: a lone surrogate is an error), numbers finite as a
+// double. Iterative (an explicit stack): no recursion, whatever the input.
+#ifndef TOOLGATE_SERVER_BASE_JSON_PARSE_H_
+#define TOOLGATE_SERVER_BASE_JSON_PARSE_H_
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/struct.pb.h"
+
+namespace toolgate {
+
+// The object `text` holds. INVALID_ARGUMENT "invalid JSON at byte N: what"
+// (bytes counted from 0) when it is not one JSON object, or when objects
+// and arrays nest deeper than `max_depth` (the top object is depth 1).
+absl::StatusOr<google::protobuf::Struct> ParseJsonObject(absl::string_view text, int max_depth);
+
+}  // namespace toolgate
+
+#endif  // TOOLGATE_SERVER_BASE_JSON_PARSE_H_
