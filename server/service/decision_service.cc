@@ -186,4 +186,12 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext
   return reactor;
 }
 
+grpc::ServerUnaryReactor* DecisionServiceImpl::WaitApproval(grpc::CallbackServerContext* context,
+                                                            const v1::WaitApprovalRequest* request,
+                                                            v1::Approval* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "approvals are not served yet"));
+  return reactor;
+}
+
 }  // namespace toolgate

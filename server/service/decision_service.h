@@ -34,7 +34,7 @@ absl::Status ParseCheckRequest(const grpc::ByteBuffer& bytes, int max_args_depth
                                v1::CheckRequest* request);
 
 class DecisionServiceImpl final
-    : public v1::DecisionService::WithRawCallbackMethod_Check<v1::DecisionService::Service> {
+    : public v1::DecisionService::WithRawCallbackMethod_Check<v1::DecisionService::CallbackService> {
  public:
   // The registry, the decider, the observers and `callers` must outlive the
   // service. Observers run in the order given. `callers` (null: everyone)
@@ -46,6 +46,15 @@ class DecisionServiceImpl final
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer* request,
                                   grpc::ByteBuffer* response) override;
+
+  // Answered from the policy alone, on the calling thread (visible_tools.cc).
+  grpc::ServerUnaryReactor* ListVisibleTools(grpc::CallbackServerContext* context,
+                                             const v1::ListVisibleToolsRequest* request,
+                                             v1::ListVisibleToolsResponse* response) override;
+
+  grpc::ServerUnaryReactor* WaitApproval(grpc::CallbackServerContext* context,
+                                         const v1::WaitApprovalRequest* request,
+                                         v1::Approval* response) override;
 
   // Checks started and not answered yet.
   int64_t in_flight() const { return in_flight_.load(std::memory_order_seq_cst); }
