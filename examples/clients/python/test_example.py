@@ -226,14 +226,15 @@ class PythonClientTest(unittest.TestCase):
         approval_id = self.pending(g, call)
         self.approve(approval_id)
         for what, kwargs in [
-            ("other arguments", dict(grant=g, args={"command": "git push"}, session="s-1")),
-            ("another grant", dict(grant="g-other", args=call, session="s-1")),
-            ("another session", dict(grant=g, args=call, session="s-2")),
+            ("arguments", dict(grant=g, args={"command": "git push"}, session="s-1")),
+            ("grant", dict(grant="g-other", args=call, session="s-1")),
+            ("session", dict(grant=g, args=call, session="s-2")),
         ]:
             with self.subTest(what):
                 r = c.check("run_command", kwargs["grant"], kwargs["args"],
                             session=kwargs["session"], approval_id=approval_id)
                 self.assertEqual(self.d(r), "DENY", r.reason)
+                self.assertIn(f"different {what}", r.reason)
         # None of those used it up: the right call still goes through.
         self.assertEqual(
             self.d(c.check("run_command", g, call, session="s-1", approval_id=approval_id)),
