@@ -59,9 +59,6 @@ struct ApprovalLimits {
 // Bounds of what an approver writes (DecideApproval).
 inline constexpr size_t kMaxApproverBytes = 256;
 inline constexpr size_t kMaxApprovalNoteBytes = 1024;
-// Longest approval_ttl a policy may set (7 days), and the default.
-inline constexpr int64_t kMaxApprovalTtlMs = 7LL * 24 * 3600 * 1000;
-inline constexpr int64_t kDefaultApprovalTtlMs = 15LL * 60 * 1000;
 // ListApprovals: default and largest `limit`; at most kListScan records
 // (newest first) are looked at per call.
 inline constexpr int kDefaultListLimit = 100;
