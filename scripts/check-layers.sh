@@ -42,6 +42,7 @@ declare -A LAYER=(
   [server/schema]=1
   [tests/support]=2
   [server/counters]=3
+  [server/approvals]=3
   [server/policy]=4
   [server/engine]=5
   [server/decider]=6

@@ -122,6 +122,15 @@ int main(int argc, char** argv) {
              "Refuse calls on counters Redis reported full, locally, until their retry_after; "
              "Redis is asked again every 100 ms per counter, and at once for a limit a reload "
              "changed.");
+  flags.Int("max-open-approvals", &config.approval_limits.max_open, 1, 1'000'000,
+            "Approvals open (pending or approved, not expired) at most at once, across the "
+            "fleet when in Redis; past it, a call that needs approval gets REQUIRE_APPROVAL "
+            "without an approval_id. Records held in all: 10 times this (each holds its "
+            "call's arguments, up to --max-args-bytes).");
+  flags.Int("max-open-approvals-per-grant", &config.approval_limits.max_open_per_grant, 1,
+            1'000'000,
+            "Approvals one grant may have open at once, so that one grant cannot crowd out "
+            "the others.");
   int64_t stats_interval_ms = 60'000;
   flags.Duration("stats-interval", &stats_interval_ms,
                  "How often to log counter-store statistics (when they changed).");

@@ -1,5 +1,8 @@
 #include "server/app/server.h"
 
+#include "server/approvals/memory_approvals.h"
+#include "server/approvals/redis_approvals.h"
+
 #include <atomic>
 #include <thread>
 
@@ -56,6 +59,11 @@ ToolgateServer::~ToolgateServer() {
   Shutdown();
   // Scrapes read the service and the store: stop serving them first.
   metrics_endpoint_.reset();
+  // Waiters are answered; then the store's threads are joined (their last
+  // events still find the hub), then the hub goes.
+  if (approval_hub_ != nullptr) approval_hub_->Stop();
+  approvals_.reset();
+  approval_hub_.reset();
   if (decision_log_ != nullptr) decision_log_->Close();
 }
 
@@ -102,8 +110,8 @@ absl::StatusOr<std::unique_ptr<ToolgateServer>> ToolgateServer::Start(const Serv
   return s;
 }
 
-absl::Status ToolgateServer::StartListener(const std::string& listen, grpc::Service* service,
-                                           Listener* out) {
+absl::Status ToolgateServer::StartListener(const std::string& listen,
+                                           std::vector<grpc::Service*> services, Listener* out) {
   grpc::ServerBuilder builder;
   // By default toolgated owns the listening socket (ConnectionGate) and hands
   // gRPC each connection; gRPC gets the per-connection limits either way.
@@ -119,7 +127,7 @@ absl::Status ToolgateServer::StartListener(const std::string& listen, grpc::Serv
   } else {
     builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   }
-  builder.RegisterService(service);
+  for (grpc::Service* service : services) builder.RegisterService(service);
   // Room for the largest allowed args plus the rest of the request.
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(std::min<size_t>(config_.args_limits.max_bytes * 2 + (1 << 20), INT32_MAX)));
@@ -159,6 +167,8 @@ absl::Status ToolgateServer::StartServing() {
   store_ = *std::move(store);
   decider_ =
       std::make_unique<Decider>(store_.get(), Engine(config_.failure_mode), config_.args_limits);
+  if (absl::Status s = StartApprovals(); !s.ok()) return s;
+  decider_->set_approvals(approvals_.get());
   // The order the observers see a decision in: counted, compared, logged.
   std::vector<DecisionObserver*> observers = {&metrics_observer_, &shadow_comparer_};
   if (log_observer_ != nullptr) observers.push_back(log_observer_.get());
@@ -190,6 +200,9 @@ absl::Status ToolgateServer::StartServing() {
   }
   service_ = std::make_unique<DecisionServiceImpl>(&policies_, decider_.get(),
                                                    std::move(observers), callers_.get());
+  service_->set_approvals(approval_hub_.get());
+  approval_service_ = std::make_unique<ApprovalServiceImpl>(approvals_.get(), approval_hub_.get(),
+                                                            callers_.get(), admin_token_.get());
   admin_ = std::make_unique<AdminServiceImpl>(
       [this] { return Status(); },
       [this](v1::CheckRequest req, std::string peer, ExplainCallback done) {
@@ -217,9 +230,10 @@ absl::Status ToolgateServer::StartServing() {
   // Decisions and health on --listen; AdminService and health on
   // --admin-listen. Each listener is its own gRPC server, so that neither
   // serves (nor lists in reflection) the other's services.
-  absl::Status started = StartListener(config_.listen, service_.get(), &decision_);
+  absl::Status started = StartListener(config_.listen, {service_.get()}, &decision_);
   if (started.ok() && !config_.admin_listen.empty()) {
-    started = StartListener(config_.admin_listen, admin_.get(), &admin_listener_);
+    started = StartListener(config_.admin_listen, {admin_.get(), approval_service_.get()},
+                            &admin_listener_);
   }
   if (!started.ok()) return started;
 
@@ -235,6 +249,7 @@ absl::Status ToolgateServer::StartServing() {
       sources.decision_log_write_errors = [this] { return decision_log_->write_errors(); };
     }
     sources.in_flight = [this] { return service_->in_flight(); };
+    sources.approvals_waiting = [this] { return static_cast<int64_t>(approval_hub_->waiting()); };
     metrics_->SetSources(std::move(sources));
     absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
         MetricsEndpoint::Start(config_.metrics_listen, metrics_);
@@ -252,6 +267,39 @@ absl::Status ToolgateServer::StartServing() {
                 : absl::StrCat(" (arguments in full for ",
                                absl::StrJoin(config_.decision_log_args, ", "), ")"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status ToolgateServer::StartApprovals() {
+  ApprovalEvents events;
+  // This server's own events: counted and logged once across the fleet.
+  events.local = [this](v1::ApprovalEventKind kind, const v1::Approval& a) {
+    metrics_->RecordApprovalEvent(kind);
+    if (decision_log_ != nullptr) LogApprovalEvent(decision_log_.get(), kind, a);
+  };
+  // Every event of the fleet: for waiters and watchers. The hub is made
+  // before the store starts delivering (below), and outlives it.
+  events.fleet = [this](v1::ApprovalEventKind kind, const v1::Approval& a) {
+    if (ApprovalHub* hub = hub_for_events_.load(std::memory_order_acquire)) hub->OnEvent(kind, a);
+  };
+  ApprovalHubOptions hub_options;
+  if (config_.redis_url.empty()) {
+    approvals_ = std::make_unique<MemoryApprovalStore>(SystemClock::Get(), config_.approval_limits,
+                                                       std::move(events));
+  } else {
+    absl::StatusOr<RedisUrl> url = ParseRedisUrl(config_.redis_url, config_.redis_credentials);
+    if (!url.ok()) return url.status();
+    RedisApprovalOptions options;
+    options.url = *std::move(url);
+    options.limits = config_.approval_limits;
+    options.events = std::move(events);
+    approvals_ = std::make_unique<RedisApprovalStore>(std::move(options));
+    // A Redis subscription can miss events (a lost connection): waiters
+    // read their approval again every second.
+    hub_options.poll_ms = 1000;
+  }
+  approval_hub_ = std::make_unique<ApprovalHub>(approvals_.get(), hub_options);
+  hub_for_events_.store(approval_hub_.get(), std::memory_order_release);
   return absl::OkStatus();
 }
 

@@ -5,6 +5,7 @@
 #ifndef TOOLGATE_SERVER_APP_SERVER_H_
 #define TOOLGATE_SERVER_APP_SERVER_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/app/transport.h"
+#include "server/approvals/approval_hub.h"
+#include "server/approvals/approval_store.h"
 #include "server/counters/counter_store.h"
 #include "server/decider/decider.h"
 #include "server/engine/args_limits.h"
@@ -21,6 +24,7 @@
 #include "server/policy/registry.h"
 #include "server/provider/provider.h"
 #include "server/service/admin_service.h"
+#include "server/service/approval_service.h"
 #include "server/service/decision_service.h"
 #include "server/service/observers.h"
 #include "server/telemetry/decision_log.h"
@@ -68,6 +72,8 @@ struct ServerConfig {
   int64_t redis_wait_replicas = 0;  // WAIT for this many replicas after each script run.
   FailureMode failure_mode = FailureMode::kClosed;
   bool over_limit_cache = true;
+  // Approvals live where the counters do (in process, or in Redis).
+  ApprovalLimits approval_limits;
   // Prometheus metrics on http://HOST:PORT/metrics; empty: off.
   std::string metrics_listen;
   // Decision log: "stdout", "stderr" or a file path; empty: off.
@@ -142,9 +148,10 @@ class ToolgateServer {
     std::string address;  // "HOST:PORT", the real port.
   };
   // Binds `listen` and serves `service` (and health, and reflection) there.
-  absl::Status StartListener(const std::string& listen, grpc::Service* service, Listener* out);
+  absl::Status StartListener(const std::string& listen, std::vector<grpc::Service*> services, Listener* out);
   // Every revision or failure from the provider (and from Reload) ends here:
   // activated or rejected, recorded for status and metrics, logged.
+  absl::Status StartApprovals();
   void OnPolicy(absl::StatusOr<std::shared_ptr<const Policy>> revision, absl::string_view trigger);
   void ReloadShadow();
 
@@ -156,6 +163,11 @@ class ToolgateServer {
   // --metrics-listen. Before the store, whose I/O thread reports to them.
   std::shared_ptr<Metrics> metrics_;
   std::unique_ptr<CounterStore> store_;
+  // Approvals: the hub is stopped before the store goes, and goes after it
+  // (the store's threads deliver events to it until they are joined).
+  std::unique_ptr<ApprovalHub> approval_hub_;
+  std::atomic<ApprovalHub*> hub_for_events_{nullptr};
+  std::unique_ptr<ApprovalStore> approvals_;
   std::unique_ptr<Decider> decider_;
   std::unique_ptr<DecisionLog> decision_log_;  // Null when off.
   MetricsObserver metrics_observer_;
@@ -164,6 +176,7 @@ class ToolgateServer {
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   std::unique_ptr<DecisionServiceImpl> service_;
   std::unique_ptr<AdminServiceImpl> admin_;
+  std::unique_ptr<ApprovalServiceImpl> approval_service_;
   mutable absl::Mutex reload_mu_;
   std::string last_reload_error_ ABSL_GUARDED_BY(reload_mu_);
   absl::Time last_reload_at_ ABSL_GUARDED_BY(reload_mu_);

@@ -11,6 +11,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "server/approvals/approval_store.h"
 #include "server/counters/counter_store.h"
 #include "server/engine/args_limits.h"
 #include "server/engine/engine.h"
@@ -28,7 +29,11 @@ struct DecisionTask {
   v1::CheckResponse* response = nullptr;      // Filled in by Decide.
   bool dry_run = false;                       // Decide, but consume no counter.
   std::vector<std::string>* trace = nullptr;  // Optional: one line per step.
+  // The decision's id (the approval a call redeems records it); may be empty.
+  std::string decision_id;
   Evaluation evaluation;                      // Set by Decide.
+  // Set by Decide when the call redeemed an approval (request.approval_id).
+  bool redeemed = false;
 
   // True once decided when the counters decided (ALLOW or RATE_LIMITED
   // after the store answered), false when the policy alone did.
@@ -57,18 +62,40 @@ class Decider {
   absl::Status Prepare(v1::CheckRequest* request) const;
 
   // Decides `task` (validated before). `done` runs exactly once, when
-  // task.response is complete: on this thread when no counter is needed,
-  // otherwise where the store completes (see CounterStore::Acquire for what
-  // may run there).
+  // task.response is complete: on this thread when no store is needed,
+  // otherwise where the counter or approval store completes (see
+  // CounterStore::Acquire for what may run there).
+  //
+  // Approvals (with an approval store): a call the policy sends to approval
+  // gets a pending approval bound to it (CheckResponse.approval_id; not on a
+  // dry run); a call that names an approval it may use (approved, same
+  // binding, unexpired, unused) is decided as an allowed entry would be,
+  // using the approval up (given back when its limits then refuse it);
+  // otherwise it is DENIED with the reason. An approval store that fails
+  // never admits a call: the call is DENIED (redeeming) or left at
+  // REQUIRE_APPROVAL without an id (creating), and the reason says why.
   void Decide(DecisionTask& task, absl::AnyInvocable<void() &&> done) const;
+
+  // With approvals: `approvals` must outlive the decider (null: none; a call
+  // needing approval is only answered REQUIRE_APPROVAL).
+  void set_approvals(ApprovalStore* approvals) { approvals_ = approvals; }
+  ApprovalStore* approvals() const { return approvals_; }
 
   const Engine& engine() const { return engine_; }
   const ArgsLimits& limits() const { return limits_; }
 
  private:
+  using Done = absl::AnyInvocable<void() &&>;
+  // Asks the counter store for the evaluation's limits, then completes.
+  // `redeemed`: the approval the call used (given back if refused).
+  void AcquireLimits(DecisionTask& task, Done done, std::string redeemed) const;
+  void CreateApproval(DecisionTask& task, Done done) const;
+  void RedeemApproval(DecisionTask& task, Done done) const;
+
   CounterStore* const store_;
   const Engine engine_;
   const ArgsLimits limits_;
+  ApprovalStore* approvals_ = nullptr;
 };
 
 }  // namespace toolgate

@@ -35,6 +35,20 @@ std::string DefaultReason(const Resolution& r, absl::string_view tool) {
   return "";
 }
 
+// The limits of `eval`'s resolution, as counter checks for `req`.
+void ListChecks(Evaluation& eval, const v1::CheckRequest& req) {
+  const std::vector<LimitSpec>& limits = *eval.resolution.limits;
+  eval.checks.reserve(limits.size());
+  for (const LimitSpec& spec : limits) {
+    LimitCheck& c = eval.checks.emplace_back();
+    c.key = CounterKey(spec, req.grant(), req.session());
+    c.algorithm = spec.algorithm;
+    c.window_ms = spec.window_ms;
+    c.max = spec.max;
+    c.burst = spec.burst;
+  }
+}
+
 }  // namespace
 
 absl::string_view DecisionLabel(v1::Decision d) {
@@ -141,16 +155,21 @@ Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
     eval.final = true;
     return eval;
   }
-  eval.checks.reserve(r.limits->size());
-  for (const LimitSpec& spec : *r.limits) {
-    LimitCheck& c = eval.checks.emplace_back();
-    c.key = CounterKey(spec, req.grant(), req.session());
-    c.algorithm = spec.algorithm;
-    c.window_ms = spec.window_ms;
-    c.max = spec.max;
-    c.burst = spec.burst;
-  }
+  ListChecks(eval, req);
   return eval;
+}
+
+void Engine::Approve(Evaluation& eval, const v1::CheckRequest& req,
+                     v1::CheckResponse* resp) const {
+  if (eval.resolution.limits->empty()) {
+    resp->set_decision(v1::DECISION_ALLOW);
+    eval.final = true;
+    return;
+  }
+  resp->set_decision(v1::DECISION_UNSPECIFIED);
+  resp->clear_reason();
+  eval.final = false;
+  ListChecks(eval, req);
 }
 
 void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult>& result,

@@ -46,6 +46,12 @@ class Engine {
   Evaluation Evaluate(const Policy& policy, const v1::CheckRequest& req, absl::string_view peer,
                       v1::CheckResponse* resp, std::vector<std::string>* trace = nullptr) const;
 
+  // For a final Evaluation that required approval, once an approval of the
+  // call was redeemed: decides it as an allowed entry would. With limits,
+  // the evaluation is no longer final and lists them (Complete follows);
+  // without, the response is ALLOW.
+  void Approve(Evaluation& eval, const v1::CheckRequest& req, v1::CheckResponse* resp) const;
+
   // Step 2, for an Evaluation that is not final.
   void Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult>& result,
                 v1::CheckResponse* resp, std::vector<std::string>* trace = nullptr) const;

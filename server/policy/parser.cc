@@ -78,6 +78,18 @@ std::optional<int64_t> ParseWindow(const YAML::Node& n, absl::string_view what, 
   return *ms;
 }
 
+// `approval_ttl`: a duration from kMinApprovalTtlMs to kMaxApprovalTtlMs.
+std::optional<int64_t> ParseApprovalTtl(const YAML::Node& n, absl::string_view what,
+                                        Diagnostics& d) {
+  std::optional<int64_t> ms = ParseWindow(n, what, d);
+  if (!ms) return std::nullopt;
+  if (*ms < kMinApprovalTtlMs || *ms > kMaxApprovalTtlMs) {
+    d.Error(n, absl::StrCat(what, " must be from 1s to 7d, got ", n.Scalar()));
+    return std::nullopt;
+  }
+  return ms;
+}
+
 // Tool, server, grant and class names follow the rules of the names in a
 // request (no control characters), and are at most kMaxNameBytesCeiling
 // bytes: a longer name could never match a request under any
@@ -219,9 +231,14 @@ void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, const s
   if (!node.IsNull()) {
     std::optional<YAML::Node> limits_node;
     ForEachKey(node, where,
-               {"action", "reason", "limits", "args", "category", "risk", "description"}, d,
-               [&](const std::string& k, const YAML::Node&, const YAML::Node& v) {
-                 if (k == "action") {
+               {"action", "reason", "limits", "args", "category", "risk", "description",
+                "approval_ttl"},
+               d, [&](const std::string& k, const YAML::Node&, const YAML::Node& v) {
+                 if (k == "approval_ttl") {
+                   if (auto t = ParseApprovalTtl(v, where + ".approval_ttl", d)) {
+                     tool.rule.approval_ttl_ms = *t;
+                   }
+                 } else if (k == "action") {
                    if (auto a = ParseAction(v, where + ".action", d)) {
                      tool.rule.action = *a;
                      tool.rule.has_action = true;
@@ -399,9 +416,14 @@ void ParseClasses(const YAML::Node& v, PolicyDocument& doc, Diagnostics& d) {
     if (!CheckPolicyName(name, "a class name", k, d)) return;
     bool has_action = false;
     const size_t errors_before = d.errors().size();
-    ForEachKey(body, where, {"category", "min_risk", "action", "reason", "description"}, d,
+    ForEachKey(body, where,
+               {"category", "min_risk", "action", "reason", "description", "approval_ttl"}, d,
                [&](const std::string& key, const YAML::Node&, const YAML::Node& value) {
-                 if (key == "category") {
+                 if (key == "approval_ttl") {
+                   if (auto t = ParseApprovalTtl(value, where + ".approval_ttl", d)) {
+                     c.rule.approval_ttl_ms = *t;
+                   }
+                 } else if (key == "category") {
                    if (value.IsSequence()) {
                      for (size_t i = 0; i < value.size(); ++i) {
                        if (auto cat = ParseCategory(value[i], where + ".category[]", d)) {

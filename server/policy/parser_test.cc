@@ -702,5 +702,40 @@ TEST(PolicyBudget, LimitsApplyToTheWholeDocument) {
   EXPECT_TRUE(HasSubstr(d2.ToString(), "f.yaml:1:10: the document is too large"));
 }
 
+TEST(PolicyApprovals, ApprovalTtlFromTheEntryTheClassOrTheDefault) {
+  auto p = MustLoad(R"(version: "1"
+default: require_approval
+tools:
+  slow: {action: require_approval, approval_ttl: 2h}
+  plain: {action: require_approval}
+  admin_tool: {category: admin, approval_ttl: 30s}
+  guarded: {category: admin}
+servers:
+  prod:
+    tools:
+      slow: {reason: "prod"}
+classes:
+  admin: {category: admin, action: require_approval, approval_ttl: 5m}
+)", "p.yaml");
+  EXPECT_EQ(p->Resolve("slow", "", "g").approval_ttl_ms, 2 * 3'600'000);
+  // A section's entry that does not set it inherits it.
+  EXPECT_EQ(p->Resolve("slow", "prod", "g").approval_ttl_ms, 2 * 3'600'000);
+  EXPECT_EQ(p->Resolve("plain", "", "g").approval_ttl_ms, kDefaultApprovalTtlMs);
+  EXPECT_EQ(p->Resolve("unlisted", "", "g").approval_ttl_ms, kDefaultApprovalTtlMs);
+  // The class rule that requires approval sets it, over the entry's.
+  EXPECT_EQ(p->Resolve("admin_tool", "", "g").approval_ttl_ms, 5 * 60'000);
+  EXPECT_EQ(p->Resolve("guarded", "", "g").approval_ttl_ms, 5 * 60'000);
+}
+
+TEST(PolicyApprovals, ApprovalTtlIsBounded) {
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ntools:\n  t: {approval_ttl: 500ms}\n"),
+                        "p.yaml:3:21: tools.t.approval_ttl must be from 1s to 7d, got 500ms"));
+  EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\ntools:\n  t: {approval_ttl: 8d}\n"),
+                        "tools.t.approval_ttl must be from 1s to 7d, got 8d"));
+  EXPECT_TRUE(HasSubstr(
+      LoadError("version: \"1\"\nclasses:\n  c: {category: admin, action: deny, approval_ttl: x}\n"),
+      "classes.c.approval_ttl"));
+}
+
 }  // namespace
 }  // namespace toolgate

@@ -221,6 +221,7 @@ Resolution Policy::Resolve(absl::string_view tool, absl::string_view server,
 
   Resolution out;
   out.limits = &NoLimits();
+  int64_t entry_ttl = 0;
   if (n == 0) {
     const ToolRule* def = &default_;
     if (grant_section != nullptr && grant_section->default_rule) {
@@ -233,6 +234,7 @@ Resolution Policy::Resolve(absl::string_view tool, absl::string_view server,
     out.action = def->action;
     out.reason = def->reason;
     out.is_default = true;
+    entry_ttl = def->approval_ttl_ms;
     if (trace != nullptr) {
       trace->push_back(absl::StrCat("no entry matches: ", def->rule_id, " decides (",
                                     ActionName(def->action), ")"));
@@ -264,6 +266,7 @@ Resolution Policy::Resolve(absl::string_view tool, absl::string_view server,
       }
       if (out.category == Category::kNone) out.category = r->category;
       if (out.risk == Risk::kNone) out.risk = r->risk;
+      if (entry_ttl == 0) entry_ttl = r->approval_ttl_ms;
     }
     if (!have_action) {
       out.action = Action::kAllow;
@@ -279,6 +282,7 @@ Resolution Policy::Resolve(absl::string_view tool, absl::string_view server,
     }
   }
 
+  if (entry_ttl > 0) out.approval_ttl_ms = entry_ttl;
   // Guardrails: class rules only tighten.
   for (const ClassRule& c : classes_) {
     if (!c.Matches(out.category, out.risk)) continue;
@@ -295,6 +299,7 @@ Resolution Policy::Resolve(absl::string_view tool, absl::string_view server,
       out.reason = c.reason;
       out.rule_id = c.rule_id;
       out.guardrail = &c;
+      if (c.approval_ttl_ms > 0) out.approval_ttl_ms = c.approval_ttl_ms;
       if (trace != nullptr) {
         trace->push_back(absl::StrCat(c.rule_id, " tightens the decision to ", ActionName(c.action)));
       }

@@ -19,6 +19,12 @@
 namespace toolgate {
 
 enum class Action { kAllow, kDeny, kRequireApproval };
+
+// How long an approval stays usable (`approval_ttl` on entries and class
+// rules): 15 minutes unless set, between 1 second and 7 days.
+inline constexpr int64_t kDefaultApprovalTtlMs = 15LL * 60 * 1000;
+inline constexpr int64_t kMinApprovalTtlMs = 1000;
+inline constexpr int64_t kMaxApprovalTtlMs = 7LL * 24 * 3600 * 1000;
 enum class Scope { kGrant, kSession, kGlobal };
 
 absl::string_view ActionName(Action a);        // "allow" | "deny" | "require_approval"
@@ -62,6 +68,7 @@ struct ToolRule {
   std::shared_ptr<const ArgsSchema> args;  // Null when the entry has no schema.
   Category category = Category::kNone;
   Risk risk = Risk::kNone;
+  int64_t approval_ttl_ms = 0;  // 0: not set (inherited, else the default).
   int order = 0;  // Position in the policy (tie-breaker between globs).
 };
 
@@ -75,6 +82,7 @@ struct ClassRule {
   Risk min_risk = Risk::kNone;
   Action action = Action::kRequireApproval;
   std::string reason;
+  int64_t approval_ttl_ms = 0;  // 0: the entry's (or the default).
   bool Matches(Category c, Risk r) const;
 };
 
@@ -139,6 +147,9 @@ struct Resolution {
   Category category = Category::kNone;
   Risk risk = Risk::kNone;
   const ClassRule* guardrail = nullptr;  // The class rule that tightened the action.
+  // For kRequireApproval: how long the approval stays usable (the class
+  // rule's that required it, else the entries', else the default).
+  int64_t approval_ttl_ms = kDefaultApprovalTtlMs;
   bool is_default = false;               // No entry matched: a default decided.
 };
 

@@ -73,12 +73,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
  private:
   // The caller admitted by --allow-peer and holding the admin token.
   absl::Status Admit(const grpc::ServerContextBase& context) const {
-    if (callers_ != nullptr) {
-      if (absl::StatusOr<std::string> who = callers_->Admit(context); !who.ok()) {
-        return who.status();
-      }
-    }
-    return token_ != nullptr ? token_->Check(context) : absl::OkStatus();
+    return AdmitAdmin(context, callers_, token_).status();
   }
 
   std::function<v1::GetStatusResponse()> status_;

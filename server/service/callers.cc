@@ -119,4 +119,18 @@ absl::Status AdminToken::Check(const grpc::ServerContextBase& context) const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> AdmitAdmin(const grpc::ServerContextBase& context,
+                                       const CallerCheck* callers, const AdminToken* token) {
+  std::string who;
+  if (callers != nullptr) {
+    absl::StatusOr<std::string> admitted = callers->Admit(context);
+    if (!admitted.ok()) return admitted.status();
+    who = *std::move(admitted);
+  }
+  if (token != nullptr) {
+    if (absl::Status s = token->Check(context); !s.ok()) return s;
+  }
+  return who;
+}
+
 }  // namespace toolgate

@@ -83,6 +83,12 @@ class AdminToken {
   mutable FileStamp stamp_ ABSL_GUARDED_BY(mu_);
 };
 
+// An admin call: admitted by --allow-peer (`callers`, null: everyone) and
+// holding the admin token (`token`, null: none needed). The caller's
+// certificate identity (empty without mTLS), or why not.
+absl::StatusOr<std::string> AdmitAdmin(const grpc::ServerContextBase& context,
+                                       const CallerCheck* callers, const AdminToken* token);
+
 }  // namespace toolgate
 
 #endif  // TOOLGATE_SERVER_SERVICE_CALLERS_H_

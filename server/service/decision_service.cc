@@ -7,7 +7,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/synchronization/mutex.h"
 #include "google/protobuf/arena.h"
+#include "server/base/clock.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "grpcpp/support/proto_buffer_writer.h"
 #include "server/service/observers.h"
@@ -118,7 +120,6 @@ void DecisionServiceImpl::Finish(Call* call, const absl::Status& status) {
     call->Finish(ToGrpcStatus(status));
     return;
   }
-  call->response.set_decision_id(NextDecisionId());
   bool own_buffer = false;
   grpc::Status s = grpc::SerializationTraits<v1::CheckResponse>::Serialize(
       call->response, call->response_buffer, &own_buffer);
@@ -180,18 +181,101 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext
   task.request = &call->request;
   task.response = &call->response;
   task.dry_run = req.dry_run();
+  // Known before deciding: an approval the call uses records it.
+  call->response.set_decision_id(NextDecisionId());
+  task.decision_id = call->response.decision_id();
   call->shadow =
       ShadowComparer::Evaluate(*policies_, decider_->engine(), *task.policy, req, task.peer);
   decider_->Decide(task, [this, call] { Finish(call, absl::OkStatus()); });
   return reactor;
 }
 
+namespace {
+
+constexpr int64_t kDefaultWaitMs = 30'000;
+constexpr int64_t kMaxWaitMs = 600'000;
+
+// One WaitApproval call: answered by the hub's callback, or cancelled.
+class WaitCall final : public grpc::ServerUnaryReactor {
+ public:
+  WaitCall(ApprovalHub* hub, v1::Approval* response) : hub_(hub), response_(response) {}
+
+  void Start(const std::string& id, int64_t deadline_ms) {
+    const uint64_t handle = hub_->Wait(id, deadline_ms, [this](absl::StatusOr<v1::Approval> a) {
+      if (!a.ok()) {
+        Finish(ToGrpcStatus(a.status()));
+        return;
+      }
+      *response_ = *std::move(a);
+      Finish(grpc::Status::OK);
+    });
+    bool cancel = false;
+    {
+      absl::MutexLock lock(&mu_);
+      handle_ = handle;
+      cancel = cancelled_;
+    }
+    if (cancel && handle != 0) hub_->Cancel(handle);
+  }
+
+  void OnCancel() override {
+    uint64_t handle = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      handle = handle_;
+    }
+    if (handle != 0) hub_->Cancel(handle);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  ApprovalHub* const hub_;
+  v1::Approval* const response_;
+  absl::Mutex mu_;
+  uint64_t handle_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
 grpc::ServerUnaryReactor* DecisionServiceImpl::WaitApproval(grpc::CallbackServerContext* context,
                                                             const v1::WaitApprovalRequest* request,
                                                             v1::Approval* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "approvals are not served yet"));
-  return reactor;
+  absl::Status s;
+  if (approvals_ == nullptr) {
+    s = absl::UnimplementedError("approvals are not served by this server");
+  } else if (draining_.load(std::memory_order_seq_cst)) {
+    s = absl::UnavailableError("toolgated is shutting down; retry on another server");
+  } else if (callers_ != nullptr) {
+    s = callers_->Admit(*context).status();
+  }
+  if (s.ok() && request->approval_id().empty()) {
+    s = absl::InvalidArgumentError("approval_id is required");
+  } else if (s.ok() && !IsApprovalId(request->approval_id())) {
+    s = absl::InvalidArgumentError("approval_id: not an approval id (\"apr_\" and 32 hex digits)");
+  }
+  int64_t wait_ms = kDefaultWaitMs;
+  if (s.ok() && request->has_timeout()) {
+    const google::protobuf::Duration& t = request->timeout();
+    if (t.seconds() < 0 || t.nanos() < 0) {
+      s = absl::InvalidArgumentError("timeout must not be negative");
+    } else {
+      wait_ms = std::min<int64_t>(kMaxWaitMs, t.seconds() * 1000 + t.nanos() / 1'000'000);
+    }
+  }
+  if (!s.ok()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  // Within the call's own deadline, with room to answer before it.
+  const auto left = context->deadline() - std::chrono::system_clock::now();
+  const int64_t left_ms = std::chrono::duration_cast<std::chrono::milliseconds>(left).count();
+  if (left_ms < wait_ms) wait_ms = std::max<int64_t>(0, left_ms - std::max<int64_t>(20, left_ms / 20));
+  auto* call = new WaitCall(approvals_, response);
+  call->Start(request->approval_id(), SteadyClock::Get()->NowMillis() + wait_ms);
+  return call;
 }
 
 }  // namespace toolgate

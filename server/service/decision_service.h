@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "server/approvals/approval_hub.h"
 #include "server/decider/decider.h"
 #include "server/policy/registry.h"
 #include "server/service/callers.h"
@@ -56,6 +57,10 @@ class DecisionServiceImpl final
                                          const v1::WaitApprovalRequest* request,
                                          v1::Approval* response) override;
 
+  // WaitApproval waits here (null: approvals are not served: UNIMPLEMENTED).
+  // Must outlive the service.
+  void set_approvals(ApprovalHub* hub) { approvals_ = hub; }
+
   // Checks started and not answered yet.
   int64_t in_flight() const { return in_flight_.load(std::memory_order_seq_cst); }
   // Calls gRPC has not released yet (answered calls whose answer is still
@@ -76,6 +81,7 @@ class DecisionServiceImpl final
   const Decider* const decider_;
   const std::vector<DecisionObserver*> observers_;
   const CallerCheck* const callers_;
+  ApprovalHub* approvals_ = nullptr;
   const uint64_t id_prefix_;
   std::atomic<uint64_t> id_counter_{0};
   std::atomic<int64_t> in_flight_{0};

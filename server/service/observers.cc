@@ -1,5 +1,7 @@
 #include "server/service/observers.h"
 
+#include "server/base/json_parse.h"
+
 #include <string>
 
 #include "absl/time/clock.h"
@@ -73,9 +75,36 @@ void DecisionLogObserver::OnDecision(const DecisionRecord& r) {
   e.rule = resp.rule();
   e.revision = resp.policy_version();
   e.latency_us = absl::ToInt64Microseconds(r.latency);
+  e.approval_id = !resp.approval_id().empty() ? resp.approval_id() : req.approval_id();
   // The arguments are serialized on the log's writer thread, not here.
   e.args.CopyFrom(req.args());
   log_->Log(std::move(e));
+}
+
+void LogApprovalEvent(DecisionLog* log, v1::ApprovalEventKind kind, const v1::Approval& a) {
+  DecisionLogEntry e;
+  e.event = absl::StrCat("approval_", ApprovalEventName(kind));
+  if (kind == v1::APPROVAL_EVENT_USED) e.decision_id = a.used_by_decision();
+  e.time = absl::Now();
+  e.tool = a.tool();
+  e.server = a.server();
+  e.grant = a.grant();
+  e.session = a.session();
+  e.request_id = a.request_id();
+  e.decision = std::string(ApprovalStateName(a.state()));
+  e.reason = kind == v1::APPROVAL_EVENT_APPROVED || kind == v1::APPROVAL_EVENT_DENIED
+                 ? a.note()
+                 : a.reason();
+  e.rule = a.rule();
+  e.revision = a.policy_version();
+  e.approval_id = a.id();
+  if (kind == v1::APPROVAL_EVENT_APPROVED || kind == v1::APPROVAL_EVENT_DENIED) {
+    e.approver = a.decided_by();
+  }
+  // The store keeps the canonical JSON: read back, so that the log hashes
+  // (or shows) it as it does a decision's arguments.
+  if (auto args = ParseJsonObject(a.args_json(), 1000); args.ok()) e.args = *std::move(args);
+  log->Log(std::move(e));
 }
 
 }  // namespace toolgate

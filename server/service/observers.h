@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "server/approvals/approval_store.h"
 #include "server/engine/engine.h"
 #include "server/policy/registry.h"
 #include "server/service/decision_observer.h"
@@ -59,6 +60,9 @@ class DecisionLogObserver final : public DecisionObserver {
  private:
   DecisionLog* const log_;
 };
+
+// Writes an approval event to the decision log (see decision_log.h).
+void LogApprovalEvent(DecisionLog* log, v1::ApprovalEventKind kind, const v1::Approval& approval);
 
 }  // namespace toolgate
 

@@ -40,6 +40,7 @@ std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args,
   std::string out;
   out.reserve(320 + (with_args ? args.size() : 0));
   out.push_back('{');
+  if (!e.event.empty()) AppendField("event", e.event, &out);
   AppendField("decision_id", e.decision_id, &out);
   AppendField("time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", e.time, absl::UTCTimeZone()),
               &out);
@@ -66,6 +67,8 @@ std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args,
     AppendField("rule", e.rule, &out);
   }
   AppendField("revision", e.revision, &out);
+  if (!e.approval_id.empty()) AppendField("approval_id", e.approval_id, &out);
+  if (!e.approver.empty()) AppendField("approver", e.approver, &out);
   absl::StrAppend(&out, "\"latency_us\":", e.latency_us, ",");
   AppendField(keyed ? "args_hmac_sha256" : "args_sha256", hash(args), &out);
   if (with_args) {
@@ -78,7 +81,8 @@ std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args,
 size_t DecisionLogEntryBytes(const DecisionLogEntry& e) {
   return sizeof(DecisionLogEntry) + e.decision_id.size() + e.tool.size() + e.server.size() +
          e.grant.size() + e.session.size() + e.request_id.size() + e.peer.size() + e.reason.size() +
-         e.rule.size() + e.revision.size() + 2 * e.args.ByteSizeLong();
+         e.rule.size() + e.revision.size() + e.event.size() + e.approval_id.size() +
+         e.approver.size() + 2 * e.args.ByteSizeLong();
 }
 
 absl::StatusOr<std::unique_ptr<DecisionLog>> DecisionLog::Open(DecisionLogOptions options) {

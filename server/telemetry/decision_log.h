@@ -5,7 +5,13 @@
 // grant, session, request_id, peer (the caller's certificate identity; only
 // when there is one), decision (allow | deny | rate_limited |
 // require_approval), reason, rule, revision, latency_us, and args_sha256
-// (hex SHA-256 of the arguments' canonical JSON: keys sorted, no spaces).
+// (hex SHA-256 of the arguments' canonical JSON: keys sorted, no spaces);
+// approval_id when the call created or redeemed an approval.
+//
+// Approval events (created, approved, denied, used, expired) are lines too,
+// with `event` ("approval_created", ...) first, the approval's id, binding
+// and state (as `decision`), `approver` for a decision by a human, and
+// decision_id: the call that created it (created) or used it (used).
 // The arguments themselves (`args`) only for tools named by
 // --decision-log-args (exact names or globs).
 //
@@ -58,6 +64,10 @@
 namespace toolgate {
 
 struct DecisionLogEntry {
+  // Empty for a decision; for an approval event "approval_created",
+  // "approval_approved", "approval_denied", "approval_used" or
+  // "approval_expired" (`decision` then holds the approval's state).
+  std::string event;
   std::string decision_id;
   absl::Time time;
   std::string tool, server, grant, session, request_id;
@@ -66,6 +76,10 @@ struct DecisionLogEntry {
   std::string reason, rule, revision;
   int64_t latency_us = 0;
   google::protobuf::Struct args;
+  // The approval a decision created or redeemed, or an event is about
+  // (left out when empty), and for a decided approval who decided it.
+  std::string approval_id;
+  std::string approver;
 };
 
 struct DecisionLogHashing {

@@ -164,6 +164,10 @@ void Metrics::RecordPolicyRejected(absl::string_view reason) {
   rejected_[i].fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::RecordApprovalEvent(v1::ApprovalEventKind kind) {
+  if (kind > 0 && kind < kApprovalEvents) approval_events_[kind].fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::OnRedisReply(int64_t latency_us) {
   redis_latency_.Observe(static_cast<uint64_t>(std::max<int64_t>(0, latency_us)));
 }
@@ -239,6 +243,28 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
         {{"reason", std::string(kPolicyRejectionReasons[i])}}));
   }
   out.push_back(std::move(rejected));
+
+  auto approvals = Family("toolgate_approval_events_total",
+                          "Approval events this server recorded (each event of a fleet is "
+                          "counted by one server), by event.",
+                          MetricType::Counter);
+  for (int k = 1; k < kApprovalEvents; ++k) {
+    const auto kind = static_cast<v1::ApprovalEventKind>(k);
+    std::string name = v1::ApprovalEventKind_Name(kind);
+    name = absl::AsciiStrToLower(name.substr(std::string("APPROVAL_EVENT_").size()));
+    approvals.metric.push_back(
+        Value(MetricType::Counter,
+              static_cast<double>(approval_events_[k].load(std::memory_order_relaxed)),
+              {{"event", name}}));
+  }
+  out.push_back(std::move(approvals));
+  if (sources_.approvals_waiting) {
+    auto f = Family("toolgate_approvals_waiting",
+                    "WaitApproval calls waiting for an approver.", MetricType::Gauge);
+    f.metric.push_back(
+        Value(MetricType::Gauge, static_cast<double>(sources_.approvals_waiting()), {}));
+    out.push_back(std::move(f));
+  }
 
   if (sources_.active_revision) {
     const std::string revision = sources_.active_revision();

@@ -47,6 +47,7 @@
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
 #include "server/counters/redis_store.h"
+#include "toolgate/v1/approval.pb.h"
 #include "toolgate/v1/decision.pb.h"
 
 namespace prometheus {
@@ -80,6 +81,7 @@ struct MetricsSources {
   std::function<uint64_t()> decision_log_dropped;    // Only with a decision log.
   std::function<uint64_t()> decision_log_write_errors;
   std::function<int64_t()> in_flight;
+  std::function<int64_t()> approvals_waiting;  // Only with approvals.
 };
 
 class Metrics final : public prometheus::Collectable, public RedisStoreObserver {
@@ -98,6 +100,8 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
   // A revision refused before activation, by reason (kPolicyRejectionReasons;
   // any other is counted as the last one, "other").
   void RecordPolicyRejected(absl::string_view reason);
+  // An approval event this server recorded (ApprovalEvents::local).
+  void RecordApprovalEvent(v1::ApprovalEventKind kind);
 
   // Totals of what RecordCheck and RecordError counted: decisions by
   // v1::Decision value, and errors (for status: the same tally as the
@@ -136,6 +140,8 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
   std::atomic<uint64_t> reloads_ok_{0}, reloads_failed_{0};
   static constexpr int kRejectionReasons = 6;
   std::atomic<uint64_t> rejected_[kRejectionReasons] = {};
+  static constexpr int kApprovalEvents = 6;  // v1::ApprovalEventKind 0..5 (created..expired).
+  std::atomic<uint64_t> approval_events_[kApprovalEvents] = {};
   AtomicHistogram check_duration_;
   AtomicHistogram redis_latency_;
   AtomicHistogram redis_pipeline_;
