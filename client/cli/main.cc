@@ -56,8 +56,9 @@ constexpr char kMainUsage[] =
     "      List, inspect, approve or deny the approvals of calls that need a human, or\n"
     "      follow them as they happen (asks the admin listener, by default localhost:50052).\n"
     "\n"
-    "check, status, health and approvals take --tls-ca, --tls-cert, --tls-key and --tls-server-name for a\n"
-    "server that serves TLS or mTLS, and --admin-token-file for its admin listener.\n"
+    "check, status, health and approvals take --tls-ca, --tls-cert, --tls-key and\n"
+    "--tls-server-name for a server that serves TLS or mTLS, and --admin-token-file for\n"
+    "its admin listener.\n"
     "\n"
     "Run 'toolgate COMMAND --help' for a command's flags.\n"
     "\n"
@@ -76,7 +77,7 @@ std::string FormatDuration(const google::protobuf::Duration& d) {
 int RunCheck(const std::vector<std::string>& args) {
   std::string target = "localhost:50051", admin_target = "localhost:50052", tool, grant,
               args_json, server, session, version, request_id, output = "text", policy_path,
-              peer;
+              peer, approval_id;
   ConnectionFlags connection;
   bool dry_run = false, explain = false;
   int64_t timeout_ms = 2000;
@@ -94,6 +95,9 @@ int RunCheck(const std::vector<std::string>& args) {
   flags.String("session", &session, "Agent session.");
   flags.String("policy-version", &version, "Pin a loaded policy revision.");
   flags.String("request-id", &request_id, "Correlation id.");
+  flags.String("approval-id", &approval_id,
+               "Redeem this approval (the approval_id a REQUIRE_APPROVAL answer gave the "
+               "identical call, approved since).");
   flags.Bool("dry-run", &dry_run, "Decide without consuming any counter.");
   flags.Duration("timeout", &timeout_ms, "Deadline of the call.");
   flags.String("output", &output, "text or json.");
@@ -142,6 +146,7 @@ int RunCheck(const std::vector<std::string>& args) {
   req.set_policy_version(version);
   req.set_request_id(request_id);
   req.set_dry_run(dry_run);
+  req.set_approval_id(approval_id);
   if (!args_json.empty()) {
     auto parsed = toolgate::ParseArgsJson(args_json);
     if (!parsed.ok()) {
@@ -216,6 +221,7 @@ int RunCheck(const std::vector<std::string>& args) {
       std::cout << "violation:   " << (v.path().empty() ? "(arguments)" : v.path()) << ": "
                 << v.message() << "\n";
     }
+    if (!resp->approval_id().empty()) std::cout << "approval_id: " << resp->approval_id() << "\n";
     if (!resp->decision_id().empty()) std::cout << "decision_id: " << resp->decision_id() << "\n";
     if (explain) {
       std::cout << "steps:\n";

@@ -202,6 +202,28 @@ TEST_F(ApprovalsCliTest, ApproveAdmitsTheCallOnceAndIsRecorded) {
   EXPECT_THAT(again.err, HasSubstr("FAILED_PRECONDITION"));
 }
 
+TEST_F(ApprovalsCliTest, CheckPrintsTheApprovalIdAndRedeemsIt) {
+  auto check = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {CliBin(), "check", "--target", server_->address(), "--tool",
+                                     "run_command", "--grant", "agent-4", "--args",
+                                     R"({"command":"df"})", "--timeout", "20s"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return RunCommand(argv, {}, kWait);
+  };
+  CommandResult asked = check({});
+  ASSERT_EQ(asked.exit_code, 5) << asked.out << asked.err;
+  const size_t at = asked.out.find("approval_id: ");
+  ASSERT_NE(at, std::string::npos) << asked.out;
+  const std::string id = asked.out.substr(at + 13, 36);
+  EXPECT_THAT(id, MatchesRegex("apr_[0-9a-f]{32}"));
+  ASSERT_EQ(Cli({"approve", id}).exit_code, 0);
+  CommandResult allowed = check({"--approval-id", id});
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.out << allowed.err;
+  CommandResult again = check({"--approval-id", id});
+  EXPECT_EQ(again.exit_code, 3) << again.out << again.err;
+  EXPECT_THAT(again.out, HasSubstr("already used"));
+}
+
 TEST_F(ApprovalsCliTest, DenyIsShownToTheAgentWithTheNote) {
   const std::string args = R"({"command":"rm -rf /tmp/x"})";
   const std::string id = Pending("run_command", "agent-1", args);
