@@ -14,6 +14,7 @@
 #include "server/approvals/redis_approvals.h"
 #include "server/base/clock.h"
 #include "tests/support/redis_process.h"
+#include "tests/support/redis_topology.h"
 
 namespace toolgate {
 namespace {
@@ -376,6 +377,31 @@ TEST(RedisApprovalStoreTest, ARestartedRedisIsReconnectedAndTheScriptReloaded) {
   // The first call after may see the lost connection; within a few, it works.
   EXPECT_TRUE(PollFor([&] { return ApprovalStoreTest::Create(store, Make(Binding("x"))).ok(); }));
   EXPECT_TRUE(ApprovalStoreTest::Create(store, Make(Binding("y"))).ok());
+}
+
+TEST(RedisApprovalStoreTest, AClusterKeepsApprovalsInOneSlotAndSpreadsEvents) {
+  auto cluster = toolgate_test::RedisClusterSet::Start(3, 0);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  EventLog fleet;
+  auto open = [&](EventLog* events) {
+    RedisApprovalOptions o;
+    o.url = *ParseRedisUrl((*cluster)->url());
+    if (events != nullptr) o.events.fleet = events->Fn();
+    return std::make_unique<RedisApprovalStore>(std::move(o));
+  };
+  // Two stores: whichever seed they start from, MOVED takes them to the
+  // approvals' slot, and events published there reach a subscriber on any node.
+  auto a = open(nullptr);
+  auto b = open(&fleet);
+  ASSERT_TRUE(PollFor([&] { return b->subscribed(); }));
+  auto created = ApprovalStoreTest::Create(*a, Make(Binding()));
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string id = created->approval.id();
+  ASSERT_TRUE(ApprovalStoreTest::Decide(*b, id, true).ok());
+  EXPECT_EQ(ApprovalStoreTest::Redeem(*a, id, Binding())->outcome, RedeemOutcome::kRedeemed);
+  EXPECT_EQ(ApprovalStoreTest::Redeem(*b, id, Binding())->outcome, RedeemOutcome::kUsed);
+  EXPECT_TRUE(PollFor([&] { return fleet.Count(v1::APPROVAL_EVENT_CREATED, id) == 1; }));
+  EXPECT_TRUE(PollFor([&] { return fleet.Count(v1::APPROVAL_EVENT_USED, id) == 1; }));
 }
 
 }  // namespace
