@@ -21,6 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from toolgate_client import ToolgateClient, load_protos  # noqa: E402
 
 
@@ -96,12 +97,14 @@ def main():
     parser.add_argument("--admin-target", default="localhost:50052",
                         help="toolgated --admin-listen (ApprovalService)")
     parser.add_argument("--grant", default="python-example")
+    parser.add_argument("--timeout", type=float, default=2.0, help="deadline of each call (s)")
     parser.add_argument("--proto-root", default=os.path.join(HERE, "..", "..", "..", "proto"),
                         help="the directory holding toolgate/v1/*.proto")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="toolgate-py-") as generated:
         load_protos(opts.proto_root, generated)
-        client = ToolgateClient(opts.target, admin_target=opts.admin_target)
+        client = ToolgateClient(opts.target, admin_target=opts.admin_target,
+                                timeout=opts.timeout)
         try:
             demonstrate(client, opts.grant)
         finally:

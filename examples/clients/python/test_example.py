@@ -37,11 +37,13 @@ except ImportError as e:
     sys.exit(1 if in_ci else SKIP)
 
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from toolgate_client import ToolgateClient, load_protos  # noqa: E402
 
 OPTS = None  # command-line options, set in __main__
-# Generous: a sanitizer build on a busy machine starts slowly.
+# Generous: a sanitizer build on a busy machine is slow to start and to answer.
 START_TIMEOUT = 60.0
+CALL_TIMEOUT = 30.0
 
 
 class Toolgated:
@@ -89,7 +91,8 @@ class PythonClientTest(unittest.TestCase):
         cls.workdir = tempfile.mkdtemp(prefix="toolgate-py-test-")
         cls.pb = load_protos(OPTS.proto_root, os.path.join(cls.workdir, "gen"))
         cls.server = Toolgated(OPTS.toolgated, os.path.join(HERE, "policy.yaml"), cls.workdir)
-        cls.client = ToolgateClient(cls.server.address, admin_target=cls.server.admin_address)
+        cls.client = ToolgateClient(cls.server.address, admin_target=cls.server.admin_address,
+                                    timeout=CALL_TIMEOUT)
 
     @classmethod
     def tearDownClass(cls):
@@ -115,6 +118,7 @@ class PythonClientTest(unittest.TestCase):
         r = subprocess.run(
             [sys.executable, os.path.join(HERE, "example.py"), "--target", self.server.address,
              "--admin-target", self.server.admin_address, "--grant", "example-run",
+             "--timeout", str(CALL_TIMEOUT),
              "--proto-root", OPTS.proto_root],
             capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -164,7 +168,7 @@ class PythonClientTest(unittest.TestCase):
         request = self.pb.decision.CheckRequest(tool="search_docs", grant="g",
                                                 args_json='{"query": "a",}')
         with self.assertRaises(grpc.RpcError) as bad_json:
-            self.client._check(request, timeout=5)
+            self.client._check(request, timeout=CALL_TIMEOUT)
         self.assertEqual(bad_json.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("byte", bad_json.exception.details())
         # NaN is not JSON: refused before anything is sent.

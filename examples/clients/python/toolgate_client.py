@@ -69,10 +69,13 @@ class ToolgateClient:
     """DecisionService on `target`; ApprovalService on `admin_target` (the
     server's --admin-listen), sending `admin_token` when the server was
     started with --admin-token-file. Plaintext channels; for TLS pass
-    `credentials` (grpc.ssl_channel_credentials(...)), used for both."""
+    `credentials` (grpc.ssl_channel_credentials(...)), used for both.
+    `timeout` (seconds) is the deadline of each call unless it gives its own."""
 
-    def __init__(self, target, admin_target=None, admin_token=None, credentials=None):
+    def __init__(self, target, admin_target=None, admin_token=None, credentials=None,
+                 timeout=DEFAULT_TIMEOUT):
         decision, approval = _pb()
+        self.timeout = timeout  # each call's deadline, unless the call says otherwise
         self.decision_pb2, self.approval_pb2 = decision, approval
 
         def channel(address):
@@ -104,7 +107,7 @@ class ToolgateClient:
             self.admin_channel.close()
 
     def check(self, tool, grant, args=None, *, server="", session="", approval_id="",
-              dry_run=False, request_id="", timeout=DEFAULT_TIMEOUT):
+              dry_run=False, request_id="", timeout=None):
         """Decides one call; `args` is a dict (or None for no arguments).
         Returns the CheckResponse (a decision of any kind); raises
         grpc.RpcError when the call cannot be decided (INVALID_ARGUMENT,
@@ -115,7 +118,7 @@ class ToolgateClient:
             # allow_nan=False: NaN and Infinity are not JSON; the server would
             # refuse them, better to fail here with Python's message.
             args_json=json.dumps(args, allow_nan=False) if args is not None else "")
-        return self._check(request, timeout=timeout)
+        return self._check(request, timeout=timeout or self.timeout)
 
     def wait_approval(self, approval_id, wait_seconds=30.0):
         """Blocks until the approval is decided or `wait_seconds` pass (the
@@ -124,29 +127,29 @@ class ToolgateClient:
         request = self.decision_pb2.WaitApprovalRequest(approval_id=approval_id)
         request.timeout.FromMilliseconds(int(wait_seconds * 1000))
         # The call's own deadline leaves the server time to answer at its timeout.
-        return self._wait(request, timeout=wait_seconds + 5.0)
+        return self._wait(request, timeout=wait_seconds + self.timeout)
 
     def list_visible_tools(self, grant, tools, *, server="", session="",
-                           timeout=DEFAULT_TIMEOUT):
+                           timeout=None):
         """{tool: ToolVisibility} for each of `tools`: what the policy alone
         says (ALLOW, REQUIRE_APPROVAL or DENY), e.g. to filter MCP's tools/list."""
         request = self.decision_pb2.ListVisibleToolsRequest(grant=grant, server=server,
                                                             session=session, tools=list(tools))
-        response = self._visible(request, timeout=timeout)
+        response = self._visible(request, timeout=timeout or self.timeout)
         return {v.tool: v for v in response.tools}
 
-    def decide_approval(self, approval_id, approve, approver, note="", timeout=DEFAULT_TIMEOUT):
+    def decide_approval(self, approval_id, approve, approver, note="", timeout=None):
         """Approves (approve=True) or denies a pending approval, as `approver`
         (ApprovalService on the admin listener). Returns the Approval."""
         self._need_admin()
         request = self.approval_pb2.DecideApprovalRequest(id=approval_id, approve=approve,
                                                           approver=approver, note=note)
-        return self._decide(request, timeout=timeout, metadata=self._metadata)
+        return self._decide(request, timeout=timeout or self.timeout, metadata=self._metadata)
 
-    def get_approval(self, approval_id, timeout=DEFAULT_TIMEOUT):
+    def get_approval(self, approval_id, timeout=None):
         self._need_admin()
-        return self._get(self.approval_pb2.GetApprovalRequest(id=approval_id), timeout=timeout,
-                         metadata=self._metadata)
+        return self._get(self.approval_pb2.GetApprovalRequest(id=approval_id),
+                         timeout=timeout or self.timeout, metadata=self._metadata)
 
     def _need_admin(self):
         if self.admin_channel is None:
