@@ -46,6 +46,7 @@ absl::Status ScanRequest(absl::string_view wire, VisibleToolsRequest* out) {
     const uint32_t tag = in.ReadTag();
     if (tag == 0) return malformed();
     const int field = WireFormatLite::GetTagFieldNumber(tag);
+    if (field == 0) return malformed();  // As protobuf: no field is numbered 0.
     if (WireFormatLite::GetTagWireType(tag) != WireFormatLite::WIRETYPE_LENGTH_DELIMITED ||
         field < kGrant || field > kPolicyVersion) {
       if (!WireFormatLite::SkipField(&in, tag)) return malformed();

@@ -57,10 +57,9 @@ grants:
       list_files: {action: deny}
 )";
 
-// A string literal's bytes, NULs included.
-template <size_t N>
-std::string Bytes(const char (&s)[N]) {
-  return std::string(s, N - 1);
+// A length-delimited field of a request on the wire (values under 128 bytes).
+std::string Field(int number, const std::string& value) {
+  return std::string{static_cast<char>(number << 3 | 2), static_cast<char>(value.size())} + value;
 }
 
 std::shared_ptr<const Policy> MustLoad(const std::string& text) {
@@ -243,19 +242,10 @@ TEST_F(VisibleToolsServiceTest, NamesThatAreNotUtf8AreInvalidArgumentsNamingTheF
   Start();
   // Built by hand: generated code would refuse to send these strings.
   // Field 1 (grant) "a", field 4 (tools) "ok", "b\xE9x".
-  const std::string tool = Bytes(
-      "\x0a\x01"
-      "a"
-      "\x22\x02"
-      "ok"
-      "\x22\x03"
-      "b\xE9x");
-  grpc::Status s = ListRaw(tool);
+  grpc::Status s = ListRaw(Field(1, "a") + Field(4, "ok") + Field(4, "b\xE9x"));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(), "tool: not valid UTF-8 at byte 1 (tools[1])");
-  s =
-      ListRaw(Bytes("\x0a\x02"
-                    "a\xC3"));
+  s = ListRaw(Field(1, "a\xC3"));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(), "grant: not valid UTF-8 at byte 1");
 }
@@ -263,26 +253,23 @@ TEST_F(VisibleToolsServiceTest, NamesThatAreNotUtf8AreInvalidArgumentsNamingTheF
 TEST_F(VisibleToolsServiceTest, MalformedBytesAreInvalidAndUnknownFieldsAreSkipped) {
   registry_.Activate(MustLoad(kPolicy));
   Start();
-  for (const std::string& bytes : {Bytes("\x0a\x05"
-                                         "ab"),        // Length past the end.
-                                   Bytes("\x22"),      // No length.
-                                   Bytes("\x00\x01"),  // Tag 0.
-                                   Bytes("\x0f"),      // Wire type 7.
-                                   Bytes("\x0a\xff\xff\xff\xff\xff\xff")}) {
+  const std::vector<std::string> malformed = {
+      Field(1, "ab").substr(0, 3),  // A length past the end.
+      std::string{'\x22'},          // No length.
+      std::string{'\x00', '\x01'},  // Tag 0.
+      Field(0, ""),                 // Field 0.
+      std::string{'\x0f'},          // Wire type 7.
+      std::string(7, '\xff'),       // A tag that is no varint.
+  };
+  for (const std::string& bytes : malformed) {
     const grpc::Status s = ListRaw(bytes);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
     EXPECT_THAT(s.error_message(), HasSubstr("malformed"));
   }
   // A field of a later version (99, varint), and grant sent twice (the last
   // wins, as protobuf reads it): answered.
-  const std::string bytes = Bytes(
-      "\x0a\x01"
-      "x"
-      "\x98\x06\x07"
-      "\x0a\x07"
-      "agent-1"
-      "\x22\x0a"
-      "list_files");
+  const std::string bytes = Field(1, "x") + std::string{'\x98', '\x06', '\x07'} +
+                            Field(1, "agent-1") + Field(4, "list_files");
   EXPECT_TRUE(ListRaw(bytes).ok());
   v1::ListVisibleToolsRequest as_parsed;
   ASSERT_TRUE(as_parsed.ParseFromString(bytes));
