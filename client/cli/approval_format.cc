@@ -66,7 +66,8 @@ std::string Truncated(absl::string_view s, size_t max) {
 }  // namespace
 
 std::string ApprovalStateName(v1::ApprovalState state) {
-  const std::string full = v1::ApprovalState_Name(state);  // "APPROVAL_STATE_PENDING"; "" if unknown
+  const std::string full =
+      v1::ApprovalState_Name(state);  // "APPROVAL_STATE_PENDING"; "" if unknown
   absl::string_view name = full;
   if (!absl::ConsumePrefix(&name, "APPROVAL_STATE_") || state == v1::APPROVAL_STATE_UNSPECIFIED) {
     return "unspecified";
@@ -198,9 +199,9 @@ std::string FormatApprovalTable(const std::vector<v1::Approval>& approvals, absl
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"ID", "STATE", "GRANT", "TOOL", "SERVER", "SESSION", "AGE", "EXPIRES"});
   for (const v1::Approval& a : approvals) {
-    const bool live =
-        a.state() == v1::APPROVAL_STATE_PENDING || a.state() == v1::APPROVAL_STATE_APPROVED ||
-        a.state() == v1::APPROVAL_STATE_EXPIRED;
+    const bool live = a.state() == v1::APPROVAL_STATE_PENDING ||
+                      a.state() == v1::APPROVAL_STATE_APPROVED ||
+                      a.state() == v1::APPROVAL_STATE_EXPIRED;
     rows.push_back({Printable(a.id()), ApprovalStateName(a.state()), OrDash(a.grant()),
                     OrDash(a.tool()), OrDash(a.server()), OrDash(a.session()),
                     IsSet(a.created_at()) ? ShortDuration(now - ToTime(a.created_at())) : "-",
@@ -247,15 +248,15 @@ std::string FormatApprovalDetails(const v1::Approval& a, absl::Time now) {
                       ? absl::StrCat(when(a.decided_at()), " by ", OrDash(a.decided_by()))
                       : std::string("-"));
   line("note", OrDash(a.note()));
-  line("used", IsSet(a.used_at()) ? absl::StrCat(when(a.used_at()), " by decision ",
-                                                 OrDash(a.used_by_decision()))
-                                  : std::string("-"));
+  line("used", IsSet(a.used_at())
+                   ? absl::StrCat(when(a.used_at()), " by decision ", OrDash(a.used_by_decision()))
+                   : std::string("-"));
   line("args digest", OrDash(a.args_digest()));
   out += "arguments:\n";
   // Printable after indenting: the JSON's own newlines are kept, anything
   // else that could move the cursor is escaped.
-  for (absl::string_view l : absl::StrSplit(PrettyJson(a.args_json().empty() ? "{}" : a.args_json()),
-                                            '\n')) {
+  for (absl::string_view l :
+       absl::StrSplit(PrettyJson(a.args_json().empty() ? "{}" : a.args_json()), '\n')) {
     absl::StrAppend(&out, "  ", Printable(l), "\n");
   }
   return out;

@@ -37,8 +37,8 @@ v1::Approval Pending() {
 }
 
 TEST(ApprovalFormatTest, StateNamesRoundTrip) {
-  for (auto s : {v1::APPROVAL_STATE_PENDING, v1::APPROVAL_STATE_APPROVED,
-                 v1::APPROVAL_STATE_DENIED, v1::APPROVAL_STATE_EXPIRED, v1::APPROVAL_STATE_USED}) {
+  for (auto s : {v1::APPROVAL_STATE_PENDING, v1::APPROVAL_STATE_APPROVED, v1::APPROVAL_STATE_DENIED,
+                 v1::APPROVAL_STATE_EXPIRED, v1::APPROVAL_STATE_USED}) {
     EXPECT_EQ(ParseApprovalState(ApprovalStateName(s)), s);
   }
   EXPECT_EQ(ApprovalStateName(v1::APPROVAL_STATE_PENDING), "pending");
@@ -63,8 +63,8 @@ TEST(ApprovalFormatTest, PrettyJsonIndentsWithoutTouchingTokens) {
 }
 
 TEST(ApprovalFormatTest, PrettyJsonLeavesWhatItCannotIndent) {
-  for (const std::string bad : {"{\"a\":1", "{\"a\":1}}", "[1,2}", "\"open", "{\"a\"]",
-                                "1,2", "a:b"}) {
+  for (const std::string bad :
+       {"{\"a\":1", "{\"a\":1}}", "[1,2}", "\"open", "{\"a\"]", "1,2", "a:b"}) {
     EXPECT_EQ(PrettyJson(bad), bad);
   }
   // Deeper than it indents: unchanged, not blown up.
@@ -155,9 +155,9 @@ TEST(ApprovalFormatTest, EventsAreOneLineOfFields) {
   EXPECT_THAT(d, HasSubstr("denied apr_"));
   EXPECT_THAT(d, HasSubstr(R"(by=bob note="no\\x0away")"));
   EXPECT_THAT(d, Not(HasSubstr("args=")));
-  EXPECT_EQ(d.substr(0, 20), absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                                              absl::FromUnixSeconds(1'796'000'100),
-                                              absl::UTCTimeZone()));
+  EXPECT_EQ(d.substr(0, 20),
+            absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(1'796'000'100),
+                             absl::UTCTimeZone()));
 
   // Long arguments are cut, on a character boundary.
   v1::ApprovalEvent big = created;

@@ -90,8 +90,8 @@ std::string ToJson(const google::protobuf::Message& m, bool pretty) {
 
 // Prints a failed call's status; the exit code for it.
 int CallFailed(const std::string& command, const absl::Status& status) {
-  std::cerr << "toolgate approvals " << command << ": "
-            << absl::StatusCodeToString(status.code()) << ": " << status.message() << "\n";
+  std::cerr << "toolgate approvals " << command << ": " << absl::StatusCodeToString(status.code())
+            << ": " << status.message() << "\n";
   switch (status.code()) {
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kFailedPrecondition:
@@ -105,9 +105,8 @@ int CallFailed(const std::string& command, const absl::Status& status) {
 absl::StatusOr<std::string> CheckId(const std::string& id) {
   if (id.empty()) return absl::InvalidArgumentError("the approval id is empty");
   if (id.size() > kMaxIdBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", id.substr(0, 16), "...\" is not an approval id (over ", kMaxIdBytes,
-                     " bytes)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", id.substr(0, 16), "...\" is not an approval id (over ", kMaxIdBytes, " bytes)"));
   }
   for (char c : id) {
     const auto u = static_cast<unsigned char>(c);
@@ -127,8 +126,7 @@ std::optional<std::vector<std::string>> ParseFlags(const std::string& command,
                                                    const CommonFlags& common, int* exit) {
   auto positional = flags.Parse(args);
   if (!positional.ok()) {
-    std::cerr << "toolgate approvals " << command << ": " << positional.status().message()
-              << "\n";
+    std::cerr << "toolgate approvals " << command << ": " << positional.status().message() << "\n";
     *exit = kExitUsage;
     return std::nullopt;
   }
@@ -156,8 +154,9 @@ int RunList(const std::vector<std::string>& args) {
       "expiry (for pending and approved ones).",
       "");
   common.Register(flags, /*unary=*/true);
-  flags.String("state", &state, "Only approvals in this state: pending, approved, denied, "
-                                "expired or used.");
+  flags.String("state", &state,
+               "Only approvals in this state: pending, approved, denied, "
+               "expired or used.");
   flags.String("grant", &grant, "Only approvals of this grant.");
   flags.String("tool", &tool, "Only approvals of this tool.");
   flags.Int("limit", &limit, 0, kMaxListLimit,
@@ -166,8 +165,7 @@ int RunList(const std::vector<std::string>& args) {
   auto positional = ParseFlags("list", flags, args, common, &exit);
   if (!positional) return exit;
   if (!positional->empty()) {
-    std::cerr << "toolgate approvals list: unexpected argument \"" << positional->front()
-              << "\"\n";
+    std::cerr << "toolgate approvals list: unexpected argument \"" << positional->front() << "\"\n";
     return kExitUsage;
   }
   v1::ListApprovalsRequest req;
@@ -263,9 +261,10 @@ int RunDecide(const std::string& command, const std::vector<std::string>& args) 
   flags.String("approver", &approver,
                absl::StrCat("Who decides, recorded with the decision (default: $USER; at most ",
                             kMaxApproverBytes, " bytes)."));
-  flags.String("note", &note,
-               absl::StrCat("Why, recorded with the decision", approve ? "" : " and shown to the agent",
-                            " (at most ", kMaxNoteBytes, " bytes)."));
+  flags.String(
+      "note", &note,
+      absl::StrCat("Why, recorded with the decision", approve ? "" : " and shown to the agent",
+                   " (at most ", kMaxNoteBytes, " bytes)."));
   int exit = kExitAllow;
   auto positional = ParseFlags(command, flags, args, common, &exit);
   if (!positional) return exit;
@@ -304,8 +303,8 @@ int RunDecide(const std::string& command, const std::vector<std::string>& args) 
     return kExitAllow;
   }
   std::cout << (approve ? "approved " : "denied ") << Printable(decided->id()) << " ("
-            << Printable(decided->tool()) << " for grant " << Printable(decided->grant())
-            << ") by " << Printable(decided->decided_by()) << "\n";
+            << Printable(decided->tool()) << " for grant " << Printable(decided->grant()) << ") by "
+            << Printable(decided->decided_by()) << "\n";
   if (approve && decided->has_expires_at()) {
     std::cout << "the identical call with this id is admitted once, until "
               << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",

@@ -20,7 +20,7 @@ enum ExitCode : int {
   // lint found errors; test: a case failed or a file is invalid; approvals: the
   // approval is unknown or no longer pending
   kExitFailure = 1,
-  kExitUsage = 2,    // bad flags or arguments
+  kExitUsage = 2,  // bad flags or arguments
   kExitDeny = 3,
   kExitRateLimited = 4,
   kExitRequireApproval = 5,
@@ -49,8 +49,7 @@ struct ConnectionFlags {
   }
 
   // A client for `target`; nullptr after printing the error.
-  std::unique_ptr<toolgate::Client> Connect(const std::string& command,
-                                            const std::string& target) {
+  std::unique_ptr<toolgate::Client> Connect(const std::string& command, const std::string& target) {
     if (!admin_token_file.empty()) {
       absl::StatusOr<std::string> token = toolgate::ReadClientFile(admin_token_file);
       if (!token.ok()) {

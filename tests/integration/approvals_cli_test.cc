@@ -47,8 +47,8 @@ class ApprovalsCliTest : public ::testing::Test {
   void SetUp() override {
     policy_ = dir_.WriteFile("policy.yaml", kPolicy);
     token_file_ = dir_.WriteFile("admin-token", "approver-token-1\n");
-    auto p = ServerProcess::Start({"--listen", "127.0.0.1:0", "--policy", policy_,
-                                   "--admin-token-file", token_file_});
+    auto p = ServerProcess::Start(
+        {"--listen", "127.0.0.1:0", "--policy", policy_, "--admin-token-file", token_file_});
     ASSERT_TRUE(p.ok()) << p.status();
     server_ = *std::move(p);
     client_ = toolgate::Client::Connect(server_->address());
@@ -115,9 +115,10 @@ TEST_F(ApprovalsCliTest, ListShowsATableAndFilters) {
   EXPECT_THAT(all.out, HasSubstr("ID"));
   EXPECT_THAT(all.out, HasSubstr("STATE"));
   EXPECT_THAT(all.out, HasSubstr("EXPIRES"));
-  EXPECT_THAT(all.out, MatchesRegex(absl::StrCat("(.|\n)*", a,
-                                                 " +pending +agent-1 +run_command +- +s-1 +[0-9]+[smh] "
-                                                 "+in [0-9]+m\n(.|\n)*")));
+  EXPECT_THAT(all.out,
+              MatchesRegex(absl::StrCat("(.|\n)*", a,
+                                        " +pending +agent-1 +run_command +- +s-1 +[0-9]+[smh] "
+                                        "+in [0-9]+m\n(.|\n)*")));
   EXPECT_THAT(all.out, HasSubstr(b));
 
   CommandResult by_grant = Cli({"list", "--grant", "agent-2"});
@@ -150,8 +151,7 @@ TEST_F(ApprovalsCliTest, ListShowsATableAndFilters) {
 
 TEST_F(ApprovalsCliTest, ShowPrintsEveryFieldAndTheArguments) {
   const std::string id = Pending("run_command", "agent-1",
-                                 R"({"command":"ls -la","opts":{"depth":2,"dirs":["/a"]}})",
-                                 "s-9");
+                                 R"({"command":"ls -la","opts":{"depth":2,"dirs":["/a"]}})", "s-9");
   CommandResult r = Cli({"show", id});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("id:              ", id, "\n")));
@@ -183,7 +183,8 @@ TEST_F(ApprovalsCliTest, ApproveAdmitsTheCallOnceAndIsRecorded) {
   const std::string id = Pending("run_command", "agent-1", args);
   CommandResult r = Cli({"approve", id, "--approver", "alice", "--note", "release day"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("approved ", id, " (run_command for grant agent-1) "
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("approved ", id,
+                                            " (run_command for grant agent-1) "
                                             "by alice\n")));
   EXPECT_THAT(r.out, HasSubstr("admitted once, until 20"));
 
@@ -204,9 +205,9 @@ TEST_F(ApprovalsCliTest, ApproveAdmitsTheCallOnceAndIsRecorded) {
 
 TEST_F(ApprovalsCliTest, CheckPrintsTheApprovalIdAndRedeemsIt) {
   auto check = [&](std::vector<std::string> extra) {
-    std::vector<std::string> argv = {CliBin(), "check", "--target", server_->address(), "--tool",
-                                     "run_command", "--grant", "agent-4", "--args",
-                                     R"({"command":"df"})", "--timeout", "20s"};
+    std::vector<std::string> argv = {
+        CliBin(),  "check",   "--target", server_->address(),    "--tool",    "run_command",
+        "--grant", "agent-4", "--args",   R"({"command":"df"})", "--timeout", "20s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return RunCommand(argv, {}, kWait);
   };
@@ -284,8 +285,8 @@ TEST_F(ApprovalsCliTest, TheAdminTokenIsRequiredAndUnreachableServersExitSix) {
   EXPECT_EQ(no_token.exit_code, 6) << no_token.out << no_token.err;
   EXPECT_THAT(no_token.err, HasSubstr("UNAUTHENTICATED"));
   // The decision listener does not serve ApprovalService.
-  CommandResult wrong_port = RunCommand({CliBin(), "approvals", "list", "--target",
-                                         server_->address(), "--timeout", "20s"});
+  CommandResult wrong_port = RunCommand(
+      {CliBin(), "approvals", "list", "--target", server_->address(), "--timeout", "20s"});
   EXPECT_EQ(wrong_port.exit_code, 6) << wrong_port.out << wrong_port.err;
   EXPECT_THAT(wrong_port.err, HasSubstr("UNIMPLEMENTED"));
   // Nobody listening.
@@ -300,9 +301,9 @@ TEST_F(ApprovalsCliTest, TheAdminTokenIsRequiredAndUnreachableServersExitSix) {
 TEST_F(ApprovalsCliTest, WatchPrintsOneLinePerEventUntilInterrupted) {
   const std::string args = R"({"command":"ls"})";
   const std::string first = Pending("run_command", "agent-1", args);
-  auto watch = BackgroundCommand::Start({CliBin(), "approvals", "watch", "--include-pending",
-                                         "--target", server_->admin_address(),
-                                         "--admin-token-file", token_file_});
+  auto watch =
+      BackgroundCommand::Start({CliBin(), "approvals", "watch", "--include-pending", "--target",
+                                server_->admin_address(), "--admin-token-file", token_file_});
   ASSERT_TRUE(watch.ok()) << watch.status();
   // Already pending when the watch started: shown first. Once it is there
   // the watch is established, and what follows is seen as it happens.
@@ -312,18 +313,16 @@ TEST_F(ApprovalsCliTest, WatchPrintsOneLinePerEventUntilInterrupted) {
   ASSERT_EQ(Cli({"approve", first, "--approver", "alice", "--note", "fine by me"}).exit_code, 0);
   EXPECT_TRUE((*watch)->WaitForOutput(absl::StrCat(" approved ", first), kWait))
       << (*watch)->out() << (*watch)->err();
-  ASSERT_EQ(Redeem("run_command", "agent-1", args, first).decision(),
-            toolgate::v1::DECISION_ALLOW);
+  ASSERT_EQ(Redeem("run_command", "agent-1", args, first).decision(), toolgate::v1::DECISION_ALLOW);
   EXPECT_TRUE((*watch)->WaitForOutput(absl::StrCat(" used ", first), kWait)) << (*watch)->out();
   const std::string second = Pending("github_merge", "agent-2", R"({"pr":7})", "s-2");
-  EXPECT_TRUE((*watch)->WaitForOutput(absl::StrCat(" created ", second), kWait))
-      << (*watch)->out();
+  EXPECT_TRUE((*watch)->WaitForOutput(absl::StrCat(" created ", second), kWait)) << (*watch)->out();
 
   ASSERT_TRUE((*watch)->Signal(SIGINT));
   std::optional<int> status = (*watch)->WaitExit(kWait);
   ASSERT_TRUE(status.has_value()) << "watch did not stop on SIGINT";
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status
-                                                                << (*watch)->err();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << "status " << *status << (*watch)->err();
   const std::string out = (*watch)->out();
   EXPECT_THAT(out, HasSubstr(absl::StrCat(" approved ", first,
                                           " grant=agent-1 tool=run_command by=alice "
@@ -338,9 +337,8 @@ TEST_F(ApprovalsCliTest, WatchPrintsOneLinePerEventUntilInterrupted) {
 
 TEST_F(ApprovalsCliTest, WatchFiltersAndPrintsJson) {
   auto watch = BackgroundCommand::Start({CliBin(), "approvals", "watch", "--tool", "github_merge",
-                                         "--output", "json", "--target",
-                                         server_->admin_address(), "--admin-token-file",
-                                         token_file_});
+                                         "--output", "json", "--target", server_->admin_address(),
+                                         "--admin-token-file", token_file_});
   ASSERT_TRUE(watch.ok()) << watch.status();
   // The watch is established once it reports an event: until then, keep
   // making new calls (other arguments, so each is a new approval).
