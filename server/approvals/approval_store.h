@@ -126,9 +126,11 @@ class ApprovalStore {
                       bool dry_run, Callback<RedeemResult> done) = 0;
 
   // Gives back a redemption whose call was refused after all (rate limited,
-  // counter store failed closed): `id` is approved again, if it is still
-  // used by `decision_id`. Best effort; nothing to wait for.
-  virtual void Release(std::string id, std::string decision_id) = 0;
+  // counter store failed closed): `id` is approved again (true), if it is
+  // still used by `decision_id` (else false). Answered once recorded, so
+  // that the refused call's answer leaves after it: a retry right away,
+  // on any server, finds the approval usable.
+  virtual void Release(std::string id, std::string decision_id, Callback<bool> done) = 0;
 
   // Approves or denies a pending approval. NOT_FOUND; FAILED_PRECONDITION
   // when it is not pending (the message says what it is).

@@ -203,9 +203,15 @@ TEST_P(ApprovalStoreTest, AReleasedRedemptionCanBeUsedAgain) {
   const std::string id = Create(*store, Make(Binding()))->approval.id();
   ASSERT_TRUE(Decide(*store, id, true).ok());
   ASSERT_EQ(Redeem(*store, id, Binding(), false, "d-1")->outcome, RedeemOutcome::kRedeemed);
-  store->Release(id, "d-other");  // Not the decision that used it: nothing changes.
-  store->Release(id, "d-1");
-  ASSERT_TRUE(PollFor([&] { return Get(*store, id)->state() == v1::APPROVAL_STATE_APPROVED; }));
+  auto release = [&](const std::string& decision) {
+    return Sync<bool>([&](auto cb) { store->Release(id, decision, std::move(cb)); });
+  };
+  // Not the decision that used it: nothing changes.
+  EXPECT_FALSE(*release("d-other"));
+  EXPECT_EQ(Get(*store, id)->state(), v1::APPROVAL_STATE_USED);
+  EXPECT_TRUE(*release("d-1"));
+  // Recorded once answered.
+  EXPECT_EQ(Get(*store, id)->state(), v1::APPROVAL_STATE_APPROVED);
   EXPECT_EQ(Redeem(*store, id, Binding(), false, "d-2")->outcome, RedeemOutcome::kRedeemed);
   EXPECT_EQ(Redeem(*store, id, Binding(), false, "d-3")->outcome, RedeemOutcome::kUsed);
 }

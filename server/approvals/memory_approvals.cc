@@ -251,15 +251,19 @@ void MemoryApprovalStore::Redeem(std::string id, ApprovalBinding b, std::string 
   std::move(done)(std::move(out));
 }
 
-void MemoryApprovalStore::Release(std::string id, std::string decision_id) {
+void MemoryApprovalStore::Release(std::string id, std::string decision_id, Callback<bool> done) {
+  std::move(done)(ReleaseNow(id, decision_id));
+}
+
+bool MemoryApprovalStore::ReleaseNow(const std::string& id, const std::string& decision_id) {
   const int64_t now = clock_->NowMillis();
   absl::MutexLock lock(&mu_);
   auto it = records_.find(id);
-  if (it == records_.end()) return;
+  if (it == records_.end()) return false;
   Record& r = it->second;
   if (r.approval.state() != v1::APPROVAL_STATE_USED ||
       r.approval.used_by_decision() != decision_id) {
-    return;
+    return false;
   }
   r.approval.set_state(v1::APPROVAL_STATE_APPROVED);
   r.approval.clear_used_at();
@@ -271,6 +275,7 @@ void MemoryApprovalStore::Release(std::string id, std::string decision_id) {
     Close(r);
     r.approval.set_state(v1::APPROVAL_STATE_EXPIRED);
   }
+  return true;
 }
 
 void MemoryApprovalStore::Decide(std::string id, bool approve, std::string approver,

@@ -27,13 +27,14 @@ class MemoryApprovalStore final : public ApprovalStore {
   void Create(NewApproval approval, Callback<CreatedApproval> done) override;
   void Redeem(std::string id, ApprovalBinding binding, std::string decision_id, bool dry_run,
               Callback<RedeemResult> done) override;
-  void Release(std::string id, std::string decision_id) override;
+  void Release(std::string id, std::string decision_id, Callback<bool> done) override;
   void Decide(std::string id, bool approve, std::string approver, std::string note,
               Callback<v1::Approval> done) override;
   void Get(std::string id, Callback<v1::Approval> done) override;
   void List(ApprovalFilter filter, Callback<std::vector<v1::Approval>> done) override;
   absl::string_view kind() const override { return "in_process"; }
 
+  bool ReleaseNow(const std::string& id, const std::string& decision_id);
   // Records every expiry due now (and forgets what is past retention).
   void SweepNow();
   // Records held (open and closed).

@@ -415,13 +415,14 @@ void RedisApprovalStore::Redeem(std::string id, ApprovalBinding b, std::string d
   });
 }
 
-void RedisApprovalStore::Release(std::string id, std::string decision_id) {
+void RedisApprovalStore::Release(std::string id, std::string decision_id, Callback<bool> done) {
   Submit({"release", prefix_, std::move(id), std::move(decision_id)},
-         [](absl::StatusOr<RedisReplyPtr> r) {
-           if (!r.ok()) {
-             LogWarning("approvals: a redemption could not be given back (", r.status().message(),
-                        "); the approval stays used");
-           }
+         [done = std::move(done)](absl::StatusOr<RedisReplyPtr> r) mutable {
+           if (!r.ok()) return std::move(done)(r.status());
+           absl::string_view code;
+           int64_t now = 0;
+           if (!Head(**r, &code, &now)) return std::move(done)(Malformed());
+           std::move(done)(code == "released");
          });
 }
 

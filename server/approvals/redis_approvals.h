@@ -50,7 +50,7 @@ class RedisApprovalStore final : public ApprovalStore {
   void Create(NewApproval approval, Callback<CreatedApproval> done) override;
   void Redeem(std::string id, ApprovalBinding binding, std::string decision_id, bool dry_run,
               Callback<RedeemResult> done) override;
-  void Release(std::string id, std::string decision_id) override;
+  void Release(std::string id, std::string decision_id, Callback<bool> done) override;
   void Decide(std::string id, bool approve, std::string approver, std::string note,
               Callback<v1::Approval> done) override;
   void Get(std::string id, Callback<v1::Approval> done) override;

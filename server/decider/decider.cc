@@ -117,14 +117,26 @@ void Decider::AcquireLimits(DecisionTask& task, Done done, std::string redeemed)
                       if (task.response->decision() == v1::DECISION_ALLOW) {
                         task.response->set_reason(std::move(approved_reason));
                       } else if (!task.dry_run) {
-                        // Refused after all: the approval may be used again.
-                        approvals_->Release(redeemed, task.decision_id);
-                        task.response->set_reason(absl::StrCat(
-                            task.response->reason(), " (approval ", redeemed,
-                            " was not used up: retry with it)"));
-                        if (task.trace != nullptr) {
-                          task.trace->push_back(absl::StrCat("approval ", redeemed, " given back"));
-                        }
+                        // Refused after all: the approval may be used again,
+                        // once given back (before the answer leaves).
+                        approvals_->Release(
+                            redeemed, task.decision_id,
+                            [&task, redeemed, done = std::move(done)](
+                                absl::StatusOr<bool> released) mutable {
+                              task.response->set_reason(absl::StrCat(
+                                  task.response->reason(), " (approval ", redeemed,
+                                  released.ok() && *released
+                                      ? " was not used up: retry with it)"
+                                      : " could not be given back and stays used)"));
+                              if (task.trace != nullptr) {
+                                task.trace->push_back(
+                                    absl::StrCat("approval ", redeemed,
+                                                 released.ok() && *released ? " given back"
+                                                                            : " not given back"));
+                              }
+                              std::move(done)();
+                            });
+                        return;
                       }
                     }
                     std::move(done)();

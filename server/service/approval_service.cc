@@ -1,8 +1,10 @@
 #include "server/service/approval_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/base/utf8.h"
@@ -168,6 +170,17 @@ class ApprovalServiceImpl::Watch final : public grpc::ServerWriteReactor<v1::App
       }
       {
         absl::MutexLock lock(&state_->mu);
+        // The creation of an approval listed here is old news, even when
+        // its event (from another server, through Redis) comes after the
+        // watch began: dropped, queued or still to come.
+        for (const v1::ApprovalEvent& e : pending) state_->listed.insert(e.approval().id());
+        state_->queue.erase(
+            std::remove_if(state_->queue.begin(), state_->queue.end(),
+                           [&](const v1::ApprovalEvent& e) {
+                             return e.kind() == v1::APPROVAL_EVENT_CREATED &&
+                                    state_->listed.contains(e.approval().id());
+                           }),
+            state_->queue.end());
         // Before whatever happened while they were read.
         for (auto it = pending.rbegin(); it != pending.rend(); ++it) {
           state_->queue.push_front(std::move(*it));
@@ -214,6 +227,8 @@ class ApprovalServiceImpl::Watch final : public grpc::ServerWriteReactor<v1::App
     absl::Mutex mu;
     Watch* reactor ABSL_GUARDED_BY(mu) = nullptr;  // Null once done.
     std::deque<v1::ApprovalEvent> queue ABSL_GUARDED_BY(mu);
+    // Sent as PENDING at the start (include_pending): no CREATED for them.
+    absl::flat_hash_set<std::string> listed ABSL_GUARDED_BY(mu);
     bool started ABSL_GUARDED_BY(mu) = false;
     bool writing ABSL_GUARDED_BY(mu) = false;
     bool ending ABSL_GUARDED_BY(mu) = false;    // End asked for.
@@ -225,6 +240,7 @@ class ApprovalServiceImpl::Watch final : public grpc::ServerWriteReactor<v1::App
     {
       absl::MutexLock lock(&s.mu);
       if (s.reactor == nullptr || s.ending) return;
+      if (kind == v1::APPROVAL_EVENT_CREATED && s.listed.contains(a.id())) return;
       if (s.queue.size() >= kMaxWatchBacklog) {
         s.ending = true;
         s.status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
