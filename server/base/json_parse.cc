@@ -14,7 +14,17 @@ namespace pb = google::protobuf;
 
 class Parser {
  public:
-  Parser(absl::string_view text, int max_depth) : s_(text), max_depth_(max_depth) {}
+  Parser(absl::string_view text, int max_depth, absl::string_view depth_limit_name)
+      : s_(text), max_depth_(max_depth), depth_limit_name_(depth_limit_name) {}
+
+  absl::StatusOr<pb::Value> RunValue() {
+    pb::Value root;
+    SkipSpace();
+    if (absl::Status st = ParseValue(&root); !st.ok()) return st;
+    SkipSpace();
+    if (i_ != s_.size()) return Error("unexpected text after the value");
+    return root;
+  }
 
   absl::StatusOr<pb::Struct> Run() {
     pb::Value root;
@@ -183,7 +193,7 @@ class Parser {
       bool opened = false;
       if (c == '{' || c == '[') {
         if (static_cast<int>(stack.size()) >= max_depth_) {
-          return Error(absl::StrCat("nested deeper than ", max_depth_, " (--max-args-depth)"));
+          return Error(absl::StrCat("nested deeper than ", max_depth_, " (", depth_limit_name_, ")"));
         }
         ++i_;
         if (c == '{') {
@@ -252,13 +262,19 @@ class Parser {
 
   absl::string_view s_;
   const int max_depth_;
+  const absl::string_view depth_limit_name_;
   size_t i_ = 0;
 };
 
 }  // namespace
 
 absl::StatusOr<pb::Struct> ParseJsonObject(absl::string_view text, int max_depth) {
-  return Parser(text, max_depth).Run();
+  return Parser(text, max_depth, "--max-args-depth").Run();
+}
+
+absl::StatusOr<pb::Value> ParseJsonValue(absl::string_view text, int max_depth,
+                                         absl::string_view depth_limit_name) {
+  return Parser(text, max_depth, depth_limit_name).RunValue();
 }
 
 }  // namespace toolgate
