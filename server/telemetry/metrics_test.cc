@@ -24,6 +24,18 @@ std::vector<std::string> Samples(const std::string& text, const std::string& pre
   return out;
 }
 
+TEST(MetricsTest, ChecksAreLabelledByApi) {
+  Metrics m;
+  m.RecordCheck(v1::DECISION_DENY, "default", absl::Microseconds(10));
+  m.RecordCheck(v1::DECISION_DENY, "default", absl::Microseconds(10), CheckApi::kExtAuthz);
+  m.RecordCheck(v1::DECISION_DENY, "default", absl::Microseconds(10), CheckApi::kExtAuthz);
+  EXPECT_THAT(Samples(m.Exposition(), "toolgate_checks_total"),
+              ::testing::UnorderedElementsAre(
+                  "toolgate_checks_total{decision=\"deny\",rule=\"default\",api=\"toolgate\"} 1",
+                  "toolgate_checks_total{decision=\"deny\",rule=\"default\",api=\"ext_authz\"} 2"));
+  EXPECT_EQ(m.CheckTotals().by_decision[v1::DECISION_DENY], 3u);
+}
+
 TEST(MetricsTest, CountsChecksByDecisionAndRule) {
   Metrics m;
   for (int i = 0; i < 3; ++i) {
@@ -33,7 +45,6 @@ TEST(MetricsTest, CountsChecksByDecisionAndRule) {
   m.RecordCheck(v1::DECISION_DENY, "tools.delete_repository", absl::Microseconds(10));
   m.RecordCheck(v1::DECISION_DENY, "default", absl::Microseconds(10));
   m.RecordCheck(v1::DECISION_REQUIRE_APPROVAL, "tools.github_*", absl::Milliseconds(2));
-  m.RecordCheck(v1::DECISION_DENY, "default", absl::Microseconds(10), CheckApi::kExtAuthz);
   m.RecordError(absl::StatusCode::kInvalidArgument, absl::Microseconds(5));
 
   const std::string text = m.Exposition();
@@ -43,15 +54,13 @@ TEST(MetricsTest, CountsChecksByDecisionAndRule) {
                   "toolgate_checks_total{decision=\"rate_limited\",rule=\"tools.read_file\",api=\"toolgate\"} 1",
                   "toolgate_checks_total{decision=\"deny\",rule=\"tools.delete_repository\",api=\"toolgate\"} 1",
                   "toolgate_checks_total{decision=\"deny\",rule=\"default\",api=\"toolgate\"} 1",
-                  "toolgate_checks_total{decision=\"require_approval\",rule=\"tools.github_*\",api=\"toolgate\"} 1",
-                  // The same rule and decision through Envoy's ext_authz: its own series.
-                  "toolgate_checks_total{decision=\"deny\",rule=\"default\",api=\"ext_authz\"} 1"))
+                  "toolgate_checks_total{decision=\"require_approval\",rule=\"tools.github_*\",api=\"toolgate\"} 1"))
       << text;
   // The totals status reports are the same tally.
   const Metrics::Totals totals = m.CheckTotals();
   EXPECT_EQ(totals.by_decision[v1::DECISION_ALLOW], 3u);
   EXPECT_EQ(totals.by_decision[v1::DECISION_RATE_LIMITED], 1u);
-  EXPECT_EQ(totals.by_decision[v1::DECISION_DENY], 3u);
+  EXPECT_EQ(totals.by_decision[v1::DECISION_DENY], 2u);
   EXPECT_EQ(totals.by_decision[v1::DECISION_REQUIRE_APPROVAL], 1u);
   EXPECT_EQ(totals.errors, 1u);
   EXPECT_THAT(text, HasSubstr("# TYPE toolgate_checks_total counter"));
@@ -59,7 +68,7 @@ TEST(MetricsTest, CountsChecksByDecisionAndRule) {
 
   // Every check, decided or not, is in the latency histogram.
   EXPECT_THAT(text, HasSubstr("# TYPE toolgate_check_duration_seconds histogram"));
-  EXPECT_THAT(text, HasSubstr("toolgate_check_duration_seconds_count 9\n"));
+  EXPECT_THAT(text, HasSubstr("toolgate_check_duration_seconds_count 8\n"));
   EXPECT_THAT(text, HasSubstr("toolgate_check_duration_seconds_bucket{le=\"+Inf\"} 8\n"));
   // 5us, 10us, 10us under 25us; 30us under 50us; 80us under 100us; 2ms under 2.5ms.
   EXPECT_THAT(text, HasSubstr("toolgate_check_duration_seconds_bucket{le=\"2.5e-05\"} 3\n"));
