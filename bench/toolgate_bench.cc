@@ -10,6 +10,11 @@
 // (--args). Request k uses tool k mod (number of tools) and grant
 // k mod --grants.
 //
+// --api ext_authz sends the same calls as Envoy's external authorization
+// would ask about them (envoy.service.auth.v3.Authorization/Check: a POST
+// whose body is the MCP JSON-RPC tools/call, the grant in x-toolgate-grant),
+// so that both ways into the same server can be compared in one run.
+//
 // Reports calls/s, p50/p90/p99/p99.9 latency, errors by code and the count
 // of each decision, as text on stdout and as JSON (--json FILE). With
 // --expect DECISION, exits 1 unless every call (warm-up included) got that
@@ -45,6 +50,7 @@
 #include "server/base/json.h"
 #include "server/base/runtime.h"
 #include "toolgate/client.h"
+#include "envoy/service/auth/v3/external_auth.pb.h"
 #include "toolgate/v1/decision.pb.h"
 
 namespace {
@@ -52,6 +58,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr char kMethod[] = "/toolgate.v1.DecisionService/Check";
+constexpr char kExtAuthzMethod[] = "/envoy.service.auth.v3.Authorization/Check";
 
 constexpr char kUsage[] =
     "toolgate_bench: closed-loop load generator for toolgate.v1.DecisionService/Check.\n"
@@ -155,7 +162,24 @@ struct Options {
   int64_t timeout_ms = 2000;
   std::string json_path;
   std::string expect;
+  std::string api = "toolgate";  // Or "ext_authz".
 };
+
+// The decision an ext_authz answer carries: OK is ALLOW; a refusal names
+// its decision in the body's "toolgate/decision" metadata. -1: neither (an
+// undecidable request, answered 400).
+int ExtAuthzDecision(const envoy::service::auth::v3::CheckResponse& r) {
+  if (r.status().code() == 0) return toolgate::v1::DECISION_ALLOW;
+  const std::string& body = r.denied_response().body();
+  constexpr absl::string_view kKey = "\"toolgate/decision\":{\"decision\":\"";
+  const size_t at = absl::string_view(body).find(kKey);
+  if (at == std::string::npos) return -1;
+  const absl::string_view rest = absl::string_view(body).substr(at + kKey.size());
+  if (absl::StartsWith(rest, "deny\"")) return toolgate::v1::DECISION_DENY;
+  if (absl::StartsWith(rest, "rate_limited\"")) return toolgate::v1::DECISION_RATE_LIMITED;
+  if (absl::StartsWith(rest, "require_approval\"")) return toolgate::v1::DECISION_REQUIRE_APPROVAL;
+  return -1;
+}
 
 class Runner {
  public:
@@ -212,7 +236,8 @@ class Runner {
                                std::chrono::milliseconds(options_.timeout_ms));
     call->started = Clock::now();
     stubs_[slot % stubs_.size()]->UnaryCall(
-        &call->context, kMethod, grpc::StubOptions(), &requests_[k % requests_.size()],
+        &call->context, options_.api == "ext_authz" ? kExtAuthzMethod : kMethod,
+        grpc::StubOptions(), &requests_[k % requests_.size()],
         &call->response, [this, call, slot](grpc::Status status) { OnDone(call, slot, status); });
   }
 
@@ -220,7 +245,14 @@ class Runner {
     const Clock::time_point now = Clock::now();
     const bool measured = now >= measure_start_ && now < measure_end_;
     int decision = -1;
-    if (status.ok()) {
+    if (status.ok() && options_.api == "ext_authz") {
+      envoy::service::auth::v3::CheckResponse response;
+      if (grpc::SerializationTraits<envoy::service::auth::v3::CheckResponse>::Deserialize(
+              &call->response, &response)
+              .ok()) {
+        decision = ExtAuthzDecision(response);
+      }
+    } else if (status.ok()) {
       toolgate::v1::CheckResponse response;
       if (grpc::SerializationTraits<toolgate::v1::CheckResponse>::Deserialize(&call->response,
                                                                               &response)
@@ -234,7 +266,7 @@ class Runner {
       all_errors_[code].fetch_add(1, std::memory_order_relaxed);
       if (all_errors_total_.fetch_add(1) == 0) {
         absl::MutexLock lock(&mu_);
-        first_error_ = status.ok() ? "response could not be parsed"
+        first_error_ = status.ok() ? "response could not be parsed, or no decision in it"
                                    : absl::StrCat(CodeName(code), ": ", status.error_message());
       }
     } else {
@@ -384,6 +416,40 @@ bool ReadTools(const std::string& path, std::vector<std::string>* tools) {
   return true;
 }
 
+// What Envoy (with_request_body, pack_as_bytes) sends to ask about `req`
+// as an MCP tools/call over Streamable HTTP.
+envoy::service::auth::v3::CheckRequest ExtAuthzRequest(const toolgate::v1::CheckRequest& req,
+                                                       size_t k) {
+  std::string body = absl::StrCat("{\"jsonrpc\":\"2.0\",\"id\":", k,
+                                  ",\"method\":\"tools/call\",\"params\":{\"name\":");
+  toolgate::AppendJsonString(req.tool(), &body);
+  body += ",\"arguments\":";
+  toolgate::AppendJsonStruct(req.args(), &body);
+  body += "}}";
+  envoy::service::auth::v3::CheckRequest r;
+  auto* http = r.mutable_attributes()->mutable_request()->mutable_http();
+  http->set_id(absl::StrCat("bench-", k));
+  http->set_method("POST");
+  http->set_path("/mcp");
+  http->set_host(req.server().empty() ? "mcp.bench:8080" : req.server());
+  http->set_scheme("http");
+  http->set_protocol("HTTP/1.1");
+  auto& headers = *http->mutable_headers();
+  headers[":authority"] = http->host();
+  headers[":method"] = "POST";
+  headers[":path"] = "/mcp";
+  headers["accept"] = "application/json, text/event-stream";
+  headers["content-type"] = "application/json";
+  headers["content-length"] = absl::StrCat(body.size());
+  headers["user-agent"] = "toolgate_bench";
+  headers["x-request-id"] = http->id();
+  headers["x-toolgate-grant"] = req.grant();
+  if (!req.session().empty()) headers["mcp-session-id"] = req.session();
+  http->set_size(static_cast<int64_t>(body.size()));
+  http->set_raw_body(std::move(body));
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -407,6 +473,9 @@ int main(int argc, char** argv) {
   flags.Duration("duration", &o.duration_ms, "How long to measure.");
   flags.Duration("timeout", &o.timeout_ms, "Deadline of each call.");
   flags.String("json", &o.json_path, "Also write the report as JSON to this file.");
+  flags.String("api", &o.api,
+               "toolgate (toolgate.v1.DecisionService/Check) or ext_authz (the same calls as "
+               "Envoy's envoy.service.auth.v3.Authorization/Check for an MCP tools/call).");
   flags.String("expect", &o.expect,
                "Every call must get this decision (ALLOW, DENY, RATE_LIMITED, "
                "REQUIRE_APPROVAL, or UNSPECIFIED for the no-op server); exit 1 otherwise.");
@@ -427,6 +496,9 @@ int main(int argc, char** argv) {
   if (!positional->empty()) return usage_error("unexpected argument \"" + positional->front() + "\"");
   if (o.target.empty()) return usage_error("--target is required");
   if (o.tool.empty() == o.tools_file.empty()) return usage_error("give one of --tool and --tools-file");
+  if (o.api != "toolgate" && o.api != "ext_authz") {
+    return usage_error("--api: must be toolgate or ext_authz, got \"" + o.api + "\"");
+  }
   if (!o.expect.empty()) {
     o.expect = absl::AsciiStrToUpper(o.expect);
     if (absl::StartsWith(o.expect, "DECISION_")) o.expect = o.expect.substr(9);
@@ -467,6 +539,16 @@ int main(int argc, char** argv) {
                                 : o.grant);
     grpc::ByteBuffer buffer;
     bool own = false;
+    if (o.api == "ext_authz") {
+      if (!grpc::SerializationTraits<envoy::service::auth::v3::CheckRequest>::Serialize(
+               ExtAuthzRequest(req, k), &buffer, &own)
+               .ok()) {
+        std::cerr << "toolgate_bench: cannot serialize a request\n";
+        return 2;
+      }
+      requests.push_back(std::move(buffer));
+      continue;
+    }
     if (!grpc::SerializationTraits<toolgate::v1::CheckRequest>::Serialize(req, &buffer, &own).ok()) {
       std::cerr << "toolgate_bench: cannot serialize a request\n";
       return 2;
