@@ -7,6 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "google/protobuf/arena.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "grpcpp/support/proto_buffer_writer.h"
 #include "server/service/observers.h"
 #include "server/service/status_util.h"
 
@@ -19,8 +22,15 @@ class ExtAuthzServiceImpl::Call final : public grpc::ServerUnaryReactor {
  public:
   void OnDone() override { delete this; }
 
-  const auth::CheckRequest* request = nullptr;
-  auth::CheckResponse* response = nullptr;
+  // Envoy's request (headers, body) and the answer live in an arena whose
+  // first block is part of this object.
+  static constexpr size_t kArenaBlock = 8192;
+  alignas(16) char arena_block[kArenaBlock];
+  google::protobuf::Arena arena{arena_block, kArenaBlock};
+  auth::CheckRequest* request = google::protobuf::Arena::CreateMessage<auth::CheckRequest>(&arena);
+  auth::CheckResponse* response =
+      google::protobuf::Arena::CreateMessage<auth::CheckResponse>(&arena);
+  grpc::ByteBuffer* response_buffer = nullptr;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::string peer;  // The proxy's certificate identity; empty without mTLS.
   McpHttpRequest mcp;
@@ -46,19 +56,49 @@ ExtAuthzServiceImpl::ExtAuthzServiceImpl(ExtAuthzOptions options, const PolicyRe
       ids_(ids),
       callers_(callers) {}
 
+// Answers the call (with call->response when `status` is OK); `call` is not
+// touched afterwards.
 void ExtAuthzServiceImpl::Finish(Call* call, const grpc::Status& status) {
+  grpc::Status s = status;
+  if (s.ok()) {
+    bool own_buffer = false;
+    s = grpc::SerializationTraits<auth::CheckResponse>::Serialize(
+        *call->response, call->response_buffer, &own_buffer);
+  }
   in_flight_.fetch_sub(1, std::memory_order_seq_cst);
-  call->Finish(status);
+  call->Finish(s);
 }
 
+namespace {
+
+// Envoy's request from its bytes. protobuf checks every string field as
+// UTF-8 (Envoy sends header values as UTF-8; raw_body is bytes).
+absl::Status ParseEnvoyRequest(const grpc::ByteBuffer& bytes, auth::CheckRequest* request) {
+  grpc::Slice slice;
+  if (!bytes.DumpToSingleSlice(&slice).ok()) {
+    return absl::InvalidArgumentError("request could not be read");
+  }
+  google::protobuf::io::CodedInputStream input(slice.begin(), static_cast<int>(slice.size()));
+  if (!request->ParseFromCodedStream(&input) || !input.ConsumedEntireMessage()) {
+    return absl::InvalidArgumentError(
+        "request could not be parsed as envoy.service.auth.v3.CheckRequest: malformed, or a "
+        "string field (a header, body) that is not valid UTF-8 (configure ext_authz with "
+        "pack_as_bytes: the body then comes as raw_body)");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* ExtAuthzServiceImpl::Check(grpc::CallbackServerContext* context,
-                                                     const auth::CheckRequest* request,
-                                                     auth::CheckResponse* response) {
+                                                     const grpc::ByteBuffer* request_bytes,
+                                                     grpc::ByteBuffer* response_bytes) {
   // Counted before draining_ is read (see DecisionServiceImpl::Check).
   in_flight_.fetch_add(1, std::memory_order_seq_cst);
   auto* call = new Call;
-  call->request = request;
-  call->response = response;
+  call->response_buffer = response_bytes;
+  auth::CheckRequest* request = call->request;
+  auth::CheckResponse* response = call->response;
   if (draining_.load(std::memory_order_seq_cst)) {
     Finish(call, grpc::Status(grpc::StatusCode::UNAVAILABLE,
                               "toolgated is shutting down and takes no new checks; retry on "
@@ -83,6 +123,11 @@ grpc::ServerUnaryReactor* ExtAuthzServiceImpl::Check(grpc::CallbackServerContext
     Finish(call, grpc::Status::OK);
     return call;
   };
+  if (absl::Status s = ParseEnvoyRequest(*request_bytes, request); !s.ok()) {
+    for (DecisionObserver* o : observers_) o->OnError(s.code(), call->Elapsed());
+    Finish(call, ToGrpcStatus(s));
+    return call;
+  }
   McpHttpError error;
   if (!ReadMcpHttpRequest(*request, options_, decider_->limits(), &call->mcp, &error)) {
     return undecidable(error, absl::StatusCode::kInvalidArgument);

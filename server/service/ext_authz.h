@@ -25,7 +25,12 @@
 
 namespace toolgate {
 
-class ExtAuthzServiceImpl final : public envoy::service::auth::v3::Authorization::CallbackService {
+// The raw-bytes form of the method: the request is parsed into the call's
+// arena (a request holds dozens of headers and a body), and a request that
+// does not parse gets INVALID_ARGUMENT saying so.
+class ExtAuthzServiceImpl final
+    : public envoy::service::auth::v3::Authorization::WithRawCallbackMethod_Check<
+          envoy::service::auth::v3::Authorization::CallbackService> {
  public:
   // Everything given must outlive the service. `callers` (null: everyone)
   // admits callers (the proxies) by --allow-peer.
@@ -34,8 +39,8 @@ class ExtAuthzServiceImpl final : public envoy::service::auth::v3::Authorization
                       DecisionIds* ids, const CallerCheck* callers = nullptr);
 
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
-                                  const envoy::service::auth::v3::CheckRequest* request,
-                                  envoy::service::auth::v3::CheckResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
 
   // As DecisionServiceImpl's: checks started and not answered yet, and
   // draining (new checks answered UNAVAILABLE at once).

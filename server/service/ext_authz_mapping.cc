@@ -198,14 +198,14 @@ void Deny(int http_status, int rpc_code, absl::string_view rpc_message, std::str
 
 // Reads one message of the body into `out` (and its tools/call into
 // `request`'s calls).
-bool ReadMessage(const pb::Value& value, const v1::CheckRequest& common,
+bool ReadMessage(pb::Value& value, const v1::CheckRequest& common,
                  const ExtAuthzOptions& options, McpHttpRequest* request, McpHttpError* error) {
   if (value.kind_case() != pb::Value::kStructValue) {
     *error = Error(400, kJsonRpcInvalidRequest,
                    "body: a JSON-RPC message must be an object (or a batch: an array of them)");
     return false;
   }
-  const pb::Struct& m = value.struct_value();
+  pb::Struct& m = *value.mutable_struct_value();
   McpMessage message;
   std::string what;
   if (!ReadId(m, &message.id, &what)) {
@@ -231,12 +231,12 @@ bool ReadMessage(const pb::Value& value, const v1::CheckRequest& common,
   }
   // A tools/call is decided even without an id (a notification): nothing
   // reaches a tool unchecked.
-  auto params = m.fields().find("params");
-  if (params == m.fields().end() || params->second.kind_case() != pb::Value::kStructValue) {
+  auto params = m.mutable_fields()->find("params");
+  if (params == m.mutable_fields()->end() || params->second.kind_case() != pb::Value::kStructValue) {
     *error = Error(400, kJsonRpcInvalidParams, "params: a tools/call needs an object", message.id);
     return false;
   }
-  const pb::Struct& p = params->second.struct_value();
+  pb::Struct& p = *params->second.mutable_struct_value();
   auto name = p.fields().find("name");
   if (name == p.fields().end() || name->second.kind_case() != pb::Value::kStringValue ||
       name->second.string_value().empty()) {
@@ -244,8 +244,8 @@ bool ReadMessage(const pb::Value& value, const v1::CheckRequest& common,
                    message.id);
     return false;
   }
-  auto arguments = p.fields().find("arguments");
-  if (arguments != p.fields().end() &&
+  auto arguments = p.mutable_fields()->find("arguments");
+  if (arguments != p.mutable_fields()->end() &&
       arguments->second.kind_case() != pb::Value::kStructValue) {
     *error = Error(400, kJsonRpcInvalidParams, "params.arguments: must be an object", message.id);
     return false;
@@ -262,7 +262,10 @@ bool ReadMessage(const pb::Value& value, const v1::CheckRequest& common,
   }
   v1::CheckRequest& call = request->calls.emplace_back(common);
   call.set_tool(name->second.string_value());
-  if (arguments != p.fields().end()) *call.mutable_args() = arguments->second.struct_value();
+  // Moved, not copied: the parsed body is not needed after this.
+  if (arguments != p.mutable_fields()->end()) {
+    call.mutable_args()->Swap(arguments->second.mutable_struct_value());
+  }
   call.set_request_id(IdText(message.id));
   message.kind = McpMessage::Kind::kToolCall;
   message.call = static_cast<int>(request->calls.size()) - 1;
@@ -354,7 +357,7 @@ bool ReadMcpHttpRequest(const envoy::service::auth::v3::CheckRequest& request,
     return false;
   }
   if (parsed->kind_case() == pb::Value::kListValue) {
-    const auto& items = parsed->list_value().values();
+    auto& items = *parsed->mutable_list_value()->mutable_values();
     if (items.empty()) {
       *error = Error(400, kJsonRpcInvalidRequest, "body: an empty batch");
       return false;
@@ -366,7 +369,7 @@ bool ReadMcpHttpRequest(const envoy::service::auth::v3::CheckRequest& request,
       return false;
     }
     out->batch = true;
-    for (const pb::Value& item : items) {
+    for (pb::Value& item : items) {
       if (!ReadMessage(item, common, options, out, error)) return false;
     }
   } else if (!ReadMessage(*parsed, common, options, out, error)) {
