@@ -17,13 +17,12 @@ class Parser {
   Parser(absl::string_view text, int max_depth, absl::string_view depth_limit_name)
       : s_(text), max_depth_(max_depth), depth_limit_name_(depth_limit_name) {}
 
-  absl::StatusOr<pb::Value> RunValue() {
-    pb::Value root;
+  absl::Status RunValue(pb::Value* root) {
     SkipSpace();
-    if (absl::Status st = ParseValue(&root); !st.ok()) return st;
+    if (absl::Status st = ParseValue(root); !st.ok()) return st;
     SkipSpace();
     if (i_ != s_.size()) return Error("unexpected text after the value");
-    return root;
+    return absl::OkStatus();
   }
 
   absl::StatusOr<pb::Struct> Run() {
@@ -274,7 +273,16 @@ absl::StatusOr<pb::Struct> ParseJsonObject(absl::string_view text, int max_depth
 
 absl::StatusOr<pb::Value> ParseJsonValue(absl::string_view text, int max_depth,
                                          absl::string_view depth_limit_name) {
-  return Parser(text, max_depth, depth_limit_name).RunValue();
+  pb::Value root;
+  if (absl::Status s = ParseJsonValueInto(text, max_depth, depth_limit_name, &root); !s.ok()) {
+    return s;
+  }
+  return root;
+}
+
+absl::Status ParseJsonValueInto(absl::string_view text, int max_depth,
+                                absl::string_view depth_limit_name, pb::Value* out) {
+  return Parser(text, max_depth, depth_limit_name).RunValue(out);
 }
 
 }  // namespace toolgate

@@ -23,6 +23,10 @@ absl::StatusOr<google::protobuf::Struct> ParseJsonObject(absl::string_view text,
 // as `depth_limit_name` ("nested deeper than 67 (<name>)").
 absl::StatusOr<google::protobuf::Value> ParseJsonValue(absl::string_view text, int max_depth,
                                                        absl::string_view depth_limit_name);
+// The same, into `out` (which should be empty): e.g. a Value on an arena,
+// whose whole tree then lives there. On error `out` holds part of the text.
+absl::Status ParseJsonValueInto(absl::string_view text, int max_depth,
+                                absl::string_view depth_limit_name, google::protobuf::Value* out);
 
 }  // namespace toolgate
 

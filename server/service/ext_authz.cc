@@ -33,9 +33,10 @@ class ExtAuthzServiceImpl::Call final : public grpc::ServerUnaryReactor {
   grpc::ByteBuffer* response_buffer = nullptr;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::string peer;  // The proxy's certificate identity; empty without mTLS.
-  McpHttpRequest mcp;
+  McpHttpRequest mcp{&arena};
   std::shared_ptr<const Policy> policy;  // One revision decides every call of a batch.
-  std::vector<v1::CheckResponse> decisions;  // decisions[i] for mcp.calls[i].
+  // decisions[i] for mcp.calls[i].
+  google::protobuf::RepeatedPtrField<v1::CheckResponse> decisions{&arena};
   size_t next = 0;                           // The call being decided.
   DecisionTask task;
   ShadowView shadow;
@@ -142,8 +143,8 @@ grpc::ServerUnaryReactor* ExtAuthzServiceImpl::Check(grpc::CallbackServerContext
     Finish(call, grpc::Status::OK);
     return call;
   }
-  for (size_t i = 0; i < call->mcp.calls.size(); ++i) {
-    if (absl::Status s = decider_->Prepare(&call->mcp.calls[i]); !s.ok()) {
+  for (int i = 0; i < call->mcp.calls.size(); ++i) {
+    if (absl::Status s = decider_->Prepare(call->mcp.calls.Mutable(i)); !s.ok()) {
       return undecidable(
           UndecidableCall(call->mcp, static_cast<int>(i), std::string(s.message())), s.code());
     }
@@ -157,7 +158,7 @@ grpc::ServerUnaryReactor* ExtAuthzServiceImpl::Check(grpc::CallbackServerContext
     return undecidable(e, policy.status().code());
   }
   call->policy = *std::move(policy);
-  call->decisions.resize(call->mcp.calls.size());
+  for (int i = 0; i < call->mcp.calls.size(); ++i) call->decisions.Add();
   DecideNext(call);
   return call;
 }
@@ -166,7 +167,7 @@ grpc::ServerUnaryReactor* ExtAuthzServiceImpl::Check(grpc::CallbackServerContext
 // refused or all are allowed. (A store may complete on its I/O thread, and
 // may be asked again from there.)
 void ExtAuthzServiceImpl::DecideNext(Call* call) {
-  if (call->next == call->mcp.calls.size()) {
+  if (call->next == static_cast<size_t>(call->mcp.calls.size())) {
     std::vector<const v1::CheckResponse*> decided;
     decided.reserve(call->decisions.size());
     for (const v1::CheckResponse& d : call->decisions) decided.push_back(&d);
@@ -175,8 +176,8 @@ void ExtAuthzServiceImpl::DecideNext(Call* call) {
     return;
   }
   const size_t i = call->next;
-  const v1::CheckRequest& req = call->mcp.calls[i];
-  v1::CheckResponse& decision = call->decisions[i];
+  const v1::CheckRequest& req = call->mcp.calls[static_cast<int>(i)];
+  v1::CheckResponse& decision = *call->decisions.Mutable(static_cast<int>(i));
   call->task = DecisionTask{};
   DecisionTask& task = call->task;
   task.policy = call->policy;
@@ -188,9 +189,9 @@ void ExtAuthzServiceImpl::DecideNext(Call* call) {
   call->shadow =
       ShadowComparer::Evaluate(*policies_, decider_->engine(), *task.policy, req, task.peer);
   decider_->Decide(task, [this, call, i] {
-    const v1::CheckResponse& d = call->decisions[i];
+    const v1::CheckResponse& d = call->decisions[static_cast<int>(i)];
     if (!observers_.empty()) {
-      const DecisionRecord record{call->mcp.calls[i], d,
+      const DecisionRecord record{call->mcp.calls[static_cast<int>(i)], d,
                                   *call->task.policy, call->task.decided_by_limits(),
                                   call->shadow,       call->Elapsed(),
                                   call->task.peer,    CheckApi::kExtAuthz};

@@ -1,6 +1,7 @@
 #include "server/service/ext_authz_mapping.h"
 
 #include <cmath>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -21,9 +22,24 @@ using envoy::service::auth::v3::AttributeContext;
 
 constexpr absl::string_view kDecisionIdHeader = "x-toolgate-decision-id";
 constexpr absl::string_view kRevisionHeader = "x-toolgate-revision";
-constexpr absl::string_view kServerHeader = "x-toolgate-server";
-constexpr absl::string_view kSessionHeader = "mcp-session-id";
-constexpr absl::string_view kPartialBodyHeader = "x-envoy-auth-partial-body";
+// Names looked up in the request's header map (std::string: no copy per
+// lookup).
+const std::string& ServerHeader() {
+  static const auto* name = new std::string("x-toolgate-server");
+  return *name;
+}
+const std::string& SessionHeader() {
+  static const auto* name = new std::string("mcp-session-id");
+  return *name;
+}
+const std::string& PartialBodyHeader() {
+  static const auto* name = new std::string("x-envoy-auth-partial-body");
+  return *name;
+}
+const std::string& ContentLengthHeader() {
+  static const auto* name = new std::string("content-length");
+  return *name;
+}
 
 // google.rpc.Code values.
 constexpr int kRpcOk = 0;
@@ -34,10 +50,8 @@ constexpr int kRpcUnavailable = 14;
 
 // A request header's value (Envoy sends names in lower case): from
 // `headers`, or from `header_map` when Envoy encodes raw headers.
-const std::string* FindHeader(const AttributeContext::HttpRequest& http, absl::string_view name) {
-  if (auto it = http.headers().find(std::string(name)); it != http.headers().end()) {
-    return &it->second;
-  }
+const std::string* FindHeader(const AttributeContext::HttpRequest& http, const std::string& name) {
+  if (auto it = http.headers().find(name); it != http.headers().end()) return &it->second;
   for (const auto& h : http.header_map().headers()) {
     if (h.key() == name) return h.raw_value().empty() ? &h.value() : &h.raw_value();
   }
@@ -260,7 +274,8 @@ bool ReadMessage(pb::Value& value, const v1::CheckRequest& common,
         message.id);
     return false;
   }
-  v1::CheckRequest& call = request->calls.emplace_back(common);
+  v1::CheckRequest& call = *request->calls.Add();
+  call.CopyFrom(common);
   call.set_tool(name->second.string_value());
   // Moved, not copied: the parsed body is not needed after this.
   if (arguments != p.mutable_fields()->end()) {
@@ -291,12 +306,12 @@ bool ReadMcpHttpRequest(const envoy::service::auth::v3::CheckRequest& request,
   if (auto it = attributes.context_extensions().find("server");
       it != attributes.context_extensions().end()) {
     common.set_server(it->second);
-  } else if (const std::string* server = FindHeader(http, kServerHeader)) {
+  } else if (const std::string* server = FindHeader(http, ServerHeader())) {
     common.set_server(*server);
   } else {
     common.set_server(http.host());
   }
-  if (const std::string* session = FindHeader(http, kSessionHeader)) {
+  if (const std::string* session = FindHeader(http, SessionHeader())) {
     common.set_session(*session);
   }
 
@@ -312,7 +327,7 @@ bool ReadMcpHttpRequest(const envoy::service::auth::v3::CheckRequest& request,
 
   const absl::string_view body = !http.raw_body().empty() ? absl::string_view(http.raw_body())
                                                           : absl::string_view(http.body());
-  if (const std::string* partial = FindHeader(http, kPartialBodyHeader);
+  if (const std::string* partial = FindHeader(http, PartialBodyHeader());
       partial != nullptr && absl::EqualsIgnoreCase(*partial, "true")) {
     *error = Error(413, kJsonRpcInvalidRequest,
                    absl::StrCat("request body truncated by the proxy (", body.size(),
@@ -321,7 +336,7 @@ bool ReadMcpHttpRequest(const envoy::service::auth::v3::CheckRequest& request,
     return false;
   }
   int64_t declared = -1;
-  if (const std::string* length = FindHeader(http, "content-length")) {
+  if (const std::string* length = FindHeader(http, ContentLengthHeader())) {
     if (!absl::SimpleAtoi(*length, &declared)) declared = -1;
   }
   if (declared < 0 && http.size() > 0) declared = http.size();
@@ -348,12 +363,14 @@ bool ReadMcpHttpRequest(const envoy::service::auth::v3::CheckRequest& request,
     return false;
   }
   const int max_depth = limits.max_depth + kMcpEnvelopeDepth;
-  absl::StatusOr<pb::Value> parsed =
-      ParseJsonValue(body, max_depth,
-                     absl::StrCat("--max-args-depth plus ", kMcpEnvelopeDepth,
-                                  " for the JSON-RPC envelope"));
-  if (!parsed.ok()) {
-    *error = Error(400, kJsonRpcInvalidRequest, absl::StrCat("body: ", parsed.status().message()));
+  pb::Value* parsed = pb::Arena::CreateMessage<pb::Value>(out->arena);
+  std::unique_ptr<pb::Value> owned(out->arena == nullptr ? parsed : nullptr);
+  if (absl::Status s = ParseJsonValueInto(
+          body, max_depth,
+          absl::StrCat("--max-args-depth plus ", kMcpEnvelopeDepth, " for the JSON-RPC envelope"),
+          parsed);
+      !s.ok()) {
+    *error = Error(400, kJsonRpcInvalidRequest, absl::StrCat("body: ", s.message()));
     return false;
   }
   if (parsed->kind_case() == pb::Value::kListValue) {

@@ -21,6 +21,8 @@
 #include <vector>
 
 #include "envoy/service/auth/v3/external_auth.pb.h"
+#include "google/protobuf/arena.h"
+#include "google/protobuf/repeated_ptr_field.h"
 #include "google/protobuf/struct.pb.h"
 #include "server/engine/args_limits.h"
 #include "toolgate/v1/decision.pb.h"
@@ -81,9 +83,14 @@ struct McpMessage {
 
 // What a request asks for.
 struct McpHttpRequest {
+  // The calls (and the parsed body) live on `arena` (null: the heap).
+  explicit McpHttpRequest(google::protobuf::Arena* arena = nullptr)
+      : arena(arena), calls(arena) {}
+
+  google::protobuf::Arena* arena;
   bool batch = false;
   std::vector<McpMessage> messages;  // Empty: no JSON-RPC body (GET, DELETE).
-  std::vector<v1::CheckRequest> calls;  // One per tools/call, in order.
+  google::protobuf::RepeatedPtrField<v1::CheckRequest> calls;  // One per tools/call, in order.
   // Set when other methods are refused and the request holds one: what was
   // refused ("initialize", "a response", "HTTP GET"), and the id to answer.
   std::string refused_other;

@@ -60,7 +60,7 @@ std::string Header(const google::protobuf::RepeatedPtrField<
 TEST(ExtAuthzMappingTest, ToolCallBecomesACheckRequest) {
   Read r = ReadIt(Post(Call("7", "read_file", "{\"path\":\"/a\"}")));
   ASSERT_TRUE(r.ok) << r.error.message;
-  ASSERT_EQ(r.request.calls.size(), 1u);
+  ASSERT_EQ(r.request.calls.size(), 1);
   const v1::CheckRequest& c = r.request.calls[0];
   EXPECT_EQ(c.tool(), "read_file");
   EXPECT_EQ(c.grant(), "agent-1");
@@ -290,7 +290,7 @@ TEST(ExtAuthzMappingTest, RefusedBatchAnswersEveryRequest) {
   Read r = ReadIt(Post(batch));
   ASSERT_TRUE(r.ok) << r.error.message;
   ASSERT_TRUE(r.request.batch);
-  ASSERT_EQ(r.request.calls.size(), 2u);
+  ASSERT_EQ(r.request.calls.size(), 2);
   auth::CheckResponse out;
   AnswerRefused(r.request, 1, Decision(v1::DECISION_DENY, "b is not allowed"), {}, &out);
   const google::protobuf::Value body = Body(out);
