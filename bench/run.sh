@@ -11,6 +11,8 @@
 #   c  one sliding-window limit in Redis over 10,000 grants (never over)
 #   d  one hot counter in Redis that is over its limit (over-limit cache)
 #   e  a large policy: 10,000 exact tools, 1,000 globs, 1,000 schemas
+#   v  ListVisibleTools of 300 tools against one Check, both of toolgated in
+#      the same rounds (no no-op server: the section "Visible tools")
 #   r  Redis CPU per check of each limit algorithm against a pipelined INCR
 #      (bench/toolgate_redis_cost against its own redis-server; no gRPC),
 #      the section "Redis CPU per check"
@@ -62,7 +64,7 @@ BIN_DIR=""
 DURATION=1500ms
 WARMUP=250ms
 OUT="$ROOT/docs/benchmarks.md"
-SCENARIOS="a b c d e r s w k x"
+SCENARIOS="a b c d e v r s w k x"
 PIN=1
 PROFILE=0
 CONCURRENCIES="1 64"
@@ -391,6 +393,41 @@ for scen in $SCENARIOS; do
       run_scenario e ALLOW "--policy $WORK/large/large.yaml" \
         --tools-file "$WORK/large/large.tools" --grant 'agent-{i}' --grants 1000 --args "$ARGS_E"
       ;;
+    v)
+      # ListVisibleTools of 300 tools against one Check, both answered by
+      # the same toolgated, round after round (as noop and toolgated are
+      # elsewhere): what classifying 300 tools costs over one decision.
+      echo "== scenario v" >&2
+      # An allowed tool first (the call counts as its decision), then 299
+      # decided every way the policy can (bench/policies/visible.yaml).
+      {
+        echo read_file
+        for i in $(seq 0 298); do
+          case $((i % 6)) in
+            0) echo "github_create_issue_$i" ;;
+            1) echo "github_get_issue_$i" ;;
+            2) echo "fs_read_$i" ;;
+            3) echo "db_drop_table_$i" ;;
+            4) echo "mcp_tool_$i" ;;
+            5) echo "unlisted_tool_$i" ;;
+          esac
+        done
+      } >"$WORK/visible.tools"
+      VISIBLE_TOOLS=$(grep -c . "$WORK/visible.tools")
+      start_server toolgated-v $(pin_prefix 0) "$TOOLGATED" --listen 127.0.0.1:0 \
+        --admin-listen 127.0.0.1:0 --no-watch --policy "$ROOT/bench/policies/visible.yaml"
+      tg_pid=$SRV_PID
+      for conc in $CONCURRENCIES; do
+        for ROUND in $(seq "$ROUNDS"); do
+          measure v check "$tg_pid" "$SRV_ADDR" "$conc" ALLOW --tool read_file \
+            --grant 'agent-{i}' --grants 1000 --server tools-hub --args "$ARGS_A"
+          measure v list "$tg_pid" "$SRV_ADDR" "$conc" ALLOW --list-visible \
+            --tools-file "$WORK/visible.tools" --grant 'agent-{i}' --grants 1000 --server tools-hub
+        done
+      done
+      R[v,rss_kb]=$(rss_kb "$tg_pid")
+      stop "$tg_pid"
+      ;;
     r)
       # Redis CPU per check: its own redis-server (pinned like the others'),
       # the load generator on CPU 1; the section comes out of the program.
@@ -543,7 +580,7 @@ REPORT="$WORK/benchmarks.md"
   fi
   echo "## Results"
   for scen in $SCENARIOS; do
-    [[ "$scen" != r ]] || continue  # Its own section, below.
+    [[ "$scen" != r && "$scen" != v ]] || continue  # Their own sections, below.
     echo
     echo "### ${TITLE[$scen]}"
     echo
@@ -605,6 +642,35 @@ REPORT="$WORK/benchmarks.md"
     fi
   done
 
+  # ---- Visible tools (scenario v) ----
+  if [[ " $SCENARIOS " == *" v "* ]]; then
+    echo
+    echo "### v. Visible tools: ListVisibleTools of $VISIBLE_TOOLS tools against one Check"
+    echo
+    echo "Policy \`bench/policies/visible.yaml\` (exact entries, globs, a server section, class"
+    echo "rules); server \`tools-hub\`; 1,000 grants. **check**: \`Check\` of \`read_file\` (allowed)."
+    echo "**list**: one \`ListVisibleTools\` naming $VISIBLE_TOOLS tools (\`read_file\`, then names"
+    echo "allowed by globs and by the server section, needing approval, and denied by a class rule"
+    echo "or by the default). The same toolgated answers both, one right after the other in each"
+    echo "round; there is no no-op server here. Expected: every call answered, its first tool ALLOW."
+    echo
+    echo "| concurrency | call | calls/s | p50 µs | p99 µs | server CPU µs/call | server CPU µs per tool | errors |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+    for conc in $CONCURRENCIES; do
+      for kind in check list; do
+        k="v,$kind,$conc"
+        per_tool=$(med "$k" cpu_us)
+        [[ $kind == list ]] && per_tool=$(awk -v c="$per_tool" -v n="$VISIBLE_TOOLS" 'BEGIN { printf "%.2f", c / n }')
+        echo "| $conc | $kind | $(thousands "$(med "$k" tput)") | $(fmt "$(med "$k" p50)") | $(fmt "$(med "$k" p99)") | $(fmt "$(med "$k" cpu_us)") | $per_tool | ${R[$k,errors]:-?} |"
+      done
+      echo "| $conc | list ÷ check | $(pmed "v,list,$conc" "v,check,$conc" tput) | $(pmed "v,list,$conc" "v,check,$conc" p50) | $(pmed "v,list,$conc" "v,check,$conc" p99) | $(pmed "v,list,$conc" "v,check,$conc" cpu_us) | | |"
+    done
+    echo
+    echo "Server CPU per call is toolgated's user+system CPU time over the calls it answered"
+    echo "(median over the rounds): for **list**, gRPC's own work for the call plus classifying"
+    echo "every tool and writing its answer. toolgated's resident memory after the runs: $(awk -v k="${R[v,rss_kb]:-0}" 'BEGIN { printf "%.1f MB", k / 1024 }')."
+  fi
+
   # ---- Redis CPU per check (scenario r) ----
   if [[ " $SCENARIOS " == *" r "* && -s "$WORK/redis-cost.md" ]]; then
     echo
@@ -630,6 +696,11 @@ REPORT="$WORK/benchmarks.md"
   lo=${CONCURRENCIES%% *}
   for scen in $SCENARIOS; do
     [[ "$scen" != r ]] || continue  # Its targets are in its section.
+    if [[ "$scen" == v ]]; then
+      target v "ListVisibleTools of $VISIBLE_TOOLS tools: server CPU per call < 1000 µs (concurrency $lo)" \
+        "$(fmt "$(med "v,list,$lo" cpu_us)")" le 999.9
+      continue
+    fi
     t="$scen,toolgate,$hi"
     n="$scen,noop,$hi"
     tr_hi=$(pmed "$t" "$n" tput)

@@ -15,6 +15,11 @@
 // whose body is the MCP JSON-RPC tools/call, the grant in x-toolgate-grant),
 // so that both ways into the same server can be compared in one run.
 //
+// With --list-visible, every call is instead one ListVisibleTools naming all
+// the tools (the grant as above): what it costs to classify them against
+// what one Check costs, in the same run. Such a call counts as the decision
+// of its first tool, and an answer without one entry per tool is an error.
+//
 // Reports calls/s, p50/p90/p99/p99.9 latency, errors by code and the count
 // of each decision, as text on stdout and as JSON (--json FILE). With
 // --expect DECISION, exits 1 unless every call (warm-up included) got that
@@ -57,7 +62,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr char kMethod[] = "/toolgate.v1.DecisionService/Check";
+constexpr char kCheckMethod[] = "/toolgate.v1.DecisionService/Check";
+constexpr char kListMethod[] = "/toolgate.v1.DecisionService/ListVisibleTools";
 constexpr char kExtAuthzMethod[] = "/envoy.service.auth.v3.Authorization/Check";
 
 constexpr char kUsage[] =
@@ -155,6 +161,7 @@ struct Options {
   std::string session;
   std::string server;
   bool dry_run = false;
+  bool list_visible = false;
   int64_t concurrency = 1;
   int64_t channels = 1;
   int64_t warmup_ms = 1000;
@@ -163,6 +170,7 @@ struct Options {
   std::string json_path;
   std::string expect;
   std::string api = "toolgate";  // Or "ext_authz".
+  int list_size = 0;  // --list-visible: tools per call.
 };
 
 // The decision an ext_authz answer carries: OK is ALLOW; a refusal names
@@ -236,30 +244,50 @@ class Runner {
                                std::chrono::milliseconds(options_.timeout_ms));
     call->started = Clock::now();
     stubs_[slot % stubs_.size()]->UnaryCall(
-        &call->context, options_.api == "ext_authz" ? kExtAuthzMethod : kMethod,
+        &call->context,
+        options_.api == "ext_authz" ? kExtAuthzMethod
+        : options_.list_visible     ? kListMethod
+                                    : kCheckMethod,
         grpc::StubOptions(), &requests_[k % requests_.size()],
         &call->response, [this, call, slot](grpc::Status status) { OnDone(call, slot, status); });
+  }
+
+  // The answer's decision (in --list-visible mode, its first tool's), or -1
+  // when it cannot be read.
+  int DecisionOf(grpc::ByteBuffer* answer) const {
+    if (options_.api == "ext_authz") {
+      envoy::service::auth::v3::CheckResponse response;
+      if (!grpc::SerializationTraits<envoy::service::auth::v3::CheckResponse>::Deserialize(
+               answer, &response)
+               .ok()) {
+        return -1;
+      }
+      return ExtAuthzDecision(response);
+    }
+    if (!options_.list_visible) {
+      toolgate::v1::CheckResponse response;
+      if (!grpc::SerializationTraits<toolgate::v1::CheckResponse>::Deserialize(answer, &response)
+               .ok()) {
+        return -1;
+      }
+      return std::clamp(static_cast<int>(response.decision()), 0, kDecisions - 1);
+    }
+    toolgate::v1::ListVisibleToolsResponse response;
+    if (!grpc::SerializationTraits<toolgate::v1::ListVisibleToolsResponse>::Deserialize(answer,
+                                                                                       &response)
+             .ok() ||
+        response.tools_size() != options_.list_size) {
+      return -1;
+    }
+    return response.tools().empty()
+               ? 0
+               : std::clamp(static_cast<int>(response.tools(0).decision()), 0, kDecisions - 1);
   }
 
   void OnDone(Call* call, int slot, const grpc::Status& status) {
     const Clock::time_point now = Clock::now();
     const bool measured = now >= measure_start_ && now < measure_end_;
-    int decision = -1;
-    if (status.ok() && options_.api == "ext_authz") {
-      envoy::service::auth::v3::CheckResponse response;
-      if (grpc::SerializationTraits<envoy::service::auth::v3::CheckResponse>::Deserialize(
-              &call->response, &response)
-              .ok()) {
-        decision = ExtAuthzDecision(response);
-      }
-    } else if (status.ok()) {
-      toolgate::v1::CheckResponse response;
-      if (grpc::SerializationTraits<toolgate::v1::CheckResponse>::Deserialize(&call->response,
-                                                                              &response)
-              .ok()) {
-        decision = std::clamp(static_cast<int>(response.decision()), 0, kDecisions - 1);
-      }
-    }
+    const int decision = status.ok() ? DecisionOf(&call->response) : -1;
     const int code = status.ok() ? (decision < 0 ? static_cast<int>(grpc::StatusCode::INTERNAL) : 0)
                                  : std::clamp(static_cast<int>(status.error_code()), 0, kCodes - 1);
     if (code != 0) {
@@ -467,6 +495,8 @@ int main(int argc, char** argv) {
   flags.String("session", &o.session, "CheckRequest.session of every request.");
   flags.String("server", &o.server, "CheckRequest.server of every request.");
   flags.Bool("dry-run", &o.dry_run, "Send dry-run requests (no counter consumed).");
+  flags.Bool("list-visible", &o.list_visible,
+             "Call ListVisibleTools with every tool at once instead of Check.");
   flags.Int("concurrency", &o.concurrency, 1, 100'000, "Calls kept in flight.");
   flags.Int("channels", &o.channels, 1, 64, "gRPC channels (connections) the calls spread over.");
   flags.Duration("warmup", &o.warmup_ms, "Load before measuring.");
@@ -499,6 +529,9 @@ int main(int argc, char** argv) {
   if (o.api != "toolgate" && o.api != "ext_authz") {
     return usage_error("--api: must be toolgate or ext_authz, got \"" + o.api + "\"");
   }
+  if (o.api == "ext_authz" && o.list_visible) {
+    return usage_error("--list-visible is a toolgate call: not with --api ext_authz");
+  }
   if (!o.expect.empty()) {
     o.expect = absl::AsciiStrToUpper(o.expect);
     if (absl::StartsWith(o.expect, "DECISION_")) o.expect = o.expect.substr(9);
@@ -525,7 +558,7 @@ int main(int argc, char** argv) {
   // Every distinct request, serialized once.
   const bool spread_grants = absl::StrContains(o.grant, "{i}");
   const size_t grants = spread_grants ? static_cast<size_t>(o.grants) : 1;
-  const size_t n = std::max(tools.size(), grants);
+  const size_t n = o.list_visible ? grants : std::max(tools.size(), grants);
   std::vector<grpc::ByteBuffer> requests;
   requests.reserve(n);
   toolgate::v1::CheckRequest req;
@@ -533,10 +566,17 @@ int main(int argc, char** argv) {
   req.set_session(o.session);
   req.set_server(o.server);
   req.set_dry_run(o.dry_run);
+  toolgate::v1::ListVisibleToolsRequest list;
+  list.set_session(o.session);
+  list.set_server(o.server);
+  for (const std::string& t : tools) list.add_tools(t);
+  o.list_size = list.tools_size();
   for (size_t k = 0; k < n; ++k) {
+    const std::string grant =
+        spread_grants ? absl::StrReplaceAll(o.grant, {{"{i}", absl::StrCat(k % grants)}}) : o.grant;
     req.set_tool(tools[k % tools.size()]);
-    req.set_grant(spread_grants ? absl::StrReplaceAll(o.grant, {{"{i}", absl::StrCat(k % grants)}})
-                                : o.grant);
+    req.set_grant(grant);
+    list.set_grant(grant);
     grpc::ByteBuffer buffer;
     bool own = false;
     if (o.api == "ext_authz") {
@@ -549,7 +589,12 @@ int main(int argc, char** argv) {
       requests.push_back(std::move(buffer));
       continue;
     }
-    if (!grpc::SerializationTraits<toolgate::v1::CheckRequest>::Serialize(req, &buffer, &own).ok()) {
+    const grpc::Status serialized =
+        o.list_visible
+            ? grpc::SerializationTraits<toolgate::v1::ListVisibleToolsRequest>::Serialize(
+                  list, &buffer, &own)
+            : grpc::SerializationTraits<toolgate::v1::CheckRequest>::Serialize(req, &buffer, &own);
+    if (!serialized.ok()) {
       std::cerr << "toolgate_bench: cannot serialize a request\n";
       return 2;
     }

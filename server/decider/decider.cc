@@ -29,6 +29,11 @@ absl::Status CheckName(absl::string_view field, absl::string_view value, size_t 
 
 }  // namespace
 
+absl::Status Decider::ValidateName(absl::string_view field, absl::string_view value,
+                                   size_t max_bytes) {
+  return CheckName(field, value, max_bytes, false);
+}
+
 absl::Status Decider::Validate(const v1::CheckRequest& request) const {
   if (request.tool().empty()) return absl::InvalidArgumentError("tool is required");
   if (request.grant().empty()) return absl::InvalidArgumentError("grant is required");

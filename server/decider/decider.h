@@ -54,6 +54,13 @@ class Decider {
   // and the rule broken ("tool: control character U+000A at byte 4").
   absl::Status Validate(const v1::CheckRequest& request) const;
 
+  // One name checked as Validate checks the tool, grant, server, session
+  // and policy_version: INVALID_ARGUMENT starting with `field` when `value`
+  // is not valid UTF-8, holds a control character or is longer than
+  // `max_bytes` (--max-name-bytes). For other calls that take such names.
+  static absl::Status ValidateName(absl::string_view field, absl::string_view value,
+                                   size_t max_bytes);
+
   // Validate, after reading args_json (if set) into args and clearing it:
   // INVALID_ARGUMENT when both are set, when the text is longer than
   // limits().max_bytes, or when it is not one JSON object nested at most

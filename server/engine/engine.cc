@@ -9,6 +9,7 @@
 #include "server/base/duration.h"
 #include "server/base/utf8.h"
 #include "server/engine/counter_key.h"
+#include "server/engine/reasons.h"
 
 namespace toolgate {
 namespace {
@@ -16,23 +17,6 @@ namespace {
 void SetDuration(int64_t millis, google::protobuf::Duration* d) {
   d->set_seconds(millis / 1000);
   d->set_nanos(static_cast<int32_t>((millis % 1000) * 1'000'000));
-}
-
-std::string DefaultReason(const Resolution& r, absl::string_view tool) {
-  switch (r.action) {
-    case Action::kDeny:
-      return r.is_default
-                 ? absl::StrCat("tool \"", tool, "\" is not allowed by the policy")
-                 : absl::StrCat("tool \"", tool, "\" is denied by policy entry ", r.rule_id);
-    case Action::kRequireApproval:
-      return r.is_default ? absl::StrCat("tool \"", tool,
-                                         "\" is not listed in the policy and needs approval")
-                          : absl::StrCat("tool \"", tool, "\" needs approval (policy entry ",
-                                         r.rule_id, ")");
-    case Action::kAllow:
-      return "";
-  }
-  return "";
 }
 
 // The limits of `eval`'s resolution, as counter checks for `req`.
@@ -63,7 +47,7 @@ absl::string_view DecisionLabel(v1::Decision d) {
     return labels;
   }();
   return d >= 0 && d <= v1::Decision_MAX ? absl::string_view((*kLabels)[d])
-                                          : absl::string_view("unspecified");
+                                         : absl::string_view("unspecified");
 }
 
 Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,

@@ -35,8 +35,15 @@ namespace toolgate {
 absl::Status ParseCheckRequest(const grpc::ByteBuffer& bytes, int max_args_depth,
                                v1::CheckRequest* request);
 
-class DecisionServiceImpl final
-    : public v1::DecisionService::WithRawCallbackMethod_Check<v1::DecisionService::CallbackService> {
+// The most tools one ListVisibleTools call may classify.
+inline constexpr int kMaxVisibleTools = 10000;
+
+// Check and ListVisibleTools take the request's bytes (see above and
+// visible_tools.cc); the other methods, parsed messages.
+using DecisionServiceBase = v1::DecisionService::WithRawCallbackMethod_ListVisibleTools<
+    v1::DecisionService::WithRawCallbackMethod_Check<v1::DecisionService::CallbackService>>;
+
+class DecisionServiceImpl final : public DecisionServiceBase {
  public:
   // The registry, the decider, the observers and `callers` must outlive the
   // service. Observers run in the order given. `callers` (null: everyone)
@@ -50,9 +57,11 @@ class DecisionServiceImpl final
                                   grpc::ByteBuffer* response) override;
 
   // Answered from the policy alone, on the calling thread (visible_tools.cc).
+  // The request's bytes are read by a scan of their own, so that a name that
+  // is not UTF-8 gets INVALID_ARGUMENT naming it, as in Check.
   grpc::ServerUnaryReactor* ListVisibleTools(grpc::CallbackServerContext* context,
-                                             const v1::ListVisibleToolsRequest* request,
-                                             v1::ListVisibleToolsResponse* response) override;
+                                             const grpc::ByteBuffer* request,
+                                             grpc::ByteBuffer* response) override;
 
   grpc::ServerUnaryReactor* WaitApproval(grpc::CallbackServerContext* context,
                                          const v1::WaitApprovalRequest* request,
@@ -68,9 +77,10 @@ class DecisionServiceImpl final
   // being sent count too).
   int64_t open_calls() const { return open_calls_.load(std::memory_order_seq_cst); }
 
-  // From now on every new check is answered UNAVAILABLE ("shutting down") at
-  // once; checks already started are decided as usual. Once in_flight() is 0
-  // after this, every check that was accepted before it has been answered.
+  // From now on every new check (and ListVisibleTools call) is answered
+  // UNAVAILABLE ("shutting down") at once; checks already started are
+  // decided as usual. Once in_flight() is 0 after this, every check that was
+  // accepted before it has been answered.
   void StartDraining() { draining_.store(true, std::memory_order_seq_cst); }
 
   // The server's decision ids, for every other service that decides.

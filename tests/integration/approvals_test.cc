@@ -199,8 +199,8 @@ TEST_P(ApprovalsTest, RoundTripAdmitsTheIdenticalCallOnce) {
   ASSERT_TRUE(PollUntil(
       [&] { return Sample(HttpGet(metrics, "/metrics"), "toolgate_approvals_waiting") == 1; },
       absl::Seconds(20)));
-  ASSERT_TRUE(approver_.Decide(id, true, "bob", "fine").ok());
   const auto approved_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(approver_.Decide(id, true, "bob", "fine").ok());
   const auto wait_returned = returned.get_future().get();
   waiter.join();
   EXPECT_EQ(decided.state(), v1::APPROVAL_STATE_APPROVED);
@@ -208,7 +208,7 @@ TEST_P(ApprovalsTest, RoundTripAdmitsTheIdenticalCallOnce) {
   std::cout << "[ approval ] " << GetParam() << ": WaitApproval returned "
             << std::chrono::duration_cast<std::chrono::microseconds>(wait_returned - approved_at)
                    .count()
-            << " us after DecideApproval returned\n";
+            << " us after DecideApproval was sent\n";
 
   v1::CheckRequest redeem = call;
   redeem.set_approval_id(id);
