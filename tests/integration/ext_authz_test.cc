@@ -3,7 +3,9 @@
 // Envoy in front of an MCP server would (the request attributes Envoy sends
 // with with_request_body and pack_as_bytes), and reads the answers as Envoy
 // applies them.
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "envoy/service/auth/v3/external_auth.grpc.pb.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/base/json_parse.h"
@@ -518,6 +521,41 @@ TEST(ExtAuthzTest, UndecidableRequestsGet400AndConsumeNothing) {
   const std::string metrics = HttpGet(MetricsAddress(*server.process), "/metrics");
   EXPECT_GE(Sample(metrics, "toolgate_check_errors_total{code=\"INVALID_ARGUMENT\"}"), 9)
       << metrics;
+}
+
+TEST(ExtAuthzTest, MessagesThatDoNotParseGetInvalidArgument) {
+  TempDir dir;
+  Server server = StartServer(dir, kSeed);
+  ASSERT_NE(server.process, nullptr);
+  auto channel = grpc::CreateChannel(server.process->address(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  // A header value that is not UTF-8 (field 1 attributes > 4 request > 2
+  // http > 3 headers {"x": "\xff"}), and bytes that are no message at all.
+  const std::string bad_header("\x0a\x0d\x22\x0b\x12\x09\x1a\x07\x0a\x01x\x12\x02\xff\xfe", 15);
+  for (const std::string& bytes : {bad_header, std::string("\xff\xff\xff", 3)}) {
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    grpc::Status status;
+    stub.UnaryCall(&context, "/envoy.service.auth.v3.Authorization/Check", grpc::StubOptions(),
+                   &request, &response, [&](grpc::Status s) {
+                     std::lock_guard<std::mutex> lock(mu);
+                     status = s;
+                     done = true;
+                     cv.notify_one();
+                   });
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return done; }));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr("could not be parsed"));
+  }
+  // Still serving.
+  Envoy envoy(server.process->address());
+  EXPECT_TRUE(Allowed(envoy.MustCheck(Post(ToolCall("1", "wait_for_background_task")))));
 }
 
 TEST(ExtAuthzTest, NoExtAuthzTurnsItOff) {
