@@ -256,7 +256,9 @@ absl::Status ToolgateServer::StartServing() {
       sources.decision_log_dropped = [this] { return decision_log_->dropped(); };
       sources.decision_log_write_errors = [this] { return decision_log_->write_errors(); };
     }
-    sources.in_flight = [this] { return service_->in_flight(); };
+    sources.in_flight = [this] {
+      return service_->in_flight() + (ext_authz_ != nullptr ? ext_authz_->in_flight() : 0);
+    };
     sources.approvals_waiting = [this] { return static_cast<int64_t>(approval_hub_->waiting()); };
     metrics_->SetSources(std::move(sources));
     absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
