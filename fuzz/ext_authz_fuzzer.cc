@@ -86,9 +86,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ExpectJson(answer, body);
   }
   for (int i = 0; i < read.calls.size(); ++i) {
-    for (toolgate::v1::Decision d : {toolgate::v1::DECISION_DENY,
-                                     toolgate::v1::DECISION_RATE_LIMITED,
-                                     toolgate::v1::DECISION_REQUIRE_APPROVAL}) {
+    for (toolgate::v1::Decision d :
+         {toolgate::v1::DECISION_DENY, toolgate::v1::DECISION_RATE_LIMITED,
+          toolgate::v1::DECISION_REQUIRE_APPROVAL}) {
       toolgate::v1::CheckResponse decision;
       decision.set_decision(d);
       decision.set_reason(read.calls[i].tool());  // Whatever the body held.

@@ -37,7 +37,7 @@ class ExtAuthzServiceImpl::Call final : public grpc::ServerUnaryReactor {
   std::shared_ptr<const Policy> policy;  // One revision decides every call of a batch.
   // decisions[i] for mcp.calls[i].
   google::protobuf::RepeatedPtrField<v1::CheckResponse> decisions{&arena};
-  size_t next = 0;                           // The call being decided.
+  size_t next = 0;  // The call being decided.
   DecisionTask task;
   ShadowView shadow;
 
@@ -48,8 +48,8 @@ class ExtAuthzServiceImpl::Call final : public grpc::ServerUnaryReactor {
 
 ExtAuthzServiceImpl::ExtAuthzServiceImpl(ExtAuthzOptions options, const PolicyRegistry* policies,
                                          const Decider* decider,
-                                         std::vector<DecisionObserver*> observers,
-                                         DecisionIds* ids, const CallerCheck* callers)
+                                         std::vector<DecisionObserver*> observers, DecisionIds* ids,
+                                         const CallerCheck* callers)
     : options_(std::move(options)),
       policies_(policies),
       decider_(decider),
@@ -145,8 +145,8 @@ grpc::ServerUnaryReactor* ExtAuthzServiceImpl::Check(grpc::CallbackServerContext
   }
   for (int i = 0; i < call->mcp.calls.size(); ++i) {
     if (absl::Status s = decider_->Prepare(call->mcp.calls.Mutable(i)); !s.ok()) {
-      return undecidable(
-          UndecidableCall(call->mcp, static_cast<int>(i), std::string(s.message())), s.code());
+      return undecidable(UndecidableCall(call->mcp, static_cast<int>(i), std::string(s.message())),
+                         s.code());
     }
   }
   absl::StatusOr<std::shared_ptr<const Policy>> policy = policies_->Get("");
@@ -191,10 +191,14 @@ void ExtAuthzServiceImpl::DecideNext(Call* call) {
   decider_->Decide(task, [this, call, i] {
     const v1::CheckResponse& d = call->decisions[static_cast<int>(i)];
     if (!observers_.empty()) {
-      const DecisionRecord record{call->mcp.calls[static_cast<int>(i)], d,
-                                  *call->task.policy, call->task.decided_by_limits(),
-                                  call->shadow,       call->Elapsed(),
-                                  call->task.peer,    CheckApi::kExtAuthz};
+      const DecisionRecord record{call->mcp.calls[static_cast<int>(i)],
+                                  d,
+                                  *call->task.policy,
+                                  call->task.decided_by_limits(),
+                                  call->shadow,
+                                  call->Elapsed(),
+                                  call->task.peer,
+                                  CheckApi::kExtAuthz};
       for (DecisionObserver* o : observers_) o->OnDecision(record);
     }
     if (d.decision() != v1::DECISION_ALLOW) {

@@ -58,6 +58,16 @@ const std::string* FindHeader(const AttributeContext::HttpRequest& http, const s
   return nullptr;
 }
 
+// At most `max` bytes of `s` (valid UTF-8), cut on a character boundary:
+// what a client named, quoted back in a message (proto strings must stay
+// valid UTF-8).
+std::string Clip(absl::string_view s, size_t max = 128) {
+  if (s.size() <= max) return std::string(s);
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return absl::StrCat(s.substr(0, n), "...");
+}
+
 McpHttpError Error(int http_status, int code, std::string message,
                    const pb::Value& id = pb::Value()) {
   McpHttpError e;
@@ -212,8 +222,8 @@ void Deny(int http_status, int rpc_code, absl::string_view rpc_message, std::str
 
 // Reads one message of the body into `out` (and its tools/call into
 // `request`'s calls).
-bool ReadMessage(pb::Value& value, const v1::CheckRequest& common,
-                 const ExtAuthzOptions& options, McpHttpRequest* request, McpHttpError* error) {
+bool ReadMessage(pb::Value& value, const v1::CheckRequest& common, const ExtAuthzOptions& options,
+                 McpHttpRequest* request, McpHttpError* error) {
   if (value.kind_case() != pb::Value::kStructValue) {
     *error = Error(400, kJsonRpcInvalidRequest,
                    "body: a JSON-RPC message must be an object (or a batch: an array of them)");
@@ -246,7 +256,8 @@ bool ReadMessage(pb::Value& value, const v1::CheckRequest& common,
   // A tools/call is decided even without an id (a notification): nothing
   // reaches a tool unchecked.
   auto params = m.mutable_fields()->find("params");
-  if (params == m.mutable_fields()->end() || params->second.kind_case() != pb::Value::kStructValue) {
+  if (params == m.mutable_fields()->end() ||
+      params->second.kind_case() != pb::Value::kStructValue) {
     *error = Error(400, kJsonRpcInvalidParams, "params: a tools/call needs an object", message.id);
     return false;
   }
@@ -254,8 +265,8 @@ bool ReadMessage(pb::Value& value, const v1::CheckRequest& common,
   auto name = p.fields().find("name");
   if (name == p.fields().end() || name->second.kind_case() != pb::Value::kStringValue ||
       name->second.string_value().empty()) {
-    *error = Error(400, kJsonRpcInvalidParams, "params.name: must be a non-empty string",
-                   message.id);
+    *error =
+        Error(400, kJsonRpcInvalidParams, "params.name: must be a non-empty string", message.id);
     return false;
   }
   auto arguments = p.mutable_fields()->find("arguments");
@@ -265,13 +276,13 @@ bool ReadMessage(pb::Value& value, const v1::CheckRequest& common,
     return false;
   }
   if (common.grant().empty()) {
-    *error = Error(
-        400, kJsonRpcInvalidRequest,
-        options.grant_from == ExtAuthzOptions::GrantFrom::kPrincipal
-            ? "grant: the downstream peer has no principal (attributes.source.principal; "
-              "--ext-authz-grant-from principal needs mTLS between the client and the proxy)"
-            : absl::StrCat("grant: missing (header ", options.grant_header, ")"),
-        message.id);
+    *error =
+        Error(400, kJsonRpcInvalidRequest,
+              options.grant_from == ExtAuthzOptions::GrantFrom::kPrincipal
+                  ? "grant: the downstream peer has no principal (attributes.source.principal; "
+                    "--ext-authz-grant-from principal needs mTLS between the client and the proxy)"
+                  : absl::StrCat("grant: missing (header ", options.grant_header, ")"),
+              message.id);
     return false;
   }
   v1::CheckRequest& call = *request->calls.Add();
@@ -319,7 +330,7 @@ bool ReadMcpHttpRequest(const envoy::service::auth::v3::CheckRequest& request,
     // GET (the server's event stream), DELETE (end of session), ...: no
     // JSON-RPC body, no tool call.
     if (!options.other_methods_allowed) {
-      out->refused_other = absl::StrCat("HTTP ", http.method().substr(0, 16));
+      out->refused_other = absl::StrCat("HTTP ", Clip(http.method(), 16));
       out->refused_other_id.set_null_value(pb::NULL_VALUE);
     }
     return true;
@@ -348,18 +359,19 @@ bool ReadMcpHttpRequest(const envoy::service::auth::v3::CheckRequest& request,
     return false;
   }
   if (declared > 0 && static_cast<uint64_t>(declared) > body.size()) {
-    *error = Error(413, kJsonRpcInvalidRequest,
-                   absl::StrCat("request body truncated by the proxy (", body.size(), " of ",
-                                declared, " bytes sent): raise ext_authz "
-                                "with_request_body.max_request_bytes to check this call"));
+    *error =
+        Error(413, kJsonRpcInvalidRequest,
+              absl::StrCat("request body truncated by the proxy (", body.size(), " of ", declared,
+                           " bytes sent): raise ext_authz "
+                           "with_request_body.max_request_bytes to check this call"));
     return false;
   }
   const size_t max_body = limits.max_bytes + kMcpEnvelopeBytes;
   if (body.size() > max_body) {
-    *error = Error(413, kJsonRpcInvalidRequest,
-                   absl::StrCat("request body of ", body.size(), " bytes is over the limit of ",
-                                max_body, " (--max-args-bytes plus ", kMcpEnvelopeBytes,
-                                " for the JSON-RPC envelope)"));
+    *error = Error(
+        413, kJsonRpcInvalidRequest,
+        absl::StrCat("request body of ", body.size(), " bytes is over the limit of ", max_body,
+                     " (--max-args-bytes plus ", kMcpEnvelopeBytes, " for the JSON-RPC envelope)"));
     return false;
   }
   const int max_depth = limits.max_depth + kMcpEnvelopeDepth;
@@ -381,8 +393,8 @@ bool ReadMcpHttpRequest(const envoy::service::auth::v3::CheckRequest& request,
     }
     if (static_cast<size_t>(items.size()) > kMaxMcpBatch) {
       *error = Error(400, kJsonRpcInvalidRequest,
-                     absl::StrCat("body: a batch of ", items.size(), " messages is over the limit of ",
-                                  kMaxMcpBatch));
+                     absl::StrCat("body: a batch of ", items.size(),
+                                  " messages is over the limit of ", kMaxMcpBatch));
       return false;
     }
     out->batch = true;
@@ -395,7 +407,7 @@ bool ReadMcpHttpRequest(const envoy::service::auth::v3::CheckRequest& request,
   if (!options.other_methods_allowed) {
     for (const McpMessage& m : out->messages) {
       if (m.kind == McpMessage::Kind::kToolCall) continue;
-      out->refused_other = m.method.empty() ? std::string("a JSON-RPC response") : m.method;
+      out->refused_other = m.method.empty() ? std::string("a JSON-RPC response") : Clip(m.method);
       out->refused_other_id = m.id;
       break;
     }

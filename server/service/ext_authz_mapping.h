@@ -76,16 +76,15 @@ struct McpMessage {
     kNoReply,       // A notification, or a response to the server: no answer.
   };
   Kind kind = Kind::kNoReply;
-  std::string method;             // Empty for a response.
-  google::protobuf::Value id;     // As sent (string or integer); null when none.
-  int call = -1;                  // kToolCall: its index in McpHttpRequest::calls.
+  std::string method;          // Empty for a response.
+  google::protobuf::Value id;  // As sent (string or integer); null when none.
+  int call = -1;               // kToolCall: its index in McpHttpRequest::calls.
 };
 
 // What a request asks for.
 struct McpHttpRequest {
   // The calls (and the parsed body) live on `arena` (null: the heap).
-  explicit McpHttpRequest(google::protobuf::Arena* arena = nullptr)
-      : arena(arena), calls(arena) {}
+  explicit McpHttpRequest(google::protobuf::Arena* arena = nullptr) : arena(arena), calls(arena) {}
 
   google::protobuf::Arena* arena;
   bool batch = false;

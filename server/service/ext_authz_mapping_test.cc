@@ -48,9 +48,9 @@ google::protobuf::Value Body(const auth::CheckResponse& r) {
   return v.ok() ? *v : google::protobuf::Value();
 }
 
-std::string Header(const google::protobuf::RepeatedPtrField<
-                       envoy::config::core::v3::HeaderValueOption>& headers,
-                   absl::string_view key) {
+std::string Header(
+    const google::protobuf::RepeatedPtrField<envoy::config::core::v3::HeaderValueOption>& headers,
+    absl::string_view key) {
   for (const auto& h : headers) {
     if (h.header().key() == key) return h.header().value();
   }
@@ -131,29 +131,53 @@ TEST(ExtAuthzMappingTest, OtherMethodsPassOrAreRefused) {
   EXPECT_TRUE(ReadIt(init).ok);
 }
 
+TEST(ExtAuthzMappingTest, RefusedMethodNamesAreClippedOnACharacterBoundary) {
+  ExtAuthzOptions deny;
+  deny.other_methods_allowed = false;
+  // 127 ASCII bytes, then a two-byte character across the 128-byte cut.
+  const std::string method = std::string(127, 'm') + "\xc3\xa9" + std::string(50, 'x');
+  Read r = ReadIt(Post(absl::StrCat("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"", method, "\"}")),
+                  deny);
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_EQ(r.request.refused_other, std::string(127, 'm') + "...");
+  auth::CheckResponse out;
+  AnswerOtherRefused(r.request, &out);
+  EXPECT_EQ(out.denied_response().status().code(), 403);
+  std::string wire;
+  ASSERT_TRUE(out.SerializeToString(&wire));
+  auth::CheckResponse back;
+  EXPECT_TRUE(back.ParseFromString(wire)) << "the answer must parse where Envoy reads it";
+}
+
 TEST(ExtAuthzMappingTest, BodyMissingOrTruncatedIsRefused) {
   auth::CheckRequest none = Post("");
   Read r = ReadIt(none);
   ASSERT_FALSE(r.ok);
   EXPECT_THAT(r.error.message, HasSubstr("missing"));
-  (*none.mutable_attributes()->mutable_request()->mutable_http()->mutable_headers())
-      ["content-length"] = "120";
+  (*none.mutable_attributes()
+        ->mutable_request()
+        ->mutable_http()
+        ->mutable_headers())["content-length"] = "120";
   r = ReadIt(none);
   ASSERT_FALSE(r.ok);
   EXPECT_THAT(r.error.message, HasSubstr("with_request_body"));
 
   const std::string body = Call("1", "t", "{}");
   auth::CheckRequest partial = Post(body);
-  (*partial.mutable_attributes()->mutable_request()->mutable_http()->mutable_headers())
-      ["x-envoy-auth-partial-body"] = "true";
+  (*partial.mutable_attributes()
+        ->mutable_request()
+        ->mutable_http()
+        ->mutable_headers())["x-envoy-auth-partial-body"] = "true";
   r = ReadIt(partial);
   ASSERT_FALSE(r.ok);
   EXPECT_EQ(r.error.http_status, 413);
   EXPECT_THAT(r.error.message, HasSubstr("truncated"));
 
   auth::CheckRequest shorter = Post(body);
-  (*shorter.mutable_attributes()->mutable_request()->mutable_http()->mutable_headers())
-      ["content-length"] = std::to_string(body.size() + 1);
+  (*shorter.mutable_attributes()
+        ->mutable_request()
+        ->mutable_http()
+        ->mutable_headers())["content-length"] = std::to_string(body.size() + 1);
   r = ReadIt(shorter);
   ASSERT_FALSE(r.ok);
   EXPECT_THAT(r.error.message, HasSubstr("truncated"));
@@ -191,7 +215,8 @@ TEST(ExtAuthzMappingTest, HostileBodiesGetClearErrors) {
     EXPECT_THAT(r.error.message, HasSubstr(c.says)) << c.body.substr(0, 80);
   }
   std::string batch = "[";
-  for (size_t i = 0; i <= kMaxMcpBatch; ++i) absl::StrAppend(&batch, i ? "," : "", Call("1", "t", "{}"));
+  for (size_t i = 0; i <= kMaxMcpBatch; ++i)
+    absl::StrAppend(&batch, i ? "," : "", Call("1", "t", "{}"));
   batch += "]";
   Read r = ReadIt(Post(batch));
   ASSERT_FALSE(r.ok);
@@ -264,8 +289,13 @@ TEST(ExtAuthzMappingTest, RateLimitedSetsRetryAfterAndHttpModeUses429) {
   EXPECT_EQ(Header(out.denied_response().headers(), "retry-after"), "42");
   const google::protobuf::Value body = Body(out);
   auto meta = body.struct_value().fields().at("result").struct_value().fields().at("_meta");
-  EXPECT_EQ(meta.struct_value().fields().at("toolgate/decision").struct_value().fields().at(
-                "retry_after_ms").number_value(),
+  EXPECT_EQ(meta.struct_value()
+                .fields()
+                .at("toolgate/decision")
+                .struct_value()
+                .fields()
+                .at("retry_after_ms")
+                .number_value(),
             41005);
 
   ExtAuthzOptions http;
@@ -296,12 +326,22 @@ TEST(ExtAuthzMappingTest, RefusedBatchAnswersEveryRequest) {
   const google::protobuf::Value body = Body(out);
   const auto& answers = body.list_value().values();
   ASSERT_EQ(answers.size(), 3);  // Not the notification.
-  EXPECT_THAT(answers[0].struct_value().fields().at("result").struct_value().fields().at(
-                  "content").list_value().values(0).struct_value().fields().at("text")
+  EXPECT_THAT(answers[0]
+                  .struct_value()
+                  .fields()
+                  .at("result")
+                  .struct_value()
+                  .fields()
+                  .at("content")
+                  .list_value()
+                  .values(0)
+                  .struct_value()
+                  .fields()
+                  .at("text")
                   .string_value(),
               HasSubstr("not sent"));
-  EXPECT_TRUE(answers[1].struct_value().fields().at("result").struct_value().fields().count(
-      "_meta"));
+  EXPECT_TRUE(
+      answers[1].struct_value().fields().at("result").struct_value().fields().count("_meta"));
   EXPECT_TRUE(answers[2].struct_value().fields().count("error"));
 }
 
@@ -315,8 +355,7 @@ TEST(ExtAuthzMappingTest, UndecidableIs400WithAJsonRpcError) {
   const google::protobuf::Value body = Body(out);
   const auto& f = body.struct_value().fields();
   EXPECT_EQ(f.at("id").number_value(), 5);
-  EXPECT_EQ(f.at("error").struct_value().fields().at("code").number_value(),
-            kJsonRpcInvalidParams);
+  EXPECT_EQ(f.at("error").struct_value().fields().at("code").number_value(), kJsonRpcInvalidParams);
 }
 
 }  // namespace

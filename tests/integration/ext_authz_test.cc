@@ -34,7 +34,7 @@ struct HttpCall {
   std::string method = "POST";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers = {{"x-toolgate-grant", "agent-1"}};
-  std::string principal;  // attributes.source.principal
+  std::string principal;     // attributes.source.principal
   std::string route_server;  // context_extensions["server"]
 };
 
@@ -70,7 +70,8 @@ auth::CheckRequest ToEnvoy(const HttpCall& c) {
   }
   for (const auto& [k, v] : c.headers) (*http->mutable_headers())[k] = v;
   if (!c.principal.empty()) attributes->mutable_source()->set_principal(c.principal);
-  if (!c.route_server.empty()) (*attributes->mutable_context_extensions())["server"] = c.route_server;
+  if (!c.route_server.empty())
+    (*attributes->mutable_context_extensions())["server"] = c.route_server;
   return r;
 }
 
@@ -103,9 +104,7 @@ class Envoy {
   std::unique_ptr<auth::Authorization::Stub> stub_;
 };
 
-bool Allowed(const auth::CheckResponse& r) {
-  return r.status().code() == 0 && r.has_ok_response();
-}
+bool Allowed(const auth::CheckResponse& r) { return r.status().code() == 0 && r.has_ok_response(); }
 
 std::string Header(const auth::CheckResponse& r, absl::string_view key) {
   const auto& headers =
@@ -124,13 +123,31 @@ pb::Value Body(const auth::CheckResponse& r) {
 
 // The "toolgate/decision" metadata of a tool error.
 pb::Struct DecisionMeta(const pb::Value& answer) {
-  return answer.struct_value().fields().at("result").struct_value().fields().at("_meta")
-      .struct_value().fields().at("toolgate/decision").struct_value();
+  return answer.struct_value()
+      .fields()
+      .at("result")
+      .struct_value()
+      .fields()
+      .at("_meta")
+      .struct_value()
+      .fields()
+      .at("toolgate/decision")
+      .struct_value();
 }
 
 std::string ToolErrorText(const pb::Value& answer) {
-  return answer.struct_value().fields().at("result").struct_value().fields().at("content")
-      .list_value().values(0).struct_value().fields().at("text").string_value();
+  return answer.struct_value()
+      .fields()
+      .at("result")
+      .struct_value()
+      .fields()
+      .at("content")
+      .list_value()
+      .values(0)
+      .struct_value()
+      .fields()
+      .at("text")
+      .string_value();
 }
 
 struct Server {
@@ -142,9 +159,9 @@ Server StartServer(const TempDir& dir, const std::string& policy,
                    std::vector<std::string> extra = {}) {
   Server s;
   s.decision_log = dir.path() + "/decisions.log";
-  std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--policy", policy,
-                                   "--watch=false", "--decision-log", s.decision_log,
-                                   "--metrics-listen", "127.0.0.1:0"};
+  std::vector<std::string> args = {"--listen",     "127.0.0.1:0",      "--policy",
+                                   policy,         "--watch=false",    "--decision-log",
+                                   s.decision_log, "--metrics-listen", "127.0.0.1:0"};
   args.insert(args.end(), extra.begin(), extra.end());
   auto started = ServerProcess::Start(args);
   EXPECT_TRUE(started.ok()) << started.status();
@@ -194,8 +211,8 @@ TEST(ExtAuthzTest, SeedPolicyAllowsThenRateLimitsCallEleven) {
     EXPECT_EQ(Header(r, "x-toolgate-decision-id").size(), 32u);
     EXPECT_THAT(Header(r, "x-toolgate-revision"), HasSubstr("sha256:"));
   }
-  const auth::CheckResponse r = envoy.MustCheck(
-      Post(ToolCall("11", "wait_for_background_task", "{\"task_id\":\"t\"}")));
+  const auth::CheckResponse r =
+      envoy.MustCheck(Post(ToolCall("11", "wait_for_background_task", "{\"task_id\":\"t\"}")));
   ASSERT_FALSE(Allowed(r));
   EXPECT_NE(r.status().code(), 0);
   // A tool error the MCP client shows to the model: HTTP 200, JSON-RPC.
@@ -208,8 +225,8 @@ TEST(ExtAuthzTest, SeedPolicyAllowsThenRateLimitsCallEleven) {
   const pb::Value body = Body(r);
   EXPECT_EQ(body.struct_value().fields().at("id").number_value(), 11);
   EXPECT_EQ(body.struct_value().fields().at("jsonrpc").string_value(), "2.0");
-  EXPECT_TRUE(body.struct_value().fields().at("result").struct_value().fields().at("isError")
-                  .bool_value());
+  EXPECT_TRUE(
+      body.struct_value().fields().at("result").struct_value().fields().at("isError").bool_value());
   const pb::Struct meta = DecisionMeta(body);
   EXPECT_EQ(meta.fields().at("decision").string_value(), "rate_limited");
   EXPECT_EQ(meta.fields().at("rule").string_value(), "tools.wait_for_background_task");
@@ -229,12 +246,14 @@ TEST(ExtAuthzTest, SeedPolicyAllowsThenRateLimitsCallEleven) {
   EXPECT_EQ(log[10].fields().at("decision_id").string_value(),
             meta.fields().at("decision_id").string_value());
   const std::string metrics = HttpGet(MetricsAddress(*server.process), "/metrics");
-  EXPECT_EQ(Sample(metrics, "toolgate_checks_total{decision=\"allow\",rule=\"tools."
-                            "wait_for_background_task\",api=\"ext_authz\"}"),
+  EXPECT_EQ(Sample(metrics,
+                   "toolgate_checks_total{decision=\"allow\",rule=\"tools."
+                   "wait_for_background_task\",api=\"ext_authz\"}"),
             10)
       << metrics;
-  EXPECT_EQ(Sample(metrics, "toolgate_checks_total{decision=\"rate_limited\",rule=\"tools."
-                            "wait_for_background_task\",api=\"ext_authz\"}"),
+  EXPECT_EQ(Sample(metrics,
+                   "toolgate_checks_total{decision=\"rate_limited\",rule=\"tools."
+                   "wait_for_background_task\",api=\"ext_authz\"}"),
             1)
       << metrics;
 }
@@ -262,8 +281,8 @@ TEST(ExtAuthzTest, InvalidArgumentsListTheViolations) {
   Server server = StartServer(dir, kExample);
   ASSERT_NE(server.process, nullptr);
   Envoy envoy(server.process->address());
-  const auth::CheckResponse r = envoy.MustCheck(
-      Post(ToolCall("4", "run_command", "{\"command\":\"rm -rf /\",\"extra\":1}")));
+  const auth::CheckResponse r =
+      envoy.MustCheck(Post(ToolCall("4", "run_command", "{\"command\":\"rm -rf /\",\"extra\":1}")));
   ASSERT_FALSE(Allowed(r));
   const pb::Value body = Body(r);
   const pb::Struct meta = DecisionMeta(body);
@@ -288,10 +307,11 @@ TEST(ExtAuthzTest, OtherMessagesPassWithoutAGrant) {
   Server server = StartServer(dir, kSeed);
   ASSERT_NE(server.process, nullptr);
   Envoy envoy(server.process->address());
-  for (const char* body :
-       {R"({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}})",
-        R"({"jsonrpc":"2.0","method":"notifications/initialized"})",
-        R"({"jsonrpc":"2.0","id":1,"method":"tools/list"})"}) {
+  for (
+      const char* body :
+      {R"({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}})",
+       R"({"jsonrpc":"2.0","method":"notifications/initialized"})",
+       R"({"jsonrpc":"2.0","id":1,"method":"tools/list"})"}) {
     const auth::CheckResponse r = envoy.MustCheck([&] {
       HttpCall c = Post(body);
       c.headers.clear();  // No grant.
@@ -312,10 +332,9 @@ TEST(ExtAuthzTest, BatchWithOneRefusedCallIsRefusedAsAWhole) {
   Server server = StartServer(dir, kSeed);
   ASSERT_NE(server.process, nullptr);
   Envoy envoy(server.process->address());
-  const std::string batch =
-      absl::StrCat("[", ToolCall("1", "wait_for_background_task"), ",",
-                   ToolCall("2", "not_in_policy"), ",",
-                   R"({"jsonrpc":"2.0","id":3,"method":"tools/list"}])");
+  const std::string batch = absl::StrCat("[", ToolCall("1", "wait_for_background_task"), ",",
+                                         ToolCall("2", "not_in_policy"), ",",
+                                         R"({"jsonrpc":"2.0","id":3,"method":"tools/list"}])");
   const auth::CheckResponse r = envoy.MustCheck(Post(batch));
   ASSERT_FALSE(Allowed(r));
   const pb::Value body = Body(r);
@@ -325,13 +344,13 @@ TEST(ExtAuthzTest, BatchWithOneRefusedCallIsRefusedAsAWhole) {
             "deny");
   EXPECT_TRUE(body.list_value().values(2).struct_value().fields().count("error"));
   // A batch of allowed calls passes, with a decision id for each.
-  const auth::CheckResponse ok = envoy.MustCheck(
-      Post(absl::StrCat("[", ToolCall("4", "wait_for_background_task"), ",",
-                            ToolCall("5", "wait_for_background_task"), "]")));
+  const auth::CheckResponse ok =
+      envoy.MustCheck(Post(absl::StrCat("[", ToolCall("4", "wait_for_background_task"), ",",
+                                        ToolCall("5", "wait_for_background_task"), "]")));
   ASSERT_TRUE(Allowed(ok)) << ok.DebugString();
-  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(Header(ok, "x-toolgate-decision-id"), ','))
-                .size(),
-            2u);
+  EXPECT_EQ(
+      std::vector<std::string>(absl::StrSplit(Header(ok, "x-toolgate-decision-id"), ',')).size(),
+      2u);
 }
 
 TEST(ExtAuthzTest, MissingOrTruncatedBodyIsRefused) {
@@ -370,8 +389,8 @@ TEST(ExtAuthzTest, GrantFromHeaderOrPrincipalAndServerFromTheRoute) {
   call.route_server = "github-mcp";
   EXPECT_TRUE(Allowed(by_header.MustCheck(call)));
   // The default header is not read when another is configured.
-  auth::CheckResponse missing = by_header.MustCheck(
-      Post(ToolCall("2", "wait_for_background_task")));
+  auth::CheckResponse missing =
+      by_header.MustCheck(Post(ToolCall("2", "wait_for_background_task")));
   ASSERT_FALSE(Allowed(missing));
   EXPECT_EQ(missing.denied_response().status().code(), 400);
   EXPECT_THAT(missing.denied_response().body(), HasSubstr("grant: missing"));
@@ -421,15 +440,13 @@ TEST(ExtAuthzTest, LimitsAreSharedWithNativeCheck) {
     auto r = client->Check(native);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->decision(), toolgate::v1::DECISION_ALLOW) << i;
-    EXPECT_TRUE(Allowed(envoy.MustCheck(Post(ToolCall("1", "wait_for_background_task")))))
-        << i;
+    EXPECT_TRUE(Allowed(envoy.MustCheck(Post(ToolCall("1", "wait_for_background_task"))))) << i;
   }
   // One counter: the 11th call is refused whichever way it arrives.
   auto r = client->Check(native);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->decision(), toolgate::v1::DECISION_RATE_LIMITED);
-  const auth::CheckResponse e =
-      envoy.MustCheck(Post(ToolCall("12", "wait_for_background_task")));
+  const auth::CheckResponse e = envoy.MustCheck(Post(ToolCall("12", "wait_for_background_task")));
   EXPECT_FALSE(Allowed(e));
   EXPECT_FALSE(Header(e, "retry-after").empty());
   // Another grant has its own counter.
@@ -450,8 +467,15 @@ TEST(ExtAuthzTest, DenyAsHttpAnswers403And429) {
   const pb::Struct& error = body.struct_value().fields().at("error").struct_value();
   EXPECT_EQ(error.fields().at("code").number_value(), -32001);
   EXPECT_THAT(error.fields().at("message").string_value(), HasSubstr("not allowed"));
-  EXPECT_EQ(error.fields().at("data").struct_value().fields().at("toolgate/decision")
-                .struct_value().fields().at("decision").string_value(),
+  EXPECT_EQ(error.fields()
+                .at("data")
+                .struct_value()
+                .fields()
+                .at("toolgate/decision")
+                .struct_value()
+                .fields()
+                .at("decision")
+                .string_value(),
             "deny");
   for (int i = 0; i < 10; ++i) {
     ASSERT_TRUE(Allowed(envoy.MustCheck(Post(ToolCall("2", "wait_for_background_task")))));
@@ -466,7 +490,8 @@ TEST(ExtAuthzTest, OtherMethodsDenied) {
   Server server = StartServer(dir, kSeed, {"--ext-authz-other-methods", "deny"});
   ASSERT_NE(server.process, nullptr);
   Envoy envoy(server.process->address());
-  auth::CheckResponse r = envoy.MustCheck(Post(R"({"jsonrpc":"2.0","id":1,"method":"tools/list"})"));
+  auth::CheckResponse r =
+      envoy.MustCheck(Post(R"({"jsonrpc":"2.0","id":1,"method":"tools/list"})"));
   EXPECT_EQ(r.denied_response().status().code(), 403);
   EXPECT_THAT(r.denied_response().body(), HasSubstr("tools/list"));
   EXPECT_EQ(envoy.MustCheck(Method("GET")).denied_response().status().code(), 403);
@@ -485,8 +510,9 @@ TEST(ExtAuthzTest, UndecidableRequestsGet400AndConsumeNothing) {
   } cases[] = {
       {"{\"jsonrpc\":\"2.0\",\"id\":1,", -32600, "invalid JSON"},
       {"{\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":42}}", -32602, "params.name"},
-      {"{\"id\":\"" + std::string(5000, 'i') + "\",\"method\":\"tools/call\",\"params\":{\"name\":"
-       "\"wait_for_background_task\"}}",
+      {"{\"id\":\"" + std::string(5000, 'i') +
+           "\",\"method\":\"tools/call\",\"params\":{\"name\":"
+           "\"wait_for_background_task\"}}",
        -32602, "request_id"},
       // Arguments one level deeper than --max-args-depth (32): read, then
       // refused by the same check as Check's args.
@@ -502,20 +528,19 @@ TEST(ExtAuthzTest, UndecidableRequestsGet400AndConsumeNothing) {
     EXPECT_EQ(r.denied_response().status().code(), c.body.size() > 100000 ? 413 : 400)
         << c.body.substr(0, 60);
     const pb::Value body = Body(r);
-    EXPECT_EQ(body.struct_value().fields().at("error").struct_value().fields().at("code")
-                  .number_value(),
-              c.code)
+    EXPECT_EQ(
+        body.struct_value().fields().at("error").struct_value().fields().at("code").number_value(),
+        c.code)
         << c.body.substr(0, 60) << ": " << r.denied_response().body();
     EXPECT_THAT(r.denied_response().body(), HasSubstr(c.says)) << c.body.substr(0, 60);
   }
   // A batch with one undecidable call: nothing of it decided or consumed.
-  const auth::CheckResponse batch = envoy.MustCheck(
-      Post(absl::StrCat("[", ToolCall("1", "wait_for_background_task"),
-                            ",{\"id\":2,\"method\":\"tools/call\",\"params\":{}}]")));
+  const auth::CheckResponse batch =
+      envoy.MustCheck(Post(absl::StrCat("[", ToolCall("1", "wait_for_background_task"),
+                                        ",{\"id\":2,\"method\":\"tools/call\",\"params\":{}}]")));
   EXPECT_EQ(batch.denied_response().status().code(), 400);
   for (int i = 0; i < 10; ++i) {
-    EXPECT_TRUE(Allowed(envoy.MustCheck(Post(ToolCall("1", "wait_for_background_task")))))
-        << i;
+    EXPECT_TRUE(Allowed(envoy.MustCheck(Post(ToolCall("1", "wait_for_background_task"))))) << i;
   }
   // Counted as errors, not decisions.
   const std::string metrics = HttpGet(MetricsAddress(*server.process), "/metrics");
