@@ -95,6 +95,7 @@ Client::Client(std::shared_ptr<grpc::Channel> channel, std::string admin_token)
     : channel_(std::move(channel)),
       stub_(v1::DecisionService::NewStub(channel_)),
       admin_(v1::AdminService::NewStub(channel_)),
+      approvals_(v1::ApprovalService::NewStub(channel_)),
       admin_token_(std::move(admin_token)) {}
 
 namespace {
@@ -129,6 +130,70 @@ absl::StatusOr<v1::ExplainResponse> Client::Explain(const v1::CheckRequest& requ
 absl::StatusOr<v1::GetStatusResponse> Client::GetStatus(absl::Duration timeout) {
   return CallUnary(*admin_, &v1::AdminService::Stub::GetStatus, v1::GetStatusRequest(), timeout,
                    admin_token_);
+}
+
+absl::StatusOr<v1::ListApprovalsResponse> Client::ListApprovals(
+    const v1::ListApprovalsRequest& request, absl::Duration timeout) {
+  return CallUnary(*approvals_, &v1::ApprovalService::Stub::ListApprovals, request, timeout,
+                   admin_token_);
+}
+
+absl::StatusOr<v1::Approval> Client::GetApproval(const std::string& id, absl::Duration timeout) {
+  v1::GetApprovalRequest request;
+  request.set_id(id);
+  return CallUnary(*approvals_, &v1::ApprovalService::Stub::GetApproval, request, timeout,
+                   admin_token_);
+}
+
+absl::StatusOr<v1::Approval> Client::DecideApproval(const v1::DecideApprovalRequest& request,
+                                                    absl::Duration timeout) {
+  return CallUnary(*approvals_, &v1::ApprovalService::Stub::DecideApproval, request, timeout,
+                   admin_token_);
+}
+
+namespace {
+
+class GrpcApprovalWatch final : public Client::ApprovalWatch {
+ public:
+  GrpcApprovalWatch(v1::ApprovalService::Stub& stub, const v1::WatchApprovalsRequest& request,
+                    const std::string& bearer) {
+    if (!bearer.empty()) ctx_.AddMetadata("authorization", "Bearer " + bearer);
+    reader_ = stub.WatchApprovals(&ctx_, request);
+  }
+  ~GrpcApprovalWatch() override {
+    if (!ended_) {
+      ctx_.TryCancel();
+      v1::ApprovalEvent drain;
+      while (reader_->Read(&drain)) {
+      }
+      (void)reader_->Finish();
+    }
+  }
+
+  absl::StatusOr<v1::ApprovalEvent> Next() override {
+    if (ended_) return final_;
+    v1::ApprovalEvent event;
+    if (reader_->Read(&event)) return event;
+    ended_ = true;
+    const grpc::Status s = reader_->Finish();
+    final_ = s.ok() ? absl::UnavailableError("the server ended the watch") : FromGrpc(s);
+    return final_;
+  }
+
+  void Cancel() override { ctx_.TryCancel(); }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<v1::ApprovalEvent>> reader_;
+  bool ended_ = false;
+  absl::Status final_;
+};
+
+}  // namespace
+
+std::unique_ptr<Client::ApprovalWatch> Client::WatchApprovals(
+    const v1::WatchApprovalsRequest& request) {
+  return std::make_unique<GrpcApprovalWatch>(*approvals_, request, admin_token_);
 }
 
 absl::StatusOr<bool> Client::Serving(absl::Duration timeout) {

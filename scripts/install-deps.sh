@@ -11,6 +11,7 @@ PACKAGES=(
   redis-server
   openssl  # the openssl command: tests make certificates
   googletest libgtest-dev libgmock-dev
+  python3 python3-grpcio python3-protobuf  # the Python client example and its test
   clang libfuzzer-14-dev
 )
 

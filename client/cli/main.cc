@@ -3,6 +3,7 @@
 //   toolgate check --target HOST:PORT --tool T --grant G [--args JSON] ...
 //   toolgate lint POLICY...
 //   toolgate test POLICY CASES.yaml...
+//   toolgate approvals list|show|approve|deny|watch ...
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -25,20 +26,13 @@
 #include "server/decider/explain.h"
 #include "server/counters/memory_store.h"
 #include "server/policytest/policy_test_runner.h"
+#include "client/cli/approvals.h"
+#include "client/cli/connection.h"
 #include "toolgate/client.h"
 
 namespace {
 
-// Exit codes. ALLOW is 0 so that `toolgate check ... && run-the-tool` works.
-enum ExitCode {
-  kExitAllow = 0,
-  kExitFailure = 1,  // lint found errors; test: a case failed or a file is invalid
-  kExitUsage = 2,    // bad flags or arguments
-  kExitDeny = 3,
-  kExitRateLimited = 4,
-  kExitRequireApproval = 5,
-  kExitRpcError = 6,  // the call could not be decided (or not reached)
-};
+using namespace toolgate::cli;  // NOLINT: the exit codes and ConnectionFlags
 
 constexpr char kMainUsage[] =
     "toolgate: command-line client for the toolgate policy decision service.\n"
@@ -58,59 +52,22 @@ constexpr char kMainUsage[] =
     "      (asks the admin listener, by default localhost:50052).\n"
     "  toolgate health --target HOST:PORT\n"
     "      Ask a listener's health check (exit 0 SERVING), e.g. for probes over TLS.\n"
+    "  toolgate approvals list|show|approve|deny|watch\n"
+    "      List, inspect, approve or deny the approvals of calls that need a human, or\n"
+    "      follow them as they happen (asks the admin listener, by default localhost:50052).\n"
     "\n"
-    "check, status and health take --tls-ca, --tls-cert, --tls-key and --tls-server-name for a\n"
-    "server that serves TLS or mTLS, and --admin-token-file for its admin listener.\n"
+    "check, status, health and approvals take --tls-ca, --tls-cert, --tls-key and\n"
+    "--tls-server-name for a server that serves TLS or mTLS, and --admin-token-file for\n"
+    "its admin listener.\n"
     "\n"
     "Run 'toolgate COMMAND --help' for a command's flags.\n"
     "\n"
     "Exit codes of check: 0 ALLOW, 3 DENY, 4 RATE_LIMITED, 5 REQUIRE_APPROVAL,\n"
     "6 the call could not be decided (server unreachable, invalid request), 2 bad usage.\n"
     "Exit codes of lint: 0 every policy is valid, 1 errors found, 2 bad usage.\n"
-    "Exit codes of test: 0 every case passed, 1 a case failed or a file is invalid, 2 bad usage.";
-
-// --tls-* and --admin-token-file: how to reach a server that serves TLS,
-// mTLS, or an admin listener that needs a token.
-struct ConnectionFlags {
-  toolgate::ClientOptions options;
-  std::string admin_token_file;
-
-  void Register(toolgate::FlagSet& flags, bool admin) {
-    flags.String("tls-ca", &options.tls_ca_file,
-                 "PEM CA certificates that issued the server's certificate (turns TLS on).");
-    flags.String("tls-cert", &options.tls_cert_file,
-                 "PEM client certificate, for a server with --tls-client-ca (turns TLS on).");
-    flags.String("tls-key", &options.tls_key_file, "PEM private key of --tls-cert.");
-    flags.String("tls-server-name", &options.tls_server_name,
-                 "Name the server's certificate must carry, when it is not the target's host "
-                 "(turns TLS on).");
-    if (admin) {
-      flags.String("admin-token-file", &admin_token_file,
-                   "File holding the token of the server's --admin-token-file.");
-    }
-  }
-
-  // A client for `target`; nullptr after printing the error.
-  std::unique_ptr<toolgate::Client> Connect(const std::string& command,
-                                            const std::string& target) {
-    if (!admin_token_file.empty()) {
-      absl::StatusOr<std::string> token = toolgate::ReadClientFile(admin_token_file);
-      if (!token.ok()) {
-        std::cerr << "toolgate " << command << ": --admin-token-file: " << token.status().message()
-                  << "\n";
-        return nullptr;
-      }
-      options.admin_token = std::string(absl::StripAsciiWhitespace(*token));
-    }
-    absl::StatusOr<std::unique_ptr<toolgate::Client>> client =
-        toolgate::Client::Connect(target, options);
-    if (!client.ok()) {
-      std::cerr << "toolgate " << command << ": " << client.status().message() << "\n";
-      return nullptr;
-    }
-    return *std::move(client);
-  }
-};
+    "Exit codes of test: 0 every case passed, 1 a case failed or a file is invalid, 2 bad usage.\n"
+    "Exit codes of approvals: 0 done, 1 the approval is unknown or no longer pending,\n"
+    "6 the server could not be asked, 2 bad usage.";
 
 std::string FormatDuration(const google::protobuf::Duration& d) {
   const int64_t ms = d.seconds() * 1000 + d.nanos() / 1'000'000;
@@ -120,7 +77,7 @@ std::string FormatDuration(const google::protobuf::Duration& d) {
 int RunCheck(const std::vector<std::string>& args) {
   std::string target = "localhost:50051", admin_target = "localhost:50052", tool, grant,
               args_json, server, session, version, request_id, output = "text", policy_path,
-              peer;
+              peer, approval_id;
   ConnectionFlags connection;
   bool dry_run = false, explain = false;
   int64_t timeout_ms = 2000;
@@ -138,6 +95,9 @@ int RunCheck(const std::vector<std::string>& args) {
   flags.String("session", &session, "Agent session.");
   flags.String("policy-version", &version, "Pin a loaded policy revision.");
   flags.String("request-id", &request_id, "Correlation id.");
+  flags.String("approval-id", &approval_id,
+               "Redeem this approval (the approval_id a REQUIRE_APPROVAL answer gave the "
+               "identical call, approved since).");
   flags.Bool("dry-run", &dry_run, "Decide without consuming any counter.");
   flags.Duration("timeout", &timeout_ms, "Deadline of the call.");
   flags.String("output", &output, "text or json.");
@@ -186,6 +146,7 @@ int RunCheck(const std::vector<std::string>& args) {
   req.set_policy_version(version);
   req.set_request_id(request_id);
   req.set_dry_run(dry_run);
+  req.set_approval_id(approval_id);
   if (!args_json.empty()) {
     auto parsed = toolgate::ParseArgsJson(args_json);
     if (!parsed.ok()) {
@@ -260,6 +221,7 @@ int RunCheck(const std::vector<std::string>& args) {
       std::cout << "violation:   " << (v.path().empty() ? "(arguments)" : v.path()) << ": "
                 << v.message() << "\n";
     }
+    if (!resp->approval_id().empty()) std::cout << "approval_id: " << resp->approval_id() << "\n";
     if (!resp->decision_id().empty()) std::cout << "decision_id: " << resp->decision_id() << "\n";
     if (explain) {
       std::cout << "steps:\n";
@@ -669,6 +631,7 @@ int main(int argc, char** argv) {
   if (command == "status") return RunStatus(args);
   if (command == "health") return RunHealth(args);
   if (command == "policy") return RunPolicy(args);
+  if (command == "approvals") return RunApprovals(args);
   if (command == "--help" || command == "-h" || command == "help") {
     std::cout << kMainUsage << "\n";
     return kExitAllow;

@@ -421,4 +421,63 @@ bool PollUntil(const std::function<bool()>& cond, absl::Duration timeout) {
   return cond();
 }
 
+absl::StatusOr<std::unique_ptr<BackgroundCommand>> BackgroundCommand::Start(
+    const std::vector<std::string>& argv, const EnvVars& env) {
+  std::unique_ptr<BackgroundCommand> c(new BackgroundCommand());
+  c->dir_ = std::make_unique<TempDir>();
+  const std::string out_path = c->dir_->path() + "/stdout", err_path = c->dir_->path() + "/stderr";
+  const int out_fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  const int err_fd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (out_fd < 0 || err_fd < 0) {
+    if (out_fd >= 0) close(out_fd);
+    if (err_fd >= 0) close(err_fd);
+    return absl::InternalError("cannot create output files");
+  }
+  absl::StatusOr<pid_t> pid = ForkExec(argv, env, out_fd, err_fd);
+  close(out_fd);
+  close(err_fd);
+  if (!pid.ok()) return pid.status();
+  c->pid_ = *pid;
+  return c;
+}
+
+BackgroundCommand::~BackgroundCommand() {
+  if (pid_ > 0 && !wait_status_) {
+    kill(pid_, SIGKILL);
+    int status = 0;
+    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+std::string BackgroundCommand::out() const { return ReadFileOrEmpty(dir_->path() + "/stdout"); }
+std::string BackgroundCommand::err() const { return ReadFileOrEmpty(dir_->path() + "/stderr"); }
+
+bool BackgroundCommand::WaitForOutput(const std::string& needle, absl::Duration timeout) {
+  return PollUntil(
+      [&] {
+        if (absl::StrContains(out(), needle)) return true;
+        if (!wait_status_) {
+          int status = 0;
+          if (waitpid(pid_, &status, WNOHANG) == pid_) wait_status_ = status;
+        }
+        // Exited without writing it: no use waiting longer.
+        return wait_status_.has_value();
+      },
+      timeout) &&
+         absl::StrContains(out(), needle);
+}
+
+bool BackgroundCommand::Signal(int sig) {
+  if (pid_ <= 0 || wait_status_) return false;
+  return kill(pid_, sig) == 0;
+}
+
+std::optional<int> BackgroundCommand::WaitExit(absl::Duration timeout) {
+  if (wait_status_) return wait_status_;
+  if (pid_ <= 0) return std::nullopt;
+  wait_status_ = WaitPid(pid_, timeout);
+  return wait_status_;
+}
+
 }  // namespace toolgate_test

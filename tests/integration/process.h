@@ -154,6 +154,37 @@ class ServerProcess {
   std::unique_ptr<TempDir> dir_;
 };
 
+// A command running in the background (e.g. `toolgate approvals watch`),
+// its stdout and stderr in files that can be read while it runs.
+class BackgroundCommand {
+ public:
+  // Starts argv[0] (a path) with argv, stdin from /dev/null.
+  static absl::StatusOr<std::unique_ptr<BackgroundCommand>> Start(
+      const std::vector<std::string>& argv, const EnvVars& env = {});
+  // Kills (SIGKILL) the process if it is still running, and reaps it.
+  ~BackgroundCommand();
+  BackgroundCommand(const BackgroundCommand&) = delete;
+  BackgroundCommand& operator=(const BackgroundCommand&) = delete;
+
+  // What it wrote so far.
+  std::string out() const;
+  std::string err() const;
+  // Polls stdout until it contains `needle` (true), or the deadline passes
+  // or the process exits without writing it (false).
+  bool WaitForOutput(const std::string& needle, absl::Duration timeout);
+  // Sends `sig` (false when the process has already been reaped).
+  bool Signal(int sig);
+  // Waits up to `timeout` for the process to exit; its raw wait status, or
+  // nullopt on timeout.
+  std::optional<int> WaitExit(absl::Duration timeout);
+
+ private:
+  BackgroundCommand() = default;
+  pid_t pid_ = -1;
+  std::optional<int> wait_status_;
+  std::unique_ptr<TempDir> dir_;
+};
+
 }  // namespace toolgate_test
 
 #endif  // TOOLGATE_TESTS_INTEGRATION_PROCESS_H_

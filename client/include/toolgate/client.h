@@ -24,6 +24,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "grpcpp/channel.h"
 #include "toolgate/v1/admin.grpc.pb.h"
+#include "toolgate/v1/approval.grpc.pb.h"
 #include "toolgate/v1/decision.grpc.pb.h"
 
 namespace toolgate {
@@ -47,7 +48,7 @@ struct ClientOptions {
   // The name the server's certificate must carry, when it is not the
   // target's host (e.g. connecting by IP address).
   std::string tls_server_name;
-  // Sent with admin calls (GetStatus, Explain) as "authorization: Bearer
+  // Sent with admin calls (GetStatus, Explain, ApprovalService) as "authorization: Bearer
   // ...", for a server started with --admin-token-file.
   std::string admin_token;
 
@@ -99,12 +100,37 @@ class Client {
   // when it cannot be asked.
   absl::StatusOr<bool> Serving(absl::Duration timeout = absl::Seconds(2));
 
+  // ApprovalService (on the admin listener; admin_token is sent).
+  absl::StatusOr<v1::ListApprovalsResponse> ListApprovals(
+      const v1::ListApprovalsRequest& request, absl::Duration timeout = absl::Seconds(2));
+  absl::StatusOr<v1::Approval> GetApproval(const std::string& id,
+                                           absl::Duration timeout = absl::Seconds(2));
+  absl::StatusOr<v1::Approval> DecideApproval(const v1::DecideApprovalRequest& request,
+                                              absl::Duration timeout = absl::Seconds(2));
+
+  // A running ApprovalService/WatchApprovals stream: Next() blocks for the
+  // next event; Cancel() (from any thread) ends the stream, after which
+  // Next() returns CANCELLED.
+  class ApprovalWatch {
+   public:
+    virtual ~ApprovalWatch() = default;
+    // The next event; an error once the stream has ended (OK from the
+    // server is reported as UNAVAILABLE: a watch only ends when the server
+    // stops).
+    virtual absl::StatusOr<v1::ApprovalEvent> Next() = 0;
+    virtual void Cancel() = 0;
+  };
+  // Opens the stream (no deadline: it runs until cancelled). The watch must
+  // not outlive this Client.
+  std::unique_ptr<ApprovalWatch> WatchApprovals(const v1::WatchApprovalsRequest& request);
+
   grpc::Channel* channel() const { return channel_.get(); }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::DecisionService::Stub> stub_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
+  std::unique_ptr<v1::ApprovalService::Stub> approvals_;
   const std::string admin_token_;
 };
 
