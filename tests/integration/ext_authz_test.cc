@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -436,12 +437,19 @@ TEST(ExtAuthzTest, LimitsAreSharedWithNativeCheck) {
   toolgate::v1::CheckRequest native;
   native.set_tool("wait_for_background_task");
   native.set_grant("agent-1");
+  std::set<std::string> ids;
   for (int i = 0; i < 5; ++i) {
     auto r = client->Check(native);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->decision(), toolgate::v1::DECISION_ALLOW) << i;
-    EXPECT_TRUE(Allowed(envoy.MustCheck(Post(ToolCall("1", "wait_for_background_task"))))) << i;
+    const auth::CheckResponse e = envoy.MustCheck(Post(ToolCall("1", "wait_for_background_task")));
+    EXPECT_TRUE(Allowed(e)) << i;
+    // Decision ids from one generator: the server's prefix, never repeated.
+    EXPECT_EQ(r->decision_id().substr(0, 16), Header(e, "x-toolgate-decision-id").substr(0, 16));
+    ids.insert(r->decision_id());
+    ids.insert(Header(e, "x-toolgate-decision-id"));
   }
+  EXPECT_EQ(ids.size(), 10u);
   // One counter: the 11th call is refused whichever way it arrives.
   auto r = client->Check(native);
   ASSERT_TRUE(r.ok());
