@@ -20,6 +20,9 @@
 #   w  scenario s with --redis-wait-replicas 1
 #   k  scenario c on a Redis Cluster (three masters, three replicas)
 #      (s, w and k start their Redis with scripts/redis-topology.sh)
+#   x  Envoy's ext_authz against toolgate's own Check: scenario a's calls sent
+#      as Envoy asks about an MCP tools/call, compared with the same calls to
+#      DecisionService/Check on the same toolgated (not with the no-op server)
 #
 # Every run checks that every call got the expected decision and that no
 # call failed; a failed check is a warning in the report (and exit status 1).
@@ -61,7 +64,7 @@ BIN_DIR=""
 DURATION=1500ms
 WARMUP=250ms
 OUT="$ROOT/docs/benchmarks.md"
-SCENARIOS="a b c d e v r s w k"
+SCENARIOS="a b c d e v r s w k x"
 PIN=1
 PROFILE=0
 CONCURRENCIES="1 64"
@@ -267,16 +270,24 @@ redis_evalsha_calls() {
 
 # run_scenario SCEN EXPECT "TOOLGATED_FLAGS" BENCH_ARGS...: starts the no-op
 # server and toolgated, measures both at each concurrency, then stops them.
+# With BASELINE=native, the baseline ("noop" in the results) is the same
+# toolgated through DecisionService/Check, and TG_BENCH_ARGS (e.g. --api
+# ext_authz) are added to the measured runs only.
 run_scenario() {
   local scen=$1 expect=$2 flags=$3
   shift 3
   echo "== scenario $scen" >&2
-  start_server "noop-$scen" $(pin_prefix 0) "$NOOP" --listen 127.0.0.1:0
-  local noop_pid=$SRV_PID noop_addr=$SRV_ADDR
+  local native=0 base_expect=UNSPECIFIED noop_pid="" noop_addr=""
+  [[ "${BASELINE:-noop}" != native ]] || { native=1; base_expect=$expect; }
+  if ((!native)); then
+    start_server "noop-$scen" $(pin_prefix 0) "$NOOP" --listen 127.0.0.1:0
+    noop_pid=$SRV_PID noop_addr=$SRV_ADDR
+  fi
   # shellcheck disable=SC2086  # flags are words.
   start_server "toolgated-$scen" $(pin_prefix 0) "$TOOLGATED" --listen 127.0.0.1:0 \
     --admin-listen 127.0.0.1:0 --no-watch $flags
   local tg_pid=$SRV_PID tg_addr=$SRV_ADDR tg_admin=$SRV_ADMIN
+  if ((native)); then noop_pid=$tg_pid noop_addr=$tg_addr; fi
   TG_ADDR=$tg_addr
   if [[ -n "${PRIME:-}" ]]; then
     local rc=0
@@ -290,10 +301,11 @@ $(tr '\n' ' ' <"$WORK/prime-$scen.txt")"
   local evalsha_before=0
   for conc in $CONCURRENCIES; do
     for ROUND in $(seq "$ROUNDS"); do
-      measure "$scen" noop "$noop_pid" "$noop_addr" "$conc" UNSPECIFIED "$@"
+      measure "$scen" noop "$noop_pid" "$noop_addr" "$conc" "$base_expect" "$@"
       status_json "$before_status" "$tg_admin"
       if [[ -n "${REDIS_PORT:-}" ]]; then evalsha_before=$(redis_evalsha_calls); fi
-      measure "$scen" toolgate "$tg_pid" "$tg_addr" "$conc" "$expect" "$@"
+      # shellcheck disable=SC2086  # TG_BENCH_ARGS are words.
+      measure "$scen" toolgate "$tg_pid" "$tg_addr" "$conc" "$expect" "$@" ${TG_BENCH_ARGS:-}
       status_json "$after_status" "$tg_admin"
       # Server and Redis counters: summed over the rounds.
       local key="$scen,toolgate,$conc" field
@@ -310,7 +322,7 @@ $(tr '\n' ' ' <"$WORK/prime-$scen.txt")"
   record "$CLI" status --target "$tg_admin" --output json
   if [[ -n "${REDIS_PORT:-}" ]]; then record redis-cli -p "$REDIS_PORT" info commandstats; fi
   R[$scen,rss_kb]=$(rss_kb "$tg_pid")
-  stop "$noop_pid"
+  ((native)) || stop "$noop_pid"
   stop "$tg_pid"
 }
 
@@ -327,6 +339,7 @@ declare -A TITLE=(
   [s]="s. Scenario c through Redis Sentinel (a master, a replica, three sentinels)"
   [w]="w. Scenario s with --redis-wait-replicas 1 (each admission waits for the replica)"
   [k]="k. Scenario c on a Redis Cluster (three masters, three replicas)"
+  [x]="x. Envoy's ext_authz against toolgate's own Check (scenario a's calls)"
 )
 declare -A SETUP
 LINT_MS=""
@@ -468,6 +481,12 @@ for scen in $SCENARIOS; do
       done
       REDIS_PID="" REDIS_PORT=""
       ;;
+    x)
+      SETUP[x]="Policy \`bench/policies/allow.yaml\`; tool \`read_file\`; 1,000 grants; args \`$ARGS_A\`; in-process counters. One toolgated; the baseline is \`toolgate.v1.DecisionService/Check\`, the run under test \`envoy.service.auth.v3.Authorization/Check\` with what Envoy sends for the same call as an MCP \`tools/call\` over Streamable HTTP (\`toolgate_bench --api ext_authz\`: ten headers, the JSON-RPC body as \`raw_body\`). Expected: all ALLOW."
+      BASELINE=native TG_BENCH_ARGS="--api ext_authz" run_scenario x ALLOW \
+        "--policy $ROOT/bench/policies/allow.yaml" \
+        --tool read_file --grant 'agent-{i}' --grants 1000 --args "$ARGS_A"
+      ;;
     *) echo "run.sh: unknown scenario $scen" >&2; exit 2 ;;
   esac
 done
@@ -567,7 +586,11 @@ REPORT="$WORK/benchmarks.md"
     echo
     echo "${SETUP[$scen]}"
     echo
-    echo "Ratios (toolgate ÷ no-op; median over the rounds of each round's ratio):"
+    if [[ "$scen" == x ]]; then
+      echo "Ratios (ext_authz ÷ toolgate's own Check, the same toolgated; median over the rounds of each round's ratio):"
+    else
+      echo "Ratios (toolgate ÷ no-op; median over the rounds of each round's ratio):"
+    fi
     echo
     echo "| concurrency | throughput | (range over rounds) | p50 | p90 | p99 | p99.9 | server CPU per call |"
     echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -587,7 +610,9 @@ REPORT="$WORK/benchmarks.md"
         name=toolgated
         decisions=$(decisions_sum "$k")
         decisions=${decisions:-none}
-        if [[ $kind == noop ]]; then
+        if [[ $scen == x ]]; then
+          name=$([[ $kind == noop ]] && echo "toolgated, Check" || echo "toolgated, ext_authz")
+        elif [[ $kind == noop ]]; then
           name=no-op
           decisions=${decisions/UNSPECIFIED/empty answers:}
         fi
@@ -696,6 +721,7 @@ REPORT="$WORK/benchmarks.md"
           "$(ratio "${R[$t,roundTrips]:-0}" "${R[$t,checks]:-0}")" le 0.99
         ;;
       d) target d "throughput at concurrency $hi ≥ 0.80 × no-op" "$tr_hi" ge 0.80 ;;
+      x) target x "ext_authz throughput at concurrency $hi ≥ 0.70 × toolgate's own Check" "$tr_hi" ge 0.70 ;;
       e)
         if [[ -n "${R[a,toolgate,$hi,jsons]:-}" ]]; then
           target e "throughput at concurrency $hi ≥ 0.90 × scenario a (absolute calls/s)" \

@@ -10,6 +10,11 @@
 // (--args). Request k uses tool k mod (number of tools) and grant
 // k mod --grants.
 //
+// --api ext_authz sends the same calls as Envoy's external authorization
+// would ask about them (envoy.service.auth.v3.Authorization/Check: a POST
+// whose body is the MCP JSON-RPC tools/call, the grant in x-toolgate-grant),
+// so that both ways into the same server can be compared in one run.
+//
 // With --list-visible, every call is instead one ListVisibleTools naming all
 // the tools (the grant as above): what it costs to classify them against
 // what one Check costs, in the same run. Such a call counts as the decision
@@ -50,6 +55,7 @@
 #include "server/base/json.h"
 #include "server/base/runtime.h"
 #include "toolgate/client.h"
+#include "envoy/service/auth/v3/external_auth.pb.h"
 #include "toolgate/v1/decision.pb.h"
 
 namespace {
@@ -58,6 +64,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr char kCheckMethod[] = "/toolgate.v1.DecisionService/Check";
 constexpr char kListMethod[] = "/toolgate.v1.DecisionService/ListVisibleTools";
+constexpr char kExtAuthzMethod[] = "/envoy.service.auth.v3.Authorization/Check";
 
 constexpr char kUsage[] =
     "toolgate_bench: closed-loop load generator for toolgate.v1.DecisionService/Check.\n"
@@ -162,8 +169,25 @@ struct Options {
   int64_t timeout_ms = 2000;
   std::string json_path;
   std::string expect;
+  std::string api = "toolgate";  // Or "ext_authz".
   int list_size = 0;  // --list-visible: tools per call.
 };
+
+// The decision an ext_authz answer carries: OK is ALLOW; a refusal names
+// its decision in the body's "toolgate/decision" metadata. -1: neither (an
+// undecidable request, answered 400).
+int ExtAuthzDecision(const envoy::service::auth::v3::CheckResponse& r) {
+  if (r.status().code() == 0) return toolgate::v1::DECISION_ALLOW;
+  const std::string& body = r.denied_response().body();
+  constexpr absl::string_view kKey = "\"toolgate/decision\":{\"decision\":\"";
+  const size_t at = absl::string_view(body).find(kKey);
+  if (at == std::string::npos) return -1;
+  const absl::string_view rest = absl::string_view(body).substr(at + kKey.size());
+  if (absl::StartsWith(rest, "deny\"")) return toolgate::v1::DECISION_DENY;
+  if (absl::StartsWith(rest, "rate_limited\"")) return toolgate::v1::DECISION_RATE_LIMITED;
+  if (absl::StartsWith(rest, "require_approval\"")) return toolgate::v1::DECISION_REQUIRE_APPROVAL;
+  return -1;
+}
 
 class Runner {
  public:
@@ -220,14 +244,26 @@ class Runner {
                                std::chrono::milliseconds(options_.timeout_ms));
     call->started = Clock::now();
     stubs_[slot % stubs_.size()]->UnaryCall(
-        &call->context, options_.list_visible ? kListMethod : kCheckMethod, grpc::StubOptions(),
-        &requests_[k % requests_.size()],
+        &call->context,
+        options_.api == "ext_authz" ? kExtAuthzMethod
+        : options_.list_visible     ? kListMethod
+                                    : kCheckMethod,
+        grpc::StubOptions(), &requests_[k % requests_.size()],
         &call->response, [this, call, slot](grpc::Status status) { OnDone(call, slot, status); });
   }
 
   // The answer's decision (in --list-visible mode, its first tool's), or -1
   // when it cannot be read.
   int DecisionOf(grpc::ByteBuffer* answer) const {
+    if (options_.api == "ext_authz") {
+      envoy::service::auth::v3::CheckResponse response;
+      if (!grpc::SerializationTraits<envoy::service::auth::v3::CheckResponse>::Deserialize(
+               answer, &response)
+               .ok()) {
+        return -1;
+      }
+      return ExtAuthzDecision(response);
+    }
     if (!options_.list_visible) {
       toolgate::v1::CheckResponse response;
       if (!grpc::SerializationTraits<toolgate::v1::CheckResponse>::Deserialize(answer, &response)
@@ -258,7 +294,7 @@ class Runner {
       all_errors_[code].fetch_add(1, std::memory_order_relaxed);
       if (all_errors_total_.fetch_add(1) == 0) {
         absl::MutexLock lock(&mu_);
-        first_error_ = status.ok() ? "response could not be parsed"
+        first_error_ = status.ok() ? "response could not be parsed, or no decision in it"
                                    : absl::StrCat(CodeName(code), ": ", status.error_message());
       }
     } else {
@@ -408,6 +444,40 @@ bool ReadTools(const std::string& path, std::vector<std::string>* tools) {
   return true;
 }
 
+// What Envoy (with_request_body, pack_as_bytes) sends to ask about `req`
+// as an MCP tools/call over Streamable HTTP.
+envoy::service::auth::v3::CheckRequest ExtAuthzRequest(const toolgate::v1::CheckRequest& req,
+                                                       size_t k) {
+  std::string body = absl::StrCat("{\"jsonrpc\":\"2.0\",\"id\":", k,
+                                  ",\"method\":\"tools/call\",\"params\":{\"name\":");
+  toolgate::AppendJsonString(req.tool(), &body);
+  body += ",\"arguments\":";
+  toolgate::AppendJsonStruct(req.args(), &body);
+  body += "}}";
+  envoy::service::auth::v3::CheckRequest r;
+  auto* http = r.mutable_attributes()->mutable_request()->mutable_http();
+  http->set_id(absl::StrCat("bench-", k));
+  http->set_method("POST");
+  http->set_path("/mcp");
+  http->set_host(req.server().empty() ? "mcp.bench:8080" : req.server());
+  http->set_scheme("http");
+  http->set_protocol("HTTP/1.1");
+  auto& headers = *http->mutable_headers();
+  headers[":authority"] = http->host();
+  headers[":method"] = "POST";
+  headers[":path"] = "/mcp";
+  headers["accept"] = "application/json, text/event-stream";
+  headers["content-type"] = "application/json";
+  headers["content-length"] = absl::StrCat(body.size());
+  headers["user-agent"] = "toolgate_bench";
+  headers["x-request-id"] = http->id();
+  headers["x-toolgate-grant"] = req.grant();
+  if (!req.session().empty()) headers["mcp-session-id"] = req.session();
+  http->set_size(static_cast<int64_t>(body.size()));
+  http->set_raw_body(std::move(body));
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -433,6 +503,9 @@ int main(int argc, char** argv) {
   flags.Duration("duration", &o.duration_ms, "How long to measure.");
   flags.Duration("timeout", &o.timeout_ms, "Deadline of each call.");
   flags.String("json", &o.json_path, "Also write the report as JSON to this file.");
+  flags.String("api", &o.api,
+               "toolgate (toolgate.v1.DecisionService/Check) or ext_authz (the same calls as "
+               "Envoy's envoy.service.auth.v3.Authorization/Check for an MCP tools/call).");
   flags.String("expect", &o.expect,
                "Every call must get this decision (ALLOW, DENY, RATE_LIMITED, "
                "REQUIRE_APPROVAL, or UNSPECIFIED for the no-op server); exit 1 otherwise.");
@@ -453,6 +526,12 @@ int main(int argc, char** argv) {
   if (!positional->empty()) return usage_error("unexpected argument \"" + positional->front() + "\"");
   if (o.target.empty()) return usage_error("--target is required");
   if (o.tool.empty() == o.tools_file.empty()) return usage_error("give one of --tool and --tools-file");
+  if (o.api != "toolgate" && o.api != "ext_authz") {
+    return usage_error("--api: must be toolgate or ext_authz, got \"" + o.api + "\"");
+  }
+  if (o.api == "ext_authz" && o.list_visible) {
+    return usage_error("--list-visible is a toolgate call: not with --api ext_authz");
+  }
   if (!o.expect.empty()) {
     o.expect = absl::AsciiStrToUpper(o.expect);
     if (absl::StartsWith(o.expect, "DECISION_")) o.expect = o.expect.substr(9);
@@ -500,6 +579,16 @@ int main(int argc, char** argv) {
     list.set_grant(grant);
     grpc::ByteBuffer buffer;
     bool own = false;
+    if (o.api == "ext_authz") {
+      if (!grpc::SerializationTraits<envoy::service::auth::v3::CheckRequest>::Serialize(
+               ExtAuthzRequest(req, k), &buffer, &own)
+               .ok()) {
+        std::cerr << "toolgate_bench: cannot serialize a request\n";
+        return 2;
+      }
+      requests.push_back(std::move(buffer));
+      continue;
+    }
     const grpc::Status serialized =
         o.list_visible
             ? grpc::SerializationTraits<toolgate::v1::ListVisibleToolsRequest>::Serialize(

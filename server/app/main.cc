@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "server/app/ext_authz_flags.h"
 #include "server/app/server.h"
 #include "server/base/files.h"
 #include "server/base/flags.h"
@@ -219,6 +220,8 @@ int main(int argc, char** argv) {
              "recovery after running out of descriptors, and HTTP/2 rapid-reset cut-off. "
              "--no-connection-gate lets gRPC listen directly (about 10% more throughput, none "
              "of those protections: only behind a proxy that has them).");
+  toolgate::ExtAuthzFlags ext_authz;
+  toolgate::AddExtAuthzFlags(&flags, &ext_authz);
 
   std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<std::vector<std::string>> positional = flags.Parse(args);
@@ -243,6 +246,10 @@ int main(int argc, char** argv) {
   } else {
     std::cerr << "toolgated: flag --redis-failure-mode: must be closed or open, got \""
               << failure_mode << "\"\nRun 'toolgated --help' for the list of flags.\n";
+    return 2;
+  }
+  if (absl::Status s = toolgate::ApplyExtAuthzFlags(ext_authz, &config); !s.ok()) {
+    std::cerr << "toolgated: " << s.message() << "\nRun 'toolgated --help' for the list of flags.\n";
     return 2;
   }
   // Secrets from files; an error names the flag and changes nothing.

@@ -198,8 +198,14 @@ absl::Status ToolgateServer::StartServing() {
     if (!token.ok()) return token.status();
     admin_token_ = *std::move(token);
   }
-  service_ = std::make_unique<DecisionServiceImpl>(&policies_, decider_.get(),
-                                                   std::move(observers), callers_.get());
+  service_ = std::make_unique<DecisionServiceImpl>(&policies_, decider_.get(), observers,
+                                                   callers_.get());
+  // Envoy's ext_authz decides as Check does: same decider, observers and ids.
+  if (config_.ext_authz) {
+    ext_authz_ = std::make_unique<ExtAuthzServiceImpl>(
+        config_.ext_authz_options, &policies_, decider_.get(), std::move(observers),
+        service_->decision_ids(), callers_.get());
+  }
   service_->set_approvals(approval_hub_.get());
   approval_service_ = std::make_unique<ApprovalServiceImpl>(approvals_.get(), approval_hub_.get(),
                                                             callers_.get(), admin_token_.get());
@@ -230,7 +236,9 @@ absl::Status ToolgateServer::StartServing() {
   // Decisions and health on --listen; AdminService and health on
   // --admin-listen. Each listener is its own gRPC server, so that neither
   // serves (nor lists in reflection) the other's services.
-  absl::Status started = StartListener(config_.listen, {service_.get()}, &decision_);
+  std::vector<grpc::Service*> decision_services = {service_.get()};
+  if (ext_authz_ != nullptr) decision_services.push_back(ext_authz_.get());
+  absl::Status started = StartListener(config_.listen, decision_services, &decision_);
   if (started.ok() && !config_.admin_listen.empty()) {
     started = StartListener(config_.admin_listen, {admin_.get(), approval_service_.get()},
                             &admin_listener_);
@@ -248,7 +256,9 @@ absl::Status ToolgateServer::StartServing() {
       sources.decision_log_dropped = [this] { return decision_log_->dropped(); };
       sources.decision_log_write_errors = [this] { return decision_log_->write_errors(); };
     }
-    sources.in_flight = [this] { return service_->in_flight(); };
+    sources.in_flight = [this] {
+      return service_->in_flight() + (ext_authz_ != nullptr ? ext_authz_->in_flight() : 0);
+    };
     sources.approvals_waiting = [this] { return static_cast<int64_t>(approval_hub_->waiting()); };
     metrics_->SetSources(std::move(sources));
     absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
@@ -406,12 +416,16 @@ void ToolgateServer::Drain() {
   if (drained_ || decision_.server == nullptr) return;
   drained_ = true;
   service_->StartDraining();
+  if (ext_authz_ != nullptr) ext_authz_->StartDraining();
+  auto in_flight = [this] {
+    return service_->in_flight() + (ext_authz_ != nullptr ? ext_authz_->in_flight() : 0);
+  };
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.shutdown_grace_ms);
-  while (service_->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+  while (in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  if (const int64_t left = service_->in_flight(); left > 0) {
+  if (const int64_t left = in_flight(); left > 0) {
     LogWarning(left, " checks were still being decided after --shutdown-grace (",
                config_.shutdown_grace_ms, " ms); their connections are closed");
   }

@@ -26,6 +26,7 @@
 #include "server/service/admin_service.h"
 #include "server/service/approval_service.h"
 #include "server/service/decision_service.h"
+#include "server/service/ext_authz.h"
 #include "server/service/observers.h"
 #include "server/telemetry/decision_log.h"
 #include "server/telemetry/metrics.h"
@@ -59,6 +60,10 @@ struct ServerConfig {
   // directory); empty: none.
   std::string shadow_policy_path;
   ArgsLimits args_limits;
+  // Envoy's external authorization (ext_authz v3) on `listen`, and how it
+  // reads requests and answers.
+  bool ext_authz = true;
+  ExtAuthzOptions ext_authz_options;
   int64_t keep_revisions = 5;
   int64_t shutdown_grace_ms = 10'000;
   // After SIGTERM, how long health says NOT_SERVING while checks are still
@@ -175,6 +180,7 @@ class ToolgateServer {
   std::unique_ptr<DecisionLogObserver> log_observer_;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   std::unique_ptr<DecisionServiceImpl> service_;
+  std::unique_ptr<ExtAuthzServiceImpl> ext_authz_;  // Null with --no-ext-authz.
   std::unique_ptr<AdminServiceImpl> admin_;
   std::unique_ptr<ApprovalServiceImpl> approval_service_;
   mutable absl::Mutex reload_mu_;

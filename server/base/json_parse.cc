@@ -14,7 +14,16 @@ namespace pb = google::protobuf;
 
 class Parser {
  public:
-  Parser(absl::string_view text, int max_depth) : s_(text), max_depth_(max_depth) {}
+  Parser(absl::string_view text, int max_depth, absl::string_view depth_limit_name)
+      : s_(text), max_depth_(max_depth), depth_limit_name_(depth_limit_name) {}
+
+  absl::Status RunValue(pb::Value* root) {
+    SkipSpace();
+    if (absl::Status st = ParseValue(root); !st.ok()) return st;
+    SkipSpace();
+    if (i_ != s_.size()) return Error("unexpected text after the value");
+    return absl::OkStatus();
+  }
 
   absl::StatusOr<pb::Struct> Run() {
     pb::Value root;
@@ -183,7 +192,7 @@ class Parser {
       bool opened = false;
       if (c == '{' || c == '[') {
         if (static_cast<int>(stack.size()) >= max_depth_) {
-          return Error(absl::StrCat("nested deeper than ", max_depth_, " (--max-args-depth)"));
+          return Error(absl::StrCat("nested deeper than ", max_depth_, " (", depth_limit_name_, ")"));
         }
         ++i_;
         if (c == '{') {
@@ -252,13 +261,28 @@ class Parser {
 
   absl::string_view s_;
   const int max_depth_;
+  const absl::string_view depth_limit_name_;
   size_t i_ = 0;
 };
 
 }  // namespace
 
 absl::StatusOr<pb::Struct> ParseJsonObject(absl::string_view text, int max_depth) {
-  return Parser(text, max_depth).Run();
+  return Parser(text, max_depth, "--max-args-depth").Run();
+}
+
+absl::StatusOr<pb::Value> ParseJsonValue(absl::string_view text, int max_depth,
+                                         absl::string_view depth_limit_name) {
+  pb::Value root;
+  if (absl::Status s = ParseJsonValueInto(text, max_depth, depth_limit_name, &root); !s.ok()) {
+    return s;
+  }
+  return root;
+}
+
+absl::Status ParseJsonValueInto(absl::string_view text, int max_depth,
+                                absl::string_view depth_limit_name, pb::Value* out) {
+  return Parser(text, max_depth, depth_limit_name).RunValue(out);
 }
 
 }  // namespace toolgate

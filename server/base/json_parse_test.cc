@@ -87,5 +87,25 @@ TEST(ParseJsonObjectTest, DepthIsBoundedWithoutRecursion) {
   EXPECT_THAT(refused.status().message(), HasSubstr("byte 36: nested deeper than 32"));
 }
 
+TEST(ParseJsonValueTest, AnyValueAtTheTop) {
+  auto batch = ParseJsonValue(" [{\"id\": 1}, {\"id\": \"a\"}] ", 4, "the limit");
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  ASSERT_EQ(batch->list_value().values_size(), 2);
+  EXPECT_EQ(batch->list_value().values(1).struct_value().fields().at("id").string_value(), "a");
+  auto text = ParseJsonValue("\"x\"", 4, "the limit");
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(text->string_value(), "x");
+  EXPECT_TRUE(ParseJsonValue("null", 1, "the limit").ok());
+  EXPECT_THAT(ParseJsonValue("[1] 2", 4, "the limit").status().message(),
+              HasSubstr("unexpected text after the value"));
+  EXPECT_THAT(ParseJsonValue("", 4, "the limit").status().message(),
+              HasSubstr("unexpected end of text"));
+  // The depth error names the limit it was given.
+  EXPECT_THAT(ParseJsonValue("[[[1]]]", 2, "--some-flag plus 1").status().message(),
+              HasSubstr("nested deeper than 2 (--some-flag plus 1)"));
+  EXPECT_THAT(ParseJsonValue(std::string(100000, '['), 10, "x").status().message(),
+              HasSubstr("nested deeper than 10"));
+}
+
 }  // namespace
 }  // namespace toolgate

@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/policy/policy.h"
+#include "server/telemetry/check_api.h"
 #include "toolgate/v1/decision.pb.h"
 
 namespace toolgate {
@@ -36,6 +37,8 @@ struct DecisionRecord {
   // The caller's certificate identity (DecisionTask::peer); empty without
   // mTLS.
   absl::string_view peer = {};
+  // How the call arrived (toolgate.v1 or Envoy's ext_authz).
+  CheckApi api = CheckApi::kToolgate;
 };
 
 // Observers run on the thread that completes the call (a gRPC thread or the

@@ -54,11 +54,6 @@ class DecisionServiceImpl::Call final : public grpc::ServerUnaryReactor {
 
 namespace {
 
-uint64_t RandomPrefix() {
-  absl::BitGen gen;
-  return absl::Uniform<uint64_t>(gen);
-}
-
 // Protobuf nests three messages per level of a Struct (Value, Struct, map
 // entry): allow that plus headroom, so that anything parseable is measured
 // and reported by CheckArgsLimits with a precise message.
@@ -94,18 +89,9 @@ DecisionServiceImpl::DecisionServiceImpl(const PolicyRegistry* policies, const D
     : policies_(policies),
       decider_(decider),
       observers_(std::move(observers)),
-      callers_(callers),
-      id_prefix_(RandomPrefix()) {}
+      callers_(callers) {}
 
-// 32 lowercase hex digits: the process's random prefix, then a counter.
-std::string DecisionServiceImpl::NextDecisionId() {
-  const uint64_t words[2] = {id_prefix_, id_counter_.fetch_add(1, std::memory_order_relaxed) + 1};
-  char bytes[16];
-  for (int w = 0; w < 2; ++w) {
-    for (int i = 0; i < 8; ++i) bytes[w * 8 + i] = static_cast<char>(words[w] >> (56 - 8 * i));
-  }
-  return absl::BytesToHexString(absl::string_view(bytes, sizeof(bytes)));
-}
+std::string DecisionServiceImpl::NextDecisionId() { return ids_.Next(); }
 
 // Answers the call; `call` is not touched afterwards (OnDone may free it at
 // once).

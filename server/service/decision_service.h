@@ -20,6 +20,7 @@
 #include "server/decider/decider.h"
 #include "server/policy/registry.h"
 #include "server/service/callers.h"
+#include "server/service/decision_ids.h"
 #include "server/service/decision_observer.h"
 #include "toolgate/v1/decision.grpc.pb.h"
 
@@ -82,6 +83,9 @@ class DecisionServiceImpl final : public DecisionServiceBase {
   // accepted before it has been answered.
   void StartDraining() { draining_.store(true, std::memory_order_seq_cst); }
 
+  // The server's decision ids, for every other service that decides.
+  DecisionIds* decision_ids() { return &ids_; }
+
  private:
   class Call;
   void Finish(Call* call, const absl::Status& status);
@@ -92,8 +96,7 @@ class DecisionServiceImpl final : public DecisionServiceBase {
   const std::vector<DecisionObserver*> observers_;
   const CallerCheck* const callers_;
   ApprovalHub* approvals_ = nullptr;
-  const uint64_t id_prefix_;
-  std::atomic<uint64_t> id_counter_{0};
+  DecisionIds ids_;
   std::atomic<int64_t> in_flight_{0};
   std::atomic<int64_t> open_calls_{0};
   std::atomic<bool> draining_{false};

@@ -11,7 +11,7 @@
 namespace toolgate {
 
 void MetricsObserver::OnDecision(const DecisionRecord& r) {
-  metrics_->RecordCheck(r.response.decision(), r.response.rule(), r.latency);
+  metrics_->RecordCheck(r.response.decision(), r.response.rule(), r.latency, r.api);
 }
 
 void MetricsObserver::OnError(absl::StatusCode code, absl::Duration latency) {
@@ -64,6 +64,7 @@ void DecisionLogObserver::OnDecision(const DecisionRecord& r) {
   const v1::CheckResponse& resp = r.response;
   e.decision_id = resp.decision_id();
   e.time = absl::Now();
+  e.api = r.api;
   e.tool = req.tool();
   e.server = req.server();
   e.grant = req.grant();

@@ -44,6 +44,7 @@ std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args,
   AppendField("decision_id", e.decision_id, &out);
   AppendField("time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", e.time, absl::UTCTimeZone()),
               &out);
+  if (e.event.empty()) AppendField("api", CheckApiLabel(e.api), &out);
   AppendField("tool", e.tool, &out);
   AppendField("server", e.server, &out);
   std::string grant_hash;

@@ -1,9 +1,10 @@
 // The decision log: one JSON object per line for every decision, written to
 // stdout, stderr or a file (--decision-log).
 //
-// Fields: decision_id, time (RFC 3339, UTC, milliseconds), tool, server,
-// grant, session, request_id, peer (the caller's certificate identity; only
-// when there is one), decision (allow | deny | rate_limited |
+// Fields: decision_id, time (RFC 3339, UTC, milliseconds), api (how the call
+// arrived: "toolgate" or "ext_authz", check_api.h; not on approval events),
+// tool, server, grant, session, request_id, peer (the caller's certificate
+// identity; only when there is one), decision (allow | deny | rate_limited |
 // require_approval), reason, rule, revision, latency_us, and args_sha256
 // (hex SHA-256 of the arguments' canonical JSON: keys sorted, no spaces);
 // approval_id when the call created or redeemed an approval.
@@ -60,6 +61,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "google/protobuf/struct.pb.h"
+#include "server/telemetry/check_api.h"
 
 namespace toolgate {
 
@@ -70,6 +72,8 @@ struct DecisionLogEntry {
   std::string event;
   std::string decision_id;
   absl::Time time;
+  // How a decision arrived (left out of approval events).
+  CheckApi api = CheckApi::kToolgate;
   std::string tool, server, grant, session, request_id;
   std::string peer;      // Empty without mTLS: the field is left out.
   std::string decision;  // "allow", "deny", "rate_limited", "require_approval".

@@ -77,6 +77,14 @@ struct Collected {
   }
 };
 
+TEST(DecisionLogTest, ApiSaysHowTheCallArrived) {
+  DecisionLogEntry e = Entry("delete_repository", 1);
+  e.api = CheckApi::kExtAuthz;
+  EXPECT_EQ(ParseStruct(DecisionLogLine(e, false)).fields().at("api").string_value(), "ext_authz");
+  e.event = "approval_created";  // Events are not calls: no api.
+  EXPECT_EQ(ParseStruct(DecisionLogLine(e, false)).fields().count("api"), 0u);
+}
+
 TEST(DecisionLogTest, LineHasEveryFieldAndNoArgsByDefault) {
   const DecisionLogEntry e = Entry("delete_repository", 1);
   const std::string line = DecisionLogLine(e, /*with_args=*/false);
@@ -85,6 +93,7 @@ TEST(DecisionLogTest, LineHasEveryFieldAndNoArgsByDefault) {
   const auto& f = s.fields();
   EXPECT_EQ(f.at("decision_id").string_value(), "id-1");
   EXPECT_EQ(f.at("time").string_value(), "2026-11-18T11:06:40.123Z");
+  EXPECT_EQ(f.at("api").string_value(), "toolgate");
   EXPECT_EQ(f.at("tool").string_value(), "delete_repository");
   EXPECT_EQ(f.at("server").string_value(), "github");
   EXPECT_EQ(f.at("grant").string_value(), "agent-7");

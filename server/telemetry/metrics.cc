@@ -120,9 +120,10 @@ Metrics::RuleCounters* Metrics::CountersFor(absl::string_view rule) {
   return slot.get();
 }
 
-void Metrics::RecordCheck(v1::Decision decision, absl::string_view rule, absl::Duration latency) {
+void Metrics::RecordCheck(v1::Decision decision, absl::string_view rule, absl::Duration latency,
+                          CheckApi api) {
   const int d = decision >= 0 && decision < kDecisions ? static_cast<int>(decision) : 0;
-  CountersFor(rule)->by_decision[d].fetch_add(1, std::memory_order_relaxed);
+  CountersFor(rule)->by_decision[static_cast<int>(api)][d].fetch_add(1, std::memory_order_relaxed);
   check_duration_.Observe(static_cast<uint64_t>(Nanos(latency)));
 }
 
@@ -139,8 +140,10 @@ Metrics::Totals Metrics::CheckTotals() const {
   for (const Shard& shard : shards_) {
     absl::ReaderMutexLock lock(&shard.mu);
     for (const auto& [rule, counters] : shard.rules) {
-      for (int d = 0; d < kDecisions; ++d) {
-        t.by_decision[d] += counters->by_decision[d].load(std::memory_order_relaxed);
+      for (int a = 0; a < kCheckApis; ++a) {
+        for (int d = 0; d < kDecisions; ++d) {
+          t.by_decision[d] += counters->by_decision[a][d].load(std::memory_order_relaxed);
+        }
       }
     }
   }
@@ -179,7 +182,7 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
   std::vector<prometheus::MetricFamily> out;
 
   auto checks = Family("toolgate_checks_total",
-                       "Checks decided, by decision and by the policy rule that decided.",
+                       "Checks decided, by decision, by the policy rule that decided and by API.",
                        MetricType::Counter);
   std::vector<std::pair<std::string, const RuleCounters*>> rules;
   for (const Shard& shard : shards_) {
@@ -188,13 +191,16 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
   }
   std::sort(rules.begin(), rules.end());
   for (const auto& [rule, counters] : rules) {
-    for (int d = 0; d < kDecisions; ++d) {
-      const uint64_t n = counters->by_decision[d].load(std::memory_order_relaxed);
-      if (n == 0) continue;
-      checks.metric.push_back(
-          Value(MetricType::Counter, static_cast<double>(n),
-                {{"decision", std::string(DecisionLabel(static_cast<v1::Decision>(d)))},
-                 {"rule", rule}}));
+    for (int a = 0; a < kCheckApis; ++a) {
+      for (int d = 0; d < kDecisions; ++d) {
+        const uint64_t n = counters->by_decision[a][d].load(std::memory_order_relaxed);
+        if (n == 0) continue;
+        checks.metric.push_back(
+            Value(MetricType::Counter, static_cast<double>(n),
+                  {{"decision", std::string(DecisionLabel(static_cast<v1::Decision>(d)))},
+                   {"rule", rule},
+                   {"api", std::string(CheckApiLabel(static_cast<CheckApi>(a)))}}));
+      }
     }
   }
   out.push_back(std::move(checks));

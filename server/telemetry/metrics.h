@@ -8,7 +8,8 @@
 // active revision, the Redis store's statistics, the decision log's drops).
 //
 // Names (all prefixed toolgate_):
-//   checks_total{decision,rule}            counter  decisions given
+//   checks_total{decision,rule,api}        counter  decisions given; api: how the
+//                                          call arrived (check_api.h)
 //   check_errors_total{code}               counter  checks answered with a gRPC error
 //   check_duration_seconds                 histogram  start of Check to its answer
 //   checks_in_flight                       gauge
@@ -47,6 +48,7 @@
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
 #include "server/counters/redis_store.h"
+#include "server/telemetry/check_api.h"
 #include "toolgate/v1/approval.pb.h"
 #include "toolgate/v1/decision.pb.h"
 
@@ -93,7 +95,8 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
   void SetSources(MetricsSources sources) { sources_ = std::move(sources); }
 
   // A decision (gRPC OK) and how long it took since Check started.
-  void RecordCheck(v1::Decision decision, absl::string_view rule, absl::Duration latency);
+  void RecordCheck(v1::Decision decision, absl::string_view rule, absl::Duration latency,
+                   CheckApi api = CheckApi::kToolgate);
   // A check answered with a gRPC error.
   void RecordError(absl::StatusCode code, absl::Duration latency);
   void RecordPolicyReload(bool ok);
@@ -123,7 +126,7 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
  private:
   static constexpr int kDecisions = 5;  // v1::Decision values 0..4.
   struct RuleCounters {
-    std::atomic<uint64_t> by_decision[kDecisions] = {};
+    std::atomic<uint64_t> by_decision[kCheckApis][kDecisions] = {};
   };
   struct Shard {
     mutable absl::Mutex mu;

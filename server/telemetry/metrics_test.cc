@@ -24,6 +24,18 @@ std::vector<std::string> Samples(const std::string& text, const std::string& pre
   return out;
 }
 
+TEST(MetricsTest, ChecksAreLabelledByApi) {
+  Metrics m;
+  m.RecordCheck(v1::DECISION_DENY, "default", absl::Microseconds(10));
+  m.RecordCheck(v1::DECISION_DENY, "default", absl::Microseconds(10), CheckApi::kExtAuthz);
+  m.RecordCheck(v1::DECISION_DENY, "default", absl::Microseconds(10), CheckApi::kExtAuthz);
+  EXPECT_THAT(Samples(m.Exposition(), "toolgate_checks_total"),
+              ::testing::UnorderedElementsAre(
+                  "toolgate_checks_total{decision=\"deny\",rule=\"default\",api=\"toolgate\"} 1",
+                  "toolgate_checks_total{decision=\"deny\",rule=\"default\",api=\"ext_authz\"} 2"));
+  EXPECT_EQ(m.CheckTotals().by_decision[v1::DECISION_DENY], 3u);
+}
+
 TEST(MetricsTest, CountsChecksByDecisionAndRule) {
   Metrics m;
   for (int i = 0; i < 3; ++i) {
@@ -38,11 +50,11 @@ TEST(MetricsTest, CountsChecksByDecisionAndRule) {
   const std::string text = m.Exposition();
   EXPECT_THAT(Samples(text, "toolgate_checks_total"),
               ::testing::UnorderedElementsAre(
-                  "toolgate_checks_total{decision=\"allow\",rule=\"tools.read_file\"} 3",
-                  "toolgate_checks_total{decision=\"rate_limited\",rule=\"tools.read_file\"} 1",
-                  "toolgate_checks_total{decision=\"deny\",rule=\"tools.delete_repository\"} 1",
-                  "toolgate_checks_total{decision=\"deny\",rule=\"default\"} 1",
-                  "toolgate_checks_total{decision=\"require_approval\",rule=\"tools.github_*\"} 1"))
+                  "toolgate_checks_total{decision=\"allow\",rule=\"tools.read_file\",api=\"toolgate\"} 3",
+                  "toolgate_checks_total{decision=\"rate_limited\",rule=\"tools.read_file\",api=\"toolgate\"} 1",
+                  "toolgate_checks_total{decision=\"deny\",rule=\"tools.delete_repository\",api=\"toolgate\"} 1",
+                  "toolgate_checks_total{decision=\"deny\",rule=\"default\",api=\"toolgate\"} 1",
+                  "toolgate_checks_total{decision=\"require_approval\",rule=\"tools.github_*\",api=\"toolgate\"} 1"))
       << text;
   // The totals status reports are the same tally.
   const Metrics::Totals totals = m.CheckTotals();

@@ -97,6 +97,10 @@ bool IsKustomization(const std::string& file) {
   return fs::path(file).filename() == "kustomization.yaml";
 }
 bool IsCompose(const std::string& file) { return absl::StrContains(file, "/deploy/compose/"); }
+// Envoy's own configuration (a bootstrap), not a Kubernetes object.
+bool IsEnvoyBootstrap(const std::string& file) {
+  return absl::StrContains(file, "/deploy/envoy/") && fs::path(file).filename() == "envoy.yaml";
+}
 
 // The files kustomizations list under `patches` (partial objects, merged into
 // others by kustomize).
@@ -119,7 +123,7 @@ std::vector<Doc> AllObjects() {
   std::vector<Doc> out;
   const std::set<std::string> patches = PatchFiles();
   for (const std::string& f : YamlFilesUnder(DeployDir())) {
-    if (IsKustomization(f) || IsCompose(f) ||
+    if (IsKustomization(f) || IsCompose(f) || IsEnvoyBootstrap(f) ||
         patches.count(fs::path(f).lexically_normal().string())) {
       continue;
     }
@@ -371,6 +375,22 @@ std::vector<Doc> Build(const std::string& dir, int depth = 0) {
       }
     }
   }
+  // Generated ConfigMaps: one key per file, as kustomize makes them.
+  if (k["configMapGenerator"]) {
+    for (const YAML::Node& g : k["configMapGenerator"]) {
+      YAML::Node cm;
+      cm["apiVersion"] = "v1";
+      cm["kind"] = "ConfigMap";
+      cm["metadata"]["name"] = Str(g["name"]);
+      for (const YAML::Node& file : g["files"]) {
+        const std::string path = (fs::path(dir) / Str(file)).lexically_normal().string();
+        EXPECT_TRUE(fs::is_regular_file(path))
+            << Rel(kfile) << " generates a ConfigMap from \"" << Str(file) << "\", which does not exist";
+        cm["data"][fs::path(path).filename().string()] = ReadFileOrEmpty(path);
+      }
+      out.push_back({kfile, cm});
+    }
+  }
   if (k["patches"]) {
     for (const YAML::Node& p : k["patches"]) {
       const std::string path = (fs::path(dir) / Str(p["path"])).lexically_normal().string();
@@ -455,6 +475,8 @@ TEST(DeployTest, EveryYamlFileParses) {
       ASSERT_TRUE(d.node.IsMap()) << Rel(f);
       if (IsCompose(f)) {
         EXPECT_TRUE(d.node["services"]) << "a compose file without services";
+      } else if (IsEnvoyBootstrap(f)) {
+        EXPECT_TRUE(d.node["static_resources"]) << "an Envoy bootstrap without static_resources";
       } else if (IsKustomization(f)) {
         EXPECT_EQ(Str(d.node["kind"]), "Kustomization");
       } else {
@@ -857,7 +879,8 @@ TEST(DeployTest, KustomizationsListResourcesThatExistAndReferencesResolve) {
     }
   }
   EXPECT_GE(dirs, 4);
-  EXPECT_EQ(top, 3) << "deploy/overlays/cluster, deploy/overlays/tls and deploy/sidecar";
+  EXPECT_EQ(top, 4)
+      << "deploy/overlays/cluster, deploy/overlays/tls, deploy/sidecar and deploy/envoy";
 }
 
 TEST(DeployTest, TheClusterDeploymentHasTheExpectedShape) {
@@ -1359,6 +1382,128 @@ TEST(DeployTest, TheSidecarListensOnLoopback) {
       }
     }
   }
+}
+
+// deploy/envoy: Envoy's configuration asks toolgate (ext_authz, gRPC) before
+// the MCP server, the way toolgate's ext_authz expects (the body sent, as
+// bytes, never let through on failure), and every cluster and port it names
+// is the one the pod's containers use. (No Envoy binary runs here: this is
+// what can be checked without one.)
+TEST(DeployTest, TheEnvoyConfigChecksEveryRequestWithToolgateFirst) {
+  const std::vector<Doc> built = Build(SourcePath("deploy/envoy"));
+  const YAML::Node envoy = YAML::LoadFile(SourcePath("deploy/envoy/envoy.yaml"));
+  const Doc* generated = Find(built, "ConfigMap", "mcp-envoy");
+  ASSERT_NE(generated, nullptr);
+  EXPECT_TRUE(At(generated->node, "data", "envoy.yaml")) << "Envoy reads /etc/envoy/envoy.yaml";
+
+  // Clusters: name -> port of their one endpoint.
+  std::map<std::string, int> clusters;
+  std::map<std::string, YAML::Node> cluster_nodes;
+  for (const YAML::Node& c : At(envoy, "static_resources", "clusters")) {
+    const YAML::Node lb = At(c, "load_assignment", "endpoints")[0]["lb_endpoints"];
+    ASSERT_TRUE(lb && lb.size() == 1) << Str(c["name"]);
+    const YAML::Node sa = At(lb[0], "endpoint", "address", "socket_address");
+    EXPECT_EQ(Str(sa["address"]), "127.0.0.1") << Str(c["name"]) << ": in the same pod";
+    clusters[Str(c["name"])] = sa["port_value"].as<int>();
+    cluster_nodes[Str(c["name"])] = c;
+    EXPECT_EQ(Str(At(c, "load_assignment", "cluster_name")), Str(c["name"]));
+  }
+
+  const YAML::Node listeners = At(envoy, "static_resources", "listeners");
+  ASSERT_TRUE(listeners && listeners.size() == 1);
+  const int listener_port = At(listeners[0], "address", "socket_address", "port_value").as<int>();
+  const YAML::Node hcm = listeners[0]["filter_chains"][0]["filters"][0];
+  EXPECT_EQ(Str(hcm["name"]), "envoy.filters.network.http_connection_manager");
+  const YAML::Node filters = At(hcm, "typed_config", "http_filters");
+  ASSERT_TRUE(filters && filters.size() >= 2);
+  // ext_authz first, the router last: nothing is routed unchecked.
+  EXPECT_EQ(Str(filters[0]["name"]), "envoy.filters.http.ext_authz");
+  EXPECT_EQ(Str(filters[filters.size() - 1]["name"]), "envoy.filters.http.router");
+  const YAML::Node authz = filters[0]["typed_config"];
+  EXPECT_EQ(Str(authz["@type"]),
+            "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz");
+  EXPECT_EQ(Str(authz["transport_api_version"]), "V3");
+  EXPECT_EQ(Str(authz["failure_mode_allow"]), "false");
+  const std::string authz_cluster = Str(At(authz, "grpc_service", "envoy_grpc", "cluster_name"));
+  ASSERT_TRUE(clusters.count(authz_cluster)) << "ext_authz names cluster " << authz_cluster;
+  const double timeout = Seconds(Str(At(authz, "grpc_service", "timeout")));
+  EXPECT_GT(timeout, 0);
+  EXPECT_LE(timeout, 1.0);
+  // gRPC needs HTTP/2 to toolgate.
+  EXPECT_TRUE(At(cluster_nodes[authz_cluster], "typed_extension_protocol_options",
+                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", "explicit_http_config",
+                 "http2_protocol_options"));
+  // The body is what toolgate decides from: sent, as bytes, within what
+  // toolgated reads (--max-args-bytes, 64 KiB by default, plus 16 KiB), and
+  // a body cut short is marked rather than refused by Envoy.
+  const YAML::Node body = authz["with_request_body"];
+  ASSERT_TRUE(body) << "ext_authz must send the body (with_request_body)";
+  EXPECT_GT(body["max_request_bytes"].as<int>(), 0);
+  EXPECT_LE(body["max_request_bytes"].as<int>(), 64 * 1024 + 16 * 1024);
+  EXPECT_EQ(Str(body["allow_partial_message"]), "true");
+  EXPECT_EQ(Str(body["pack_as_bytes"]), "true");
+
+  // Routes: every cluster exists; every route to the MCP server names its
+  // toolgate `server` (context_extensions) and never turns the check off.
+  int routed = 0;
+  for (const YAML::Node& vh : At(hcm, "typed_config", "route_config", "virtual_hosts")) {
+    for (const YAML::Node& r : vh["routes"]) {
+      if (!At(r, "route", "cluster")) {
+        EXPECT_TRUE(r["direct_response"]) << "a route that goes nowhere";
+        continue;
+      }
+      ++routed;
+      const std::string cluster = Str(At(r, "route", "cluster"));
+      EXPECT_TRUE(clusters.count(cluster)) << "a route to cluster " << cluster;
+      EXPECT_NE(cluster, authz_cluster);
+      const YAML::Node per = At(r, "typed_per_filter_config", "envoy.filters.http.ext_authz");
+      ASSERT_TRUE(per) << "route " << Str(At(r, "match", "prefix")) << " has no ext_authz settings";
+      EXPECT_FALSE(per["disabled"]) << "ext_authz turned off on a route";
+      EXPECT_FALSE(Str(At(per, "check_settings", "context_extensions", "server")).empty());
+    }
+  }
+  EXPECT_GE(routed, 1);
+
+  // The pod: toolgated listens where the toolgate cluster points, Envoy on
+  // the listener's port (the Service's target), the MCP server where its
+  // cluster points, and Envoy reads the generated ConfigMap.
+  const auto servers = ToolgatedContainers(built);
+  ASSERT_EQ(servers.size(), 1u);
+  const auto env = Env(servers[0].container);
+  EXPECT_EQ(env.at("TOOLGATE_LISTEN"), absl::StrCat("127.0.0.1:", clusters[authz_cluster]));
+  EXPECT_EQ(env.count("TOOLGATE_EXT_AUTHZ"), 0u) << "ext_authz must stay on";
+  const YAML::Node* envoy_container = nullptr;
+  std::vector<YAML::Node> containers = Containers(servers[0].pod);
+  for (const YAML::Node& c : containers) {
+    if (absl::StrContains(Str(c["image"]), "envoyproxy/envoy")) envoy_container = &c;
+  }
+  ASSERT_NE(envoy_container, nullptr);
+  EXPECT_EQ(NamedPort(*envoy_container, "http"), listener_port);
+  EXPECT_THAT(Words(absl::StrJoin((*envoy_container)["args"].as<std::vector<std::string>>(), " ")),
+              Contains("/etc/envoy/envoy.yaml"));
+  bool mounted = false;
+  for (const YAML::Node& m : (*envoy_container)["volumeMounts"]) {
+    if (Str(m["mountPath"]) != "/etc/envoy") continue;
+    for (const YAML::Node& v : servers[0].pod["volumes"]) {
+      if (Str(v["name"]) == Str(m["name"])) {
+        mounted = Str(At(v, "configMap", "name")) == "mcp-envoy";
+      }
+    }
+  }
+  EXPECT_TRUE(mounted) << "Envoy does not mount the ConfigMap mcp-envoy at /etc/envoy";
+  bool mcp_port = false;
+  for (const YAML::Node& c : containers) {
+    if (Str(c["name"]) == "mcp-server") {
+      mcp_port = Env(c)["PORT"] == absl::StrCat(clusters["mcp_server"]);
+    }
+  }
+  EXPECT_TRUE(mcp_port) << "the MCP server does not listen where cluster mcp_server points";
+  const Doc* service = Find(built, "Service", "mcp-server");
+  ASSERT_NE(service, nullptr);
+  const YAML::Node sp = At(service->node, "spec", "ports")[0];
+  EXPECT_EQ(ResolvePort(*envoy_container, sp["targetPort"]), listener_port)
+      << "the Service does not reach Envoy";
+  EXPECT_TRUE(LabelsMatch(At(service->node, "spec", "selector"), PodLabels(servers[0].obj)));
 }
 
 TEST(DeployTest, TheTlsOverlayPassesTheTlsFlagsFilesOfTheMountedSecret) {

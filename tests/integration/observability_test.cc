@@ -123,10 +123,10 @@ TEST(ObservabilityTest, MetricsCountExactlyTheChecksMade) {
   EXPECT_EQ(ChecksByDecision(text, "rate_limited"), 1) << text;
   EXPECT_EQ(ChecksByDecision(text, "deny"), 3) << text;
   EXPECT_EQ(ChecksByDecision(text, "require_approval"), 0) << text;
-  EXPECT_EQ(Sample(text, "toolgate_checks_total{decision=\"allow\",rule=\"tools.limited\"}"), 2)
+  EXPECT_EQ(Sample(text, "toolgate_checks_total{decision=\"allow\",rule=\"tools.limited\",api=\"toolgate\"}"), 2)
       << text;
   EXPECT_EQ(
-      Sample(text, "toolgate_checks_total{decision=\"rate_limited\",rule=\"tools.limited\"}"), 1)
+      Sample(text, "toolgate_checks_total{decision=\"rate_limited\",rule=\"tools.limited\",api=\"toolgate\"}"), 1)
       << text;
   EXPECT_EQ(Sample(text, "toolgate_check_errors_total{code=\"INVALID_ARGUMENT\"}"), 1) << text;
   EXPECT_EQ(Sample(text, "toolgate_check_duration_seconds_count"), 8) << text;
@@ -173,13 +173,14 @@ TEST(ObservabilityTest, DecisionLogHasOneJsonLinePerCheck) {
   std::set<std::string> ids;
   for (const google::protobuf::Struct& s : lines) {
     const auto& f = s.fields();
-    for (const char* key : {"decision_id", "time", "tool", "server", "grant", "session",
+    for (const char* key : {"decision_id", "time", "api", "tool", "server", "grant", "session",
                             "request_id", "decision", "reason", "rule", "revision", "latency_us",
                             "args_sha256"}) {
       EXPECT_EQ(f.count(key), 1u) << key;
     }
     EXPECT_EQ(f.count("args"), 0u) << "no args unless opted in";
     EXPECT_EQ(f.at("revision").string_value(), "obs-1");
+    EXPECT_EQ(f.at("api").string_value(), "toolgate");
     EXPECT_EQ(f.at("grant").string_value(), "g");
     EXPECT_EQ(f.at("session").string_value(), "sess");
     EXPECT_EQ(f.at("request_id").string_value(), "req-" + f.at("tool").string_value());
