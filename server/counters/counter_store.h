@@ -2,8 +2,9 @@
 //
 // One interface, two implementations: in-process (memory_store.h), for a
 // single server, and Redis, for a fleet sharing one set of limits. A call is
-// admitted only if every one of its limits has room, and then consumes one
-// unit of each, atomically: a refused call consumes nothing.
+// admitted only if every one of its limits has room for its cost, and then
+// consumes that cost of each, atomically: a refused call consumes nothing.
+// What an admission consumed can be given back (Refund), exactly.
 #ifndef TOOLGATE_SERVER_COUNTERS_COUNTER_STORE_H_
 #define TOOLGATE_SERVER_COUNTERS_COUNTER_STORE_H_
 
@@ -27,6 +28,10 @@ struct LimitCheck {
   int64_t window_ms = 0;
   int64_t max = 0;
   int64_t burst = 0;  // Token bucket capacity.
+  // Units this call takes: 0 (always has room, consumes nothing) up to the
+  // limit's capacity (max; burst for a token bucket). For Refund: the units
+  // to give back.
+  int64_t cost = 1;
 };
 
 struct LimitOutcome {
@@ -36,6 +41,10 @@ struct LimitOutcome {
   int64_t retry_after_ms = 0;  // When !has_room: until it has room again.
   bool known = true;           // False when the store did not consult this limit
                                // (another limit refused the call from a cache).
+  // When the call was admitted and not a dry run: the store's time (ms) the
+  // admission was recorded at (Redis: its TIME; limits in different Redis
+  // Cluster slots may differ). Refund takes it back.
+  int64_t consumed_at_ms = 0;
 };
 
 struct AcquireResult {
@@ -88,6 +97,19 @@ class CounterStore {
   // entry) is within that bound; anything slower must be handed to another
   // thread. `done` may call Acquire again.
   virtual void Acquire(std::vector<LimitCheck> checks, bool dry_run, Callback done) = 0;
+
+  using RefundCallback = absl::AnyInvocable<void(absl::Status) &&>;
+
+  // Gives back `cost` units of each of `checks` that an admission recorded
+  // at store time `consumed_at_ms` (its LimitOutcome::consumed_at_ms) took.
+  // Exact and all or nothing per store run; it never gives back more than
+  // that admission took, nothing of a unit that has since left its window
+  // (a sliding window's entry that expired, a fixed window that rolled
+  // over), and never creates a counter. A token bucket gets the tokens back
+  // at once (capped at its burst). `done` runs once, as for Acquire (same
+  // rules), after the units are back: a call decided after that sees them.
+  virtual void Refund(std::vector<LimitCheck> checks, int64_t consumed_at_ms,
+                      RefundCallback done) = 0;
 
   // A snapshot of the store's state and counts. Thread-safe.
   virtual CounterStoreStatus Status() const = 0;

@@ -194,6 +194,11 @@ void MemoryCounterStore::Acquire(std::vector<LimitCheck> checks, bool dry_run, C
   std::move(done)(AcquireNow(checks, dry_run));
 }
 
+void MemoryCounterStore::Refund(std::vector<LimitCheck> checks, int64_t consumed_at_ms,
+                                RefundCallback done) {
+  std::move(done)(absl::UnimplementedError("refund: not yet"));
+}
+
 size_t MemoryCounterStore::KeyCount() const {
   size_t n = 0;
   for (const Shard& shard : shards_) {

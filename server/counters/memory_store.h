@@ -33,6 +33,8 @@ class MemoryCounterStore final : public CounterStore {
   explicit MemoryCounterStore(const Clock* clock);
 
   void Acquire(std::vector<LimitCheck> checks, bool dry_run, Callback done) override;
+  void Refund(std::vector<LimitCheck> checks, int64_t consumed_at_ms,
+              RefundCallback done) override;
 
   // Synchronous form of Acquire (the in-process store never waits).
   AcquireResult AcquireNow(const std::vector<LimitCheck>& checks, bool dry_run);

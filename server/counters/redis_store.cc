@@ -509,6 +509,11 @@ void RedisCounterStore::FailParts(PartList& parts, const absl::Status& status, i
   parts.clear();
 }
 
+void RedisCounterStore::Refund(std::vector<LimitCheck> checks, int64_t consumed_at_ms,
+                               RefundCallback done) {
+  std::move(done)(absl::UnimplementedError("refund: not yet"));
+}
+
 void RedisCounterStore::Refund(std::vector<LimitCheck> checks, int64_t stamp, int64_t now) {
   if (shutting_down_) {
     refund_failures_.fetch_add(1, std::memory_order_relaxed);

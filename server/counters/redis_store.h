@@ -140,6 +140,8 @@ class RedisCounterStore final : public CounterStore {
   ~RedisCounterStore() override;
 
   void Acquire(std::vector<LimitCheck> checks, bool dry_run, Callback done) override;
+  void Refund(std::vector<LimitCheck> checks, int64_t consumed_at_ms,
+              RefundCallback done) override;
 
   CounterStoreStatus Status() const override;
 

@@ -30,6 +30,10 @@ struct Evaluation {
   Resolution resolution;           // Points into the policy, which must outlive it.
   bool final = false;              // The response is complete; no limits to check.
   std::vector<LimitCheck> checks;  // When !final: the limits to acquire.
+  // Parallel to `checks`: the policy's limit each one checks (the entry's,
+  // then its grant's section, its server's section, the policy's top level).
+  // Points into the policy.
+  std::vector<const LimitSpec*> specs;
 };
 
 class Engine {

@@ -38,7 +38,21 @@ struct LimitSpec {
   int64_t window_ms = 0;  // > 0
   int64_t max = 0;        // > 0: calls per window (token bucket: refill per window)
   int64_t burst = 0;      // Token bucket capacity (== max unless set); others: == max.
+  // What one call costs: `cost` units, or, when `cost_from` is set (a JSON
+  // Pointer into the arguments, e.g. "/amount"), the integer found there
+  // (0..capacity, else the call is denied with a violation at that path).
+  int64_t cost = 1;
+  std::string cost_from;
+  // `settle: required`: an admitted call's units are a reservation, given
+  // back if the gateway reports the call FAILED (Settle), committed when it
+  // reports SUCCEEDED or when the settlement timeout passes.
+  bool settle = false;
+  // Where the limit is written, for `rule` when it refuses:
+  // "tools.<name>.limits[0]", "limits[1]", "grants.<g>.limits[0]", ...
+  std::string rule_id;
 
+  // The counter's definition (tools sharing a counter must agree on it; each
+  // may charge its own cost and settle its own way).
   bool SameDefinition(const LimitSpec& o) const {
     return counter == o.counter && algorithm == o.algorithm && scope == o.scope &&
            window_ms == o.window_ms && max == o.max && burst == o.burst;

@@ -44,6 +44,10 @@ class FakeCounterStore final : public CounterStore {
     std::move(done)(Answer(mode, checks));
   }
 
+  void Refund(std::vector<LimitCheck>, int64_t, RefundCallback done) override {
+    std::move(done)(absl::UnimplementedError("fake store: no refunds"));
+  }
+
   CounterStoreStatus Status() const override {
     CounterStoreStatus s;
     s.kind = "fake";
