@@ -44,6 +44,7 @@ declare -A LAYER=(
   [server/counters]=3
   [server/approvals]=3
   [server/policy]=4
+  [server/reservations]=4
   [server/engine]=5
   [server/decider]=6
   [server/provider]=6

@@ -1,16 +1,14 @@
 #include "server/approvals/approval_store.h"
 
-#include <openssl/rand.h>
-
 #include <vector>
 
-#include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "server/base/random_id.h"
 #include "server/base/utf8.h"
 
 namespace toolgate {
@@ -39,26 +37,9 @@ int64_t Millis(const google::protobuf::Timestamp& t) {
 
 }  // namespace
 
-std::string NewApprovalId() {
-  unsigned char bytes[16];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
-    // OpenSSL's generator failed (it does not, once seeded): fall back to
-    // absl's, which is seeded from the OS too.
-    absl::BitGen gen;
-    for (unsigned char& b : bytes) b = absl::Uniform<unsigned char>(gen);
-  }
-  return absl::StrCat(
-      "apr_",
-      absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes))));
-}
+std::string NewApprovalId() { return NewRandomId("apr_"); }
 
-bool IsApprovalId(absl::string_view id) {
-  if (!absl::ConsumePrefix(&id, "apr_") || id.size() != 32) return false;
-  for (char c : id) {
-    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
-  }
-  return true;
-}
+bool IsApprovalId(absl::string_view id) { return IsRandomId("apr_", id); }
 
 absl::string_view ApprovalStateName(v1::ApprovalState state) {
   static const std::vector<std::string>* const kNames = new std::vector<std::string>(
