@@ -1,8 +1,10 @@
 #include "server/decider/decider.h"
 
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "server/base/digest.h"
 #include "server/base/json.h"
 #include "server/base/json_parse.h"
@@ -102,10 +104,27 @@ void Decider::Decide(DecisionTask& task, Done done) const {
 }
 
 void Decider::AcquireLimits(DecisionTask& task, Done done, std::string redeemed) const {
+  // The limits to reserve (their units are taken back by a FAILED
+  // settlement); the rest commit at once. Kept before the checks move
+  // into the store.
+  std::vector<ReservedLimit> reserved;
+  std::vector<size_t> reserved_index;
+  if (task.reserve && !task.dry_run && reservations_ != nullptr) {
+    const Evaluation& eval = task.evaluation;
+    for (size_t i = 0; i < eval.checks.size() && i < eval.specs.size(); ++i) {
+      const LimitSpec* spec = eval.specs[i];
+      if (spec == nullptr || !spec->settle || eval.checks[i].cost <= 0) continue;
+      ReservedLimit& r = reserved.emplace_back();
+      r.check = eval.checks[i];
+      r.cost_from = !spec->cost_from.empty();
+      reserved_index.push_back(i);
+    }
+  }
   std::vector<LimitCheck> checks = std::move(task.evaluation.checks);
   store_->Acquire(std::move(checks), task.dry_run,
-                  [this, &task, done = std::move(done),
-                   redeemed = std::move(redeemed)](absl::StatusOr<AcquireResult> result) mutable {
+                  [this, &task, done = std::move(done), redeemed = std::move(redeemed),
+                   reserved = std::move(reserved), reserved_index = std::move(reserved_index)](
+                      absl::StatusOr<AcquireResult> result) mutable {
                     if (!result.ok() && task.trace != nullptr) {
                       task.trace->push_back(
                           absl::StrCat("counter store failed: ", result.status().message()));
@@ -139,10 +158,160 @@ void Decider::AcquireLimits(DecisionTask& task, Done done, std::string redeemed)
                         return;
                       }
                     }
+                    // Admitted (not by the failure mode: the store said so).
+                    if (!reserved.empty() && result.ok() && result->admitted &&
+                        task.response->decision() == v1::DECISION_ALLOW) {
+                      for (size_t k = 0; k < reserved.size(); ++k) {
+                        const size_t i = reserved_index[k];
+                        if (i < result->outcomes.size()) {
+                          reserved[k].consumed_at_ms = result->outcomes[i].consumed_at_ms;
+                        }
+                      }
+                      Reserve(task, std::move(reserved), std::move(done));
+                      return;
+                    }
                     std::move(done)();
                   });
 }
 
+void Decider::Reserve(DecisionTask& task, std::vector<ReservedLimit> reserved, Done done) const {
+  NewReservation n;
+  n.decision_id = task.decision_id;
+  n.limits = std::move(reserved);
+  reservations_->Create(std::move(n), [this, &task, done = std::move(done)](
+                                          absl::StatusOr<std::string> id) mutable {
+    if (id.ok()) {
+      task.response->set_reservation_id(*id);
+      if (task.trace != nullptr) task.trace->push_back(absl::StrCat("reservation: ", *id));
+    } else {
+      // Never fails the decision: the units stay committed.
+      const bool full = id.status().code() == absl::StatusCode::kResourceExhausted;
+      task.response->set_reason(absl::StrCat(
+          task.response->reason(), task.response->reason().empty() ? "" : " ",
+          "(no reservation: ", id.status().message(), "; the units are committed)"));
+      if (reservation_observer_.not_reserved) {
+        reservation_observer_.not_reserved(full ? "full" : "store_failed", id.status().message());
+      }
+    }
+    std::move(done)();
+  });
+}
+
+namespace {
+
+// What a settlement gives back, by the store time the units were recorded
+// at (Refund takes one time per call; in a Redis Cluster, limits in
+// different slots may have been recorded at different times).
+std::map<int64_t, std::vector<LimitCheck>> RefundsOf(const Settlement& s) {
+  std::map<int64_t, std::vector<LimitCheck>> out;
+  for (const ReservedLimit& l : s.limits) {
+    int64_t units = 0;
+    if (s.outcome == SettleOutcome::kFailed) {
+      units = l.check.cost;
+    } else if (s.cost.has_value() && l.cost_from && l.check.cost > *s.cost) {
+      units = l.check.cost - *s.cost;
+    }
+    if (units <= 0) continue;
+    LimitCheck c = l.check;
+    c.cost = units;
+    out[l.consumed_at_ms].push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace
+
+void Decider::Settle(std::string id, SettleOutcome outcome, std::optional<int64_t> cost,
+                     absl::AnyInvocable<void(absl::StatusOr<Settlement>) &&> done) const {
+  using SettleDone = absl::AnyInvocable<void(absl::StatusOr<Settlement>) &&>;
+  if (reservations_ == nullptr) {
+    std::move(done)(absl::FailedPreconditionError("reservations are not kept by this server"));
+    return;
+  }
+  auto report = [this](absl::string_view result, const std::string& rid, const Settlement* s) {
+    if (!reservation_observer_.settled) return;
+    SettlementEvent e;
+    e.result = result;
+    e.reservation_id = rid;
+    if (s != nullptr) {
+      e.decision_id = s->decision_id;
+      e.outcome = s->outcome;
+      e.cost = s->cost;
+    }
+    reservation_observer_.settled(e);
+  };
+  reservations_->Settle(id, outcome, cost, [this, id, report, done = std::move(done)](
+                                               absl::StatusOr<Settlement> s) mutable {
+    if (!s.ok()) {
+      if (s.status().code() == absl::StatusCode::kNotFound) report("not_found", id, nullptr);
+      std::move(done)(s.status());
+      return;
+    }
+    if (s->already_settled) {
+      report("duplicate", id, &*s);
+      std::move(done)(std::move(s));
+      return;
+    }
+    std::map<int64_t, std::vector<LimitCheck>> refunds = RefundsOf(*s);
+    if (refunds.empty()) {
+      report(SettleOutcomeName(s->outcome), id, &*s);
+      std::move(done)(std::move(s));
+      return;
+    }
+    // Every group is given back before the answer; then the outcome.
+    struct Pending {
+      absl::Mutex mu;
+      size_t left ABSL_GUARDED_BY(mu) = 0;
+      size_t failed ABSL_GUARDED_BY(mu) = 0;
+      absl::Status first_error ABSL_GUARDED_BY(mu);
+      Settlement settlement;
+      SettleDone done;
+    };
+    auto pending = std::make_shared<Pending>();
+    pending->left = refunds.size();
+    pending->settlement = *std::move(s);
+    pending->done = std::move(done);
+    const size_t groups = refunds.size();
+    auto finish = [this, id, report, pending, groups](absl::Status status) {
+      size_t failed = 0;
+      absl::Status first;
+      {
+        absl::MutexLock lock(&pending->mu);
+        if (!status.ok()) {
+          if (pending->failed++ == 0) pending->first_error = status;
+        }
+        if (--pending->left > 0) return;
+        failed = pending->failed;
+        first = pending->first_error;
+      }
+      Settlement& st = pending->settlement;
+      if (failed == 0) {
+        report(SettleOutcomeName(st.outcome), id, &st);
+        std::move(pending->done)(std::move(st));
+        return;
+      }
+      if (failed < groups) {
+        // Part is back: settling again would give it back twice.
+        report(SettleOutcomeName(st.outcome), id, &st);
+        std::move(pending->done)(absl::UnavailableError(absl::StrCat(
+            "reservation ", id, " is settled, but only part of its units could be given back (",
+            first.message(), "); the rest stay consumed")));
+        return;
+      }
+      // Nothing is back: open the reservation again, so that a retry can.
+      reservations_->Revert(id, st.outcome, [id, first, pending](absl::StatusOr<bool> r) {
+        const bool reopened = r.ok() && *r;
+        std::move(pending->done)(absl::UnavailableError(absl::StrCat(
+            "the units of reservation ", id, " could not be given back (", first.message(), ")",
+            reopened ? "; it is open again: retry the settlement"
+                     : "; it stays settled and its units consumed")));
+      });
+    };
+    for (auto& [consumed_at, checks] : refunds) {
+      store_->Refund(std::move(checks), consumed_at, finish);
+    }
+  });
+}
 namespace {
 
 ApprovalBinding BindingOf(const v1::CheckRequest& req, const std::string& canonical_args) {

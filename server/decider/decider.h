@@ -5,7 +5,9 @@
 #ifndef TOOLGATE_SERVER_DECIDER_DECIDER_H_
 #define TOOLGATE_SERVER_DECIDER_DECIDER_H_
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "server/engine/args_limits.h"
 #include "server/engine/engine.h"
 #include "server/policy/policy.h"
+#include "server/reservations/reservation_store.h"
 #include "toolgate/v1/decision.pb.h"
 
 namespace toolgate {
@@ -34,10 +37,36 @@ struct DecisionTask {
   Evaluation evaluation;                      // Set by Decide.
   // Set by Decide when the call redeemed an approval (request.approval_id).
   bool redeemed = false;
+  // An admitted call (not a dry run) whose limits include `settle:
+  // required` ones gets a reservation of those limits' units
+  // (CheckResponse.reservation_id). Only callers that can report the
+  // call's outcome (DecisionService.Check) ask for one; others' units are
+  // committed at once.
+  bool reserve = false;
 
   // True once decided when the counters decided (ALLOW or RATE_LIMITED
   // after the store answered), false when the policy alone did.
   bool decided_by_limits() const { return !evaluation.final; }
+};
+
+// What becomes of reservations, for metrics and the decision log (each
+// callback optional; they run where the store or counter store completes,
+// and must be quick).
+struct SettlementEvent {
+  // "succeeded", "failed" (this call settled it), "duplicate" (settled
+  // before), "not_found".
+  absl::string_view result;
+  std::string reservation_id;
+  std::string decision_id;  // The decision that reserved; empty for not_found.
+  SettleOutcome outcome = SettleOutcome::kSucceeded;
+  std::optional<int64_t> cost;
+};
+struct ReservationObserver {
+  std::function<void(const SettlementEvent&)> settled;
+  // An admitted call that should have had a reservation got none; its
+  // units are committed. `why`: "full" (--max-open-reservations) or
+  // "store_failed"; `message` says more.
+  std::function<void(absl::string_view why, absl::string_view message)> not_reserved;
 };
 
 class Decider {
@@ -88,6 +117,26 @@ class Decider {
   void set_approvals(ApprovalStore* approvals) { approvals_ = approvals; }
   ApprovalStore* approvals() const { return approvals_; }
 
+  // With reservations: `reservations` must outlive the decider (null: none;
+  // every call's units are committed at once). `observer` is copied.
+  void set_reservations(ReservationStore* reservations, ReservationObserver observer = {}) {
+    reservations_ = reservations;
+    reservation_observer_ = std::move(observer);
+  }
+  ReservationStore* reservations() const { return reservations_; }
+
+  // Settles reservation `id` (DecisionService.Settle; checked to be a
+  // reservation id by the caller): records the outcome once across the
+  // fleet, then gives back what is due (FAILED: every reserved unit;
+  // SUCCEEDED with `cost`: the units above it of limits whose cost came
+  // from the arguments) and answers once they are back. Errors as
+  // ReservationStore::Settle; UNAVAILABLE when the units could not be
+  // given back (the reservation is then open again, when that could be
+  // recorded, so that a retry can settle it); FAILED_PRECONDITION without
+  // a reservation store. `done` runs where the stores complete.
+  void Settle(std::string id, SettleOutcome outcome, std::optional<int64_t> cost,
+              absl::AnyInvocable<void(absl::StatusOr<Settlement>) &&> done) const;
+
   const Engine& engine() const { return engine_; }
   const ArgsLimits& limits() const { return limits_; }
 
@@ -97,12 +146,17 @@ class Decider {
   // `redeemed`: the approval the call used (given back if refused).
   void AcquireLimits(DecisionTask& task, Done done, std::string redeemed) const;
   void CreateApproval(DecisionTask& task, Done done) const;
+  // After an admission: records the reservation of `reserved` (the outcomes
+  // give each one's consumed_at_ms), then `done`.
+  void Reserve(DecisionTask& task, std::vector<ReservedLimit> reserved, Done done) const;
   void RedeemApproval(DecisionTask& task, Done done) const;
 
   CounterStore* const store_;
   const Engine engine_;
   const ArgsLimits limits_;
   ApprovalStore* approvals_ = nullptr;
+  ReservationStore* reservations_ = nullptr;
+  ReservationObserver reservation_observer_;
 };
 
 }  // namespace toolgate
