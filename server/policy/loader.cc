@@ -90,6 +90,25 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
       (IsGlob(t.rule.name) ? globs : exact).push_back(std::move(t.rule));
     }
   };
+  // Checks that the counters of a scope's `limits` agree with every other
+  // place defining them (as add_tools does for entries).
+  auto check_counters = [&](const ParsedLimits& pl, const std::string& file, Diagnostics& d) {
+    for (size_t i = 0; i < pl.limits.size(); ++i) {
+      const LimitSpec& spec = pl.limits[i];
+      const std::string limit_at = MarkLocation(file, pl.limit_marks[i]);
+      auto [cit, cinserted] = counters.emplace(spec.counter, std::make_pair(spec, limit_at));
+      if (!cinserted && !cit->second.first.SameDefinition(spec)) {
+        d.Error(pl.limit_marks[i],
+                absl::StrCat("counter \"", spec.counter, "\" is defined here as ", spec.Describe(),
+                             " but at ", cit->second.second, " as ", cit->second.first.Describe(),
+                             "; places sharing a counter must define it the same way"));
+      }
+    }
+  };
+  // The top-level `limits` come from one file: a list split over files
+  // would have no single order for its rule ids ("limits[0]").
+  std::vector<LimitSpec> policy_limits;
+  std::string policy_limits_at;
 
   absl::flat_hash_map<std::string, std::string> general_at;
   std::vector<ToolRule> exact, globs;
@@ -119,6 +138,18 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
       }
     }
     add_tools(doc.tools, doc.file, general_at, exact, globs, d);
+    if (doc.limits.present) {
+      const std::string here = MarkLocation(doc.file, doc.limits.mark);
+      if (!policy_limits_at.empty()) {
+        d.Error(doc.limits.mark,
+                absl::StrCat("limits (top level) are already set at ", policy_limits_at,
+                             "; set them in one file of the policy"));
+      } else {
+        policy_limits_at = here;
+        check_counters(doc.limits, doc.file, d);
+        policy_limits = std::move(doc.limits.limits);
+      }
+    }
     for (ParsedSection& ps : doc.sections) {
       const std::string id = absl::StrCat(ps.kind, ".", ps.name);
       auto [it, inserted] = section_at.emplace(id, MarkLocation(doc.file, ps.mark));
@@ -137,6 +168,8 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
         def.has_action = true;
         pending.section.default_rule = std::move(def);
       }
+      check_counters(ps.limits, doc.file, d);
+      pending.section.limits = std::move(ps.limits.limits);
       if (ps.peers) {
         pending.section.peers = PeerRule{absl::StrCat(id, ".peers"), std::move(*ps.peers)};
       }
@@ -182,7 +215,7 @@ absl::StatusOr<std::shared_ptr<const Policy>> LoadPolicyFromSources(
   return std::make_shared<const Policy>(
       revision ? *revision : ContentRevision(sources), std::move(names), std::move(default_rule),
       RuleSet(std::move(exact), std::move(globs)), std::move(server_sections),
-      std::move(grant_sections), std::move(classes));
+      std::move(grant_sections), std::move(classes), std::move(policy_limits));
 }
 
 absl::StatusOr<std::vector<PolicySource>> ReadPolicySources(const std::string& path) {

@@ -5,7 +5,8 @@
 // it (IsPolicyFileName, server/base/files.h: hidden entries, such as a
 // Kubernetes ConfigMap's "..data", are skipped; their symlinked files are
 // read through the visible names). Its files may not
-// define the same tool twice, and at most one may set `default`.
+// define the same tool or section twice, and at most one may set `default`
+// or the top-level `limits` (an error names both places).
 #ifndef TOOLGATE_SERVER_POLICY_LOADER_H_
 #define TOOLGATE_SERVER_POLICY_LOADER_H_
 

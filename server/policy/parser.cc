@@ -118,14 +118,71 @@ bool ValidCounterName(absl::string_view s) {
   return true;
 }
 
+// `cost_from`: a JSON Pointer (RFC 6901) into the arguments, bounded in
+// length and depth, split into unescaped tokens. False (with an error) when
+// it is not one.
+bool ParseCostFrom(const YAML::Node& v, const std::string& what, LimitSpec& spec, Diagnostics& d) {
+  auto s = GetString(v, what, d);
+  if (!s) return false;
+  if (s->empty() || (*s)[0] != '/') {
+    d.Error(v, absl::StrCat(what, " must be a JSON Pointer into the arguments starting with \"/\" "
+                                  "(e.g. /amount), got ",
+                            QuoteText(*s)));
+    return false;
+  }
+  if (s->size() > kMaxCostFromBytes) {
+    d.Error(v, absl::StrCat(what, " is ", s->size(), " bytes, longer than ", kMaxCostFromBytes));
+    return false;
+  }
+  if (const Utf8Problem p = FindUtf8Problem(*s, /*forbid_control=*/true); !p.ok()) {
+    d.Error(v, absl::StrCat(what, " ", QuoteText(*s), ": ", DescribeUtf8Problem(p)));
+    return false;
+  }
+  std::vector<std::string> tokens;
+  std::string token;
+  for (size_t i = 1; i <= s->size(); ++i) {
+    if (i == s->size() || (*s)[i] == '/') {
+      tokens.push_back(std::move(token));
+      token.clear();
+      continue;
+    }
+    const char c = (*s)[i];
+    if (c != '~') {
+      token.push_back(c);
+      continue;
+    }
+    const char next = i + 1 < s->size() ? (*s)[i + 1] : '\0';
+    if (next != '0' && next != '1') {
+      d.Error(v, absl::StrCat(what, " ", QuoteText(*s), ": \"~\" at byte ", i,
+                              " must be followed by 0 or 1 (\"~0\" is \"~\", \"~1\" is \"/\")"));
+      return false;
+    }
+    token.push_back(next == '0' ? '~' : '/');
+    ++i;
+  }
+  if (tokens.size() > kMaxCostFromTokens) {
+    d.Error(v, absl::StrCat(what, " has ", tokens.size(), " reference tokens, more than ",
+                            kMaxCostFromTokens, " (arguments nest at most that deep)"));
+    return false;
+  }
+  spec.cost_from = *std::move(s);
+  spec.cost_path = std::move(tokens);
+  return true;
+}
+
+// Parses one element of a `limits` list at `where` ("tools.t.limits[0]",
+// "limits[1]"), which is also the limit's rule_id.
 void ParseLimit(const YAML::Node& node, const std::string& where,
-                const std::string& default_counter, ParsedTool& tool, Diagnostics& d) {
+                const std::string& default_counter, std::vector<LimitSpec>& out,
+                std::vector<YAML::Mark>& marks, Diagnostics& d) {
   LimitSpec spec;
+  spec.rule_id = where;
   bool has_counter = false, saw_window = false, saw_max = false;
-  std::optional<YAML::Node> burst_node;
+  std::optional<YAML::Node> burst_node, cost_node, cost_from_node;
   const size_t errors_before = d.errors().size();
   const bool is_map = ForEachKey(
-      node, where, {"counter", "window", "max", "scope", "algorithm", "burst"}, d,
+      node, where,
+      {"counter", "window", "max", "scope", "algorithm", "burst", "cost", "cost_from", "settle"}, d,
       [&](const std::string& key, const YAML::Node&, const YAML::Node& v) {
         if (key == "counter") {
           if (auto s = GetString(v, where + ".counter", d)) {
@@ -170,6 +227,19 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
           }
         } else if (key == "burst") {
           burst_node = v;
+        } else if (key == "cost") {
+          cost_node = v;
+        } else if (key == "cost_from") {
+          cost_from_node = v;
+        } else if (key == "settle") {
+          if (auto s = GetString(v, where + ".settle", d)) {
+            if (*s == "required") {
+              spec.settle = true;
+            } else if (*s != "none") {
+              d.Error(v, absl::StrCat(where, ".settle must be required or none, got ",
+                                      QuoteText(*s)));
+            }
+          }
         }
       });
   if (!is_map) return;
@@ -184,9 +254,62 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
       spec.burst = *b;
     }
   }
+  if (cost_node && cost_from_node) {
+    d.Error(*cost_from_node,
+            absl::StrCat(where, ": set cost or cost_from, not both (cost_from reads each call's "
+                                "cost from its arguments)"));
+  } else if (cost_node) {
+    if (auto c = GetPositiveInt(*cost_node, where + ".cost", d)) {
+      // Past the capacity no call could ever be admitted.
+      if (spec.Capacity() > 0 && *c > spec.Capacity()) {
+        d.Error(*cost_node,
+                absl::StrCat(where, ".cost ", *c, " is more than the limit's ",
+                             spec.algorithm == Algorithm::kTokenBucket ? "burst" : "max", " (",
+                             spec.Capacity(), "): no call could ever be admitted"));
+      } else {
+        spec.cost = *c;
+      }
+    }
+  } else if (cost_from_node) {
+    ParseCostFrom(*cost_from_node, where + ".cost_from", spec, d);
+  }
   if (d.errors().size() != errors_before) return;
-  tool.rule.limits.push_back(std::move(spec));
-  tool.limit_marks.push_back(node.Mark());
+  out.push_back(std::move(spec));
+  marks.push_back(node.Mark());
+}
+
+// A `limits` list at `where` ("tools.t.limits", "limits",
+// "grants.g.limits") of `owner` (named in errors: "tools.t", "limits"). Unnamed counters are "<counter_base>#<i>" when
+// `counter_base` is set, else the limit's own rule_id ("limits[0]"), which
+// no entry's default counter ("<name>#<i>") can equal.
+void ParseLimitList(const YAML::Node& ln, const std::string& where, absl::string_view owner,
+                    const std::string& counter_base, std::vector<LimitSpec>& out,
+                    std::vector<YAML::Mark>& marks, Diagnostics& d) {
+  for (size_t i = 0; i < ln.size(); ++i) {
+    const std::string at = absl::StrCat(where, "[", i, "]");
+    ParseLimit(ln[i], at, counter_base.empty() ? at : absl::StrCat(counter_base, "#", i), out,
+               marks, d);
+  }
+  absl::flat_hash_map<std::string, size_t> counters;
+  for (size_t i = 0; i < out.size(); ++i) {
+    auto [it, inserted] = counters.emplace(out[i].counter, i);
+    if (!inserted) {
+      d.Error(marks[i], absl::StrCat(owner, " names counter ", QuoteText(out[i].counter),
+                                     " more than once"));
+    }
+  }
+}
+
+// A `limits` list over every call of a scope (top level, section).
+void ParseScopeLimits(const YAML::Node& ln, const std::string& where, ParsedLimits& out,
+                      Diagnostics& d) {
+  if (!ln.IsSequence()) {
+    d.Error(ln, absl::StrCat(where, " must be a list, got ", YamlKindName(ln)));
+    return;
+  }
+  out.present = true;
+  out.mark = ln.Mark();
+  ParseLimitList(ln, where, where, "", out.limits, out.limit_marks, d);
 }
 
 std::optional<Category> ParseCategory(const YAML::Node& n, absl::string_view what, Diagnostics& d) {
@@ -269,22 +392,10 @@ void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, const s
         // carry the section's path so that they never collide.
         const std::string counter_base =
             prefix == "tools." ? tool.rule.name : tool.rule.rule_id;
-        for (size_t i = 0; i < ln.size(); ++i) {
-          ParseLimit(ln[i], absl::StrCat(where, ".limits[", i, "]"),
-                     absl::StrCat(counter_base, "#", i), tool, d);
-        }
+        ParseLimitList(ln, where + ".limits", where, counter_base, tool.rule.limits, tool.limit_marks, d);
         if (tool.rule.action != Action::kAllow && ln.size() > 0) {
           d.Error(ln, absl::StrCat(where, ".limits apply only to allowed tools, but the action is ",
                                    ActionName(tool.rule.action)));
-        }
-        absl::flat_hash_map<std::string, size_t> counters;
-        for (size_t i = 0; i < tool.rule.limits.size(); ++i) {
-          auto [it, inserted] = counters.emplace(tool.rule.limits[i].counter, i);
-          if (!inserted) {
-            d.Error(tool.limit_marks[i],
-                    absl::StrCat(where, " names counter ", QuoteText(tool.rule.limits[i].counter),
-                                 " more than once"));
-          }
         }
       }
     }
@@ -366,9 +477,9 @@ void ParseSections(const YAML::Node& v, const std::string& kind, int& order, Pol
       return;
     }
     if (!CheckPolicyName(name, absl::StrCat("a name in ", kind), k, d)) return;
-    std::initializer_list<absl::string_view> keys_servers = {"default", "tools"};
+    std::initializer_list<absl::string_view> keys_servers = {"default", "tools", "limits"};
     std::initializer_list<absl::string_view> keys_grants = {"default", "tools", "bypass_classes",
-                                                            "peers"};
+                                                            "peers", "limits"};
     if (body.IsNull()) {
       doc.sections.push_back(std::move(section));
       return;
@@ -399,6 +510,8 @@ void ParseSections(const YAML::Node& v, const std::string& kind, int& order, Pol
                    }
                  } else if (key == "peers") {
                    ParsePeers(value, where, section, d);
+                 } else if (key == "limits") {
+                   ParseScopeLimits(value, where + ".limits", section.limits, d);
                  }
                });
     doc.sections.push_back(std::move(section));
@@ -474,7 +587,9 @@ void ParseRoot(const YAML::Node& root, PolicyDocument& doc, Diagnostics& d) {
   int order = 0;
   const bool is_map =
       ForEachKey(root, "the policy",
-                 {"version", "revision", "default", "tools", "servers", "grants", "classes"}, d,
+                 {"version", "revision", "default", "tools", "servers", "grants", "classes",
+                  "limits"},
+                 d,
                  [&](const std::string& key, const YAML::Node& k, const YAML::Node& v) {
                    if (key == "version") {
                      has_version = true;
@@ -505,6 +620,8 @@ void ParseRoot(const YAML::Node& root, PolicyDocument& doc, Diagnostics& d) {
                      ParseSections(v, key, order, doc, d);
                    } else if (key == "classes") {
                      ParseClasses(v, doc, d);
+                   } else if (key == "limits") {
+                     ParseScopeLimits(v, "limits", doc.limits, d);
                    }
                  });
   if (is_map && !has_version) d.Error(root, "version is required (version: \"1\")");

@@ -25,6 +25,15 @@ struct ParsedTool {
   std::vector<YAML::Mark> limit_marks;  // One per rule.limits element.
 };
 
+// A `limits` list over every call of a scope (the policy's top level, a
+// section).
+struct ParsedLimits {
+  bool present = false;                 // The document sets `limits`.
+  YAML::Mark mark;                      // Where the list is.
+  std::vector<LimitSpec> limits;
+  std::vector<YAML::Mark> limit_marks;  // One per element of limits.
+};
+
 // A `servers.<name>` or `grants.<name>` section.
 struct ParsedSection {
   std::string kind;  // "servers" or "grants"
@@ -36,6 +45,7 @@ struct ParsedSection {
   std::vector<std::string> bypass_classes;  // grants only
   std::vector<YAML::Mark> bypass_marks;
   std::optional<std::vector<std::string>> peers;  // grants only; set: non-empty
+  ParsedLimits limits;
 };
 
 struct ParsedClass {
@@ -52,6 +62,7 @@ struct PolicyDocument {
   std::vector<ParsedTool> tools;
   std::vector<ParsedSection> sections;
   std::vector<ParsedClass> classes;
+  ParsedLimits limits;  // The top-level `limits`.
 };
 
 // Parses `text`; errors go to `diags` (whose file name locates them). Returns

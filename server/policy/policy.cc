@@ -163,14 +163,16 @@ const ToolRule* RuleSet::Find(absl::string_view tool) const {
 
 Policy::Policy(std::string revision, std::vector<std::string> sources, ToolRule default_rule,
                RuleSet tools, absl::flat_hash_map<std::string, Section> servers,
-               absl::flat_hash_map<std::string, Section> grants, std::vector<ClassRule> classes)
+               absl::flat_hash_map<std::string, Section> grants, std::vector<ClassRule> classes,
+               std::vector<LimitSpec> limits)
     : revision_(std::move(revision)),
       sources_(std::move(sources)),
       default_(std::move(default_rule)),
       tools_(std::move(tools)),
       servers_(std::move(servers)),
       grants_(std::move(grants)),
-      classes_(std::move(classes)) {}
+      classes_(std::move(classes)),
+      limits_(std::move(limits)) {}
 
 const std::string* PeerRule::Match(absl::string_view peer) const {
   if (peer.empty()) return nullptr;
@@ -221,6 +223,9 @@ Resolution Policy::Resolve(absl::string_view tool, absl::string_view server,
 
   Resolution out;
   out.limits = &NoLimits();
+  out.grant_limits = grant_section != nullptr ? &grant_section->limits : &NoLimits();
+  out.server_limits = server_section != nullptr ? &server_section->limits : &NoLimits();
+  out.policy_limits = &limits_;
   int64_t entry_ttl = 0;
   if (n == 0) {
     const ToolRule* def = &default_;

@@ -6,6 +6,7 @@
 #define TOOLGATE_SERVER_POLICY_POLICY_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,9 @@ struct LimitSpec {
   // (0..capacity, else the call is denied with a violation at that path).
   int64_t cost = 1;
   std::string cost_from;
+  // `cost_from` split into its reference tokens, unescaped ("~1" -> "/",
+  // "~0" -> "~"), so that a call's lookup decodes nothing.
+  std::vector<std::string> cost_path;
   // `settle: required`: an admitted call's units are a reservation, given
   // back if the gateway reports the call FAILED (Settle), committed when it
   // reports SUCCEEDED or when the settlement timeout passes.
@@ -59,7 +63,15 @@ struct LimitSpec {
   }
   // "10 per 1m (sliding_window, scope grant)"
   std::string Describe() const;
+  // The most one call may cost: `burst` for a token bucket, else `max`.
+  int64_t Capacity() const { return algorithm == Algorithm::kTokenBucket ? burst : max; }
 };
+
+// Bounds on `cost_from` (a JSON Pointer, RFC 6901): its length in bytes and
+// its reference tokens (no deeper than arguments may nest: --max-args-depth
+// is at most 256).
+inline constexpr size_t kMaxCostFromBytes = 1024;
+inline constexpr size_t kMaxCostFromTokens = 256;
 
 // Kinds of tools, for class rules.
 enum class Category { kNone, kRead, kWrite, kExecute, kNetwork, kAdmin, kOther };
@@ -144,6 +156,9 @@ struct PeerRule {
 // A `servers.<name>` or `grants.<name>` section.
 struct Section {
   RuleSet tools;
+  // `limits` of the section: they apply to every call in its scope that
+  // reaches the limits step, besides the entry's own.
+  std::vector<LimitSpec> limits;
   std::optional<ToolRule> default_rule;  // When the section sets `default`.
   std::vector<std::string> bypass_classes;  // grants only: class rules lifted.
   std::optional<PeerRule> peers;            // grants only: who may assert the grant.
@@ -155,7 +170,19 @@ struct Resolution {
   absl::string_view rule_id;        // What decided (an entry, a default or a class rule).
   Action action = Action::kDeny;
   absl::string_view reason;
-  const std::vector<LimitSpec>* limits = nullptr;  // Never null.
+  const std::vector<LimitSpec>* limits = nullptr;  // Never null. The entry's.
+  // Limits over every call of the scope (often empty; null counts as empty): the
+  // grant's section's, the server's section's, the policy's top level.
+  const std::vector<LimitSpec>* grant_limits = nullptr;
+  const std::vector<LimitSpec>* server_limits = nullptr;
+  const std::vector<LimitSpec>* policy_limits = nullptr;
+  // Whether any limit applies (entry or scope).
+  bool HasLimits() const {
+    for (const std::vector<LimitSpec>* l : {limits, grant_limits, server_limits, policy_limits}) {
+      if (l != nullptr && !l->empty()) return true;
+    }
+    return false;
+  }
   const ArgsSchema* args = nullptr;
   absl::string_view args_rule_id;  // The entry whose schema applies.
   Category category = Category::kNone;
@@ -172,7 +199,7 @@ class Policy {
   Policy(std::string revision, std::vector<std::string> sources, ToolRule default_rule,
          RuleSet tools, absl::flat_hash_map<std::string, Section> servers = {},
          absl::flat_hash_map<std::string, Section> grants = {},
-         std::vector<ClassRule> classes = {});
+         std::vector<ClassRule> classes = {}, std::vector<LimitSpec> limits = {});
 
   // The general entry for `tool` (ignoring sections and classes), else the
   // default.
@@ -197,6 +224,8 @@ class Policy {
   // The files this revision was loaded from.
   const std::vector<std::string>& sources() const { return sources_; }
   const ToolRule& default_rule() const { return default_; }
+  // The top-level `limits`: over every call that reaches the limits step.
+  const std::vector<LimitSpec>& limits() const { return limits_; }
   size_t exact_count() const { return tools_.exact_count(); }
   size_t glob_count() const { return tools_.glob_count(); }
   size_t server_count() const { return servers_.size(); }
@@ -211,6 +240,7 @@ class Policy {
   absl::flat_hash_map<std::string, Section> servers_;
   absl::flat_hash_map<std::string, Section> grants_;
   std::vector<ClassRule> classes_;
+  std::vector<LimitSpec> limits_;
 };
 
 }  // namespace toolgate
