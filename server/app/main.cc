@@ -132,6 +132,14 @@ int main(int argc, char** argv) {
             1'000'000,
             "Approvals one grant may have open at once, so that one grant cannot crowd out "
             "the others.");
+  flags.Duration("settlement-timeout", &config.reservations.timeout_ms,
+                 "How long a reservation (a limit with settle: required) waits for Settle; "
+                 "past it the reservation commits (its units stay consumed) and Settle answers "
+                 "NOT_FOUND. 1s to 24h.");
+  flags.Int("max-open-reservations", &config.reservations.max_open, 1, 10'000'000,
+            "Reservations this server may have open at once (created here, not settled here, "
+            "not past --settlement-timeout); past it a call is admitted with its units "
+            "committed and no reservation_id (the reason says so; counted in metrics).");
   int64_t stats_interval_ms = 60'000;
   flags.Duration("stats-interval", &stats_interval_ms,
                  "How often to log counter-store statistics (when they changed).");
@@ -246,6 +254,12 @@ int main(int argc, char** argv) {
   } else {
     std::cerr << "toolgated: flag --redis-failure-mode: must be closed or open, got \""
               << failure_mode << "\"\nRun 'toolgated --help' for the list of flags.\n";
+    return 2;
+  }
+  if (config.reservations.timeout_ms < 1000 || config.reservations.timeout_ms > 86'400'000) {
+    std::cerr << "toolgated: flag --settlement-timeout: must be between 1s and 24h, got "
+              << config.reservations.timeout_ms
+              << " ms\nRun 'toolgated --help' for the list of flags.\n";
     return 2;
   }
   if (absl::Status s = toolgate::ApplyExtAuthzFlags(ext_authz, &config); !s.ok()) {

@@ -2,6 +2,8 @@
 
 #include "server/approvals/memory_approvals.h"
 #include "server/approvals/redis_approvals.h"
+#include "server/reservations/memory_reservations.h"
+#include "server/reservations/redis_reservations.h"
 
 #include <atomic>
 #include <thread>
@@ -64,6 +66,7 @@ ToolgateServer::~ToolgateServer() {
   if (approval_hub_ != nullptr) approval_hub_->Stop();
   approvals_.reset();
   approval_hub_.reset();
+  reservations_.reset();
   if (decision_log_ != nullptr) decision_log_->Close();
 }
 
@@ -169,6 +172,7 @@ absl::Status ToolgateServer::StartServing() {
       std::make_unique<Decider>(store_.get(), Engine(config_.failure_mode), config_.args_limits);
   if (absl::Status s = StartApprovals(); !s.ok()) return s;
   decider_->set_approvals(approvals_.get());
+  if (absl::Status s = StartReservations(); !s.ok()) return s;
   // The order the observers see a decision in: counted, compared, logged.
   std::vector<DecisionObserver*> observers = {&metrics_observer_, &shadow_comparer_};
   if (log_observer_ != nullptr) observers.push_back(log_observer_.get());
@@ -260,6 +264,7 @@ absl::Status ToolgateServer::StartServing() {
       return service_->in_flight() + (ext_authz_ != nullptr ? ext_authz_->in_flight() : 0);
     };
     sources.approvals_waiting = [this] { return static_cast<int64_t>(approval_hub_->waiting()); };
+    sources.reservations_open = [this] { return reservations_->open(); };
     metrics_->SetSources(std::move(sources));
     absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
         MetricsEndpoint::Start(config_.metrics_listen, metrics_);
@@ -310,6 +315,43 @@ absl::Status ToolgateServer::StartApprovals() {
   }
   approval_hub_ = std::make_unique<ApprovalHub>(approvals_.get(), hub_options);
   hub_for_events_.store(approval_hub_.get(), std::memory_order_release);
+  return absl::OkStatus();
+}
+
+absl::Status ToolgateServer::StartReservations() {
+  // Commits by timeout, reported by the server that created each one.
+  ReservationExpiredFn on_expired = [this](const std::string& id, const std::string& decision_id) {
+    metrics_->RecordSettlement("expired");
+    if (decision_log_ != nullptr) {
+      LogReservationEvent(decision_log_.get(), "reservation_expired", id, decision_id, "expired",
+                          std::nullopt);
+    }
+  };
+  if (config_.redis_url.empty()) {
+    reservations_ = std::make_unique<MemoryReservationStore>(
+        SystemClock::Get(), config_.reservations, std::move(on_expired));
+  } else {
+    absl::StatusOr<RedisUrl> url = ParseRedisUrl(config_.redis_url, config_.redis_credentials);
+    if (!url.ok()) return url.status();
+    RedisReservationOptions options;
+    options.url = *std::move(url);
+    options.reservations = config_.reservations;
+    options.on_expired = std::move(on_expired);
+    reservations_ = std::make_unique<RedisReservationStore>(std::move(options));
+  }
+  ReservationObserver observer;
+  observer.settled = [this](const SettlementEvent& e) {
+    metrics_->RecordSettlement(e.result);
+    if (decision_log_ != nullptr && (e.result == "succeeded" || e.result == "failed")) {
+      LogReservationEvent(decision_log_.get(), "reservation_settled", e.reservation_id,
+                          e.decision_id, SettleOutcomeName(e.outcome), e.cost);
+    }
+  };
+  observer.not_reserved = [this](absl::string_view why, absl::string_view message) {
+    metrics_->RecordReservationNotRecorded(why);
+    if (why != "full") LogWarning("an admitted call got no reservation (units committed): ", message);
+  };
+  decider_->set_reservations(reservations_.get(), std::move(observer));
   return absl::OkStatus();
 }
 

@@ -22,6 +22,7 @@
 #include "server/engine/args_limits.h"
 #include "server/engine/engine.h"
 #include "server/policy/registry.h"
+#include "server/reservations/reservation_store.h"
 #include "server/provider/provider.h"
 #include "server/service/admin_service.h"
 #include "server/service/approval_service.h"
@@ -79,6 +80,9 @@ struct ServerConfig {
   bool over_limit_cache = true;
   // Approvals live where the counters do (in process, or in Redis).
   ApprovalLimits approval_limits;
+  // Reservations (settle: required) too: --settlement-timeout,
+  // --max-open-reservations.
+  ReservationOptions reservations;
   // Prometheus metrics on http://HOST:PORT/metrics; empty: off.
   std::string metrics_listen;
   // Decision log: "stdout", "stderr" or a file path; empty: off.
@@ -157,6 +161,7 @@ class ToolgateServer {
   // Every revision or failure from the provider (and from Reload) ends here:
   // activated or rejected, recorded for status and metrics, logged.
   absl::Status StartApprovals();
+  absl::Status StartReservations();
   void OnPolicy(absl::StatusOr<std::shared_ptr<const Policy>> revision, absl::string_view trigger);
   void ReloadShadow();
 
@@ -173,6 +178,7 @@ class ToolgateServer {
   std::unique_ptr<ApprovalHub> approval_hub_;
   std::atomic<ApprovalHub*> hub_for_events_{nullptr};
   std::unique_ptr<ApprovalStore> approvals_;
+  std::unique_ptr<ReservationStore> reservations_;
   std::unique_ptr<Decider> decider_;
   std::unique_ptr<DecisionLog> decision_log_;  // Null when off.
   MetricsObserver metrics_observer_;

@@ -167,6 +167,8 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Check(grpc::CallbackServerContext
   task.request = &call->request;
   task.response = &call->response;
   task.dry_run = req.dry_run();
+  // A Check caller can report the call's outcome (Settle).
+  task.reserve = true;
   // Known before deciding: an approval the call uses records it.
   call->response.set_decision_id(NextDecisionId());
   task.decision_id = call->response.decision_id();
@@ -262,6 +264,72 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::WaitApproval(grpc::CallbackServer
   auto* call = new WaitCall(approvals_, response);
   call->Start(request->approval_id(), SteadyClock::Get()->NowMillis() + wait_ms);
   return call;
+}
+
+namespace {
+
+SettleOutcome ToOutcome(v1::SettleOutcome o) {
+  return o == v1::SETTLE_OUTCOME_FAILED ? SettleOutcome::kFailed : SettleOutcome::kSucceeded;
+}
+
+v1::SettleOutcome FromOutcome(SettleOutcome o) {
+  return o == SettleOutcome::kFailed ? v1::SETTLE_OUTCOME_FAILED : v1::SETTLE_OUTCOME_SUCCEEDED;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* DecisionServiceImpl::Settle(grpc::CallbackServerContext* context,
+                                                      const v1::SettleRequest* request,
+                                                      v1::SettleResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  in_flight_.fetch_add(1, std::memory_order_seq_cst);
+  auto finish = [this, reactor](const absl::Status& s) {
+    reactor->Finish(ToGrpcStatus(s));
+    in_flight_.fetch_sub(1, std::memory_order_seq_cst);
+  };
+  absl::Status s;
+  if (draining_.load(std::memory_order_seq_cst)) {
+    s = absl::UnavailableError("toolgated is shutting down; retry on another server");
+  } else if (callers_ != nullptr) {
+    s = callers_->Admit(*context).status();
+  }
+  if (s.ok()) {
+    if (request->reservation_id().empty()) {
+      s = absl::InvalidArgumentError("reservation_id is required");
+    } else if (!IsReservationId(request->reservation_id())) {
+      s = absl::InvalidArgumentError(
+          "reservation_id: not a reservation id (\"rsv_\" and 32 hex digits, as "
+          "CheckResponse.reservation_id gives it)");
+    } else if (request->outcome() != v1::SETTLE_OUTCOME_SUCCEEDED &&
+               request->outcome() != v1::SETTLE_OUTCOME_FAILED) {
+      s = absl::InvalidArgumentError("outcome is required: SUCCEEDED or FAILED");
+    } else if (request->has_cost() && request->cost() < 0) {
+      s = absl::InvalidArgumentError("cost must not be negative");
+    } else if (request->has_cost() && request->outcome() == v1::SETTLE_OUTCOME_FAILED) {
+      s = absl::InvalidArgumentError("cost is for a SUCCEEDED call; a FAILED one gives back "
+                                     "every reserved unit");
+    }
+  }
+  if (!s.ok()) {
+    finish(s);
+    return reactor;
+  }
+  std::optional<int64_t> cost;
+  if (request->has_cost()) cost = request->cost();
+  decider_->Settle(request->reservation_id(), ToOutcome(request->outcome()), cost,
+                   [request, response, finish](absl::StatusOr<toolgate::Settlement> r) {
+                     if (!r.ok()) {
+                       finish(r.status());
+                       return;
+                     }
+                     response->set_reservation_id(request->reservation_id());
+                     response->set_outcome(FromOutcome(r->outcome));
+                     if (r->cost.has_value()) response->set_cost(*r->cost);
+                     response->set_already_settled(r->already_settled);
+                     response->set_decision_id(r->decision_id);
+                     finish(absl::OkStatus());
+                   });
+  return reactor;
 }
 
 }  // namespace toolgate

@@ -67,11 +67,17 @@ class DecisionServiceImpl final : public DecisionServiceBase {
                                          const v1::WaitApprovalRequest* request,
                                          v1::Approval* response) override;
 
+  // Settles a reservation through the decider (Decider::Settle); answered
+  // from the stores' completion. Counted in in_flight() like a check.
+  grpc::ServerUnaryReactor* Settle(grpc::CallbackServerContext* context,
+                                   const v1::SettleRequest* request,
+                                   v1::SettleResponse* response) override;
+
   // WaitApproval waits here (null: approvals are not served: UNIMPLEMENTED).
   // Must outlive the service.
   void set_approvals(ApprovalHub* hub) { approvals_ = hub; }
 
-  // Checks started and not answered yet.
+  // Checks (and settlements) started and not answered yet.
   int64_t in_flight() const { return in_flight_.load(std::memory_order_seq_cst); }
   // Calls gRPC has not released yet (answered calls whose answer is still
   // being sent count too).

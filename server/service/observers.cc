@@ -77,6 +77,7 @@ void DecisionLogObserver::OnDecision(const DecisionRecord& r) {
   e.revision = resp.policy_version();
   e.latency_us = absl::ToInt64Microseconds(r.latency);
   e.approval_id = !resp.approval_id().empty() ? resp.approval_id() : req.approval_id();
+  e.reservation_id = resp.reservation_id();
   // The arguments are serialized on the log's writer thread, not here.
   e.args.CopyFrom(req.args());
   log_->Log(std::move(e));
@@ -105,6 +106,19 @@ void LogApprovalEvent(DecisionLog* log, v1::ApprovalEventKind kind, const v1::Ap
   // The store keeps the canonical JSON: read back, so that the log hashes
   // (or shows) it as it does a decision's arguments.
   if (auto args = ParseJsonObject(a.args_json(), 1000); args.ok()) e.args = *std::move(args);
+  log->Log(std::move(e));
+}
+
+void LogReservationEvent(DecisionLog* log, absl::string_view event,
+                         const std::string& reservation_id, const std::string& decision_id,
+                         absl::string_view outcome, std::optional<int64_t> cost) {
+  DecisionLogEntry e;
+  e.event = std::string(event);
+  e.time = absl::Now();
+  e.reservation_id = reservation_id;
+  e.decision_id = decision_id;
+  e.outcome = std::string(outcome);
+  if (cost.has_value()) e.cost = *cost;
   log->Log(std::move(e));
 }
 

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "server/approvals/approval_store.h"
 #include "server/engine/engine.h"
@@ -63,6 +65,12 @@ class DecisionLogObserver final : public DecisionObserver {
 
 // Writes an approval event to the decision log (see decision_log.h).
 void LogApprovalEvent(DecisionLog* log, v1::ApprovalEventKind kind, const v1::Approval& approval);
+
+// Writes a reservation event ("reservation_settled", "reservation_expired")
+// to the decision log (see decision_log.h).
+void LogReservationEvent(DecisionLog* log, absl::string_view event,
+                         const std::string& reservation_id, const std::string& decision_id,
+                         absl::string_view outcome, std::optional<int64_t> cost);
 
 }  // namespace toolgate
 

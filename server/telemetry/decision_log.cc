@@ -38,6 +38,18 @@ std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args,
     return keyed ? HmacSha256Hex(hashing.key, data) : Sha256Hex(data);
   };
   std::string out;
+  if (absl::StartsWith(e.event, "reservation_")) {
+    out.push_back('{');
+    AppendField("event", e.event, &out);
+    AppendField("decision_id", e.decision_id, &out);
+    AppendField("time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", e.time, absl::UTCTimeZone()),
+                &out);
+    AppendField("reservation_id", e.reservation_id, &out);
+    AppendField("outcome", e.outcome, &out);
+    if (e.cost >= 0) absl::StrAppend(&out, "\"cost\":", e.cost, ",");
+    out.back() = '}';
+    return out;
+  }
   out.reserve(320 + (with_args ? args.size() : 0));
   out.push_back('{');
   if (!e.event.empty()) AppendField("event", e.event, &out);
@@ -70,6 +82,7 @@ std::string DecisionLogLine(const DecisionLogEntry& e, bool with_args,
   AppendField("revision", e.revision, &out);
   if (!e.approval_id.empty()) AppendField("approval_id", e.approval_id, &out);
   if (!e.approver.empty()) AppendField("approver", e.approver, &out);
+  if (!e.reservation_id.empty()) AppendField("reservation_id", e.reservation_id, &out);
   absl::StrAppend(&out, "\"latency_us\":", e.latency_us, ",");
   AppendField(keyed ? "args_hmac_sha256" : "args_sha256", hash(args), &out);
   if (with_args) {

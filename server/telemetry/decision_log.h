@@ -9,6 +9,14 @@
 // (hex SHA-256 of the arguments' canonical JSON: keys sorted, no spaces);
 // approval_id when the call created or redeemed an approval.
 //
+// reservation_id when the call took a reservation (settle: required).
+//
+// Reservation events are short lines: `event` ("reservation_settled" when
+// a Settle settled one, "reservation_expired" when one was never settled
+// and committed at its timeout), decision_id (the decision that reserved),
+// time, reservation_id, outcome ("succeeded", "failed"; "expired") and cost
+// (when a settlement named one).
+//
 // Approval events (created, approved, denied, used, expired) are lines too,
 // with `event` ("approval_created", ...) first, the approval's id, binding
 // and state (as `decision`), `approver` for a decision by a human, and
@@ -84,6 +92,12 @@ struct DecisionLogEntry {
   // (left out when empty), and for a decided approval who decided it.
   std::string approval_id;
   std::string approver;
+  // A decision's reservation, or the one a reservation event is about
+  // (left out when empty); for a reservation event its outcome and cost
+  // (cost < 0: none given).
+  std::string reservation_id;
+  std::string outcome;
+  int64_t cost = -1;
 };
 
 struct DecisionLogHashing {

@@ -171,6 +171,26 @@ void Metrics::RecordApprovalEvent(v1::ApprovalEventKind kind) {
   if (kind > 0 && kind < kApprovalEvents) approval_events_[kind].fetch_add(1, std::memory_order_relaxed);
 }
 
+namespace {
+constexpr absl::string_view kSettlementOutcomeNames[] = {"succeeded", "failed", "duplicate",
+                                                         "not_found", "expired"};
+constexpr absl::string_view kNotReservedReasons[] = {"full", "store_failed"};
+}  // namespace
+
+void Metrics::RecordSettlement(absl::string_view outcome) {
+  static_assert(std::size(kSettlementOutcomeNames) == kSettlementOutcomes);
+  for (int i = 0; i < kSettlementOutcomes; ++i) {
+    if (kSettlementOutcomeNames[i] == outcome) {
+      settlements_[i].fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+}
+
+void Metrics::RecordReservationNotRecorded(absl::string_view reason) {
+  not_reserved_[reason == "full" ? 0 : 1].fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::OnRedisReply(int64_t latency_us) {
   redis_latency_.Observe(static_cast<uint64_t>(std::max<int64_t>(0, latency_us)));
 }
@@ -264,6 +284,37 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
               {{"event", name}}));
   }
   out.push_back(std::move(approvals));
+  auto settlements = Family("toolgate_settlements_total",
+                            "Reservations settled (Settle) or committed at their timeout "
+                            "(expired), by outcome.",
+                            MetricType::Counter);
+  for (int i = 0; i < kSettlementOutcomes; ++i) {
+    settlements.metric.push_back(
+        Value(MetricType::Counter,
+              static_cast<double>(settlements_[i].load(std::memory_order_relaxed)),
+              {{"outcome", std::string(kSettlementOutcomeNames[i])}}));
+  }
+  out.push_back(std::move(settlements));
+  auto not_reserved = Family("toolgate_reservations_not_recorded_total",
+                             "Admitted calls that should have had a reservation and got none "
+                             "(their units are committed), by reason.",
+                             MetricType::Counter);
+  for (int i = 0; i < 2; ++i) {
+    not_reserved.metric.push_back(
+        Value(MetricType::Counter,
+              static_cast<double>(not_reserved_[i].load(std::memory_order_relaxed)),
+              {{"reason", std::string(kNotReservedReasons[i])}}));
+  }
+  out.push_back(std::move(not_reserved));
+  if (sources_.reservations_open) {
+    auto f = Family("toolgate_reservations_open",
+                    "Reservations this server created, not settled here and not past their "
+                    "settlement timeout.",
+                    MetricType::Gauge);
+    f.metric.push_back(
+        Value(MetricType::Gauge, static_cast<double>(sources_.reservations_open()), {}));
+    out.push_back(std::move(f));
+  }
   if (sources_.approvals_waiting) {
     auto f = Family("toolgate_approvals_waiting",
                     "WaitApproval calls waiting for an approver.", MetricType::Gauge);

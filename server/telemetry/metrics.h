@@ -21,6 +21,14 @@
 //                                          "signature" (verifies with no verify key),
 //                                          "revision" (loads as another revision)
 //   policy_info{revision}                  gauge, always 1
+//   settlements_total{outcome}             counter  Settle calls and expiries: succeeded,
+//                                          failed, duplicate (settled before),
+//                                          not_found, expired (never settled: committed
+//                                          at the timeout; counted by the creating server)
+//   reservations_not_recorded_total{reason}  counter  admitted calls that got no reservation
+//                                          (units committed): "full", "store_failed"
+//   reservations_open                      gauge  reservations this server created, not
+//                                          settled here and not past their timeout
 //   redis_errors_total{kind="timeout"|"failure"}  counter
 //   redis_over_limit_cache_hits_total      counter  calls refused without a round trip
 //   redis_command_duration_seconds         histogram  write of a call's command to its reply
@@ -84,6 +92,7 @@ struct MetricsSources {
   std::function<uint64_t()> decision_log_write_errors;
   std::function<int64_t()> in_flight;
   std::function<int64_t()> approvals_waiting;  // Only with approvals.
+  std::function<int64_t()> reservations_open;
 };
 
 class Metrics final : public prometheus::Collectable, public RedisStoreObserver {
@@ -105,6 +114,11 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
   void RecordPolicyRejected(absl::string_view reason);
   // An approval event this server recorded (ApprovalEvents::local).
   void RecordApprovalEvent(v1::ApprovalEventKind kind);
+  // A settlement or expiry by its outcome (kSettlementOutcomes; any other is
+  // not counted).
+  void RecordSettlement(absl::string_view outcome);
+  // An admitted call that got no reservation: "full" or "store_failed".
+  void RecordReservationNotRecorded(absl::string_view reason);
 
   // Totals of what RecordCheck and RecordError counted: decisions by
   // v1::Decision value, and errors (for status: the same tally as the
@@ -145,6 +159,9 @@ class Metrics final : public prometheus::Collectable, public RedisStoreObserver 
   std::atomic<uint64_t> rejected_[kRejectionReasons] = {};
   static constexpr int kApprovalEvents = 6;  // v1::ApprovalEventKind 0..5 (created..expired).
   std::atomic<uint64_t> approval_events_[kApprovalEvents] = {};
+  static constexpr int kSettlementOutcomes = 5;
+  std::atomic<uint64_t> settlements_[kSettlementOutcomes] = {};
+  std::atomic<uint64_t> not_reserved_[2] = {};
   AtomicHistogram check_duration_;
   AtomicHistogram redis_latency_;
   AtomicHistogram redis_pipeline_;
