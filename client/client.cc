@@ -220,6 +220,11 @@ absl::StatusOr<v1::CheckResponse> Client::Check(const v1::CheckRequest& request,
   return CallUnary(*stub_, &v1::DecisionService::Stub::Check, request, timeout);
 }
 
+absl::StatusOr<v1::SettleResponse> Client::Settle(const v1::SettleRequest& request,
+                                                  absl::Duration timeout) {
+  return CallUnary(*stub_, &v1::DecisionService::Stub::Settle, request, timeout);
+}
+
 void Client::CheckAsync(const v1::CheckRequest& request, absl::Duration timeout,
                         std::function<void(absl::StatusOr<v1::CheckResponse>)> done) {
   struct State {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <optional>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "absl/strings/numbers.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/base/ed25519.h"
 #include "server/base/flags.h"
@@ -41,6 +43,10 @@ constexpr char kMainUsage[] =
     "  toolgate check --target HOST:PORT --tool TOOL --grant GRANT [--args JSON] [flags]\n"
     "      Ask a toolgated for a decision and print it (--explain: and how it was made;\n"
     "      --policy FILE instead of --target: decide offline).\n"
+    "  toolgate settle --target HOST:PORT --reservation-id ID --outcome succeeded|failed\n"
+    "                  [--cost N]\n"
+    "      Report how a call admitted with a reservation went (failed: give its units\n"
+    "      back; succeeded: keep them, --cost correcting them down).\n"
     "  toolgate lint POLICY...\n"
     "      Validate policy files or directories offline, with the server's messages.\n"
     "  toolgate test POLICY CASES.yaml [CASES.yaml...]\n"
@@ -56,7 +62,7 @@ constexpr char kMainUsage[] =
     "      List, inspect, approve or deny the approvals of calls that need a human, or\n"
     "      follow them as they happen (asks the admin listener, by default localhost:50052).\n"
     "\n"
-    "check, status, health and approvals take --tls-ca, --tls-cert, --tls-key and\n"
+    "check, settle, status, health and approvals take --tls-ca, --tls-cert, --tls-key and\n"
     "--tls-server-name for a server that serves TLS or mTLS, and --admin-token-file for\n"
     "its admin listener.\n"
     "\n"
@@ -64,6 +70,8 @@ constexpr char kMainUsage[] =
     "\n"
     "Exit codes of check: 0 ALLOW, 3 DENY, 4 RATE_LIMITED, 5 REQUIRE_APPROVAL,\n"
     "6 the call could not be decided (server unreachable, invalid request), 2 bad usage.\n"
+    "Exit codes of settle: 0 settled (or settled before: already_settled), 1 unknown or\n"
+    "expired reservation, 6 the server could not be asked or refused the request, 2 bad usage.\n"
     "Exit codes of lint: 0 every policy is valid, 1 errors found, 2 bad usage.\n"
     "Exit codes of test: 0 every case passed, 1 a case failed or a file is invalid, 2 bad usage.\n"
     "Exit codes of approvals: 0 done, 1 the approval is unknown or no longer pending,\n"
@@ -222,6 +230,9 @@ int RunCheck(const std::vector<std::string>& args) {
                 << v.message() << "\n";
     }
     if (!resp->approval_id().empty()) std::cout << "approval_id: " << resp->approval_id() << "\n";
+    if (!resp->reservation_id().empty()) {
+      std::cout << "reservation_id: " << resp->reservation_id() << "\n";
+    }
     if (!resp->decision_id().empty()) std::cout << "decision_id: " << resp->decision_id() << "\n";
     if (explain) {
       std::cout << "steps:\n";
@@ -246,6 +257,94 @@ std::string FormatTime(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "never";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(t.seconds()),
                           absl::UTCTimeZone());
+}
+
+int RunSettle(const std::vector<std::string>& args) {
+  std::string target = "localhost:50051", reservation_id, outcome, output = "text", cost;
+  int64_t timeout_ms = 2000;
+  ConnectionFlags connection;
+  toolgate::FlagSet flags(
+      "Usage: toolgate settle --target HOST:PORT --reservation-id ID --outcome succeeded|failed "
+      "[--cost N]\n"
+      "\n"
+      "Reports how a call admitted with a reservation (the reservation_id of its check) went:\n"
+      "failed gives its reserved units back; succeeded keeps them, and --cost corrects the\n"
+      "units of limits whose cost came from the arguments down to N. Settling twice changes\n"
+      "nothing (already_settled). Any server of the fleet can settle.",
+      "");
+  flags.String("target", &target, "toolgated address (env TOOLGATE_TARGET).");
+  flags.String("reservation-id", &reservation_id, "CheckResponse.reservation_id (rsv_...).");
+  flags.String("outcome", &outcome, "succeeded or failed.");
+  flags.String("cost", &cost,
+               "With --outcome succeeded: what the call really cost, a non-negative integer (at "
+               "most what was reserved).");
+  flags.String("output", &output, "text or json.");
+  flags.Duration("timeout", &timeout_ms, "Deadline of the call.");
+  connection.Register(flags, /*admin=*/false);
+  if (const char* t = std::getenv("TOOLGATE_TARGET"); t != nullptr && *t) target = t;
+  auto positional = flags.Parse(args);
+  if (!positional.ok() || !positional->empty()) {
+    std::cerr << "toolgate settle: "
+              << (positional.ok() ? "unexpected arguments" : positional.status().message())
+              << "\n";
+    return kExitUsage;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return kExitAllow;
+  }
+  toolgate::v1::SettleRequest req;
+  req.set_reservation_id(reservation_id);
+  if (outcome == "succeeded") {
+    req.set_outcome(toolgate::v1::SETTLE_OUTCOME_SUCCEEDED);
+  } else if (outcome == "failed") {
+    req.set_outcome(toolgate::v1::SETTLE_OUTCOME_FAILED);
+  } else {
+    std::cerr << "toolgate settle: --outcome must be succeeded or failed\n";
+    return kExitUsage;
+  }
+  if (reservation_id.empty()) {
+    std::cerr << "toolgate settle: --reservation-id is required\n";
+    return kExitUsage;
+  }
+  if (output != "text" && output != "json") {
+    std::cerr << "toolgate settle: --output must be text or json\n";
+    return kExitUsage;
+  }
+  if (!cost.empty()) {
+    int64_t n = 0;
+    if (!absl::SimpleAtoi(cost, &n) || n < 0) {
+      std::cerr << "toolgate settle: --cost must be a non-negative integer, got \"" << cost
+                << "\"\n";
+      return kExitUsage;
+    }
+    req.set_cost(n);
+  }
+  std::unique_ptr<toolgate::Client> client = connection.Connect("settle", target);
+  if (client == nullptr) return kExitUsage;
+  absl::StatusOr<toolgate::v1::SettleResponse> resp =
+      client->Settle(req, absl::Milliseconds(timeout_ms));
+  if (!resp.ok()) {
+    std::cerr << "toolgate settle: " << absl::StatusCodeToString(resp.status().code()) << ": "
+              << resp.status().message() << "\n";
+    return resp.status().code() == absl::StatusCode::kNotFound ? kExitFailure : kExitRpcError;
+  }
+  if (output == "json") {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions opts;
+    opts.always_print_primitive_fields = true;
+    (void)google::protobuf::util::MessageToJsonString(*resp, &json, opts);
+    std::cout << json << "\n";
+    return kExitAllow;
+  }
+  std::cout << "reservation_id:  " << resp->reservation_id() << "\n";
+  std::cout << "outcome:         "
+            << (resp->outcome() == toolgate::v1::SETTLE_OUTCOME_FAILED ? "failed" : "succeeded")
+            << "\n";
+  if (resp->has_cost()) std::cout << "cost:            " << resp->cost() << "\n";
+  std::cout << "already_settled: " << (resp->already_settled() ? "true" : "false") << "\n";
+  std::cout << "decision_id:     " << resp->decision_id() << "\n";
+  return kExitAllow;
 }
 
 int RunHealth(const std::vector<std::string>& args) {
@@ -626,6 +725,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   if (command == "check") return RunCheck(args);
+  if (command == "settle") return RunSettle(args);
   if (command == "lint") return RunLint(args);
   if (command == "test") return RunTest(args);
   if (command == "status") return RunStatus(args);

@@ -85,6 +85,13 @@ class Client {
   void CheckAsync(const v1::CheckRequest& request, absl::Duration timeout,
                   std::function<void(absl::StatusOr<v1::CheckResponse>)> done);
 
+  // Reports how a call admitted with a reservation went
+  // (DecisionService/Settle): `reservation_id` from its CheckResponse,
+  // FAILED to give its units back, SUCCEEDED to keep them (optionally with
+  // the cost it really had, at most what was reserved).
+  absl::StatusOr<v1::SettleResponse> Settle(const v1::SettleRequest& request,
+                                            absl::Duration timeout = absl::Seconds(2));
+
   // The server's state (toolgate.v1.AdminService/GetStatus).
   absl::StatusOr<v1::GetStatusResponse> GetStatus(absl::Duration timeout = absl::Seconds(2));
 
