@@ -25,10 +25,8 @@ namespace {
 
 int64_t NowMillis() { return SteadyClock::Get()->NowMillis(); }
 
-// Reconnecting waits at least this long after a failure.
+// Reconnecting the subscriber waits at least this long after a failure.
 constexpr int64_t kReconnectMillis = 200;
-// A run follows at most this many MOVED replies or lost connections.
-constexpr int kMaxAttempts = 4;
 
 v1::ApprovalState StateFromName(absl::string_view s) {
   if (s == "pending") return v1::APPROVAL_STATE_PENDING;
@@ -104,13 +102,16 @@ v1::Approval Whole(const redisReply& r, int64_t now) { return FromFields(r, 2, r
 }  // namespace
 
 RedisApprovalStore::RedisApprovalStore(RedisApprovalOptions options)
-    : options_(std::move(options)),
-      prefix_(options_.key_prefix + "{approvals}:"),
-      script_(kApprovalsScript),
-      sha_(Sha1Hex(script_)) {
-  target_ = options_.url.mode == RedisMode::kCluster ? options_.url.At(options_.url.hosts.front())
-                                                     : options_.url;
-  worker_ = std::thread([this] { Worker(); });
+    : options_(std::move(options)), prefix_(options_.key_prefix + "{approvals}:") {
+  ScriptRunnerOptions r;
+  r.url = options_.url;
+  r.script = kApprovalsScript;
+  r.name = "approval store";
+  r.timeout_ms = options_.timeout_ms;
+  r.max_queue = options_.max_queue;
+  r.tick_ms = options_.sweep_ms;
+  r.tick = [this] { Sweep(); };
+  runner_ = std::make_unique<RedisScriptRunner>(std::move(r));
   subscriber_ = std::thread([this] { Subscriber(); });
 }
 
@@ -119,8 +120,9 @@ RedisApprovalStore::~RedisApprovalStore() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  worker_.join();
   subscriber_.join();
+  // Answers what is still queued, then joins the worker.
+  runner_.reset();
 }
 
 bool RedisApprovalStore::subscribed() const {
@@ -134,124 +136,16 @@ void RedisApprovalStore::Emit(const ApprovalEventFn& fn, v1::ApprovalEventKind k
 }
 
 void RedisApprovalStore::Submit(std::vector<std::string> args, ReplyFn done) {
-  absl::Status refused;
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) {
-      refused = absl::UnavailableError("approval store is shutting down");
-    } else if (queue_.size() >= options_.max_queue) {
-      refused = absl::UnavailableError(absl::StrCat(
-          "approval store: ", options_.max_queue, " operations are waiting for Redis already"));
-    } else {
-      Op& op = queue_.emplace_back();
-      op.argv = std::move(args);
-      op.deadline = NowMillis() + options_.timeout_ms;
-      op.done = std::move(done);
-      return;
-    }
-  }
-  std::move(done)(std::move(refused));
-}
-
-void RedisApprovalStore::Worker() {
-  for (;;) {
-    Op op;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty();
-      };
-      const int64_t wait = std::max<int64_t>(1, last_sweep_ + options_.sweep_ms - NowMillis());
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(wait));
-      if (queue_.empty()) {
-        if (stopping_) break;
-      } else {
-        op = std::move(queue_.front());
-        queue_.pop_front();
-      }
-    }
-    const int64_t now = NowMillis();
-    if (op.done == nullptr) {
-      if (now - last_sweep_ >= options_.sweep_ms) Sweep(now + options_.timeout_ms);
-      continue;
-    }
-    if (now >= op.deadline) {
-      std::move(op.done)(absl::DeadlineExceededError("approval store: Redis did not answer in time"));
-      continue;
-    }
-    std::move(op.done)(Run(op.argv, op.deadline));
-  }
-  // Whatever is still queued is answered, never dropped.
-  std::deque<Op> left;
-  {
-    absl::MutexLock lock(&mu_);
-    left.swap(queue_);
-  }
-  for (Op& op : left) std::move(op.done)(absl::UnavailableError("approval store is shutting down"));
+  runner_->Submit({prefix_ + "idx"}, std::move(args), std::move(done));
 }
 
 absl::StatusOr<RedisReplyPtr> RedisApprovalStore::Run(const std::vector<std::string>& args,
                                                       int64_t deadline) {
-  std::vector<std::string> argv = {"EVALSHA", sha_, "1", prefix_ + "idx"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  absl::Status last = absl::UnavailableError(absl::StrCat("redis: ", last_error_));
-  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    const int64_t now = NowMillis();
-    if (now >= deadline) break;
-    if (client_ == nullptr) {
-      if (now < next_connect_at_) {
-        return absl::UnavailableError(absl::StrCat("redis: ", last_error_));
-      }
-      absl::StatusOr<std::unique_ptr<RedisClient>> c =
-          RedisClient::Connect(target_, absl::Milliseconds(std::max<int64_t>(1, deadline - now)));
-      if (!c.ok()) {
-        last_error_ = std::string(c.status().message());
-        next_connect_at_ = now + kReconnectMillis;
-        if (options_.url.mode == RedisMode::kCluster) {
-          next_seed_ = (next_seed_ + 1) % options_.url.hosts.size();
-          target_ = options_.url.At(options_.url.hosts[next_seed_]);
-        }
-        return c.status();
-      }
-      client_ = *std::move(c);
-    }
-    absl::StatusOr<RedisReplyPtr> reply = client_->Command(argv);
-    if (reply.ok()) return reply;
-    last = reply.status();
-    const absl::string_view msg = reply.status().message();
-    if (absl::StrContains(msg, "NOSCRIPT")) {
-      argv[0] = "EVAL";
-      argv[1] = script_;
-      continue;
-    }
-    absl::string_view error = msg;
-    absl::ConsumePrefix(&error, "redis: ");
-    if (std::optional<Redirect> to = ParseRedirect(error, target_.hosts.empty()
-                                                              ? RedisHost{target_.host, target_.port}
-                                                              : target_.hosts.front())) {
-      // Cluster: the approvals' slot lives elsewhere (ASK is rare for one
-      // small slot: followed as MOVED, once the migration is done).
-      target_ = options_.url.At(to->to);
-      client_.reset();
-      continue;
-    }
-    if (reply.status().code() != absl::StatusCode::kInternal ||
-        absl::StartsWith(error, "READONLY") || absl::StartsWith(error, "LOADING") ||
-        absl::StartsWith(error, "MASTERDOWN")) {
-      // Lost, late, or not a master (any more): connect again (a Sentinel
-      // URL asks the sentinels for the master again).
-      last_error_ = std::string(error);
-      client_.reset();
-      if (options_.url.mode == RedisMode::kSentinel) target_ = options_.url;
-      continue;
-    }
-    return reply;  // A Redis error about the data: no retry helps.
-  }
-  return last;
+  return runner_->RunNow({prefix_ + "idx"}, args, deadline);
 }
 
-void RedisApprovalStore::Sweep(int64_t deadline) {
-  last_sweep_ = NowMillis();
+void RedisApprovalStore::Sweep() {
+  const int64_t deadline = NowMillis() + options_.timeout_ms;
   absl::StatusOr<RedisReplyPtr> reply = Run({"sweep", prefix_}, deadline);
   if (!reply.ok()) return;  // Tried again at the next sweep.
   absl::string_view code;

@@ -5,8 +5,9 @@
 // timed by its clock. All keys carry one hash tag (`<prefix>{approvals}:`),
 // so a Cluster keeps them in one slot (MOVED is followed).
 //
-// Threading: operations are queued (at most `max_queue`) and run in order by
-// one worker thread over a synchronous connection; their callbacks run there.
+// Threading: operations run on a RedisScriptRunner (server/redis/
+// script_runner.h): queued (at most `max_queue`) and run in order by one
+// worker thread over a synchronous connection; their callbacks run there.
 // Approvals are rare next to checks, and off the path of calls that do not
 // need them. Every operation has a deadline (`timeout_ms` from when it was
 // queued): a connection that cannot be made, or a reply that does not come,
@@ -28,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/approvals/approval_store.h"
 #include "server/redis/client.h"
+#include "server/redis/script_runner.h"
 #include "server/redis/url.h"
 
 namespace toolgate {
@@ -61,20 +63,14 @@ class RedisApprovalStore final : public ApprovalStore {
   bool subscribed() const;
 
  private:
-  using ReplyFn = absl::AnyInvocable<void(absl::StatusOr<RedisReplyPtr>) &&>;
-  struct Op {
-    std::vector<std::string> argv;  // The script's operation and arguments.
-    int64_t deadline = 0;
-    ReplyFn done;
-  };
+  using ReplyFn = RedisScriptRunner::ReplyFn;
 
   // Queues a script run of `args` (operation first).
   void Submit(std::vector<std::string> args, ReplyFn done);
-  void Worker();
-  // Runs one script call (worker thread): connects, follows MOVED, reloads
-  // the script on NOSCRIPT, reconnects after READONLY or a lost connection.
+  // Runs one script call now (worker thread).
   absl::StatusOr<RedisReplyPtr> Run(const std::vector<std::string>& args, int64_t deadline);
-  void Sweep(int64_t deadline);
+  // Worker thread, every sweep_ms: records the expiries due.
+  void Sweep();
   void Subscriber();
   // Reads an approval (worker thread), for events.
   absl::StatusOr<v1::Approval> GetNow(const std::string& id, int64_t deadline);
@@ -82,23 +78,13 @@ class RedisApprovalStore final : public ApprovalStore {
 
   const RedisApprovalOptions options_;
   const std::string prefix_;   // key_prefix + "{approvals}:".
-  const std::string script_;
-  const std::string sha_;
 
   mutable absl::Mutex mu_;
-  std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
 
-  // Worker thread state.
-  std::unique_ptr<RedisClient> client_;
-  RedisUrl target_;             // Where commands go (Cluster: the slot's master, once known).
-  size_t next_seed_ = 0;        // Cluster: the seed to try next.
-  int64_t next_connect_at_ = 0;
-  std::string last_error_;
-  int64_t last_sweep_ = 0;
-
-  std::thread worker_, subscriber_;
+  std::unique_ptr<RedisScriptRunner> runner_;
+  std::thread subscriber_;
 };
 
 }  // namespace toolgate
