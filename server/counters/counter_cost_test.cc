@@ -2,14 +2,18 @@
 // clock, the Redis store against a real redis-server): a call takes its cost
 // of every limit, all or nothing; a refund gives back what an admission took.
 #include <future>
+#include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/redis/cluster.h"
 #include "gtest/gtest.h"
 #include "server/base/clock.h"
 #include "server/counters/counter_testing.h"
 #include "server/counters/memory_store.h"
 #include "server/counters/redis_store.h"
 #include "tests/support/redis_process.h"
+#include "tests/support/redis_topology.h"
 
 namespace toolgate {
 namespace {
@@ -331,6 +335,46 @@ TEST_F(MemoryCostTest, ARefundInTheMiddleOfTheLogKeepsLaterRetryTimesExact) {
   EXPECT_EQ(r.outcomes[0].remaining, 5);
   EXPECT_EQ(r.outcomes[0].retry_after_ms, t0 + kMinute - now);
   EXPECT_TRUE(store_.AcquireNow({WithCost(cap, 5)}, false).admitted);
+}
+
+// A Redis Cluster: a call whose limits sit in different slots takes its cost
+// in each slot (each script run records its own Redis time), and a refund
+// grouped by those times gives every slot its units back.
+TEST(RedisClusterCostTest, CostsAndRefundsAcrossSlots) {
+  auto cluster = toolgate_test::RedisClusterSet::Start(3, 0);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  RedisStoreOptions options;
+  options.url = *ParseRedisUrl((*cluster)->url());
+  options.timeout_ms = 2000;
+  RedisCounterStore store(options);
+  // Counter keys whose hash tags land in different slots.
+  const LimitCheck a = WithCost(MakeCheck("alpha|*", Algorithm::kSlidingWindow, kHour, 10), 6);
+  const LimitCheck b = WithCost(MakeCheck("omega|*", Algorithm::kFixedWindow, kHour, 10), 6);
+  ASSERT_NE(KeySlot(store.RedisKey(a)), KeySlot(store.RedisKey(b)));
+  absl::StatusOr<AcquireResult> r;
+  // The store follows MOVED from whichever seed it starts with.
+  for (int i = 0; i < 100; ++i) {
+    r = AcquireSync(store, {a, b});
+    if (r.ok()) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->admitted);
+  auto refused = AcquireSync(store, {a, b});
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_FALSE(refused->admitted);
+  // Give back, grouped by each limit's recorded time.
+  std::map<int64_t, std::vector<LimitCheck>> by_time;
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_GT(r->outcomes[i].consumed_at_ms, 0);
+    by_time[r->outcomes[i].consumed_at_ms].push_back(i == 0 ? a : b);
+  }
+  for (auto& [at, checks] : by_time) ASSERT_TRUE(RefundSync(store, checks, at).ok());
+  auto again = AcquireSync(store, {a, b});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->admitted) << "both slots had their 6 units back";
+  EXPECT_EQ(again->outcomes[0].remaining, 4);
+  EXPECT_EQ(again->outcomes[1].remaining, 4);
 }
 
 }  // namespace
