@@ -18,8 +18,7 @@ namespace toolgate {
 // and sets `*problem` to what is wrong, worded to follow the pointer
 // ("must be a whole number from 0 to 10000 (the cost of limit limits[0]),
 // got -5"). Allocates nothing when the cost is valid.
-int64_t CallCost(const LimitSpec& spec, const google::protobuf::Struct& args,
-                 std::string* problem);
+int64_t CallCost(const LimitSpec& spec, const google::protobuf::Struct& args, std::string* problem);
 
 }  // namespace toolgate
 

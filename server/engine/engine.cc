@@ -76,8 +76,8 @@ bool ListChecks(Evaluation& eval, const v1::CheckRequest& req, v1::CheckResponse
     eval.costs.clear();
     resp->set_decision(v1::DECISION_DENY);
     resp->set_rule(bad->rule_id);
-    std::string reason = absl::StrCat("arguments of \"", req.tool(), "\": ", bad->cost_from, " ",
-                                      first_problem);
+    std::string reason =
+        absl::StrCat("arguments of \"", req.tool(), "\": ", bad->cost_from, " ", first_problem);
     if (bad_count > 1) absl::StrAppend(&reason, " (and ", bad_count - 1, " more)");
     resp->set_reason(std::move(reason));
     if (trace != nullptr) trace->push_back(absl::StrCat("cost: ", resp->reason()));
@@ -262,8 +262,9 @@ void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult
           !o.known
               ? absl::StrCat(what, ": not consulted")
               : absl::StrCat(
-                    what, " (", spec.Describe(), ")", cost != 1 ? absl::StrCat(", cost ", cost) : "",
-                    ": ", o.has_room ? "has room" : "full", ", ", o.remaining, " remaining",
+                    what, " (", spec.Describe(), ")",
+                    cost != 1 ? absl::StrCat(", cost ", cost) : "", ": ",
+                    o.has_room ? "has room" : "full", ", ", o.remaining, " remaining",
                     o.has_room ? "" : absl::StrCat(", retry in ", FormatMillis(o.retry_after_ms))));
     }
     if (!o.known) continue;
@@ -296,8 +297,8 @@ void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult
   // An entry's limit refuses in the entry's name (as it always has); a
   // scope's limit in its own.
   if (!IsEntryLimit(eval.resolution, &full)) resp->set_rule(full.rule_id);
-  std::string reason = absl::StrCat("rate limit reached: counter \"", full.counter, "\" allows ",
-                                    full.Describe());
+  std::string reason =
+      absl::StrCat("rate limit reached: counter \"", full.counter, "\" allows ", full.Describe());
   if (cost != 1) {
     absl::StrAppend(&reason, "; this call needs ", cost, ", ",
                     result->outcomes[first_full].remaining, " remaining");

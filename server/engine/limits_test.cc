@@ -84,7 +84,8 @@ TEST(CallCost, WholeNumbersUpToTheCapacity) {
 
 TEST(CallCost, EveryInvalidValueIsNamed) {
   const LimitSpec spec = CostFrom("/amount", {"amount"});
-  const std::string want = "must be a whole number from 0 to 10000 (the cost of limit limits[0]), got ";
+  const std::string want =
+      "must be a whole number from 0 to 10000 (the cost of limit limits[0]), got ";
   struct Case {
     const char* args;
     std::string problem;
@@ -122,8 +123,8 @@ TEST(CallCost, PointersIntoObjectsAndLists) {
   std::string problem;
   const pb::Struct args =
       Obj(R"({"order": {"lines": [{"qty": 3}, {"qty": 8}]}, "a/b": {"~c": 11}, "": 2})");
-  EXPECT_EQ(CallCost(CostFrom("/order/lines/1/qty", {"order", "lines", "1", "qty"}), args, &problem),
-            8);
+  EXPECT_EQ(
+      CallCost(CostFrom("/order/lines/1/qty", {"order", "lines", "1", "qty"}), args, &problem), 8);
   EXPECT_EQ(CallCost(CostFrom("/a~1b/~0c", {"a/b", "~c"}), args, &problem), 11);
   EXPECT_EQ(CallCost(CostFrom("/", {""}), args, &problem), 2);
   EXPECT_TRUE(problem.empty()) << problem;
@@ -288,7 +289,8 @@ TEST_F(ScopeLimitsTest, AnInvalidCostDeniesWithAViolation) {
       EXPECT_TRUE(HasSubstr(resp.reason(), c.got)) << resp.reason();
       EXPECT_TRUE(HasSubstr(resp.violations(0).message(),
                             std::string("must be a whole number from 0 to 10000 (the cost of "
-                                        "limit limits[1]), ") + c.got));
+                                        "limit limits[1]), ") +
+                                c.got));
     } else {
       EXPECT_TRUE(HasSubstr(resp.reason(), "/amount is required: a whole number from 0 to 10000"));
     }
@@ -385,9 +387,10 @@ TEST_F(ScopeLimitsTest, AnEntryRefusalKeepsTheEntrysRuleAndWords) {
   Engine().Complete(eval, Answer(eval, 0, 0), &resp);
   EXPECT_EQ(resp.decision(), v1::DECISION_RATE_LIMITED);
   EXPECT_EQ(resp.rule(), "tools.charge");
-  EXPECT_EQ(resp.reason(),
-            "rate limit reached: counter \"charges\" allows 5 per 1m (sliding_window, scope grant); "
-            "retry in 1m30s");
+  EXPECT_EQ(
+      resp.reason(),
+      "rate limit reached: counter \"charges\" allows 5 per 1m (sliding_window, scope grant); "
+      "retry in 1m30s");
 }
 
 TEST_F(ScopeLimitsTest, AnEntrysOwnCostIsShown) {
@@ -405,9 +408,9 @@ TEST_F(ScopeLimitsTest, SectionRefusalsAreNamedByTheirRules) {
   const v1::CheckRequest req = Req("read", R"({"amount": 1})", "ci-bot", "pay");
   v1::CheckResponse resp;
   Evaluation eval = Evaluate(req, &resp);
-  ASSERT_EQ(RuleIds(eval), (std::vector<std::string>{"grants.ci-bot.limits[0]",
-                                                      "servers.pay.limits[0]", "limits[0]",
-                                                      "limits[1]"}));
+  ASSERT_EQ(RuleIds(eval),
+            (std::vector<std::string>{"grants.ci-bot.limits[0]", "servers.pay.limits[0]",
+                                      "limits[0]", "limits[1]"}));
   Engine().Complete(eval, Answer(eval, 0, 5), &resp);
   EXPECT_EQ(resp.rule(), "grants.ci-bot.limits[0]");
   EXPECT_TRUE(HasSubstr(resp.reason(), "counter \"grants.ci-bot.limits[0]\" allows 1000 per 1h"));
