@@ -68,7 +68,7 @@ struct CounterStoreStatus {
   uint64_t connects = 0;        // Connections opened.
   uint64_t script_reloads = 0;  // NOSCRIPT replies answered with EVAL.
   uint64_t redirects = 0;       // Cluster: MOVED, ASK and TRYAGAIN replies followed.
-  uint64_t refunds = 0;         // Cluster: reservations given back (cross-slot calls refused).
+  uint64_t refunds = 0;         // Refunds sent: Refund() calls, and cross-slot calls refused (Cluster).
   uint64_t refund_failures = 0; // Refunds that could not be delivered (units stay counted).
   uint64_t topology_changes = 0;  // Sentinel: masters followed; Cluster: slot maps that changed.
   std::string last_error;       // Why the last connection failed or was dropped.

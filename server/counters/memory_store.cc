@@ -43,16 +43,22 @@ LimitOutcome MemoryCounterStore::Evaluate(Counter& c, const LimitCheck& check, i
     c.window_index = now / window;
   }
   LimitOutcome out;
+  const int64_t cost = check.cost;
   switch (check.algorithm) {
     case Algorithm::kSlidingWindow: {
-      while (!c.log.empty() && c.log.front() <= now - window) c.log.pop_front();
-      const int64_t count = static_cast<int64_t>(c.log.size());
-      out.has_room = count < check.max;
+      while (!c.log.empty() && c.log.front().at <= now - window) c.log.pop_front();
+      const int64_t count = c.LogSum();
+      out.has_room = cost == 0 || count + cost <= check.max;
       out.remaining = std::max<int64_t>(0, check.max - count);
-      out.reset_after_ms = c.log.empty() ? 0 : c.log.back() + window - now;
+      out.reset_after_ms = c.log.empty() ? 0 : c.log.back().at + window - now;
       if (!out.has_room) {
-        // The call fits once all but max-1 of the logged calls have left the window.
-        out.retry_after_ms = c.log[static_cast<size_t>(count - check.max)] + window - now;
+        // The call fits once the oldest entries holding at least
+        // count + cost - max units have left the window: the first entry
+        // whose running total reaches that.
+        const int64_t target = c.log.front().total - c.log.front().cost + count + cost - check.max;
+        auto it = std::lower_bound(c.log.begin(), c.log.end(), target,
+                                   [](const Entry& e, int64_t t) { return e.total < t; });
+        out.retry_after_ms = it == c.log.end() ? window : it->at + window - now;
       }
       break;
     }
@@ -63,7 +69,7 @@ LimitOutcome MemoryCounterStore::Evaluate(Counter& c, const LimitCheck& check, i
         c.count = 0;
       }
       const int64_t window_end = (index + 1) * window;
-      out.has_room = c.count < check.max;
+      out.has_room = cost == 0 || c.count + cost <= check.max;
       out.remaining = std::max<int64_t>(0, check.max - c.count);
       out.reset_after_ms = c.count > 0 ? window_end - now : 0;
       if (!out.has_room) out.retry_after_ms = window_end - now;
@@ -80,38 +86,75 @@ LimitOutcome MemoryCounterStore::Evaluate(Counter& c, const LimitCheck& check, i
         c.refilled_at = now;
       }
       c.units = std::min(c.units, capacity);
-      out.has_room = c.units >= window;
+      out.has_room = c.units >= cost * window;
       out.remaining = c.units / window;
       out.reset_after_ms = CeilDiv(capacity - c.units, check.max);
-      if (!out.has_room) out.retry_after_ms = CeilDiv(window - c.units, check.max);
+      if (!out.has_room) out.retry_after_ms = CeilDiv(cost * window - c.units, check.max);
       break;
     }
   }
   return out;
 }
 
-// Takes one unit from `c` (already brought up to `now` by Evaluate).
+// Takes the call's cost from `c` (already brought up to `now` by Evaluate).
 void MemoryCounterStore::Consume(Counter& c, const LimitCheck& check, int64_t now) {
+  const int64_t cost = check.cost;
+  if (cost == 0) return;
   switch (check.algorithm) {
     case Algorithm::kSlidingWindow:
-      c.log.push_back(now);
+      if (!c.log.empty() && c.log.back().at == now) {
+        c.log.back().cost += cost;
+        c.log.back().total += cost;
+      } else {
+        c.log.push_back(Entry{now, cost, (c.log.empty() ? 0 : c.log.back().total) + cost});
+      }
       c.expires_at = now + check.window_ms;
       break;
     case Algorithm::kFixedWindow:
-      ++c.count;
+      c.count += cost;
       c.expires_at = (c.window_index + 1) * check.window_ms;
       break;
     case Algorithm::kTokenBucket:
-      c.units -= check.window_ms;
+      c.units -= cost * check.window_ms;
       c.expires_at = now + CeilDiv(check.burst * check.window_ms - c.units, check.max);
       break;
   }
 }
 
-// The state a counter shows after one more unit is taken.
+// Gives back up to check.cost units that the admission at `at` took from `c`
+// (brought up to `now` by Evaluate), as far as they still count.
+void MemoryCounterStore::GiveBack(Counter& c, const LimitCheck& check, int64_t at, int64_t now) {
+  const int64_t units = check.cost;
+  if (units <= 0) return;
+  switch (check.algorithm) {
+    case Algorithm::kSlidingWindow: {
+      // Expired entries are gone (Evaluate); a live one of that time holds
+      // the admission's units (merged with others of the same ms).
+      auto it = std::lower_bound(c.log.begin(), c.log.end(), at,
+                                 [](const Entry& e, int64_t t) { return e.at < t; });
+      if (it == c.log.end() || it->at != at) return;
+      const int64_t g = std::min(units, it->cost);
+      it->cost -= g;
+      // The running totals from it on: entries after it are the admissions
+      // since, few for a settlement that follows its call.
+      for (auto j = it; j != c.log.end(); ++j) j->total -= g;
+      break;
+    }
+    case Algorithm::kFixedWindow:
+      if (at / check.window_ms == c.window_index) c.count -= std::min(units, c.count);
+      break;
+    case Algorithm::kTokenBucket:
+      c.units = std::min(check.burst * check.window_ms, c.units + units * check.window_ms);
+      c.expires_at = now + CeilDiv(check.burst * check.window_ms - c.units, check.max);
+      break;
+  }
+}
+
+// The state a counter shows after the call's cost is taken.
 static void ApplyPending(LimitOutcome& out, const LimitCheck& check, int64_t now,
                          int64_t fixed_window_end) {
-  out.remaining = std::max<int64_t>(0, out.remaining - 1);
+  if (check.cost == 0) return;  // Nothing taken: the counter's own state.
+  out.remaining = std::max<int64_t>(0, out.remaining - check.cost);
   switch (check.algorithm) {
     case Algorithm::kSlidingWindow:
       out.reset_after_ms = check.window_ms;
@@ -120,7 +163,7 @@ static void ApplyPending(LimitOutcome& out, const LimitCheck& check, int64_t now
       out.reset_after_ms = fixed_window_end - now;
       break;
     case Algorithm::kTokenBucket:
-      out.reset_after_ms += CeilDiv(check.window_ms, check.max);
+      out.reset_after_ms += CeilDiv(check.cost * check.window_ms, check.max);
       break;
   }
 }
@@ -171,6 +214,7 @@ AcquireResult MemoryCounterStore::AcquireNow(const std::vector<LimitCheck>& chec
       ApplyPending(result.outcomes[i], checks[i], now,
                    (now / checks[i].window_ms + 1) * checks[i].window_ms);
       if (dry_run) continue;
+      result.outcomes[i].consumed_at_ms = now;
       Shard& shard = shards_[shard_of[i]];
       Counter* c = state[i];
       if (scratch[i].has_value()) {
@@ -194,9 +238,37 @@ void MemoryCounterStore::Acquire(std::vector<LimitCheck> checks, bool dry_run, C
   std::move(done)(AcquireNow(checks, dry_run));
 }
 
+void MemoryCounterStore::RefundNow(const std::vector<LimitCheck>& checks, int64_t consumed_at_ms) {
+  std::array<bool, kShards> used{};
+  std::vector<size_t> shard_of(checks.size());
+  std::vector<std::string> storage_key(checks.size());
+  for (size_t i = 0; i < checks.size(); ++i) {
+    storage_key[i] = StorageKey(checks[i]);
+    shard_of[i] = ShardOf(storage_key[i]);
+    used[shard_of[i]] = true;
+  }
+  for (size_t s = 0; s < kShards; ++s) {
+    if (used[s]) shards_[s].mu.Lock();
+  }
+  const int64_t now = clock_->NowMillis();
+  for (size_t i = 0; i < checks.size(); ++i) {
+    Shard& shard = shards_[shard_of[i]];
+    auto it = shard.counters.find(storage_key[i]);
+    if (it == shard.counters.end()) continue;  // Gone: nothing of it counts any more.
+    Counter& c = it->second;
+    if (c.algorithm != checks[i].algorithm || c.window_ms != checks[i].window_ms) continue;
+    Evaluate(c, checks[i], now);  // Up to now: expired units are not given back.
+    GiveBack(c, checks[i], consumed_at_ms, now);
+  }
+  for (size_t s = 0; s < kShards; ++s) {
+    if (used[s]) shards_[s].mu.Unlock();
+  }
+}
+
 void MemoryCounterStore::Refund(std::vector<LimitCheck> checks, int64_t consumed_at_ms,
                                 RefundCallback done) {
-  std::move(done)(absl::UnimplementedError("refund: not yet"));
+  RefundNow(checks, consumed_at_ms);
+  std::move(done)(absl::OkStatus());
 }
 
 size_t MemoryCounterStore::KeyCount() const {

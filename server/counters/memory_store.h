@@ -1,15 +1,19 @@
 // In-process counter store: exact, lock-sharded, for a single server.
 //
 // Algorithms (all integer millisecond arithmetic):
-// - sliding_window: a log of admitted calls' times; a call is admitted when
-//   fewer than `max` calls were admitted in the last `window`. Exact: no
-//   interval of length `window` ever holds more than `max` admitted calls.
-//   Memory: one timestamp per admitted call still inside the window.
+// - sliding_window: a log of admissions (time, cost); a call of cost c is
+//   admitted when the costs admitted in the last `window` sum to at most
+//   max - c. Exact: no interval of length `window` ever holds more than `max`
+//   units. Each entry also holds the running total of the log up to it, so
+//   the sum in the window and the time enough room is back are found
+//   without walking the log. Memory: one entry per admission (per
+//   millisecond) still inside the window.
 // - fixed_window: a count per calendar-aligned window (multiples of the window
 //   since the Unix epoch, UTC); cheapest, but up to 2*max can pass around a
 //   boundary.
 // - token_bucket: holds up to `burst` tokens, refilled continuously at `max`
-//   per `window`; a call takes one token.
+//   per `window`; a call takes `cost` tokens.
+// Refund gives back what an admission took, while it still counts.
 //
 // Idle counter instances are dropped once their window has passed, in small
 // steps amortized over calls, so memory follows the active key set.
@@ -38,6 +42,8 @@ class MemoryCounterStore final : public CounterStore {
 
   // Synchronous form of Acquire (the in-process store never waits).
   AcquireResult AcquireNow(const std::vector<LimitCheck>& checks, bool dry_run);
+  // Synchronous form of Refund.
+  void RefundNow(const std::vector<LimitCheck>& checks, int64_t consumed_at_ms);
 
   // Number of live counter instances (for tests and status).
   size_t KeyCount() const;
@@ -45,12 +51,21 @@ class MemoryCounterStore final : public CounterStore {
   CounterStoreStatus Status() const override;
 
  private:
+  struct Entry {
+    int64_t at;    // Admission time (ms).
+    int64_t cost;  // Units it holds (admissions of one ms merged; 0 once refunded).
+    int64_t total; // Running total of the log's costs up to and including this one.
+  };
   struct Counter {
     Algorithm algorithm = Algorithm::kSlidingWindow;
     int64_t window_ms = 0;
     int64_t expires_at = 0;  // After this, the counter is back to full allowance.
-    // sliding_window: times of admitted calls, oldest first.
-    std::deque<int64_t> log;
+    // sliding_window: admissions, oldest first.
+    std::deque<Entry> log;
+    // The units in the log (after expired entries are dropped).
+    int64_t LogSum() const {
+      return log.empty() ? 0 : log.back().total - log.front().total + log.front().cost;
+    }
     // fixed_window: index of the current window and its count.
     int64_t window_index = 0;
     int64_t count = 0;
@@ -69,6 +84,7 @@ class MemoryCounterStore final : public CounterStore {
 
   static LimitOutcome Evaluate(Counter& c, const LimitCheck& check, int64_t now);
   static void Consume(Counter& c, const LimitCheck& check, int64_t now);
+  static void GiveBack(Counter& c, const LimitCheck& check, int64_t at, int64_t now);
   static void SweepLocked(Shard& shard, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   size_t ShardOf(const std::string& key) const;
   static std::string StorageKey(const LimitCheck& check);

@@ -18,7 +18,7 @@ std::optional<AcquireResult> OverLimitCache::Refusal(const std::vector<LimitChec
   for (size_t i = 0; i < checks.size(); ++i) {
     LimitOutcome& o = result.outcomes[i];
     auto it = entries_.find(checks[i].key);
-    if (it != entries_.end() && it->second.full_until > now && it->second.Matches(checks[i])) {
+    if (it != entries_.end() && it->second.full_until > now && it->second.Refuses(checks[i])) {
       if (now >= it->second.recheck_at) {
         due = true;  // Redis is to be asked (unless another entry refuses).
         o.has_room = true;
@@ -27,7 +27,7 @@ std::optional<AcquireResult> OverLimitCache::Refusal(const std::vector<LimitChec
       }
       refused = true;
       o.has_room = false;
-      o.remaining = 0;
+      o.remaining = it->second.remaining;
       o.retry_after_ms = it->second.full_until - now;
       o.reset_after_ms = o.retry_after_ms;
     } else {
@@ -41,7 +41,7 @@ std::optional<AcquireResult> OverLimitCache::Refusal(const std::vector<LimitChec
       // recheck_ms) are still refused.
       for (const LimitCheck& c : checks) {
         auto it = entries_.find(c.key);
-        if (it != entries_.end() && it->second.Matches(c) && now >= it->second.recheck_at) {
+        if (it != entries_.end() && it->second.Refuses(c) && now >= it->second.recheck_at) {
           it->second.recheck_at = now + recheck_ms_;
         }
       }
@@ -73,11 +73,20 @@ void OverLimitCache::Remember(const std::vector<LimitCheck>& checks, const Acqui
                               c.window_ms,
                               c.max,
                               c.burst,
+                              c.cost,
+                              o.remaining,
                               /*full_until=*/asked_at + o.retry_after_ms,
                               /*recheck_at=*/now + recheck_ms_};
     }
   }
   MaybeSweep(now);
+  count_.store(entries_.size(), std::memory_order_relaxed);
+}
+
+void OverLimitCache::Forget(const std::vector<LimitCheck>& checks) {
+  if (count_.load(std::memory_order_relaxed) == 0) return;
+  absl::MutexLock lock(&mu_);
+  for (const LimitCheck& c : checks) entries_.erase(c.key);
   count_.store(entries_.size(), std::memory_order_relaxed);
 }
 

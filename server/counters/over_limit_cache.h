@@ -7,6 +7,9 @@
 //   and refuses only calls whose limit has that same definition, so a
 //   revision that changes a limit (a higher max after a reload, say) asks
 //   Redis at once;
+// - an entry holds the cost Redis refused, and refuses only calls costing
+//   at least that much (a cheaper call may fit; a call of cost 0 always
+//   does);
 // - what Redis knows can change in ways the cache cannot see (an operator
 //   deletes the key, another server's revision counts differently), so an
 //   entry is checked with Redis again every `recheck_ms` (default 100 ms):
@@ -60,6 +63,9 @@ class OverLimitCache {
   void Remember(const std::vector<LimitCheck>& checks, const AcquireResult& result,
                 int64_t asked_at);
 
+  // Forgets `checks`' counters (units were just given back to them).
+  void Forget(const std::vector<LimitCheck>& checks);
+
   // Entries held, expired or not (for tests).
   size_t size() const;
 
@@ -70,12 +76,15 @@ class OverLimitCache {
     int64_t window_ms;
     int64_t max;
     int64_t burst;
+    int64_t cost;        // The cost refused: calls costing less are asked of Redis.
+    int64_t remaining;   // As Redis reported it.
     int64_t full_until;  // Clock millis.
     int64_t recheck_at;  // Clock millis: from then on, the next call asks Redis.
     bool Matches(const LimitCheck& c) const {
       return algorithm == c.algorithm && window_ms == c.window_ms && max == c.max &&
              burst == c.burst;
     }
+    bool Refuses(const LimitCheck& c) const { return Matches(c) && c.cost > 0 && c.cost >= cost; }
   };
 
   // Drops the entries past their time, once every so many Remember()s: as

@@ -1,6 +1,6 @@
 -- toolgate: decide a batch of calls. For each call, in order: check every
--- limit of the call and, only if all have room, consume one unit of each
--- (or, for a refund, give one back). Atomic, timed by the Redis server's
+-- limit of the call and, only if all have room for the call's cost there,
+-- consume that cost of each (or, for a refund, give units back). Atomic, timed by the Redis server's
 -- clock; each call is decided as if it had a script run of its own. The
 -- protocol (arguments, reply, markers, refunds) and what each key holds are
 -- described in redis_script_codec.h. The script is sent without its comment
@@ -24,7 +24,10 @@
 -- admit it), and each written once at the end: a fixed window by INCRBY in
 -- the window it was read in (its expiry, the window's end, stays), else by
 -- SET ... PX, as a token bucket. A sliding window with room costs four
--- calls (LLEN, LINDEX, RPUSH, PEXPIRE). Arguments to redis.call are strings
+-- calls (LLEN, LINDEX, RPUSH, PEXPIRE). A cost of c is c entries of the
+-- same time in a log (one RPUSH; c is at most max), c added to a bucket
+-- or a fixed window, c calls' units taken from a token bucket; a cost of 0
+-- always has room and changes nothing. Arguments to redis.call are strings
 -- (Redis formats a Lua number with "%.17g"); log times compare as strings.
 local call, try, tonumber, format, floor, find, sub, pcall, min, max_of, unpack =
   redis.call, redis.pcall, tonumber, string.format, math.floor, string.find, string.sub, pcall,
@@ -124,8 +127,8 @@ local function bucket_size(window)
   return bs
 end
 
--- Refunds one call: the unit each of its n keys (after the k0 keys of the
--- calls before it) consumed at Redis time `at`.
+-- Refunds one call: the units (its cost argument) each of its n keys
+-- (after the k0 keys of the calls before it) consumed at Redis time `at`.
 local function refund(a0, k0, base, at)
   local n = argn(a0 + 1)
   out[base + 1] = 1
@@ -136,15 +139,14 @@ local function refund(a0, k0, base, at)
   local at_s = format('%d', at)
   for i = 1, n do
     local key = KEYS[k0 + i]
-    local a = a0 + 2 + (i - 1) * 4
+    local a = a0 + 2 + (i - 1) * 5
     local alg = ARGV[a]
     local window = argn(a + 1)
     if alg == 's' then
       local len = try('LLEN', key)
       if type(len) == 'table' then fail(2, i) end
-      -- The newest entry at that time among the newest max (only they can
-      -- be live): LPOS walks at most max entries, from the tail.
-      if len > 0 then sts[i] = call('LPOS', key, at_s, 'RANK', '-1', 'MAXLEN', ARGV[a + 2]) end
+      -- Entries of that time are still in the window.
+      sts[i] = len > 0 and at > now - window
     elseif alg == 'b' then
       local c = try('HGET', key, format('%d', floor(at / bucket_size(window))))
       if type(c) == 'table' then fail(2, i) end
@@ -159,20 +161,26 @@ local function refund(a0, k0, base, at)
   end
   for i = 1, n do
     local key = KEYS[k0 + i]
-    local a = a0 + 2 + (i - 1) * 4
+    local a = a0 + 2 + (i - 1) * 5
     local alg = ARGV[a]
     local window = argn(a + 1)
+    local g = argn(a + 4)
     local st = sts[i]
-    if alg == 's' then
-      if st then call('LREM', key, '-1', at_s) end  -- (Found within the newest max.)
+    if g == 0 then
+    elseif alg == 's' then
+      -- At most g entries of that time, from the newest (LREM with 0 would
+      -- take them all: g is at least 1 here).
+      if st then call('LREM', key, format('%d', -g), at_s) end
     elseif alg == 'b' then
       if st and st > 0 then
-        call('HINCRBY', key, format('%d', floor(at / bucket_size(window))), '-1')
+        call('HINCRBY', key, format('%d', floor(at / bucket_size(window))),
+          format('%d', -min(g, st)))
       end
     elseif alg == 'f' then
       local idx = floor(at / window)
-      if count_in(st, idx) > 0 then
-        st.a = st.a - 1
+      local c = count_in(st, idx)
+      if c > 0 then
+        st.a = st.a - min(g, c)
         dirty(key, st, max_of(1, (idx + 1) * window - now))
       end
     elseif st.a then -- 't'
@@ -180,7 +188,7 @@ local function refund(a0, k0, base, at)
       local cap = argn(a + 3) * window
       local units = st.a
       if now > st.b then units = units + (now - st.b) * max end
-      units = min(cap, units + window)
+      units = min(cap, units + g * window)
       st.a, st.b = units, now
       dirty(key, st, max_of(1, units >= cap and 0 or floor((cap - units + max - 1) / max)))
     end
@@ -198,16 +206,18 @@ local function decide(a0, k0, base)
 
   for i = 1, n do
     local key = KEYS[k0 + i]
-    local a = a0 + 2 + (i - 1) * 4
+    local a = a0 + 2 + (i - 1) * 5
     local alg = ARGV[a]
     local window = argn(a + 1)
     local max = argn(a + 2)
+    local c = argn(a + 4)  -- The call's cost here.
     local latest = now + window  -- No stored time may be later.
     local room, remaining, reset, retry = 0, 0, 0, 0
     if alg == 's' then
       local cutoff = format('%d', now - window)
       local len = try('LLEN', key)
       if type(len) == 'table' then fail(2, i) end
+      local full = false
       if len > max then
         -- More entries than max (a revision with a larger max shares the
         -- log, or the log is corrupt): only the newest max can decide.
@@ -216,19 +226,14 @@ local function decide(a0, k0, base)
         if pivot > now - window then
           -- The newest max entries are all in the window: full. (The log
           -- is in time order.)
-          local last = num(call('LINDEX', key, '-1'))
-          if not last or last > latest then fail(3, i) end
-          s1[i] = len
-          remaining = 0
-          reset = min(window, last + window - now)
-          retry = min(window, pivot + window - now)
+          full = true
         else
           -- The pivot and everything before it have expired.
           call('LTRIM', key, format('%d', len - max + 1), '-1')
           len = max - 1
         end
       end
-      if len <= max then
+      if not full then
         while len > 0 do
           local head = call('LINDEX', key, '0')
           if #head > #cutoff or (#head == #cutoff and head > cutoff) then
@@ -240,20 +245,24 @@ local function decide(a0, k0, base)
           call('LPOP', key)
           len = len - 1
         end
-        s1[i] = len
-        if len < max then
-          room = 1
-          remaining = max - len
-          -- reset_after: only needed when the call is refused (see below);
-          -- an admitted call's is the window.
-        else
-          local last = num(call('LINDEX', key, '-1'))
-          local first = num(call('LINDEX', key, format('%d', len - max)))
-          if not last or last > latest or not first or first > latest then fail(3, i) end
-          remaining = 0
-          reset = min(window, last + window - now)
-          retry = min(window, first + window - now)
+      end
+      s1[i] = len
+      remaining = max_of(0, max - len)
+      if c == 0 or len + c <= max then
+        room = 1
+        -- reset_after: only needed when the call is refused or costs 0
+        -- (see below); an admitted call's is the window.
+      else
+        -- The call fits once the entry j (0-based) and all before it have
+        -- left the window.
+        local j = len + c - max - 1
+        local last = num(call('LINDEX', key, '-1'))
+        local first = j < len and num(call('LINDEX', key, format('%d', j)))
+        if not last or last > latest or first == nil or (first and first > latest) then
+          fail(3, i)
         end
+        reset = min(window, last + window - now)
+        retry = first and min(window, first + window - now) or window
       end
     elseif alg == 'b' then
       local bs = floor((window + 63) / 64)
@@ -277,16 +286,17 @@ local function decide(a0, k0, base)
         end
       end
       table.sort(buckets, function(x, y) return x[1] < y[1] end)
-      if count < max then room = 1 end
+      if c == 0 or count + c <= max then room = 1 end
       remaining = max_of(0, max - count)
       if #buckets > 0 then
         reset = min(window + bs, (buckets[#buckets][1] + 1) * bs - 1 + window - now)
       end
       if room == 0 then
         local left = count
+        retry = window + bs
         for _, bc in ipairs(buckets) do
           left = left - bc[2]
-          if left < max then
+          if left + c <= max then
             retry = min(window + bs, (bc[1] + 1) * bs - 1 + window - now)
             break
           end
@@ -303,10 +313,8 @@ local function decide(a0, k0, base)
       if v and floor(v / FW) == idx % 100000 then count = v % FW end
       s1[i] = count
       local wend = (idx + 1) * window - now
-      if count < max then
-        room = 1
-        remaining = max - count
-      end
+      remaining = max_of(0, max - count)
+      if c == 0 or count + c <= max then room = 1 end
       if count > 0 then reset = wend end
       if room == 0 then retry = wend end
     else -- 't'
@@ -321,10 +329,10 @@ local function decide(a0, k0, base)
       end
       units = min(units, cap)
       s1[i] = units
-      if units >= window then room = 1 end
+      if units >= c * window then room = 1 end
       remaining = floor(units / window)
       reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
-      if room == 0 then retry = floor((window - units + max - 1) / max) end
+      if room == 0 then retry = floor((c * window - units + max - 1) / max) end
     end
     if room == 0 then out[base + 1] = 0 end
     local o = base + 4 * i - 2
@@ -338,7 +346,7 @@ local function decide(a0, k0, base)
     -- Refused: nothing is consumed. A sliding window's reset_after is when its
     -- newest entry leaves the window.
     for i = 1, n do
-      local a = a0 + 2 + (i - 1) * 4
+      local a = a0 + 2 + (i - 1) * 5
       if ARGV[a] == 's' and s1[i] > 0 and out[base + 4 * i - 2] == 1 then
         local window = argn(a + 1)
         local last = num(call('LINDEX', KEYS[k0 + i], '-1'))
@@ -349,15 +357,29 @@ local function decide(a0, k0, base)
   else
     for i = 1, n do
       local key = KEYS[k0 + i]
-      local a = a0 + 2 + (i - 1) * 4
+      local a = a0 + 2 + (i - 1) * 5
       local alg = ARGV[a]
       local window = argn(a + 1)
+      local c = argn(a + 4)
       local o = base + 4 * i - 2
-      if out[o + 1] > 0 then out[o + 1] = out[o + 1] - 1 end
-      if alg == 's' then
+      out[o + 1] = max_of(0, out[o + 1] - c)
+      if c == 0 then
+        -- Nothing taken: the counter's own reset (a log's, from its newest entry).
+        if alg == 's' and s1[i] > 0 then
+          local last = num(call('LINDEX', key, '-1'))
+          if not last or last > now + window then fail(3, i) end
+          out[o + 2] = min(window, last + window - now)
+        end
+      elseif alg == 's' then
         out[o + 2] = window
         if not dry then
-          call('RPUSH', key, now_s)
+          if c == 1 then
+            call('RPUSH', key, now_s)
+          else
+            local reps = {}
+            for r = 1, c do reps[r] = now_s end
+            call('RPUSH', key, unpack(reps))
+          end
           call('PEXPIRE', key, ARGV[a + 1])
         end
       elseif alg == 'b' then
@@ -366,7 +388,7 @@ local function decide(a0, k0, base)
         local reset = (b + 1) * bs - 1 + window - now
         out[o + 2] = reset
         if not dry then
-          call('HINCRBY', key, format('%d', b), '1')
+          call('HINCRBY', key, format('%d', b), ARGV[a + 4])
           call('PEXPIRE', key, format('%d', reset))
         end
       elseif alg == 'f' then
@@ -375,9 +397,9 @@ local function decide(a0, k0, base)
         out[o + 2] = wend
         if not dry then
           local st = state[key]
-          local c = s1[i]
-          if c == 0 then st.fresh = true end  -- A new window (or key): SET.
-          st.a = (idx % 100000) * FW + c + 1
+          local count = s1[i]
+          if count == 0 then st.fresh = true end  -- A new window (or key): SET.
+          st.a = (idx % 100000) * FW + count + c
           if not st.dirty then
             st.dirty = true
             written[#written + 1] = key
@@ -386,7 +408,7 @@ local function decide(a0, k0, base)
         end
       else
         local max = argn(a + 2)
-        local units = s1[i] - window
+        local units = s1[i] - c * window
         local cap = argn(a + 3) * window
         local reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
         out[o + 2] = reset
@@ -404,7 +426,8 @@ end
 -- decide does, without its generality or pcall (nothing here can raise).
 local function fast(alg, a0, k, base, consume)
   local st = load_string(k, alg)
-  local window, max = argn(a0 + 3), argn(a0 + 4)
+  local window, max, c = argn(a0 + 3), argn(a0 + 4), argn(a0 + 6)
+  if c == 0 then consume = false end
   if not st.bad and alg == 't' and st.a and st.b > now + window then st.bad = 3 end
   if st.bad then
     out[base + 1], out[base + 2], out[base + 3], out[base + 4], out[base + 5] = st.bad, 1, 0, 0, 0
@@ -416,15 +439,15 @@ local function fast(alg, a0, k, base, consume)
     local v, count = st.a, 0
     if v and floor(v / FW) == idx % 100000 then count = v % FW end
     local wend = (idx + 1) * window - now
-    room = count < max
+    room = c == 0 or count + c <= max
     if room then
-      remaining, reset, retry = max - count - 1, wend, 0
+      remaining, reset, retry = max_of(0, max - count - c), wend, 0
       if consume then
         if count == 0 then st.fresh = true end
-        st.a, ttl = (idx % 100000) * FW + count + 1, wend
+        st.a, ttl = (idx % 100000) * FW + count + c, wend
       end
     else
-      remaining, reset, retry = 0, wend, wend
+      remaining, reset, retry = max_of(0, max - count), wend, wend
     end
   else
     local cap = argn(a0 + 5) * window
@@ -434,11 +457,11 @@ local function fast(alg, a0, k, base, consume)
       if now > st.b then units = units + (now - st.b) * max end
       if units > cap then units = cap end
     end
-    room = units >= window
-    if room then units = units - window end
+    room = units >= c * window
+    if room then units = units - c * window end
     remaining = floor(units / window)
     reset = units >= cap and 0 or floor((cap - units + max - 1) / max)
-    retry = room and 0 or floor((window - units + max - 1) / max)
+    retry = room and 0 or floor((c * window - units + max - 1) / max)
     if room and consume then st.a, st.b, ttl = units, now, max_of(1, reset) end
   end
   if ttl then
@@ -478,7 +501,7 @@ for _ = 1, argn(1) do
     end
   end
   k0 = k0 + n
-  a0 = a0 + 2 + 4 * n
+  a0 = a0 + 2 + 5 * n
   base = base + 1 + 4 * n
 end
 for j = base + 1, 6 do out[j] = nil end  -- (Fewer values than presized.)

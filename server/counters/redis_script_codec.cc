@@ -78,9 +78,9 @@ void RedisScriptCodec::EncodeBatch(absl::Span<const ScriptCall* const> calls, bo
     }
   }
   // Command, script, numkeys, the keys, the number of calls, whether it
-  // reads strings, per call its mode and number of limits, per limit four
+  // reads strings, per call its mode and number of limits, per limit five
   // values.
-  RespCommand cmd(out, 3 + keys + 2 + 2 * calls.size() + 4 * keys);
+  RespCommand cmd(out, 3 + keys + 2 + 2 * calls.size() + 5 * keys);
   cmd.Arg(use_eval ? absl::string_view("EVAL") : absl::string_view("EVALSHA"));
   cmd.Arg(use_eval ? script_ : sha_);
   cmd.Arg(static_cast<int64_t>(keys));
@@ -106,6 +106,7 @@ void RedisScriptCodec::EncodeBatch(absl::Span<const ScriptCall* const> calls, bo
       cmd.Arg(c.window_ms);
       cmd.Arg(c.max);
       cmd.Arg(c.burst);
+      cmd.Arg(c.cost);
     }
   }
 }

@@ -5,10 +5,12 @@
 //
 // Command, for calls c1..cN, each with limits l1..ln:
 //   EVALSHA <sha> <numkeys> <key of each limit, call after call>
-//           N <strings> (<mode> n (<algorithm> <window_ms> <max> <burst>)*n)*N
+//           N <strings> (<mode> n (<algorithm> <window_ms> <max> <burst> <cost>)*n)*N
 // (EVAL <script> ... when Redis does not have the script cached), where
-// <mode> is "0" (decide and consume), "1" (dry run) or "r<ms>" (refund the
-// unit consumed by an admission at Redis time <ms>: ScriptCall::refund_at_ms),
+// <mode> is "0" (decide and consume), "1" (dry run) or "r<ms>" (refund
+// <cost> units consumed by an admission at Redis time <ms>:
+// ScriptCall::refund_at_ms), <cost> is what the call takes (LimitCheck::cost,
+// 0..capacity; for a refund, what it gives back),
 // and <strings> is "1" when a limit is a fixed window or token bucket (the
 // script then reads the run's keys with one MGET), else "0".
 //
@@ -27,7 +29,8 @@
 //
 // What each key holds:
 //   s  sliding window, exact log: a list of admission times (ms), oldest
-//      first.
+//      first; a call of cost c adds c entries of its time (c <= max, so the
+//      log stays within max live entries).
 //   b  sliding window, 64 buckets a window, for max above exact_log_max
 //      (bounded memory; a partly expired bucket counts whole, so never
 //      over-admits): a hash, bucket index (time / bucket size) -> count.
@@ -44,12 +47,12 @@
 // than 128 fields, a fixed window index out of its range, a token bucket
 // not of its two numbers.
 //
-// A refund gives back exactly what the admission at <ms> took: "s" removes
-// one log entry equal to <ms> among its newest max (none: nothing, it has
-// expired, or no longer counts); "b"
-// decrements that time's bucket if above 0; "f" decrements the count if the
-// stored window is still <ms>'s and the count is above 0; "t" adds one
-// call's units to the level refilled to now, capped at the capacity. It
+// A refund of g units gives back at most what the admission at <ms> took:
+// "s" removes up to g log entries equal to <ms> if <ms> is still in the
+// window (else they have expired: nothing); "b" decrements that time's
+// bucket by g, down to 0 at most; "f" decrements the count by g (down to 0)
+// if the stored window is still <ms>'s; "t" adds g calls' units to the level
+// refilled to now, capped at the capacity. It
 // never creates a key, and, like any call, changes nothing when one of its
 // keys is of another type or corrupt.
 //
@@ -95,8 +98,8 @@ extern const char kRedisScript[];
 struct ScriptCall {
   std::vector<LimitCheck> checks;
   bool dry_run = false;
-  // When > 0, the call is a refund: it gives back, exactly, the one unit each
-  // of its limits consumed in an admission made by the script run whose
+  // When > 0, the call is a refund: it gives back, exactly, the `cost` units
+  // each of its limits consumed in an admission made by the script run whose
   // Redis time (DecodeBatch's `redis_time_ms`) was this. For a call that was
   // admitted in one Redis Cluster slot and refused in another. A refund
   // never creates a key, never leaves a counter with more room than it would

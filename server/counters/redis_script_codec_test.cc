@@ -101,8 +101,8 @@ TEST_F(RedisScriptCodecTest, EncodesEvalshaWithKeysThenCalls) {
   EncodeCommand({"EVALSHA", codec_.sha(), "3",
                  "tg:{rate|g|a}:s:60000", "tg:{daily|*}:f2:86400000", "tg:{msgs|s|x}:t2:60000",
                  "2", "1",  // Two calls; strings (a fixed window, a token bucket) to read.
-                 "1", "2", "s", "60000", "10", "0", "f", "86400000", "5000", "0",
-                 "0", "1", "t", "60000", "30", "10"},
+                 "1", "2", "s", "60000", "10", "0", "1", "f", "86400000", "5000", "0", "1",
+                 "0", "1", "t", "60000", "30", "10", "1"},
                 &expected);
   EXPECT_EQ(out, expected);
 }
@@ -112,7 +112,7 @@ TEST_F(RedisScriptCodecTest, EncodesEvalWithTheScriptItself) {
   codec_.EncodeBatch({&calls_[1]}, /*use_eval=*/true, &out);
   std::string expected;
   EncodeCommand({"EVAL", kRedisScript, "1", "tg:{msgs|s|x}:t2:60000", "1", "1",
-                 "0", "1", "t", "60000", "30", "10"},
+                 "0", "1", "t", "60000", "30", "10", "1"},
                 &expected);
   EXPECT_EQ(out, expected);
 }
@@ -125,7 +125,7 @@ TEST_F(RedisScriptCodecTest, SlidingWindowsAloneReadNoStrings) {
   codec_.EncodeBatch({&call}, /*use_eval=*/false, &out);
   std::string expected;
   EncodeCommand({"EVALSHA", codec_.sha(), "2", "tg:{rate|g|a}:s:60000", "tg:{big|*}:b:60000",
-                 "1", "0", "0", "2", "s", "60000", "10", "0", "b", "60000", "5000", "0"},
+                 "1", "0", "0", "2", "s", "60000", "10", "0", "1", "b", "60000", "5000", "0", "1"},
                 &expected);
   EXPECT_EQ(out, expected);
 }
@@ -133,12 +133,13 @@ TEST_F(RedisScriptCodecTest, SlidingWindowsAloneReadNoStrings) {
 TEST_F(RedisScriptCodecTest, EncodesARefundWithItsTime) {
   ScriptCall refund = calls_[0];  // A dry run: ignored by a refund.
   refund.refund_at_ms = kTime;
+  refund.checks[1].cost = 7;  // Units to give back.
   std::string out;
   codec_.EncodeBatch({&refund}, /*use_eval=*/false, &out);
   std::string expected;
   EncodeCommand({"EVALSHA", codec_.sha(), "2", "tg:{rate|g|a}:s:60000", "tg:{daily|*}:f2:86400000",
-                 "1", "1", absl::StrCat("r", kTime), "2", "s", "60000", "10", "0", "f",
-                 "86400000", "5000", "0"},
+                 "1", "1", absl::StrCat("r", kTime), "2", "s", "60000", "10", "0", "1", "f",
+                 "86400000", "5000", "0", "7"},
                 &expected);
   EXPECT_EQ(out, expected);
 }

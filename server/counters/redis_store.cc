@@ -72,6 +72,10 @@ struct RedisCounterStore::Request {
   AcquireResult merged;
   // Parts that consumed, to give back if the call is not admitted.
   std::vector<std::pair<std::vector<LimitCheck>, int64_t>> consumed;
+  // A Refund() (not a call): the admission's Redis time, and its callback.
+  int64_t refund_at_ms = 0;
+  RefundCallback refund_done;
+  absl::Status refund_status;  // Cross-slot: the first part's failure.
 };
 
 struct RedisCounterStore::Part : ScriptCall {
@@ -203,10 +207,48 @@ void RedisCounterStore::Acquire(std::vector<LimitCheck> checks, bool dry_run, Ca
   if (was_empty) wakeup_->Wake();
 }
 
+void RedisCounterStore::Refund(std::vector<LimitCheck> checks, int64_t consumed_at_ms,
+                               RefundCallback done) {
+  if (checks.empty() || consumed_at_ms <= 0) {
+    std::move(done)(absl::OkStatus());
+    return;
+  }
+  // Units come back: this server's cached refusals of them are stale.
+  if (options_.over_limit_cache) cache_.Forget(checks);
+  if (wakeup_ == nullptr) {
+    std::move(done)(absl::UnavailableError(absl::StrCat("redis: ", start_error_)));
+    return;
+  }
+  auto req = std::make_shared<Request>();
+  req->checks = std::move(checks);
+  req->refund_at_ms = consumed_at_ms;
+  req->refund_done = std::move(done);
+  req->asked_at = NowMillis();
+  // A refund has longer than a call to land (as a cross-slot one does).
+  req->deadline = req->asked_at + std::max<int64_t>(1000, options_.timeout_ms);
+  refunds_.fetch_add(1, std::memory_order_relaxed);
+  bool was_empty = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      std::move(req->refund_done)(absl::UnavailableError(kShuttingDown));
+      return;
+    }
+    was_empty = queue_.empty();
+    queue_.push_back(std::move(req));
+  }
+  if (was_empty) wakeup_->Wake();
+}
+
 void RedisCounterStore::Complete(Request& req, absl::StatusOr<AcquireResult> result,
                                  const std::vector<LimitCheck>& checks) {
   if (req.finished) return;
   req.finished = true;
+  if (req.refund_at_ms > 0) {
+    if (!result.ok()) refund_failures_.fetch_add(1, std::memory_order_relaxed);
+    std::move(req.refund_done)(result.ok() ? absl::OkStatus() : result.status());
+    return;
+  }
   if (result.ok()) {
     if (options_.over_limit_cache) cache_.Remember(checks, *result, req.asked_at);
   } else if (result.status().code() == absl::StatusCode::kDeadlineExceeded) {
@@ -462,6 +504,7 @@ void RedisCounterStore::Submit(std::vector<std::shared_ptr<Request>>& requests, 
       auto part = std::make_unique<Part>();
       part->checks = std::move(req->checks);
       part->dry_run = req->dry_run;
+      part->refund_at_ms = req->refund_at_ms;
       part->deadline = req->deadline;
       part->req = std::move(req);
       parts.push_back(std::move(part));
@@ -492,6 +535,7 @@ void RedisCounterStore::Submit(std::vector<std::shared_ptr<Request>>& requests, 
     }
     for (std::unique_ptr<Part>& part : own) {
       part->dry_run = req->dry_run;
+      part->refund_at_ms = req->refund_at_ms;
       part->deadline = req->deadline;
       part->req = req;
       parts.push_back(std::move(part));
@@ -507,11 +551,6 @@ void RedisCounterStore::FailParts(PartList& parts, const absl::Status& status, i
     if (part != nullptr) Finish(std::move(part), status, 0, now);
   }
   parts.clear();
-}
-
-void RedisCounterStore::Refund(std::vector<LimitCheck> checks, int64_t consumed_at_ms,
-                               RefundCallback done) {
-  std::move(done)(absl::UnimplementedError("refund: not yet"));
 }
 
 void RedisCounterStore::Refund(std::vector<LimitCheck> checks, int64_t stamp, int64_t now) {
@@ -534,6 +573,19 @@ void RedisCounterStore::Refund(std::vector<LimitCheck> checks, int64_t stamp, in
 
 void RedisCounterStore::Finish(std::unique_ptr<Part> part, absl::StatusOr<AcquireResult> result,
                                int64_t stamp, int64_t now) {
+  if (part->refund_at_ms > 0 && part->req != nullptr) {
+    // A Refund(): answered once every part of it answered.
+    Request& req = *part->req;
+    if (!result.ok() && req.refund_status.ok()) req.refund_status = result.status();
+    if (part->index.empty() || --req.parts_left == 0) {
+      if (req.refund_status.ok()) {
+        Complete(req, AcquireResult{}, req.checks);
+      } else {
+        Complete(req, req.refund_status, req.checks);
+      }
+    }
+    return;
+  }
   if (part->refund_at_ms > 0) {
     if (!result.ok()) {
       refund_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -545,6 +597,9 @@ void RedisCounterStore::Finish(std::unique_ptr<Part> part, absl::StatusOr<Acquir
       }
     }
     return;
+  }
+  if (result.ok() && result->admitted && !part->dry_run) {
+    for (LimitOutcome& o : result->outcomes) o.consumed_at_ms = stamp;
   }
   std::shared_ptr<Request> req = std::move(part->req);
   if (part->index.empty()) {  // The call's only part.

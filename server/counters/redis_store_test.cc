@@ -308,22 +308,26 @@ TEST_F(RedisStoreTest, KeyOfAnotherTypeFailsOnlyItsCall) {
                                 "60000",
                                 "5",
                                 "0",
+                                "1",  // cost
                                 "0",
                                 "2",
                                 "f",
                                 "3600000",
                                 "5",
                                 "0",
+                                "1",
                                 "s",
                                 "60000",
                                 "5",
                                 "0",
+                                "1",
                                 "0",
                                 "1",
                                 "s",
                                 "60000",
                                 "5",
-                                "0"});
+                                "0",
+                                "1"});
   ASSERT_TRUE(reply.ok()) << reply.status();
   const std::vector<std::string> v = absl::StrSplit(*reply, '\n');
   ASSERT_EQ(v.size(), 1u + 5u + 9u + 5u) << *reply;
