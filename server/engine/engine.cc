@@ -1,6 +1,7 @@
 #include "server/engine/engine.h"
 
 #include <algorithm>
+#include <initializer_list>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -8,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "server/base/duration.h"
 #include "server/base/utf8.h"
+#include "server/engine/call_cost.h"
 #include "server/engine/counter_key.h"
 #include "server/engine/reasons.h"
 
@@ -19,18 +21,81 @@ void SetDuration(int64_t millis, google::protobuf::Duration* d) {
   d->set_nanos(static_cast<int32_t>((millis % 1000) * 1'000'000));
 }
 
-// The limits of `eval`'s resolution, as counter checks for `req`.
-void ListChecks(Evaluation& eval, const v1::CheckRequest& req) {
-  const std::vector<LimitSpec>& limits = *eval.resolution.limits;
-  eval.checks.reserve(limits.size());
-  for (const LimitSpec& spec : limits) {
+// True when `spec` is one of the entry's own limits (not a scope's).
+bool IsEntryLimit(const Resolution& r, const LimitSpec* spec) {
+  const std::vector<LimitSpec>& own = *r.limits;
+  return !own.empty() && spec >= own.data() && spec < own.data() + own.size();
+}
+
+// Lists every limit of `eval`'s resolution as a counter check for `req`:
+// the entry's, then its grant's section's, its server's section's, the
+// policy's top level. A counter listed by two of them (the same instance:
+// a shared counter has one definition) is checked once, by the first. When
+// a `cost_from` finds no valid cost, lists nothing and makes `resp` a DENY
+// with a violation at each such path; returns false.
+bool ListChecks(Evaluation& eval, const v1::CheckRequest& req, v1::CheckResponse* resp,
+                std::vector<std::string>* trace) {
+  const Resolution& r = eval.resolution;
+  eval.checks.clear();
+  eval.specs.clear();
+  eval.costs.clear();
+  const LimitSpec* bad = nullptr;
+  std::string first_problem;
+  int bad_count = 0;
+  for (const std::vector<LimitSpec>* list :
+       {r.limits, r.grant_limits, r.server_limits, r.policy_limits}) {
+    if (list == nullptr) continue;
+    for (const LimitSpec& spec : *list) {
+      if (std::any_of(eval.specs.begin(), eval.specs.end(),
+                      [&](const LimitSpec* s) { return s->counter == spec.counter; })) {
+        if (trace != nullptr) {
+          trace->push_back(absl::StrCat("limit ", spec.counter, " at ", spec.rule_id,
+                                        ": already checked for this call"));
+        }
+        continue;
+      }
+      std::string problem;
+      const int64_t cost = CallCost(spec, req.args(), &problem);
+      if (cost < 0) {
+        if (bad == nullptr) {
+          bad = &spec;
+          first_problem = problem;
+        }
+        ++bad_count;
+        v1::Violation* v = resp->add_violations();
+        v->set_path(spec.cost_from);
+        v->set_message(std::move(problem));
+        continue;
+      }
+      eval.specs.push_back(&spec);
+      eval.costs.push_back(cost);
+    }
+  }
+  if (bad != nullptr) {
+    eval.specs.clear();
+    eval.costs.clear();
+    resp->set_decision(v1::DECISION_DENY);
+    resp->set_rule(bad->rule_id);
+    std::string reason =
+        absl::StrCat("arguments of \"", req.tool(), "\": ", bad->cost_from, " ", first_problem);
+    if (bad_count > 1) absl::StrAppend(&reason, " (and ", bad_count - 1, " more)");
+    resp->set_reason(std::move(reason));
+    if (trace != nullptr) trace->push_back(absl::StrCat("cost: ", resp->reason()));
+    eval.final = true;
+    return false;
+  }
+  eval.checks.reserve(eval.specs.size());
+  for (size_t i = 0; i < eval.specs.size(); ++i) {
+    const LimitSpec& spec = *eval.specs[i];
     LimitCheck& c = eval.checks.emplace_back();
     c.key = CounterKey(spec, req.grant(), req.session());
     c.algorithm = spec.algorithm;
     c.window_ms = spec.window_ms;
     c.max = spec.max;
     c.burst = spec.burst;
+    c.cost = eval.costs[i];
   }
+  return true;
 }
 
 }  // namespace
@@ -128,24 +193,33 @@ Evaluation Engine::Evaluate(const Policy& policy, const v1::CheckRequest& req,
     }
   }
   if (r.action == Action::kRequireApproval) {
+    // A cost the arguments cannot pay is refused now, before a human is
+    // asked to approve a call that could never be admitted.
+    if (r.HasLimits()) {
+      const bool costs_ok = ListChecks(eval, req, resp, trace);
+      eval.checks.clear();
+      eval.specs.clear();
+      eval.costs.clear();
+      if (!costs_ok) return eval;
+    }
     resp->set_decision(v1::DECISION_REQUIRE_APPROVAL);
     resp->set_reason(r.reason.empty() ? DefaultReason(r, req.tool()) : std::string(r.reason));
     eval.final = true;
     return eval;
   }
-  if (r.limits->empty()) {
+  if (!r.HasLimits()) {
     resp->set_decision(v1::DECISION_ALLOW);
     resp->set_reason(std::string(r.reason));
     eval.final = true;
     return eval;
   }
-  ListChecks(eval, req);
+  ListChecks(eval, req, resp, trace);
   return eval;
 }
 
 void Engine::Approve(Evaluation& eval, const v1::CheckRequest& req,
                      v1::CheckResponse* resp) const {
-  if (eval.resolution.limits->empty()) {
+  if (!eval.resolution.HasLimits()) {
     resp->set_decision(v1::DECISION_ALLOW);
     eval.final = true;
     return;
@@ -153,13 +227,13 @@ void Engine::Approve(Evaluation& eval, const v1::CheckRequest& req,
   resp->set_decision(v1::DECISION_UNSPECIFIED);
   resp->clear_reason();
   eval.final = false;
-  ListChecks(eval, req);
+  ListChecks(eval, req, resp, nullptr);
 }
 
 void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult>& result,
                       v1::CheckResponse* resp, std::vector<std::string>* trace) const {
-  const std::vector<LimitSpec>& limits = *eval.resolution.limits;
-  if (!result.ok() || result->outcomes.size() != limits.size()) {
+  const std::vector<const LimitSpec*>& specs = eval.specs;
+  if (!result.ok() || result->outcomes.size() != specs.size()) {
     const std::string why =
         result.ok() ? std::string("malformed answer") : std::string(result.status().message());
     if (failure_mode_ == FailureMode::kOpen) {
@@ -174,28 +248,34 @@ void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult
     return;
   }
   int64_t retry_after = 0;
-  const LimitSpec* first_full = nullptr;
-  for (size_t i = 0; i < limits.size(); ++i) {
-    const LimitSpec& spec = limits[i];
+  size_t first_full = specs.size();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const LimitSpec& spec = *specs[i];
+    const int64_t cost = i < eval.costs.size() ? eval.costs[i] : 1;
     const LimitOutcome& o = result->outcomes[i];
     if (trace != nullptr) {
+      // The entry's limits read as they always have; a scope's limit says
+      // where it is written, and a cost other than 1 is shown.
+      std::string what = absl::StrCat("limit ", spec.counter);
+      if (!IsEntryLimit(eval.resolution, &spec)) absl::StrAppend(&what, " at ", spec.rule_id);
       trace->push_back(
           !o.known
-              ? absl::StrCat("limit ", spec.counter, ": not consulted")
+              ? absl::StrCat(what, ": not consulted")
               : absl::StrCat(
-                    "limit ", spec.counter, " (", spec.Describe(),
-                    "): ", o.has_room ? "has room" : "full", ", ", o.remaining, " remaining",
+                    what, " (", spec.Describe(), ")",
+                    cost != 1 ? absl::StrCat(", cost ", cost) : "", ": ",
+                    o.has_room ? "has room" : "full", ", ", o.remaining, " remaining",
                     o.has_room ? "" : absl::StrCat(", retry in ", FormatMillis(o.retry_after_ms))));
     }
     if (!o.known) continue;
     v1::LimitStatus* st = resp->add_limits();
     st->set_counter(spec.counter);
     st->set_scope(std::string(ScopeName(spec.scope)));
-    st->set_max(spec.algorithm == Algorithm::kTokenBucket ? spec.burst : spec.max);
+    st->set_max(spec.Capacity());
     st->set_remaining(o.remaining);
     SetDuration(o.reset_after_ms, st->mutable_reset_after());
     if (!o.has_room) {
-      if (first_full == nullptr) first_full = &spec;
+      if (first_full == specs.size()) first_full = i;
       retry_after = std::max(retry_after, o.retry_after_ms);
     }
   }
@@ -207,8 +287,24 @@ void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult
   resp->set_decision(v1::DECISION_RATE_LIMITED);
   retry_after = std::max<int64_t>(retry_after, 1);
   SetDuration(retry_after, resp->mutable_retry_after());
-  resp->set_reason(absl::StrCat("rate limit reached: counter \"", first_full->counter, "\" allows ",
-                                first_full->Describe(), "; retry in ", FormatMillis(retry_after)));
+  if (first_full == specs.size()) {
+    // Refused without a full limit in the answer: a store's contract breach.
+    resp->set_reason(absl::StrCat("rate limit reached; retry in ", FormatMillis(retry_after)));
+    return;
+  }
+  const LimitSpec& full = *specs[first_full];
+  const int64_t cost = first_full < eval.costs.size() ? eval.costs[first_full] : 1;
+  // An entry's limit refuses in the entry's name (as it always has); a
+  // scope's limit in its own.
+  if (!IsEntryLimit(eval.resolution, &full)) resp->set_rule(full.rule_id);
+  std::string reason =
+      absl::StrCat("rate limit reached: counter \"", full.counter, "\" allows ", full.Describe());
+  if (cost != 1) {
+    absl::StrAppend(&reason, "; this call needs ", cost, ", ",
+                    result->outcomes[first_full].remaining, " remaining");
+  }
+  absl::StrAppend(&reason, "; retry in ", FormatMillis(retry_after));
+  resp->set_reason(std::move(reason));
 }
 
 }  // namespace toolgate

@@ -4,7 +4,10 @@
 //   1. Evaluate() checks that the caller may assert the grant (the grant's
 //      `peers`), finds the entry, applies its action and validates the
 //      arguments. If that decides the call, the response is final; otherwise
-//      it lists the limits the call must pass.
+//      it lists the limits the call must pass: the entry's, its grant's
+//      section's, its server's section's and the policy's top-level ones,
+//      each with the call's cost (a `cost_from` that finds no valid cost in
+//      the arguments denies the call, with a violation at that path).
 //   2. After the counter store answered, Complete() turns its result into
 //      ALLOW or RATE_LIMITED (or the failure mode's decision on a store error).
 #ifndef TOOLGATE_SERVER_ENGINE_ENGINE_H_
@@ -34,6 +37,9 @@ struct Evaluation {
   // then its grant's section, its server's section, the policy's top level).
   // Points into the policy.
   std::vector<const LimitSpec*> specs;
+  // Parallel to `specs`: what the call costs of each (the store takes
+  // `checks`, so the engine keeps its own copy for Complete's reasons).
+  std::vector<int64_t> costs;
 };
 
 class Engine {
@@ -51,9 +57,12 @@ class Engine {
                       v1::CheckResponse* resp, std::vector<std::string>* trace = nullptr) const;
 
   // For a final Evaluation that required approval, once an approval of the
-  // call was redeemed: decides it as an allowed entry would. With limits,
-  // the evaluation is no longer final and lists them (Complete follows);
-  // without, the response is ALLOW.
+  // call was redeemed: decides it as an allowed entry would. With limits
+  // (the entry's or its scopes'), the evaluation is no longer final and
+  // lists them (Complete follows); without, the response is ALLOW. (A call
+  // whose cost is invalid was already denied by Evaluate, before any
+  // approval: the approval binds the arguments, so Approve finds the same
+  // costs.)
   void Approve(Evaluation& eval, const v1::CheckRequest& req, v1::CheckResponse* resp) const;
 
   // Step 2, for an Evaluation that is not final.

@@ -113,8 +113,9 @@ TEST(LimitCost, CostFromErrors) {
 TEST(LimitSettle, RequiredOrNone) {
   EXPECT_TRUE(LimitOfT("max: 5, settle: required").settle);
   EXPECT_FALSE(LimitOfT("max: 5, settle: none").settle);
-  EXPECT_TRUE(HasSubstr(LimitErrorOfT("max: 5, settle: yes"),
-                        "p.yaml:5:42: tools.t.limits[0].settle must be required or none, got \"yes\""));
+  EXPECT_TRUE(
+      HasSubstr(LimitErrorOfT("max: 5, settle: yes"),
+                "p.yaml:5:42: tools.t.limits[0].settle must be required or none, got \"yes\""));
   EXPECT_TRUE(HasSubstr(LimitErrorOfT("max: 5, settle: {a: 1}"),
                         "tools.t.limits[0].settle must be a string, got a map"));
 }
@@ -210,12 +211,13 @@ TEST(ScopeLimits, Errors) {
       LoadError("version: \"1\"\ngrants:\n  g:\n    limits:\n      - {window: 1m, max: 1, tools: "
                 "x}\n"),
       "p.yaml:5:30: unknown key \"tools\" in grants.g.limits[0] (expected one of: counter, window, "
-                        "max, scope, algorithm, burst, cost, cost_from, settle)"));
+      "max, scope, algorithm, burst, cost, cost_from, settle)"));
   EXPECT_TRUE(HasSubstr(LoadError("version: \"1\"\nservers:\n  s:\n    limits: 3\n"),
                         "p.yaml:4:13: servers.s.limits must be a list, got a scalar"));
   EXPECT_TRUE(HasSubstr(
-      LoadError("version: \"1\"\nservers:\n  s:\n    limits:\n      - {counter: c, window: 1m, max: "
-                "1}\n      - {counter: c, window: 1m, max: 1}\n"),
+      LoadError(
+          "version: \"1\"\nservers:\n  s:\n    limits:\n      - {counter: c, window: 1m, max: "
+          "1}\n      - {counter: c, window: 1m, max: 1}\n"),
       "p.yaml:6:9: servers.s.limits names counter \"c\" more than once"));
   EXPECT_TRUE(HasSubstr(
       LoadError("version: \"1\"\ngrants:\n  g:\n    limits:\n      - {window: 1m, max: 1, "
@@ -237,12 +239,14 @@ grants:
       - {counter: calls, window: hour, max: 60}
 )");
   // Entries are checked first, then the top level, then sections.
-  EXPECT_TRUE(HasSubstr(e, "p.yaml:3:5: counter \"calls\" is defined here as 60 per 1m "
-                           "(sliding_window, scope grant) but at p.yaml:7:9 as 61 per 1m "
-                           "(sliding_window, scope grant); places sharing a counter must define "
-                           "it the same way"));
-  EXPECT_TRUE(HasSubstr(e, "p.yaml:11:9: counter \"calls\" is defined here as 60 per 1h "
-                           "(sliding_window, scope grant) but at p.yaml:7:9 as 61 per 1m"));
+  EXPECT_TRUE(HasSubstr(e,
+                        "p.yaml:3:5: counter \"calls\" is defined here as 60 per 1m "
+                        "(sliding_window, scope grant) but at p.yaml:7:9 as 61 per 1m "
+                        "(sliding_window, scope grant); places sharing a counter must define "
+                        "it the same way"));
+  EXPECT_TRUE(HasSubstr(e,
+                        "p.yaml:11:9: counter \"calls\" is defined here as 60 per 1h "
+                        "(sliding_window, scope grant) but at p.yaml:7:9 as 61 per 1m"));
   // Cost, cost_from and settle are the place's own.
   EXPECT_NE(MustLoad(R"(version: "1"
 limits:

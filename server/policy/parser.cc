@@ -125,8 +125,9 @@ bool ParseCostFrom(const YAML::Node& v, const std::string& what, LimitSpec& spec
   auto s = GetString(v, what, d);
   if (!s) return false;
   if (s->empty() || (*s)[0] != '/') {
-    d.Error(v, absl::StrCat(what, " must be a JSON Pointer into the arguments starting with \"/\" "
-                                  "(e.g. /amount), got ",
+    d.Error(v, absl::StrCat(what,
+                            " must be a JSON Pointer into the arguments starting with \"/\" "
+                            "(e.g. /amount), got ",
                             QuoteText(*s)));
     return false;
   }
@@ -236,8 +237,8 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
             if (*s == "required") {
               spec.settle = true;
             } else if (*s != "none") {
-              d.Error(v, absl::StrCat(where, ".settle must be required or none, got ",
-                                      QuoteText(*s)));
+              d.Error(v,
+                      absl::StrCat(where, ".settle must be required or none, got ", QuoteText(*s)));
             }
           }
         }
@@ -256,8 +257,9 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
   }
   if (cost_node && cost_from_node) {
     d.Error(*cost_from_node,
-            absl::StrCat(where, ": set cost or cost_from, not both (cost_from reads each call's "
-                                "cost from its arguments)"));
+            absl::StrCat(where,
+                         ": set cost or cost_from, not both (cost_from reads each call's "
+                         "cost from its arguments)"));
   } else if (cost_node) {
     if (auto c = GetPositiveInt(*cost_node, where + ".cost", d)) {
       // Past the capacity no call could ever be admitted.
@@ -279,9 +281,9 @@ void ParseLimit(const YAML::Node& node, const std::string& where,
 }
 
 // A `limits` list at `where` ("tools.t.limits", "limits",
-// "grants.g.limits") of `owner` (named in errors: "tools.t", "limits"). Unnamed counters are "<counter_base>#<i>" when
-// `counter_base` is set, else the limit's own rule_id ("limits[0]"), which
-// no entry's default counter ("<name>#<i>") can equal.
+// "grants.g.limits") of `owner` (named in errors: "tools.t", "limits"). Unnamed counters are
+// "<counter_base>#<i>" when `counter_base` is set, else the limit's own rule_id ("limits[0]"),
+// which no entry's default counter ("<name>#<i>") can equal.
 void ParseLimitList(const YAML::Node& ln, const std::string& where, absl::string_view owner,
                     const std::string& counter_base, std::vector<LimitSpec>& out,
                     std::vector<YAML::Mark>& marks, Diagnostics& d) {
@@ -294,8 +296,8 @@ void ParseLimitList(const YAML::Node& ln, const std::string& where, absl::string
   for (size_t i = 0; i < out.size(); ++i) {
     auto [it, inserted] = counters.emplace(out[i].counter, i);
     if (!inserted) {
-      d.Error(marks[i], absl::StrCat(owner, " names counter ", QuoteText(out[i].counter),
-                                     " more than once"));
+      d.Error(marks[i],
+              absl::StrCat(owner, " names counter ", QuoteText(out[i].counter), " more than once"));
     }
   }
 }
@@ -392,7 +394,8 @@ void ParseTool(const YAML::Node& key, const YAML::Node& node, int order, const s
         // carry the section's path so that they never collide.
         const std::string counter_base =
             prefix == "tools." ? tool.rule.name : tool.rule.rule_id;
-        ParseLimitList(ln, where + ".limits", where, counter_base, tool.rule.limits, tool.limit_marks, d);
+        ParseLimitList(ln, where + ".limits", where, counter_base, tool.rule.limits,
+                       tool.limit_marks, d);
         if (tool.rule.action != Action::kAllow && ln.size() > 0) {
           d.Error(ln, absl::StrCat(where, ".limits apply only to allowed tools, but the action is ",
                                    ActionName(tool.rule.action)));
@@ -589,8 +592,7 @@ void ParseRoot(const YAML::Node& root, PolicyDocument& doc, Diagnostics& d) {
       ForEachKey(root, "the policy",
                  {"version", "revision", "default", "tools", "servers", "grants", "classes",
                   "limits"},
-                 d,
-                 [&](const std::string& key, const YAML::Node& k, const YAML::Node& v) {
+                 d, [&](const std::string& key, const YAML::Node& k, const YAML::Node& v) {
                    if (key == "version") {
                      has_version = true;
                      if (!v.IsScalar() || v.Scalar() != "1") {

@@ -28,8 +28,8 @@ struct ParsedTool {
 // A `limits` list over every call of a scope (the policy's top level, a
 // section).
 struct ParsedLimits {
-  bool present = false;                 // The document sets `limits`.
-  YAML::Mark mark;                      // Where the list is.
+  bool present = false;  // The document sets `limits`.
+  YAML::Mark mark;       // Where the list is.
   std::vector<LimitSpec> limits;
   std::vector<YAML::Mark> limit_marks;  // One per element of limits.
 };

@@ -198,8 +198,8 @@ class Policy {
  public:
   Policy(std::string revision, std::vector<std::string> sources, ToolRule default_rule,
          RuleSet tools, absl::flat_hash_map<std::string, Section> servers = {},
-         absl::flat_hash_map<std::string, Section> grants = {},
-         std::vector<ClassRule> classes = {}, std::vector<LimitSpec> limits = {});
+         absl::flat_hash_map<std::string, Section> grants = {}, std::vector<ClassRule> classes = {},
+         std::vector<LimitSpec> limits = {});
 
   // The general entry for `tool` (ignoring sections and classes), else the
   // default.
