@@ -258,6 +258,31 @@ TEST_P(ReservationStoreTest, ConcurrentSettlementsHaveOneWinner) {
 INSTANTIATE_TEST_SUITE_P(Stores, ReservationStoreTest, ::testing::Values("memory", "redis"),
                          [](const auto& info) { return info.param; });
 
+TEST(RedisReservationStoreFaults, AnUnreachableRedisFailsEachOperationInTime) {
+  RedisReservationOptions o;
+  // A port nothing listens on: redis-server is started and stopped there.
+  {
+    auto redis = RedisProcess::Start();
+    ASSERT_TRUE(redis.ok()) << redis.status();
+    o.url = *ParseRedisUrl((*redis)->url());
+  }
+  o.timeout_ms = 300;
+  RedisReservationStore store(std::move(o));
+  NewReservation n;
+  n.decision_id = "d";
+  n.limits = {Limit("k", 1)};
+  auto id = Sync<std::string>([&](auto cb) { store.Create(std::move(n), std::move(cb)); });
+  EXPECT_TRUE(id.status().code() == absl::StatusCode::kUnavailable ||
+              id.status().code() == absl::StatusCode::kDeadlineExceeded)
+      << id.status();
+  EXPECT_EQ(store.open(), 0);
+  auto s = Sync<Settlement>([&](auto cb) {
+    store.Settle(NewReservationId(), SettleOutcome::kFailed, std::nullopt, std::move(cb));
+  });
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST(RedisReservationLimits, EncodeAndDecodeAgree) {
   std::vector<ReservedLimit> in = {Limit("a:b|{x}|7:9", 3, true), Limit("", 0)};
   in[1].check.algorithm = Algorithm::kTokenBucket;
