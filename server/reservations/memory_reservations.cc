@@ -33,6 +33,16 @@ MemoryReservationStore::~MemoryReservationStore() {
   sweeper_.join();
 }
 
+void MemoryReservationStore::Forget(absl::flat_hash_map<std::string, Record>::iterator it) {
+  if (it->second.state == State::kReserved) {
+    --open_;
+  } else {
+    settled_.erase(it->second.in_settled);
+  }
+  deadlines_.erase(it->second.in_deadlines);
+  records_.erase(it);
+}
+
 void MemoryReservationStore::Sweep() {
   std::vector<std::pair<std::string, std::string>> expired;  // id, decision id
   {
@@ -40,14 +50,10 @@ void MemoryReservationStore::Sweep() {
     const int64_t now = clock_->NowMillis();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
       auto it = records_.find(deadlines_.begin()->second);
-      if (it != records_.end()) {
-        if (it->second.state == State::kReserved) {
-          --open_;
-          expired.emplace_back(it->first, std::move(it->second.decision_id));
-        }
-        records_.erase(it);
+      if (it->second.state == State::kReserved) {
+        expired.emplace_back(it->first, std::move(it->second.decision_id));
       }
-      deadlines_.erase(deadlines_.begin());
+      Forget(it);
     }
   }
   if (on_expired_) {
@@ -63,11 +69,15 @@ void MemoryReservationStore::Create(NewReservation r, Callback<std::string> done
     absl::MutexLock lock(&mu_);
     full = open_ >= options_.max_open;
     if (!full) {
+      // Room for it among the settled ones kept (at most max_open of them).
+      while (static_cast<int64_t>(settled_.size()) >= options_.max_open) {
+        Forget(records_.find(settled_.begin()->second));
+      }
       Record& rec = records_[id];
       rec.decision_id = std::move(r.decision_id);
       rec.limits = std::move(r.limits);
       rec.deadline = clock_->NowMillis() + options_.timeout_ms;
-      deadlines_.emplace(rec.deadline, id);
+      rec.in_deadlines = deadlines_.emplace(rec.deadline, id);
       ++open_;
     }
   }
@@ -114,6 +124,7 @@ void MemoryReservationStore::Settle(std::string id, SettleOutcome outcome,
         } else {
           rec.state = outcome == SettleOutcome::kFailed ? State::kFailed : State::kSucceeded;
           rec.cost = cost;
+          rec.in_settled = settled_.emplace(rec.deadline, it->first);
           --open_;
           s.outcome = outcome;
           s.cost = cost;
@@ -136,6 +147,7 @@ void MemoryReservationStore::Revert(std::string id, SettleOutcome outcome, Callb
         clock_->NowMillis() < it->second.deadline) {
       it->second.state = State::kReserved;
       it->second.cost.reset();
+      settled_.erase(it->second.in_settled);
       ++open_;
       reverted = true;
     }

@@ -1,6 +1,9 @@
 // In-process reservation store, for a single server. Time comes from the
 // Clock given (tests move it by hand); a sweeper thread records expiries
-// every `sweep_ms` (Sweep() does it at once).
+// every `sweep_ms` (Sweep() does it at once). Settled reservations are kept
+// until their deadline, to answer a repeated settlement, but at most
+// max_open of them: past that the oldest are forgotten first (a late repeat
+// then finds nothing: NOT_FOUND).
 #ifndef TOOLGATE_SERVER_RESERVATIONS_MEMORY_RESERVATIONS_H_
 #define TOOLGATE_SERVER_RESERVATIONS_MEMORY_RESERVATIONS_H_
 
@@ -35,13 +38,19 @@ class MemoryReservationStore final : public ReservationStore {
 
  private:
   enum class State { kReserved, kSucceeded, kFailed };
+  using ByDeadline = std::multimap<int64_t, std::string>;
   struct Record {
     std::string decision_id;
-    std::vector<ReservedLimit> limits;
+    std::vector<ReservedLimit> limits;  // Kept: a reverted settlement settles again.
     int64_t deadline = 0;
     State state = State::kReserved;
     std::optional<int64_t> cost;
+    ByDeadline::iterator in_deadlines;
+    ByDeadline::iterator in_settled;  // When settled.
   };
+  // Forgets `it` (mu_ held).
+  void Forget(absl::flat_hash_map<std::string, Record>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Clock* const clock_;
   const ReservationOptions options_;
@@ -50,8 +59,10 @@ class MemoryReservationStore final : public ReservationStore {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Record> records_ ABSL_GUARDED_BY(mu_);
-  // Deadline -> id, for the sweep.
-  std::multimap<int64_t, std::string> deadlines_ ABSL_GUARDED_BY(mu_);
+  // Deadline -> id, of every record (for the sweep) and of the settled ones
+  // (the first forgotten when too many are kept).
+  ByDeadline deadlines_ ABSL_GUARDED_BY(mu_);
+  ByDeadline settled_ ABSL_GUARDED_BY(mu_);
   int64_t open_ ABSL_GUARDED_BY(mu_) = 0;  // Records in state kReserved.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread sweeper_;

@@ -117,14 +117,15 @@ std::string RedisReservationStore::Key(const std::string& id) const {
 
 int64_t RedisReservationStore::open() const {
   absl::MutexLock lock(&mu_);
-  return open_;
+  return static_cast<int64_t>(open_.size());
 }
 
 void RedisReservationStore::Create(NewReservation r, Callback<std::string> done) {
   bool full = false;
   {
     absl::MutexLock lock(&mu_);
-    full = open_ + pending_creates_ >= options_.reservations.max_open;
+    full = static_cast<int64_t>(open_.size()) + pending_creates_ >=
+           options_.reservations.max_open;
     if (!full) ++pending_creates_;
   }
   if (full) {
@@ -149,11 +150,7 @@ void RedisReservationStore::Create(NewReservation r, Callback<std::string> done)
         {
           absl::MutexLock lock(&mu_);
           --pending_creates_;
-          if (status.ok()) {
-            mine_[id] = true;
-            ++open_;
-            deadlines_.emplace(NowMillis() + options_.reservations.timeout_ms, id);
-          }
+          if (status.ok()) Track(id, options_.reservations.timeout_ms);
         }
         if (!status.ok()) return std::move(done)(status);
         std::move(done)(id);
@@ -199,11 +196,7 @@ void RedisReservationStore::Settle(std::string id, SettleOutcome outcome,
         s.limits = *std::move(limits);
         {
           absl::MutexLock lock(&mu_);
-          auto it = mine_.find(id);
-          if (it != mine_.end() && it->second) {
-            it->second = false;
-            --open_;
-          }
+          Untrack(id);
         }
         std::move(done)(std::move(s));
       });
@@ -216,16 +209,28 @@ void RedisReservationStore::Revert(std::string id, SettleOutcome outcome, Callba
                     absl::string_view code;
                     if (!Code(**r, &code)) return std::move(done)(Malformed());
                     if (code == "reverted") {
+                      // Open again: counted here, and its expiry recorded
+                      // here (the atomic check records it once).
+                      int64_t left = 0;
+                      absl::SimpleAtoi(Element(**r, 2), &left);
                       absl::MutexLock lock(&mu_);
-                      // Open again: counted, and its expiry recorded here.
-                      auto it = mine_.find(id);
-                      if (it != mine_.end() && !it->second) {
-                        it->second = true;
-                        ++open_;
-                      }
+                      Track(id, std::max<int64_t>(1, left));
                     }
                     std::move(done)(code == "reverted");
                   });
+}
+
+void RedisReservationStore::Track(const std::string& id, int64_t left_ms) {
+  if (open_.contains(id)) return;
+  open_[id] = deadlines_.emplace(NowMillis() + left_ms, id);
+}
+
+bool RedisReservationStore::Untrack(const std::string& id) {
+  auto it = open_.find(id);
+  if (it == open_.end()) return false;
+  deadlines_.erase(it->second);
+  open_.erase(it);
+  return true;
 }
 
 void RedisReservationStore::Sweep() {
@@ -235,39 +240,25 @@ void RedisReservationStore::Sweep() {
     const int64_t now = NowMillis();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now &&
            due.size() < kMaxExpiriesPerSweep) {
-      std::string id = std::move(deadlines_.begin()->second);
-      deadlines_.erase(deadlines_.begin());
-      auto it = mine_.find(id);
-      if (it == mine_.end()) continue;
-      // Settled here: nothing to record.
-      if (it->second) {
-        due.push_back(std::move(id));
-      } else {
-        mine_.erase(it);
-      }
+      std::string id = deadlines_.begin()->second;
+      Untrack(id);
+      due.push_back(std::move(id));
     }
   }
   for (const std::string& id : due) {
     absl::StatusOr<RedisReplyPtr> r =
         runner_->RunNow({Key(id)}, {"expire"}, NowMillis() + options_.timeout_ms);
     absl::string_view code;
-    if (r.ok() && Code(**r, &code) && code == "early") {
+    if (!r.ok() || !Code(**r, &code)) continue;  // The record just expires, unreported.
+    if (code == "early") {
       // Redis's clock is behind this server's: ask again when it is due there.
       int64_t left = 0;
       absl::SimpleAtoi(Element(**r, 2), &left);
       absl::MutexLock lock(&mu_);
-      deadlines_.emplace(NowMillis() + std::max<int64_t>(1, left), id);
+      Track(id, std::max<int64_t>(1, left));
       continue;
     }
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = mine_.find(id);
-      if (it != mine_.end()) {
-        if (it->second) --open_;
-        mine_.erase(it);
-      }
-    }
-    if (r.ok() && code == "expired" && options_.on_expired) {
+    if (code == "expired" && options_.on_expired) {
       options_.on_expired(id, std::string(Element(**r, 2)));
     }
   }

@@ -64,13 +64,17 @@ class RedisReservationStore final : public ReservationStore {
   const RedisReservationOptions options_;
 
   mutable absl::Mutex mu_;
-  // This server's reservations by deadline (steady clock), until it passes
-  // (or the reservation is settled here).
-  std::multimap<int64_t, std::string> deadlines_ ABSL_GUARDED_BY(mu_);
-  // The same reservations: true while not settled here.
-  absl::flat_hash_map<std::string, bool> mine_ ABSL_GUARDED_BY(mu_);
-  int64_t open_ ABSL_GUARDED_BY(mu_) = 0;  // Those of mine_ that are true.
+  // The reservations open here (created here, or reverted here) by
+  // deadline (steady clock), until it passes or they are settled here;
+  // `open_` finds each one's entry.
+  using ByDeadline = std::multimap<int64_t, std::string>;
+  ByDeadline deadlines_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, ByDeadline::iterator> open_ ABSL_GUARDED_BY(mu_);
   int64_t pending_creates_ ABSL_GUARDED_BY(mu_) = 0;
+  // Adds `id`, due in `left_ms` (mu_ held).
+  void Track(const std::string& id, int64_t left_ms) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops tracking `id` (mu_ held); false when it was not tracked.
+  bool Untrack(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::unique_ptr<RedisScriptRunner> runner_;  // Last: its worker uses the above.
 };

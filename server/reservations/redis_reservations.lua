@@ -48,7 +48,7 @@ if op == 'revert' then
   if now < deadline and state == ARGV[2] then
     redis.call('HSET', key, 'state', 'reserved')
     redis.call('HDEL', key, 'cost')
-    return { 'reverted', tostring(now) }
+    return { 'reverted', tostring(now), tostring(deadline - now) }
   end
   return { 'kept', tostring(now) }
 end

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -13,6 +14,7 @@
 #include "server/reservations/memory_reservations.h"
 #include "server/reservations/redis_reservations.h"
 #include "tests/support/redis_process.h"
+#include "tests/support/redis_topology.h"
 
 namespace toolgate {
 namespace {
@@ -258,6 +260,25 @@ TEST_P(ReservationStoreTest, ConcurrentSettlementsHaveOneWinner) {
 INSTANTIATE_TEST_SUITE_P(Stores, ReservationStoreTest, ::testing::Values("memory", "redis"),
                          [](const auto& info) { return info.param; });
 
+TEST(MemoryReservationStore, KeepsAtMostMaxOpenSettledRecords) {
+  ManualClock clock;
+  ReservationOptions options;
+  options.max_open = 2;
+  MemoryReservationStore store(&clock, options, nullptr);
+  const std::string a = *ReservationStoreTest::Create(store);
+  clock.Advance(1);
+  const std::string b = *ReservationStoreTest::Create(store);
+  ASSERT_TRUE(ReservationStoreTest::Settle(store, a, SettleOutcome::kFailed).ok());
+  ASSERT_TRUE(ReservationStoreTest::Settle(store, b, SettleOutcome::kFailed).ok());
+  // A new one makes room by forgetting the oldest settled record.
+  ASSERT_TRUE(ReservationStoreTest::Create(store).ok());
+  EXPECT_EQ(ReservationStoreTest::Settle(store, a, SettleOutcome::kFailed).status().code(),
+            absl::StatusCode::kNotFound);
+  auto kept = ReservationStoreTest::Settle(store, b, SettleOutcome::kFailed);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_TRUE(kept->already_settled);
+}
+
 TEST(RedisReservationStoreFaults, AnUnreachableRedisFailsEachOperationInTime) {
   RedisReservationOptions o;
   // A port nothing listens on: redis-server is started and stopped there.
@@ -281,6 +302,54 @@ TEST(RedisReservationStoreFaults, AnUnreachableRedisFailsEachOperationInTime) {
   });
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(RedisReservationStoreCluster, ReservationsSpreadOverSlotsAndSettleFromAnyStore) {
+  auto cluster = toolgate_test::RedisClusterSet::Start(3, 0);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  Expiries expiries;
+  auto open = [&](Expiries* e, int64_t timeout_ms) {
+    RedisReservationOptions o;
+    o.url = *ParseRedisUrl((*cluster)->url());
+    o.reservations.timeout_ms = timeout_ms;
+    if (e != nullptr) o.on_expired = e->Fn();
+    o.sweep_ms = 20;
+    return std::make_unique<RedisReservationStore>(std::move(o));
+  };
+  auto a = open(&expiries, 60'000);
+  auto b = open(nullptr, 60'000);
+  // Enough reservations to land on every master: each is followed there by
+  // MOVED, then found again from the other store.
+  std::vector<std::string> ids;
+  std::set<int> slots;
+  for (int i = 0; i < 24; ++i) {
+    auto id = ReservationStoreTest::Create(*a);
+    ASSERT_TRUE(id.ok()) << id.status();
+    ids.push_back(*id);
+    slots.insert(toolgate_test::RedisClusterSet::KeySlot("toolgate:res:{" + *id + "}"));
+  }
+  std::set<int> masters;
+  for (int slot : slots) {
+    auto port = (*cluster)->MasterOf(slot);
+    ASSERT_TRUE(port.ok()) << port.status();
+    masters.insert(*port);
+  }
+  EXPECT_GE(masters.size(), 2u);  // 24 random slots: never all on one master.
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto s = ReservationStoreTest::Settle(*b, ids[i], i % 2 ? SettleOutcome::kFailed
+                                                            : SettleOutcome::kSucceeded);
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_FALSE(s->already_settled);
+    auto again = ReservationStoreTest::Settle(*a, ids[i], SettleOutcome::kFailed);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_TRUE(again->already_settled);
+  }
+  // An unsettled one commits at its timeout, reported by its creator.
+  auto short_lived = open(&expiries, 300);
+  const std::string id = *ReservationStoreTest::Create(*short_lived);
+  EXPECT_TRUE(PollFor([&] { return expiries.Count(id) == 1; }));
+  EXPECT_EQ(ReservationStoreTest::Settle(*b, id, SettleOutcome::kFailed).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(RedisReservationLimits, EncodeAndDecodeAgree) {
