@@ -58,9 +58,7 @@ class RefundFaults final : public CounterStore {
 class DeciderReservationsTest : public ::testing::Test {
  protected:
   DeciderReservationsTest()
-      : counters_(&clock_),
-        faults_(&counters_),
-        decider_(&faults_, Engine(), ArgsLimits()) {
+      : counters_(&clock_), faults_(&counters_), decider_(&faults_, Engine(), ArgsLimits()) {
     auto p = LoadPolicyFromSources({{"p.yaml", kPolicy}});
     EXPECT_TRUE(p.ok()) << p.status();
     policy_ = *p;

@@ -57,8 +57,8 @@ void RedisScriptRunner::Submit(std::vector<std::string> keys, std::vector<std::s
     if (stopping_) {
       refused = absl::UnavailableError(absl::StrCat(options_.name, " is shutting down"));
     } else if (queue_.size() >= options_.max_queue) {
-      refused = absl::UnavailableError(absl::StrCat(
-          options_.name, ": ", options_.max_queue, " operations are waiting for Redis already"));
+      refused = absl::UnavailableError(absl::StrCat(options_.name, ": ", options_.max_queue,
+                                                    " operations are waiting for Redis already"));
     } else {
       Op& op = queue_.emplace_back();
       op.keys = std::move(keys);
@@ -76,12 +76,10 @@ void RedisScriptRunner::Worker() {
     Op op;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty();
-      };
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
       if (options_.tick_ms > 0) {
-        const int64_t wait =
-            std::max<int64_t>(1, last_tick_ + options_.tick_ms - NowMillis());
+        const int64_t wait = std::max<int64_t>(1, last_tick_ + options_.tick_ms - NowMillis());
         mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(wait));
       } else {
         mu_.Await(absl::Condition(&ready));
@@ -102,8 +100,8 @@ void RedisScriptRunner::Worker() {
       continue;
     }
     if (now >= op.deadline) {
-      std::move(op.done)(
-          absl::DeadlineExceededError(absl::StrCat(options_.name, ": Redis did not answer in time")));
+      std::move(op.done)(absl::DeadlineExceededError(
+          absl::StrCat(options_.name, ": Redis did not answer in time")));
       continue;
     }
     std::move(op.done)(RunNow(op.keys, op.args, op.deadline));

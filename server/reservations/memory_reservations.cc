@@ -9,10 +9,7 @@ namespace toolgate {
 
 MemoryReservationStore::MemoryReservationStore(const Clock* clock, ReservationOptions options,
                                                ReservationExpiredFn on_expired, int64_t sweep_ms)
-    : clock_(clock),
-      options_(options),
-      on_expired_(std::move(on_expired)),
-      sweep_ms_(sweep_ms) {
+    : clock_(clock), options_(options), on_expired_(std::move(on_expired)), sweep_ms_(sweep_ms) {
   sweeper_ = std::thread([this] {
     for (;;) {
       {
@@ -104,7 +101,8 @@ void MemoryReservationStore::Settle(std::string id, SettleOutcome outcome,
       s.decision_id = rec.decision_id;
       if (rec.state != State::kReserved) {
         s.already_settled = true;
-        s.outcome = rec.state == State::kFailed ? SettleOutcome::kFailed : SettleOutcome::kSucceeded;
+        s.outcome =
+            rec.state == State::kFailed ? SettleOutcome::kFailed : SettleOutcome::kSucceeded;
         s.cost = rec.cost;
         out = std::move(s);
       } else {
@@ -112,9 +110,9 @@ void MemoryReservationStore::Settle(std::string id, SettleOutcome outcome,
         if (outcome == SettleOutcome::kSucceeded && cost.has_value()) {
           for (const ReservedLimit& l : rec.limits) {
             if (l.cost_from && *cost > l.check.cost) {
-              refused = absl::InvalidArgumentError(absl::StrCat(
-                  "cost ", *cost, " is more than the ", l.check.cost,
-                  " units reserved; a settlement can only correct a cost downward"));
+              refused = absl::InvalidArgumentError(
+                  absl::StrCat("cost ", *cost, " is more than the ", l.check.cost,
+                               " units reserved; a settlement can only correct a cost downward"));
               break;
             }
           }

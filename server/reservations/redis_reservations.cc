@@ -124,8 +124,7 @@ void RedisReservationStore::Create(NewReservation r, Callback<std::string> done)
   bool full = false;
   {
     absl::MutexLock lock(&mu_);
-    full = static_cast<int64_t>(open_.size()) + pending_creates_ >=
-           options_.reservations.max_open;
+    full = static_cast<int64_t>(open_.size()) + pending_creates_ >= options_.reservations.max_open;
     if (!full) ++pending_creates_;
   }
   if (full) {
@@ -174,16 +173,16 @@ void RedisReservationStore::Settle(std::string id, SettleOutcome outcome,
               absl::StrCat("reservation ", id, " is unknown or past its settlement timeout")));
         }
         if (code == "cost_too_high") {
-          return std::move(done)(absl::InvalidArgumentError(absl::StrCat(
-              "cost ", *cost, " is more than the ", Element(reply, 2),
-              " units reserved; a settlement can only correct a cost downward")));
+          return std::move(done)(absl::InvalidArgumentError(
+              absl::StrCat("cost ", *cost, " is more than the ", Element(reply, 2),
+                           " units reserved; a settlement can only correct a cost downward")));
         }
         Settlement s;
         s.decision_id = std::string(Element(reply, 2));
         if (code == "already") {
           s.already_settled = true;
-          s.outcome = Element(reply, 3) == "failed" ? SettleOutcome::kFailed
-                                                    : SettleOutcome::kSucceeded;
+          s.outcome =
+              Element(reply, 3) == "failed" ? SettleOutcome::kFailed : SettleOutcome::kSucceeded;
           int64_t c = 0;
           if (absl::SimpleAtoi(Element(reply, 4), &c)) s.cost = c;
           return std::move(done)(std::move(s));

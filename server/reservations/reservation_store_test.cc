@@ -336,8 +336,8 @@ TEST(RedisReservationStoreCluster, ReservationsSpreadOverSlotsAndSettleFromAnySt
   }
   EXPECT_GE(masters.size(), 2u);  // 24 random slots: never all on one master.
   for (size_t i = 0; i < ids.size(); ++i) {
-    auto s = ReservationStoreTest::Settle(*b, ids[i], i % 2 ? SettleOutcome::kFailed
-                                                            : SettleOutcome::kSucceeded);
+    auto s = ReservationStoreTest::Settle(
+        *b, ids[i], i % 2 ? SettleOutcome::kFailed : SettleOutcome::kSucceeded);
     ASSERT_TRUE(s.ok()) << s.status();
     EXPECT_FALSE(s->already_settled);
     auto again = ReservationStoreTest::Settle(*a, ids[i], SettleOutcome::kFailed);

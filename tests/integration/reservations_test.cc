@@ -181,9 +181,10 @@ TEST_P(ReservationsTest, FailedGivesTheUnitsBackAndSucceededKeepsThem) {
   // One log line per settlement, with the decision that reserved.
   EXPECT_TRUE(PollUntil(
       [&] {
-        return Logged({"\"event\":\"reservation_settled\"", first, "\"outcome\":\"failed\""}) == 1 &&
-               Logged({"\"event\":\"reservation_settled\"", second,
-                       "\"outcome\":\"succeeded\""}) == 1;
+        return Logged({"\"event\":\"reservation_settled\"", first, "\"outcome\":\"failed\""}) ==
+                   1 &&
+               Logged({"\"event\":\"reservation_settled\"", second, "\"outcome\":\"succeeded\""}) ==
+                   1;
       },
       absl::Seconds(10)));
   EXPECT_EQ(Logged({"\"decision\":\"allow\"", first}), 1);  // The decision names its reservation.
@@ -230,7 +231,9 @@ TEST_P(ReservationsTest, ACostIsCorrectedDownward) {
   ASSERT_EQ(over.limits_size(), 1);
   EXPECT_EQ(over.limits(0).remaining(), 5);
   EXPECT_TRUE(PollUntil(
-      [&] { return Logged({"\"event\":\"reservation_settled\"", id, "\"cost\":2"}) == 1; },
+      [&] {
+        return Logged({"\"event\":\"reservation_settled\"", id, "\"cost\":2"}) == 1;
+      },
       absl::Seconds(10)));
 }
 
@@ -241,9 +244,9 @@ TEST_P(ReservationsTest, AnUnsettledReservationCommitsAtTheTimeout) {
   const std::string second = Reserve(search);
   // The commits are recorded once each, by the server that created them
   // (watched through its metrics: a Settle would settle them).
-  ASSERT_TRUE(PollUntil(
-      [&] { return Metric("toolgate_settlements_total{outcome=\"expired\"}") == 2; },
-      absl::Seconds(30)));
+  ASSERT_TRUE(
+      PollUntil([&] { return Metric("toolgate_settlements_total{outcome=\"expired\"}") == 2; },
+                absl::Seconds(30)));
   EXPECT_TRUE(PollUntil(
       [&] {
         return Logged({"\"event\":\"reservation_expired\"", first}) == 1 &&
@@ -299,8 +302,9 @@ TEST_P(ReservationsTest, BadSettlementsAreRefused) {
 
 TEST_P(ReservationsTest, TheCliSettlesAndCheckPrintsTheReservation) {
   StartServers();
-  const CommandResult check = RunCommand({CliBin(), "check", "--target", servers_.front()->address(),
-                                          "--tool", "search", "--grant", "agent-1"});
+  const CommandResult check =
+      RunCommand({CliBin(), "check", "--target", servers_.front()->address(), "--tool", "search",
+                  "--grant", "agent-1"});
   ASSERT_EQ(check.exit_code, 0) << check.err;
   std::string id;
   for (absl::string_view line : absl::StrSplit(check.out, '\n')) {
@@ -316,9 +320,9 @@ TEST_P(ReservationsTest, TheCliSettlesAndCheckPrintsTheReservation) {
   ASSERT_EQ(settle.exit_code, 0) << settle.err;
   EXPECT_THAT(settle.out, HasSubstr("already_settled: true"));
   EXPECT_THAT(settle.out, HasSubstr("outcome:         failed"));
-  settle = RunCommand({CliBin(), "settle", "--target", servers_.back()->address(),
-                       "--reservation-id", std::string("rsv_") + std::string(32, 'b'),
-                       "--outcome", "failed"});
+  settle =
+      RunCommand({CliBin(), "settle", "--target", servers_.back()->address(), "--reservation-id",
+                  std::string("rsv_") + std::string(32, 'b'), "--outcome", "failed"});
   EXPECT_EQ(settle.exit_code, 1);
   EXPECT_THAT(settle.err, HasSubstr("NOT_FOUND"));
 }
