@@ -7,29 +7,28 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <optional>
 #include <iostream>
-#include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
-#include "absl/strings/numbers.h"
-#include "google/protobuf/util/json_util.h"
-#include "server/base/ed25519.h"
-#include "server/base/flags.h"
-#include "server/base/clock.h"
-#include "server/policy/loader.h"
-#include "server/provider/redis_policy_store.h"
-#include "server/decider/explain.h"
-#include "server/counters/memory_store.h"
-#include "server/policytest/policy_test_runner.h"
 #include "client/cli/approvals.h"
 #include "client/cli/connection.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/base/clock.h"
+#include "server/base/ed25519.h"
+#include "server/base/flags.h"
+#include "server/counters/memory_store.h"
+#include "server/decider/explain.h"
+#include "server/policy/loader.h"
+#include "server/policytest/policy_test_runner.h"
+#include "server/provider/redis_policy_store.h"
 #include "toolgate/client.h"
 
 namespace {
@@ -285,8 +284,7 @@ int RunSettle(const std::vector<std::string>& args) {
   auto positional = flags.Parse(args);
   if (!positional.ok() || !positional->empty()) {
     std::cerr << "toolgate settle: "
-              << (positional.ok() ? "unexpected arguments" : positional.status().message())
-              << "\n";
+              << (positional.ok() ? "unexpected arguments" : positional.status().message()) << "\n";
     return kExitUsage;
   }
   if (flags.help_requested()) {

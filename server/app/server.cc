@@ -1,10 +1,5 @@
 #include "server/app/server.h"
 
-#include "server/approvals/memory_approvals.h"
-#include "server/approvals/redis_approvals.h"
-#include "server/reservations/memory_reservations.h"
-#include "server/reservations/redis_reservations.h"
-
 #include <atomic>
 #include <thread>
 
@@ -15,6 +10,8 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "server/approvals/memory_approvals.h"
+#include "server/approvals/redis_approvals.h"
 #include "server/base/clock.h"
 #include "server/base/log.h"
 #include "server/counters/memory_store.h"
@@ -22,6 +19,8 @@
 #include "server/policy/loader.h"
 #include "server/provider/revision_signature.h"
 #include "server/redis/url.h"
+#include "server/reservations/memory_reservations.h"
+#include "server/reservations/redis_reservations.h"
 
 namespace toolgate {
 namespace {
@@ -349,7 +348,8 @@ absl::Status ToolgateServer::StartReservations() {
   };
   observer.not_reserved = [this](absl::string_view why, absl::string_view message) {
     metrics_->RecordReservationNotRecorded(why);
-    if (why != "full") LogWarning("an admitted call got no reservation (units committed): ", message);
+    if (why != "full")
+      LogWarning("an admitted call got no reservation (units committed): ", message);
   };
   decider_->set_reservations(reservations_.get(), std::move(observer));
   return absl::OkStatus();

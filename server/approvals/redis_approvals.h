@@ -77,7 +77,7 @@ class RedisApprovalStore final : public ApprovalStore {
   void Emit(const ApprovalEventFn& fn, v1::ApprovalEventKind kind, const v1::Approval& a) const;
 
   const RedisApprovalOptions options_;
-  const std::string prefix_;   // key_prefix + "{approvals}:".
+  const std::string prefix_;  // key_prefix + "{approvals}:".
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

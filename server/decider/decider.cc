@@ -186,9 +186,9 @@ void Decider::Reserve(DecisionTask& task, std::vector<ReservedLimit> reserved, D
     } else {
       // Never fails the decision: the units stay committed.
       const bool full = id.status().code() == absl::StatusCode::kResourceExhausted;
-      task.response->set_reason(absl::StrCat(
-          task.response->reason(), task.response->reason().empty() ? "" : " ",
-          "(no reservation: ", id.status().message(), "; the units are committed)"));
+      task.response->set_reason(
+          absl::StrCat(task.response->reason(), task.response->reason().empty() ? "" : " ",
+                       "(no reservation: ", id.status().message(), "; the units are committed)"));
       if (reservation_observer_.not_reserved) {
         reservation_observer_.not_reserved(full ? "full" : "store_failed", id.status().message());
       }
@@ -240,77 +240,78 @@ void Decider::Settle(std::string id, SettleOutcome outcome, std::optional<int64_
     }
     reservation_observer_.settled(e);
   };
-  reservations_->Settle(id, outcome, cost, [this, id, report, done = std::move(done)](
-                                               absl::StatusOr<Settlement> s) mutable {
-    if (!s.ok()) {
-      if (s.status().code() == absl::StatusCode::kNotFound) report("not_found", id, nullptr);
-      std::move(done)(s.status());
-      return;
-    }
-    if (s->already_settled) {
-      report("duplicate", id, &*s);
-      std::move(done)(std::move(s));
-      return;
-    }
-    std::map<int64_t, std::vector<LimitCheck>> refunds = RefundsOf(*s);
-    if (refunds.empty()) {
-      report(SettleOutcomeName(s->outcome), id, &*s);
-      std::move(done)(std::move(s));
-      return;
-    }
-    // Every group is given back before the answer; then the outcome.
-    struct Pending {
-      absl::Mutex mu;
-      size_t left ABSL_GUARDED_BY(mu) = 0;
-      size_t failed ABSL_GUARDED_BY(mu) = 0;
-      absl::Status first_error ABSL_GUARDED_BY(mu);
-      Settlement settlement;
-      SettleDone done;
-    };
-    auto pending = std::make_shared<Pending>();
-    pending->left = refunds.size();
-    pending->settlement = *std::move(s);
-    pending->done = std::move(done);
-    const size_t groups = refunds.size();
-    auto finish = [this, id, report, pending, groups](absl::Status status) {
-      size_t failed = 0;
-      absl::Status first;
-      {
-        absl::MutexLock lock(&pending->mu);
-        if (!status.ok()) {
-          if (pending->failed++ == 0) pending->first_error = status;
+  reservations_->Settle(
+      id, outcome, cost,
+      [this, id, report, done = std::move(done)](absl::StatusOr<Settlement> s) mutable {
+        if (!s.ok()) {
+          if (s.status().code() == absl::StatusCode::kNotFound) report("not_found", id, nullptr);
+          std::move(done)(s.status());
+          return;
         }
-        if (--pending->left > 0) return;
-        failed = pending->failed;
-        first = pending->first_error;
-      }
-      Settlement& st = pending->settlement;
-      if (failed == 0) {
-        report(SettleOutcomeName(st.outcome), id, &st);
-        std::move(pending->done)(std::move(st));
-        return;
-      }
-      if (failed < groups) {
-        // Part is back: settling again would give it back twice.
-        report(SettleOutcomeName(st.outcome), id, &st);
-        std::move(pending->done)(absl::UnavailableError(absl::StrCat(
-            "reservation ", id, " is settled, but only part of its units could be given back (",
-            first.message(), "); the rest stay consumed")));
-        return;
-      }
-      // Nothing is back: open the reservation again, so that a retry can.
-      reservations_->Revert(id, st.outcome, [id, first, pending](absl::StatusOr<bool> r) {
-        const bool reopened = r.ok() && *r;
-        std::move(pending->done)(absl::UnavailableError(absl::StrCat(
-            "the units of reservation ", id, " could not be given back (", first.message(), ")",
-            reopened ? "; it is open again: retry the settlement"
-                     : "; it stays settled and its units consumed")));
+        if (s->already_settled) {
+          report("duplicate", id, &*s);
+          std::move(done)(std::move(s));
+          return;
+        }
+        std::map<int64_t, std::vector<LimitCheck>> refunds = RefundsOf(*s);
+        if (refunds.empty()) {
+          report(SettleOutcomeName(s->outcome), id, &*s);
+          std::move(done)(std::move(s));
+          return;
+        }
+        // Every group is given back before the answer; then the outcome.
+        struct Pending {
+          absl::Mutex mu;
+          size_t left ABSL_GUARDED_BY(mu) = 0;
+          size_t failed ABSL_GUARDED_BY(mu) = 0;
+          absl::Status first_error ABSL_GUARDED_BY(mu);
+          Settlement settlement;
+          SettleDone done;
+        };
+        auto pending = std::make_shared<Pending>();
+        pending->left = refunds.size();
+        pending->settlement = *std::move(s);
+        pending->done = std::move(done);
+        const size_t groups = refunds.size();
+        auto finish = [this, id, report, pending, groups](absl::Status status) {
+          size_t failed = 0;
+          absl::Status first;
+          {
+            absl::MutexLock lock(&pending->mu);
+            if (!status.ok()) {
+              if (pending->failed++ == 0) pending->first_error = status;
+            }
+            if (--pending->left > 0) return;
+            failed = pending->failed;
+            first = pending->first_error;
+          }
+          Settlement& st = pending->settlement;
+          if (failed == 0) {
+            report(SettleOutcomeName(st.outcome), id, &st);
+            std::move(pending->done)(std::move(st));
+            return;
+          }
+          if (failed < groups) {
+            // Part is back: settling again would give it back twice.
+            report(SettleOutcomeName(st.outcome), id, &st);
+            std::move(pending->done)(absl::UnavailableError(absl::StrCat(
+                "reservation ", id, " is settled, but only part of its units could be given back (",
+                first.message(), "); the rest stay consumed")));
+            return;
+          }
+          // Nothing is back: open the reservation again, so that a retry can.
+          reservations_->Revert(id, st.outcome, [id, first, pending](absl::StatusOr<bool> r) {
+            const bool reopened = r.ok() && *r;
+            std::move(pending->done)(absl::UnavailableError(absl::StrCat(
+                "the units of reservation ", id, " could not be given back (", first.message(), ")",
+                reopened ? "; it is open again: retry the settlement"
+                         : "; it stays settled and its units consumed")));
+          });
+        };
+        for (auto& [consumed_at, checks] : refunds) {
+          store_->Refund(std::move(checks), consumed_at, finish);
+        }
       });
-    };
-    for (auto& [consumed_at, checks] : refunds) {
-      store_->Refund(std::move(checks), consumed_at, finish);
-    }
-  });
 }
 namespace {
 

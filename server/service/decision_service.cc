@@ -306,8 +306,9 @@ grpc::ServerUnaryReactor* DecisionServiceImpl::Settle(grpc::CallbackServerContex
     } else if (request->has_cost() && request->cost() < 0) {
       s = absl::InvalidArgumentError("cost must not be negative");
     } else if (request->has_cost() && request->outcome() == v1::SETTLE_OUTCOME_FAILED) {
-      s = absl::InvalidArgumentError("cost is for a SUCCEEDED call; a FAILED one gives back "
-                                     "every reserved unit");
+      s = absl::InvalidArgumentError(
+          "cost is for a SUCCEEDED call; a FAILED one gives back "
+          "every reserved unit");
     }
   }
   if (!s.ok()) {

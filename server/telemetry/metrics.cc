@@ -289,10 +289,9 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
                             "(expired), by outcome.",
                             MetricType::Counter);
   for (int i = 0; i < kSettlementOutcomes; ++i) {
-    settlements.metric.push_back(
-        Value(MetricType::Counter,
-              static_cast<double>(settlements_[i].load(std::memory_order_relaxed)),
-              {{"outcome", std::string(kSettlementOutcomeNames[i])}}));
+    settlements.metric.push_back(Value(
+        MetricType::Counter, static_cast<double>(settlements_[i].load(std::memory_order_relaxed)),
+        {{"outcome", std::string(kSettlementOutcomeNames[i])}}));
   }
   out.push_back(std::move(settlements));
   auto not_reserved = Family("toolgate_reservations_not_recorded_total",
@@ -300,10 +299,9 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
                              "(their units are committed), by reason.",
                              MetricType::Counter);
   for (int i = 0; i < 2; ++i) {
-    not_reserved.metric.push_back(
-        Value(MetricType::Counter,
-              static_cast<double>(not_reserved_[i].load(std::memory_order_relaxed)),
-              {{"reason", std::string(kNotReservedReasons[i])}}));
+    not_reserved.metric.push_back(Value(
+        MetricType::Counter, static_cast<double>(not_reserved_[i].load(std::memory_order_relaxed)),
+        {{"reason", std::string(kNotReservedReasons[i])}}));
   }
   out.push_back(std::move(not_reserved));
   if (sources_.reservations_open) {
