@@ -463,6 +463,37 @@ TEST(ExtAuthzTest, LimitsAreSharedWithNativeCheck) {
   EXPECT_TRUE(Allowed(envoy.MustCheck(other)));
 }
 
+TEST(ExtAuthzTest, CallsThroughEnvoyGetNoReservation) {
+  // Envoy cannot report how the upstream call went: a `settle: required`
+  // limit's units commit at once.
+  TempDir dir;
+  const std::string policy = dir.WriteFile("policy.yaml", R"(version: "1"
+default: deny
+tools:
+  search:
+    limits:
+      - {counter: searches, window: 1h, max: 1, settle: required}
+)");
+  Server server = StartServer(dir, policy);
+  ASSERT_NE(server.process, nullptr);
+  Envoy envoy(server.process->address());
+  EXPECT_TRUE(Allowed(envoy.MustCheck(Post(ToolCall("1", "search")))));
+  const std::vector<pb::Struct> logged = LogEntries(server.decision_log, 1);
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_FALSE(logged[0].fields().contains("reservation_id"));
+  EXPECT_EQ(Sample(HttpGet(MetricsAddress(*server.process), "/metrics"),
+                   "toolgate_reservations_open"),
+            0);
+  // The unit is committed: a native check finds the limit full.
+  auto client = toolgate::Client::Connect(server.process->address());
+  toolgate::v1::CheckRequest native;
+  native.set_tool("search");
+  native.set_grant("agent-1");
+  auto r = client->Check(native);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->decision(), toolgate::v1::DECISION_RATE_LIMITED);
+}
+
 TEST(ExtAuthzTest, DenyAsHttpAnswers403And429) {
   TempDir dir;
   Server server = StartServer(dir, kSeed, {"--ext-authz-deny-as", "http"});
