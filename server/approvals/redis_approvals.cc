@@ -110,7 +110,7 @@ RedisApprovalStore::RedisApprovalStore(RedisApprovalOptions options)
   r.timeout_ms = options_.timeout_ms;
   r.max_queue = options_.max_queue;
   r.tick_ms = options_.sweep_ms;
-  r.tick = [this] { Sweep(); };
+  r.tick = [this](RedisScriptRunner& runner) { Sweep(runner); };
   runner_ = std::make_unique<RedisScriptRunner>(std::move(r));
   subscriber_ = std::thread([this] { Subscriber(); });
 }
@@ -139,27 +139,29 @@ void RedisApprovalStore::Submit(std::vector<std::string> args, ReplyFn done) {
   runner_->Submit({prefix_ + "idx"}, std::move(args), std::move(done));
 }
 
-absl::StatusOr<RedisReplyPtr> RedisApprovalStore::Run(const std::vector<std::string>& args,
+absl::StatusOr<RedisReplyPtr> RedisApprovalStore::Run(RedisScriptRunner& runner,
+                                                      const std::vector<std::string>& args,
                                                       int64_t deadline) {
-  return runner_->RunNow({prefix_ + "idx"}, args, deadline);
+  return runner.RunNow({prefix_ + "idx"}, args, deadline);
 }
 
-void RedisApprovalStore::Sweep() {
+void RedisApprovalStore::Sweep(RedisScriptRunner& runner) {
   const int64_t deadline = NowMillis() + options_.timeout_ms;
-  absl::StatusOr<RedisReplyPtr> reply = Run({"sweep", prefix_}, deadline);
+  absl::StatusOr<RedisReplyPtr> reply = Run(runner, {"sweep", prefix_}, deadline);
   if (!reply.ok()) return;  // Tried again at the next sweep.
   absl::string_view code;
   int64_t now = 0;
   if (!Head(**reply, &code, &now)) return;
   for (size_t i = 2; i < (*reply)->elements; ++i) {
     const std::string id(ReplyText(*(*reply)->element[i]));
-    absl::StatusOr<v1::Approval> a = GetNow(id, deadline);
+    absl::StatusOr<v1::Approval> a = GetNow(runner, id, deadline);
     if (a.ok()) Emit(options_.events.local, v1::APPROVAL_EVENT_EXPIRED, *a);
   }
 }
 
-absl::StatusOr<v1::Approval> RedisApprovalStore::GetNow(const std::string& id, int64_t deadline) {
-  absl::StatusOr<RedisReplyPtr> reply = Run({"get", prefix_, id}, deadline);
+absl::StatusOr<v1::Approval> RedisApprovalStore::GetNow(RedisScriptRunner& runner,
+                                                        const std::string& id, int64_t deadline) {
+  absl::StatusOr<RedisReplyPtr> reply = Run(runner, {"get", prefix_, id}, deadline);
   if (!reply.ok()) return reply.status();
   absl::string_view code;
   int64_t now = 0;

@@ -67,13 +67,16 @@ class RedisApprovalStore final : public ApprovalStore {
 
   // Queues a script run of `args` (operation first).
   void Submit(std::vector<std::string> args, ReplyFn done);
-  // Runs one script call now (worker thread).
-  absl::StatusOr<RedisReplyPtr> Run(const std::vector<std::string>& args, int64_t deadline);
+  // Runs one script call now (worker thread; `runner`: this store's,
+  // which may not be in runner_ yet when the first sweep runs).
+  absl::StatusOr<RedisReplyPtr> Run(RedisScriptRunner& runner,
+                                    const std::vector<std::string>& args, int64_t deadline);
   // Worker thread, every sweep_ms: records the expiries due.
-  void Sweep();
+  void Sweep(RedisScriptRunner& runner);
   void Subscriber();
   // Reads an approval (worker thread), for events.
-  absl::StatusOr<v1::Approval> GetNow(const std::string& id, int64_t deadline);
+  absl::StatusOr<v1::Approval> GetNow(RedisScriptRunner& runner, const std::string& id,
+                                      int64_t deadline);
   void Emit(const ApprovalEventFn& fn, v1::ApprovalEventKind kind, const v1::Approval& a) const;
 
   const RedisApprovalOptions options_;

@@ -95,7 +95,7 @@ void RedisScriptRunner::Worker() {
     if (op.done == nullptr) {
       if (options_.tick_ms > 0 && now - last_tick_ >= options_.tick_ms) {
         last_tick_ = now;
-        if (options_.tick) options_.tick();
+        if (options_.tick) options_.tick(*this);
       }
       continue;
     }

@@ -14,7 +14,8 @@
 // sent again on NOSCRIPT.
 //
 // `tick`, when set, runs on the worker every `tick_ms` (sweeps of what is
-// due); it may call RunNow.
+// due), from the start (possibly before the constructor returns); it is
+// handed the runner, to call RunNow.
 #ifndef TOOLGATE_SERVER_REDIS_SCRIPT_RUNNER_H_
 #define TOOLGATE_SERVER_REDIS_SCRIPT_RUNNER_H_
 
@@ -36,6 +37,8 @@
 
 namespace toolgate {
 
+class RedisScriptRunner;
+
 struct ScriptRunnerOptions {
   RedisUrl url;
   std::string script;  // The Lua text.
@@ -43,7 +46,7 @@ struct ScriptRunnerOptions {
   int64_t timeout_ms = 1000;
   size_t max_queue = 1024;
   int64_t tick_ms = 0;         // 0: no tick.
-  std::function<void()> tick;  // Runs on the worker thread.
+  std::function<void(RedisScriptRunner&)> tick;  // Runs on the worker thread.
 };
 
 class RedisScriptRunner {

@@ -105,7 +105,7 @@ RedisReservationStore::RedisReservationStore(RedisReservationOptions options)
   r.timeout_ms = options_.timeout_ms;
   r.max_queue = options_.max_queue;
   r.tick_ms = options_.sweep_ms;
-  r.tick = [this] { Sweep(); };
+  r.tick = [this](RedisScriptRunner& runner) { Sweep(runner); };
   runner_ = std::make_unique<RedisScriptRunner>(std::move(r));
 }
 
@@ -232,7 +232,7 @@ bool RedisReservationStore::Untrack(const std::string& id) {
   return true;
 }
 
-void RedisReservationStore::Sweep() {
+void RedisReservationStore::Sweep(RedisScriptRunner& runner) {
   std::vector<std::string> due;
   {
     absl::MutexLock lock(&mu_);
@@ -246,7 +246,7 @@ void RedisReservationStore::Sweep() {
   }
   for (const std::string& id : due) {
     absl::StatusOr<RedisReplyPtr> r =
-        runner_->RunNow({Key(id)}, {"expire"}, NowMillis() + options_.timeout_ms);
+        runner.RunNow({Key(id)}, {"expire"}, NowMillis() + options_.timeout_ms);
     absl::string_view code;
     if (!r.ok() || !Code(**r, &code)) continue;  // The record just expires, unreported.
     if (code == "early") {

@@ -58,8 +58,9 @@ class RedisReservationStore final : public ReservationStore {
 
  private:
   std::string Key(const std::string& id) const;
-  // Worker thread: records the expiries that are due.
-  void Sweep();
+  // Worker thread: records the expiries that are due (`runner`: this
+  // store's, which may not be in runner_ yet).
+  void Sweep(RedisScriptRunner& runner);
 
   const RedisReservationOptions options_;
 
