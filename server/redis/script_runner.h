@@ -45,7 +45,7 @@ struct ScriptRunnerOptions {
   std::string name;    // For messages: "approval store", "reservation store".
   int64_t timeout_ms = 1000;
   size_t max_queue = 1024;
-  int64_t tick_ms = 0;         // 0: no tick.
+  int64_t tick_ms = 0;                           // 0: no tick.
   std::function<void(RedisScriptRunner&)> tick;  // Runs on the worker thread.
 };
 
