@@ -235,6 +235,49 @@ TEST_P(LimitsCostTest, SectionLimitsApplyOnlyInTheirScope) {
   EXPECT_EQ(r.rule(), "grants.ci-bot.limits[0]");
 }
 
+constexpr char kApprovedCharges[] = R"(version: "1"
+limits:
+  - {counter: budget, window: 1h, max: 10, cost_from: /n}
+tools:
+  pay: {action: require_approval}
+)";
+
+TEST_P(LimitsCostTest, AnApprovedCallPaysItsCostToo) {
+  ASSERT_NO_FATAL_FAILURE(Start(kApprovedCharges));
+  std::unique_ptr<toolgate::Client> admin = toolgate::Client::Connect(servers_[0]->admin_address());
+  // An invalid cost is refused before anyone is asked to approve.
+  v1::CheckResponse r = Check(Call("pay", "agent", R"({"n": "six"})"));
+  EXPECT_EQ(r.decision(), v1::DECISION_DENY);
+  EXPECT_EQ(r.rule(), "limits[0]");
+  EXPECT_TRUE(r.approval_id().empty());
+  ASSERT_EQ(r.violations_size(), 1);
+  EXPECT_EQ(r.violations(0).path(), "/n");
+
+  // Asks, is approved, redeems: returns the answer to the redemption.
+  auto approved = [&](const std::string& args) {
+    v1::CheckResponse asked = Check(Call("pay", "agent", args));
+    EXPECT_EQ(asked.decision(), v1::DECISION_REQUIRE_APPROVAL) << asked.reason();
+    v1::DecideApprovalRequest decide;
+    decide.set_id(asked.approval_id());
+    decide.set_approve(true);
+    decide.set_approver("alice");
+    absl::StatusOr<v1::Approval> a = admin->DecideApproval(decide, kCallTimeout);
+    EXPECT_TRUE(a.ok()) << a.status();
+    v1::CheckRequest redeem = Call("pay", "agent", args);
+    redeem.set_approval_id(asked.approval_id());
+    return Check(redeem);
+  };
+  r = approved(R"({"n": 6})");
+  EXPECT_EQ(r.decision(), v1::DECISION_ALLOW) << r.reason();
+  ASSERT_NE(StatusOf(r, "budget"), nullptr);
+  EXPECT_EQ(StatusOf(r, "budget")->remaining(), 4);
+  r = approved(R"({"n": 5})");
+  EXPECT_EQ(r.decision(), v1::DECISION_RATE_LIMITED) << r.reason();
+  EXPECT_EQ(r.rule(), "limits[0]");
+  EXPECT_THAT(r.reason(), HasSubstr("this call needs 5, 4 remaining"));
+  EXPECT_THAT(r.reason(), HasSubstr("was not used up: retry with it"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, LimitsCostTest, ::testing::Values("memory", "redis"),
                          [](const auto& info) { return info.param; });
 
