@@ -177,7 +177,9 @@ TEST_P(LimitsCostTest, ATopLevelLimitCapsEveryToolTogether) {
     r = Check(Call(tool, "agent"));
     EXPECT_EQ(r.decision(), v1::DECISION_RATE_LIMITED) << tool;
     EXPECT_EQ(r.rule(), tool == "t5" ? "tools.t5" : "limits[0]") << tool << ": " << r.reason();
-    if (tool != "t5") EXPECT_THAT(r.reason(), HasSubstr("counter \"calls\" allows 60 per 1h"));
+    if (tool != "t5") {
+      EXPECT_THAT(r.reason(), HasSubstr("counter \"calls\" allows 60 per 1h"));
+    }
   }
   // Those refusals took nothing of t1's own (global) limit: another grant
   // finds it where "agent"'s admitted calls left it.
