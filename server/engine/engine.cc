@@ -257,7 +257,9 @@ void Engine::Complete(const Evaluation& eval, const absl::StatusOr<AcquireResult
       // The entry's limits read as they always have; a scope's limit says
       // where it is written, and a cost other than 1 is shown.
       std::string what = absl::StrCat("limit ", spec.counter);
-      if (!IsEntryLimit(eval.resolution, &spec)) absl::StrAppend(&what, " at ", spec.rule_id);
+      if (!IsEntryLimit(eval.resolution, &spec) && spec.counter != spec.rule_id) {
+        absl::StrAppend(&what, " at ", spec.rule_id);
+      }
       trace->push_back(
           !o.known
               ? absl::StrCat(what, ": not consulted")

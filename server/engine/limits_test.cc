@@ -411,7 +411,13 @@ TEST_F(ScopeLimitsTest, SectionRefusalsAreNamedByTheirRules) {
   ASSERT_EQ(RuleIds(eval),
             (std::vector<std::string>{"grants.ci-bot.limits[0]", "servers.pay.limits[0]",
                                       "limits[0]", "limits[1]"}));
-  Engine().Complete(eval, Answer(eval, 0, 5), &resp);
+  std::vector<std::string> trace;
+  Engine().Complete(eval, Answer(eval, 0, 5), &resp, &trace);
+  ASSERT_FALSE(trace.empty());
+  // A counter named after its place is not named twice.
+  EXPECT_EQ(trace[0],
+            "limit grants.ci-bot.limits[0] (1000 per 1h (sliding_window, scope grant)), cost 10: "
+            "full, 5 remaining, retry in 1m30s");
   EXPECT_EQ(resp.rule(), "grants.ci-bot.limits[0]");
   EXPECT_TRUE(HasSubstr(resp.reason(), "counter \"grants.ci-bot.limits[0]\" allows 1000 per 1h"));
   EXPECT_TRUE(HasSubstr(resp.reason(), "this call needs 10, 5 remaining"));

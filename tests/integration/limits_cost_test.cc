@@ -177,7 +177,9 @@ TEST_P(LimitsCostTest, ATopLevelLimitCapsEveryToolTogether) {
     r = Check(Call(tool, "agent"));
     EXPECT_EQ(r.decision(), v1::DECISION_RATE_LIMITED) << tool;
     EXPECT_EQ(r.rule(), tool == "t5" ? "tools.t5" : "limits[0]") << tool << ": " << r.reason();
-    if (tool != "t5") EXPECT_THAT(r.reason(), HasSubstr("counter \"calls\" allows 60 per 1h"));
+    if (tool != "t5") {
+      EXPECT_THAT(r.reason(), HasSubstr("counter \"calls\" allows 60 per 1h"));
+    }
   }
   // Those refusals took nothing of t1's own (global) limit: another grant
   // finds it where "agent"'s admitted calls left it.
@@ -188,10 +190,11 @@ TEST_P(LimitsCostTest, ATopLevelLimitCapsEveryToolTogether) {
   dry.set_dry_run(true);
   r = Check(dry);
   EXPECT_EQ(r.decision(), v1::DECISION_ALLOW) << r.reason();
+  // (A dry run reports what would remain once it were admitted.)
   ASSERT_NE(StatusOf(r, "t1"), nullptr);
-  EXPECT_EQ(StatusOf(r, "t1")->remaining(), 100 - t1_admitted);
+  EXPECT_EQ(StatusOf(r, "t1")->remaining(), 100 - t1_admitted - 1);
   ASSERT_NE(StatusOf(r, "calls"), nullptr);
-  EXPECT_EQ(StatusOf(r, "calls")->remaining(), 60);
+  EXPECT_EQ(StatusOf(r, "calls")->remaining(), 59);
 }
 
 constexpr char kSections[] = R"(version: "1"
@@ -232,6 +235,49 @@ TEST_P(LimitsCostTest, SectionLimitsApplyOnlyInTheirScope) {
   r = Check(Call("any", "ci-bot", "{}", "pay"));
   EXPECT_EQ(r.decision(), v1::DECISION_RATE_LIMITED);
   EXPECT_EQ(r.rule(), "grants.ci-bot.limits[0]");
+}
+
+constexpr char kApprovedCharges[] = R"(version: "1"
+limits:
+  - {counter: budget, window: 1h, max: 10, cost_from: /n}
+tools:
+  pay: {action: require_approval}
+)";
+
+TEST_P(LimitsCostTest, AnApprovedCallPaysItsCostToo) {
+  ASSERT_NO_FATAL_FAILURE(Start(kApprovedCharges));
+  std::unique_ptr<toolgate::Client> admin = toolgate::Client::Connect(servers_[0]->admin_address());
+  // An invalid cost is refused before anyone is asked to approve.
+  v1::CheckResponse r = Check(Call("pay", "agent", R"({"n": "six"})"));
+  EXPECT_EQ(r.decision(), v1::DECISION_DENY);
+  EXPECT_EQ(r.rule(), "limits[0]");
+  EXPECT_TRUE(r.approval_id().empty());
+  ASSERT_EQ(r.violations_size(), 1);
+  EXPECT_EQ(r.violations(0).path(), "/n");
+
+  // Asks, is approved, redeems: returns the answer to the redemption.
+  auto approved = [&](const std::string& args) {
+    v1::CheckResponse asked = Check(Call("pay", "agent", args));
+    EXPECT_EQ(asked.decision(), v1::DECISION_REQUIRE_APPROVAL) << asked.reason();
+    v1::DecideApprovalRequest decide;
+    decide.set_id(asked.approval_id());
+    decide.set_approve(true);
+    decide.set_approver("alice");
+    absl::StatusOr<v1::Approval> a = admin->DecideApproval(decide, kCallTimeout);
+    EXPECT_TRUE(a.ok()) << a.status();
+    v1::CheckRequest redeem = Call("pay", "agent", args);
+    redeem.set_approval_id(asked.approval_id());
+    return Check(redeem);
+  };
+  r = approved(R"({"n": 6})");
+  EXPECT_EQ(r.decision(), v1::DECISION_ALLOW) << r.reason();
+  ASSERT_NE(StatusOf(r, "budget"), nullptr);
+  EXPECT_EQ(StatusOf(r, "budget")->remaining(), 4);
+  r = approved(R"({"n": 5})");
+  EXPECT_EQ(r.decision(), v1::DECISION_RATE_LIMITED) << r.reason();
+  EXPECT_EQ(r.rule(), "limits[0]");
+  EXPECT_THAT(r.reason(), HasSubstr("this call needs 5, 4 remaining"));
+  EXPECT_THAT(r.reason(), HasSubstr("was not used up: retry with it"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, LimitsCostTest, ::testing::Values("memory", "redis"),
@@ -292,12 +338,15 @@ TEST(LimitsCostFleetTest, ConcurrentChargesNeverPassTheCapAcrossThreeServers) {
       ++limited;
     }
   }
+  RecordProperty("admitted", admitted);
+  RecordProperty("admitted_sum", static_cast<int>(admitted_sum));
   EXPECT_LE(admitted_sum, 10000) << admitted << " admitted";
   EXPECT_GT(admitted, 0);
   EXPECT_GT(limited, 0);
   EXPECT_EQ(UnitsInRedis(**redis, "toolgate:{spend|g|shop}:b:86400000"), admitted_sum)
       << admitted << " admitted, " << limited << " refused";
-  // And the servers see what Redis holds.
+  // And the servers see what Redis holds (a dry run of cost 0 reports the
+  // room left).
   v1::CheckRequest dry = Call("charge", "shop", R"({"amount": 0})");
   dry.set_dry_run(true);
   absl::StatusOr<v1::CheckResponse> left = clients[0]->Check(dry, kCallTimeout);
