@@ -171,6 +171,30 @@ TEST(DecisionLogTest, PeerOnlyWhenTheCallerHasAnIdentity) {
   EXPECT_EQ(ParseStruct(line).fields().at("peer").string_value(), "cn\n\"x\":1");
 }
 
+TEST(DecisionLogTest, ReservationsOnDecisionsAndAsShortEventLines) {
+  DecisionLogEntry e = Entry("charge", 1);
+  EXPECT_EQ(ParseStruct(DecisionLogLine(e, false)).fields().count("reservation_id"), 0u);
+  e.reservation_id = "rsv_0123";
+  EXPECT_EQ(ParseStruct(DecisionLogLine(e, false)).fields().at("reservation_id").string_value(),
+            "rsv_0123");
+
+  DecisionLogEntry settled;
+  settled.event = "reservation_settled";
+  settled.decision_id = "dec-9";
+  settled.time = absl::FromUnixMillis(1'700'000'000'123);
+  settled.reservation_id = "rsv_0123";
+  settled.outcome = "succeeded";
+  settled.cost = 2;
+  EXPECT_EQ(DecisionLogLine(settled, true),
+            "{\"event\":\"reservation_settled\",\"decision_id\":\"dec-9\",\"time\":"
+            "\"2023-11-14T22:13:20.123Z\",\"reservation_id\":\"rsv_0123\",\"outcome\":"
+            "\"succeeded\",\"cost\":2}");
+  settled.event = "reservation_expired";
+  settled.outcome = "expired";
+  settled.cost = -1;  // None given: left out.
+  EXPECT_EQ(ParseStruct(DecisionLogLine(settled, false)).fields().count("cost"), 0u);
+}
+
 TEST(DecisionLogTest, OneParseableLinePerEntryArgsOnlyWhenOptedIn) {
   Collected out;
   DecisionLogOptions options;
