@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -346,10 +347,31 @@ absl::Status ToolgateServer::StartReservations() {
                           e.decision_id, SettleOutcomeName(e.outcome), e.cost);
     }
   };
-  observer.not_reserved = [this](absl::string_view why, absl::string_view message) {
+  // A store that fails (Redis down) fails every reservation: logged at most
+  // every 10 s, with how many there were.
+  struct Unlogged {
+    absl::Mutex mu;
+    int64_t last_ms ABSL_GUARDED_BY(mu) = 0;
+    int64_t count ABSL_GUARDED_BY(mu) = 0;
+  };
+  auto unlogged = std::make_shared<Unlogged>();
+  observer.not_reserved = [this, unlogged](absl::string_view why, absl::string_view message) {
     metrics_->RecordReservationNotRecorded(why);
-    if (why != "full")
-      LogWarning("an admitted call got no reservation (units committed): ", message);
+    if (why == "full") return;  // Said in the call's reason, and counted.
+    const int64_t now = SteadyClock::Get()->NowMillis();
+    int64_t more = 0;
+    {
+      absl::MutexLock lock(&unlogged->mu);
+      if (unlogged->last_ms != 0 && now - unlogged->last_ms < 10'000) {
+        ++unlogged->count;
+        return;
+      }
+      unlogged->last_ms = now;
+      more = std::exchange(unlogged->count, 0);
+    }
+    LogWarning(
+        "an admitted call got no reservation (its units are committed): ", message,
+        more == 0 ? std::string() : absl::StrCat(" (and ", more, " more since the last warning)"));
   };
   decider_->set_reservations(reservations_.get(), std::move(observer));
   return absl::OkStatus();
