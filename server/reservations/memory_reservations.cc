@@ -44,6 +44,8 @@ void MemoryReservationStore::Sweep() {
   std::vector<std::pair<std::string, std::string>> expired;  // id, decision id
   {
     absl::MutexLock lock(&mu_);
+    // Nothing held, nothing to do (and no clock to read, every sweep_ms).
+    if (deadlines_.empty()) return;
     const int64_t now = clock_->NowMillis();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
       auto it = records_.find(deadlines_.begin()->second);

@@ -236,6 +236,7 @@ void RedisReservationStore::Sweep(RedisScriptRunner& runner) {
   std::vector<std::string> due;
   {
     absl::MutexLock lock(&mu_);
+    if (deadlines_.empty()) return;
     const int64_t now = NowMillis();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now &&
            due.size() < kMaxExpiriesPerSweep) {
