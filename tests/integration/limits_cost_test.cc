@@ -24,6 +24,8 @@ namespace toolgate_test {
 namespace {
 
 namespace v1 = toolgate::v1;
+using ::testing::AnyOf;
+using ::testing::Eq;
 using ::testing::HasSubstr;
 
 // Generous: a guard against hangs on a busy machine, not a speed claim.
@@ -176,7 +178,13 @@ TEST_P(LimitsCostTest, ATopLevelLimitCapsEveryToolTogether) {
   for (const std::string& tool : tools) {
     r = Check(Call(tool, "agent"));
     EXPECT_EQ(r.decision(), v1::DECISION_RATE_LIMITED) << tool;
-    EXPECT_EQ(r.rule(), tool == "t5" ? "tools.t5" : "limits[0]") << tool << ": " << r.reason();
+    if (tool == "t5") {
+      // Both of t5's limits are full: either may be named (with Redis, the
+      // over-limit cache may answer for one while the other is re-checked).
+      EXPECT_THAT(r.rule(), AnyOf(Eq("tools.t5"), Eq("limits[0]"))) << r.reason();
+    } else {
+      EXPECT_EQ(r.rule(), "limits[0]") << tool << ": " << r.reason();
+    }
     if (tool != "t5") {
       EXPECT_THAT(r.reason(), HasSubstr("counter \"calls\" allows 60 per 1h"));
     }
