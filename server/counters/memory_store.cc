@@ -24,8 +24,21 @@ std::string MemoryCounterStore::StorageKey(const LimitCheck& check) {
   return absl::StrCat(check.key, "|", static_cast<int>(check.algorithm), ":", check.window_ms);
 }
 
-size_t MemoryCounterStore::ShardOf(const std::string& key) const {
-  return absl::HashOf(key) % kShards;
+size_t MemoryCounterStore::ShardOf(const std::string& key) { return absl::HashOf(key) % kShards; }
+
+MemoryCounterStore::LockedShards::LockedShards(std::array<Shard, kShards>& shards,
+                                               const std::vector<LimitCheck>& checks)
+    : shards_(shards), shard_of_(checks.size()), key_(checks.size()) {
+  for (size_t i = 0; i < checks.size(); ++i) {
+    key_[i] = StorageKey(checks[i]);
+    shard_of_[i] = ShardOf(key_[i]);
+    used_[shard_of_[i]] = true;
+  }
+  ForEach([](Shard& shard) { shard.mu.Lock(); });
+}
+
+MemoryCounterStore::LockedShards::~LockedShards() {
+  ForEach([](Shard& shard) { shard.mu.Unlock(); });
 }
 
 // Brings `c` up to `now` (drops expired log entries, rolls the fixed window,
@@ -182,18 +195,7 @@ void MemoryCounterStore::SweepLocked(Shard& shard, int64_t now) {
 AcquireResult MemoryCounterStore::AcquireNow(const std::vector<LimitCheck>& checks, bool dry_run) {
   AcquireResult result;
   result.outcomes.resize(checks.size());
-  // Lock every shard the call touches, in index order (no deadlock).
-  std::array<bool, kShards> used{};
-  std::vector<size_t> shard_of(checks.size());
-  std::vector<std::string> storage_key(checks.size());
-  for (size_t i = 0; i < checks.size(); ++i) {
-    storage_key[i] = StorageKey(checks[i]);
-    shard_of[i] = ShardOf(storage_key[i]);
-    used[shard_of[i]] = true;
-  }
-  for (size_t s = 0; s < kShards; ++s) {
-    if (used[s]) shards_[s].mu.Lock();
-  }
+  LockedShards locked(shards_, checks);
   const int64_t now = clock_->NowMillis();
 
   // Phase 1: evaluate every limit on up-to-date state. Counters that do not
@@ -202,8 +204,8 @@ AcquireResult MemoryCounterStore::AcquireNow(const std::vector<LimitCheck>& chec
   std::vector<Counter*> state(checks.size());
   result.admitted = true;
   for (size_t i = 0; i < checks.size(); ++i) {
-    Shard& shard = shards_[shard_of[i]];
-    auto it = shard.counters.find(storage_key[i]);
+    Shard& shard = locked.shard_of(i);
+    auto it = shard.counters.find(locked.key(i));
     state[i] = it != shard.counters.end() ? &it->second : &scratch[i].emplace();
     result.outcomes[i] = Evaluate(*state[i], checks[i], now);
     result.admitted = result.admitted && result.outcomes[i].has_room;
@@ -215,22 +217,20 @@ AcquireResult MemoryCounterStore::AcquireNow(const std::vector<LimitCheck>& chec
                    (now / checks[i].window_ms + 1) * checks[i].window_ms);
       if (dry_run) continue;
       result.outcomes[i].consumed_at_ms = now;
-      Shard& shard = shards_[shard_of[i]];
       Counter* c = state[i];
       if (scratch[i].has_value()) {
-        c = &shard.counters.emplace(storage_key[i], std::move(*scratch[i])).first->second;
+        c = &locked.shard_of(i)
+                 .counters.emplace(locked.key(i), std::move(*scratch[i]))
+                 .first->second;
       }
       Consume(*c, checks[i], now);
     }
   }
-  for (size_t s = 0; s < kShards; ++s) {
-    if (!used[s]) continue;
-    Shard& shard = shards_[s];
+  locked.ForEach([now](Shard& shard) {
     if (++shard.ops_since_sweep >= std::max<size_t>(64, shard.counters.size())) {
       SweepLocked(shard, now);
     }
-    shard.mu.Unlock();
-  }
+  });
   return result;
 }
 
@@ -239,29 +239,16 @@ void MemoryCounterStore::Acquire(std::vector<LimitCheck> checks, bool dry_run, C
 }
 
 void MemoryCounterStore::RefundNow(const std::vector<LimitCheck>& checks, int64_t consumed_at_ms) {
-  std::array<bool, kShards> used{};
-  std::vector<size_t> shard_of(checks.size());
-  std::vector<std::string> storage_key(checks.size());
-  for (size_t i = 0; i < checks.size(); ++i) {
-    storage_key[i] = StorageKey(checks[i]);
-    shard_of[i] = ShardOf(storage_key[i]);
-    used[shard_of[i]] = true;
-  }
-  for (size_t s = 0; s < kShards; ++s) {
-    if (used[s]) shards_[s].mu.Lock();
-  }
+  LockedShards locked(shards_, checks);
   const int64_t now = clock_->NowMillis();
   for (size_t i = 0; i < checks.size(); ++i) {
-    Shard& shard = shards_[shard_of[i]];
-    auto it = shard.counters.find(storage_key[i]);
+    Shard& shard = locked.shard_of(i);
+    auto it = shard.counters.find(locked.key(i));
     if (it == shard.counters.end()) continue;  // Gone: nothing of it counts any more.
     Counter& c = it->second;
     if (c.algorithm != checks[i].algorithm || c.window_ms != checks[i].window_ms) continue;
     Evaluate(c, checks[i], now);  // Up to now: expired units are not given back.
     GiveBack(c, checks[i], consumed_at_ms, now);
-  }
-  for (size_t s = 0; s < kShards; ++s) {
-    if (used[s]) shards_[s].mu.Unlock();
   }
 }
 

@@ -37,8 +37,7 @@ class MemoryCounterStore final : public CounterStore {
   explicit MemoryCounterStore(const Clock* clock);
 
   void Acquire(std::vector<LimitCheck> checks, bool dry_run, Callback done) override;
-  void Refund(std::vector<LimitCheck> checks, int64_t consumed_at_ms,
-              RefundCallback done) override;
+  void Refund(std::vector<LimitCheck> checks, int64_t consumed_at_ms, RefundCallback done) override;
 
   // Synchronous form of Acquire (the in-process store never waits).
   AcquireResult AcquireNow(const std::vector<LimitCheck>& checks, bool dry_run);
@@ -52,9 +51,9 @@ class MemoryCounterStore final : public CounterStore {
 
  private:
   struct Entry {
-    int64_t at;    // Admission time (ms).
-    int64_t cost;  // Units it holds (admissions of one ms merged; 0 once refunded).
-    int64_t total; // Running total of the log's costs up to and including this one.
+    int64_t at;     // Admission time (ms).
+    int64_t cost;   // Units it holds (admissions of one ms merged; 0 once refunded).
+    int64_t total;  // Running total of the log's costs up to and including this one.
   };
   struct Counter {
     Algorithm algorithm = Algorithm::kSlidingWindow;
@@ -82,11 +81,36 @@ class MemoryCounterStore final : public CounterStore {
     size_t ops_since_sweep ABSL_GUARDED_BY(mu) = 0;
   };
 
+  // The shards a call's counters live in, each locked once, in index order
+  // (so two calls cannot deadlock), until destruction.
+  class LockedShards {
+   public:
+    LockedShards(std::array<Shard, kShards>& shards, const std::vector<LimitCheck>& checks);
+    ~LockedShards();
+    LockedShards(const LockedShards&) = delete;
+    LockedShards& operator=(const LockedShards&) = delete;
+    Shard& shard_of(size_t i) { return shards_[shard_of_[i]]; }
+    const std::string& key(size_t i) const { return key_[i]; }
+    // Calls f(shard) for every locked shard.
+    template <typename F>
+    void ForEach(F f) {
+      for (size_t s = 0; s < kShards; ++s) {
+        if (used_[s]) f(shards_[s]);
+      }
+    }
+
+   private:
+    std::array<Shard, kShards>& shards_;
+    std::array<bool, kShards> used_{};
+    std::vector<size_t> shard_of_;
+    std::vector<std::string> key_;
+  };
+
   static LimitOutcome Evaluate(Counter& c, const LimitCheck& check, int64_t now);
   static void Consume(Counter& c, const LimitCheck& check, int64_t now);
   static void GiveBack(Counter& c, const LimitCheck& check, int64_t at, int64_t now);
   static void SweepLocked(Shard& shard, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
-  size_t ShardOf(const std::string& key) const;
+  static size_t ShardOf(const std::string& key);
   static std::string StorageKey(const LimitCheck& check);
 
   const Clock* clock_;
