@@ -327,6 +327,55 @@ TEST_P(ReservationsTest, TheCliSettlesAndCheckPrintsTheReservation) {
   EXPECT_THAT(settle.err, HasSubstr("NOT_FOUND"));
 }
 
+// Redis keeps the counters but refuses the reservations (a user whose ACL
+// leaves their keys out): admitted calls are still admitted, without an id,
+// their units committed, which the reason says and a metric counts. Once
+// Redis takes reservations again, admitted calls get them.
+TEST(ReservationStoreFaultsTest, AFailingStoreCommitsTheUnitsAndSaysSo) {
+  auto redis = RedisProcess::Start();
+  ASSERT_TRUE(redis.ok()) << redis.status();
+  ASSERT_TRUE(
+      (*redis)->Command({"ACL", "SETUSER", "tg", "on", ">pw", "~toolgate:{*", "+@all"}).ok());
+  TempDir dir;
+  const std::string policy = dir.WriteFile("policy.yaml", kPolicy);
+  auto server = ServerProcess::Start(
+      {"--listen", "127.0.0.1:0", "--policy", policy, "--watch=false", "--redis",
+       absl::StrCat("redis://tg:pw@", (*redis)->address()), "--metrics-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  Endpoint endpoint = Endpoint::For(**server);
+  const auto not_recorded = [&] {
+    return Sample(HttpGet(MetricsAddress(**server), "/metrics"),
+                  "toolgate_reservations_not_recorded_total{reason=\"store_failed\"}");
+  };
+
+  const v1::CheckRequest search = Call("search");
+  for (int i = 0; i < 2; ++i) {
+    const v1::CheckResponse r = endpoint.Check(search);
+    ASSERT_EQ(r.decision(), v1::DECISION_ALLOW) << r.reason();
+    EXPECT_EQ(r.reservation_id(), "");
+    EXPECT_THAT(r.reason(), HasSubstr("no reservation"));
+    EXPECT_THAT(r.reason(), HasSubstr("the units are committed"));
+  }
+  // Committed: the limit of 2 is full.
+  EXPECT_EQ(endpoint.Check(search).decision(), v1::DECISION_RATE_LIMITED);
+  EXPECT_EQ(not_recorded(), 2);
+  auto kept = (*redis)->Keys("toolgate:res:*");
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_TRUE(kept->empty());
+
+  // Reservations are allowed again: the next admitted call gets one.
+  ASSERT_TRUE((*redis)->Command({"ACL", "SETUSER", "tg", "~toolgate:res:*"}).ok());
+  const v1::CheckResponse r = endpoint.Check(Call("charge", R"({"amount": 10})"));
+  ASSERT_EQ(r.decision(), v1::DECISION_ALLOW) << r.reason();
+  ASSERT_THAT(r.reservation_id(), ::testing::StartsWith("rsv_")) << r.reason();
+  EXPECT_EQ(endpoint.Check(Call("charge", R"({"amount": 1})")).decision(),
+            v1::DECISION_RATE_LIMITED);
+  const grpc::Status s = endpoint.Settle(r.reservation_id(), v1::SETTLE_OUTCOME_FAILED);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(endpoint.Check(Call("charge", R"({"amount": 10})")).decision(), v1::DECISION_ALLOW);
+  EXPECT_EQ(not_recorded(), 2);
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, ReservationsTest, ::testing::Values("memory", "redis"),
                          [](const auto& info) { return info.param; });
 
